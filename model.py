@@ -1,0 +1,473 @@
+"""
+A standalone Llama / Qwen2 / Qwen3 decoder, loaded from HF-style safetensors, with room for one
+extra block after every feed-forward block (Bridge or its P-Match baseline, see bridge.py).
+
+Everything is written out: RMSNorm, rotary embeddings (HF's rotate-half form, with `llama3`
+scaling), grouped-query attention, the SwiGLU MLP, an explicit KV cache and strict loading.
+Module names are the HF checkpoint keys (`model.layers.3.self_attn.q_proj.weight`), so loading
+is one strict `load_state_dict` with no renaming and no q/k permutation.
+
+One forward serves training and sampling. Its inputs are the tokens, the generation `width` and
+the `alive` mask, where alive[n, t] says whether row n holds a real token at position t (prompt
+tokens and generated tokens up to and including the first EOS). Dead positions (left padding,
+everything after EOS) are never attended to, and positions count real tokens only, so a
+left-padded prompt gives the same logits as the same prompt unpadded.
+
+    model, tokenizer = load_model()                     # the default model, SmolLM2-135M-Instruct
+    logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, vocab)
+"""
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
+
+# -----------------------------------------------------------------------------
+# config
+
+
+@dataclass
+class Config:
+    """The fields of an HF `config.json` that these architectures use, with HF's names."""
+    model_type: str = "llama"
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int | None = None   # None = num_attention_heads (no GQA)
+    head_dim: int | None = None              # None = hidden_size // num_attention_heads
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None         # None or {"rope_type": "llama3", "factor": ..., ...}
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False             # llama/qwen3: bias on q, k, v and o
+    mlp_bias: bool = False
+    hidden_act: str = "silu"
+    bos_token_id: int | None = None
+    eos_token_id: int | list | None = None
+    use_sliding_window: bool = False         # qwen2 only; not implemented here
+    extra: dict = field(default_factory=dict, repr=False)  # unused fields, kept for fingerprints
+
+    def __post_init__(self):
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a parsed config.json (transformers 4.x or 5.x layout); unknown archs are errors."""
+        d = dict(d)
+        arch = d.get("model_type")
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture model_type={arch!r}: this decoder implements "
+                             f"{', '.join(ARCHITECTURES)}")
+        # transformers 5.x moves rope_theta and the scaling into one `rope_parameters` dict
+        rope = d.pop("rope_parameters", None)
+        if rope:
+            rope = dict(rope)
+            d.setdefault("rope_theta", rope.pop("rope_theta", 10000.0))
+            if rope.get("rope_type", "default") != "default":
+                d["rope_scaling"] = rope
+        if d.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"hidden_act={d['hidden_act']!r} is not supported (only silu)")
+        if d.get("use_sliding_window"):
+            raise ValueError("use_sliding_window=true is not supported by this decoder")
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names and v is not None}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+    @property
+    def qkv_bias(self):  # Qwen2 always has q/k/v biases (and none on o)
+        return self.model_type == "qwen2" or self.attention_bias
+
+    @property
+    def o_bias(self):
+        return self.model_type != "qwen2" and self.attention_bias
+
+    @property
+    def qk_norm(self):   # Qwen3 normalises each head of q and k before RoPE
+        return self.model_type == "qwen3"
+
+# -----------------------------------------------------------------------------
+# the building blocks
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in fp32 like HF (matters for bf16)."""
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_inv_freq(config):
+    """Inverse frequencies theta^(-2i/d) of the rotary embedding, with optional llama3 scaling."""
+    d = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+    scaling = config.rope_scaling
+    if not scaling:
+        return inv_freq
+    kind = scaling.get("rope_type", scaling.get("type"))  # 4.x configs may say "type"
+    if kind == "default":
+        return inv_freq
+    if kind != "llama3":
+        raise ValueError(f"rope_scaling type {kind!r} is not supported (only 'llama3')")
+    # Llama 3.1: long wavelengths (low frequencies) are slowed down by `factor`, short ones are
+    # kept, and the band between the two cut-offs is interpolated smoothly.
+    factor, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_ctx = scaling.get("original_max_position_embeddings", config.max_position_embeddings)
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (old_ctx / wavelen - lo) / (hi - lo)                 # 0 at the low cut, 1 at the high
+    interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    out = torch.where(wavelen > old_ctx / lo, inv_freq / factor, inv_freq)
+    is_mid = (wavelen >= old_ctx / hi) & (wavelen <= old_ctx / lo)
+    return torch.where(is_mid, interpolated, out)
+
+
+def rope_cos_sin(inv_freq, pos, dtype):
+    """cos and sin for integer positions pos (N, T) -> two (N, 1, T, head_dim) tensors."""
+    freqs = pos[..., None].float() * inv_freq               # (N, T, hd/2)
+    emb = torch.cat((freqs, freqs), dim=-1)                  # (N, T, hd): HF's split-half layout
+    return emb.cos()[:, None].to(dtype), emb.sin()[:, None].to(dtype)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate pairs (i, i + hd/2) of x (N, H, T, hd) by the angle of their position."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class KVCache:
+    """Keys and values of every layer for N rows, preallocated up to `capacity` columns.
+
+    All rows advance in lock-step (one column per decode step), so `length` is one number.
+    `alive` remembers which columns hold real tokens (they are the only keys ever attended to) and
+    `n_real` counts them per row, which gives the position of the next real token.
+    """
+
+    def __init__(self, config, n_rows, capacity, device="cpu", dtype=torch.float32):
+        shape = (config.num_hidden_layers, n_rows, config.num_key_value_heads, capacity,
+                 config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.alive = torch.zeros(n_rows, capacity, dtype=torch.bool, device=device)
+        self.n_real = torch.zeros(n_rows, dtype=torch.long, device=device)
+        self.length = 0
+
+    @property
+    def capacity(self):
+        return self.k.shape[3]
+
+    def repeat_rows(self, width):
+        """A cache with every row repeated `width` times (rows g*width .. g*width+width-1 = row g)."""
+        new = object.__new__(KVCache)
+        new.k = self.k.repeat_interleave(width, dim=1)
+        new.v = self.v.repeat_interleave(width, dim=1)
+        new.alive = self.alive.repeat_interleave(width, dim=0)
+        new.n_real = self.n_real.repeat_interleave(width, dim=0)
+        new.length = self.length
+        return new
+
+
+class Attention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        c = config
+        self.n_heads, self.n_kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.q_proj = nn.Linear(c.hidden_size, c.num_attention_heads * c.head_dim, bias=c.qkv_bias)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
+        self.o_proj = nn.Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=c.o_bias)
+        if c.qk_norm:
+            self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
+            self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask, cache=None, layer=0):
+        N, T, _ = x.shape
+        q = self.q_proj(x).view(N, T, self.n_heads, self.head_dim)      # (N, T, H, hd)
+        k = self.k_proj(x).view(N, T, self.n_kv_heads, self.head_dim)   # (N, T, Hkv, hd)
+        v = self.v_proj(x).view(N, T, self.n_kv_heads, self.head_dim)
+        if hasattr(self, "q_norm"):  # Qwen3: per-head RMSNorm, before RoPE (HF order)
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (N, H(kv), T, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # write this step's keys/values, then attend over all columns so far
+            start, end = cache.length, cache.length + T
+            cache.k[layer, :, :, start:end] = k
+            cache.v[layer, :, :, start:end] = v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]  # (N, Hkv, S, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (N, H, T, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(N, T, -1))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        c = config
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """x += Attn(norm(x)); x += MLP(norm(x)); then, if present, x += Bridge(x) (its own norm inside).
+
+    # paper: "A Bridge block and input normalization layer are added after each feedforward block."
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+        self.bridge = None  # a Bridge or PMatch block, set by Transformer.add_bridge
+
+    def forward(self, x, cos, sin, mask, width, alive, cache=None, layer=0, use_bridge=True):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        if self.bridge is not None and use_bridge:
+            x = x + self.bridge(x, width, alive)
+        return x
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+class Transformer(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.model = nn.ModuleDict(dict(
+            embed_tokens=nn.Embedding(config.vocab_size, config.hidden_size),
+            layers=nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers)),
+            norm=RMSNorm(config.hidden_size, config.rms_norm_eps),
+        ))
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
+        self.use_bridge = True   # False runs a Bridge/P-Match model as its base model (the baseline)
+        self.bridge_config = None  # set by add_bridge: {"kind", "n_heads", "head_dim"}
+
+    def hidden(self, tokens, width=1, alive=None, cache=None):
+        """Final normed hidden states (N, T, D) for tokens (N, T); appends to `cache` if given."""
+        N, T = tokens.shape
+        if N % width:
+            raise ValueError(f"{N} rows is not a whole number of groups of width {width}")
+        if alive is None:
+            alive = torch.ones(N, T, dtype=torch.bool, device=tokens.device)
+        start = 0 if cache is None else cache.length
+        if cache is not None and start + T > cache.capacity:
+            raise ValueError(f"KV cache holds {cache.capacity} positions; {start + T} needed")
+        # positions count real tokens only: padding does not shift a row's positions
+        n_before = 0 if cache is None else cache.n_real[:, None]
+        pos = (n_before + alive.long().cumsum(dim=1) - 1).clamp(min=0)           # (N, T)
+        x = self.model.embed_tokens(tokens)                                       # (N, T, D)
+        cos, sin = rope_cos_sin(self.inv_freq, pos, x.dtype)
+        # key j is visible from query i if j <= i and j is alive; a position always sees itself
+        keys_alive = alive if cache is None else torch.cat((cache.alive[:, :start], alive), dim=1)
+        q_col = torch.arange(start, start + T, device=tokens.device)              # (T,)
+        k_col = torch.arange(start + T, device=tokens.device)                     # (S,)
+        causal = k_col[None, :] <= q_col[:, None]                                 # (T, S)
+        mask = causal & (keys_alive[:, None, :] | (k_col[None, :] == q_col[:, None]))  # (N, T, S)
+        mask = mask[:, None]                                                      # (N, 1, T, S)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, cos, sin, mask, width, alive, cache, i, self.use_bridge)
+        if cache is not None:
+            cache.alive[:, start:start + T] = alive
+            cache.n_real += alive.sum(dim=1)
+            cache.length = start + T
+        return self.model.norm(x)
+
+    def forward(self, tokens, width=1, alive=None, cache=None):
+        """Logits (N, T, vocab). Rows [g*width, (g+1)*width) are the group of prompt g."""
+        return self.lm_head(self.hidden(tokens, width, alive, cache))
+
+    def tie_weights(self):
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+# -----------------------------------------------------------------------------
+# loading
+
+
+def read_safetensors(path):
+    """All tensors of one .safetensors file; a corrupt file is a clear error naming it."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for bad headers/truncation
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def read_checkpoint(model_dir):
+    """The state dict stored in model_dir: one model.safetensors, or shards listed in an index."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [model_dir / s for s in shards]
+    else:
+        files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights found")
+    state = {}
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: shard listed in {index.name} is missing")
+        state.update(read_safetensors(f))
+    return state
+
+
+def load_state_strict(model, state, where):
+    """Fill every parameter of model from state, using every tensor in state (HF key names)."""
+    config = model.config
+    state = dict(state)
+    if config.tie_word_embeddings:  # tied: lm_head is the embedding; a stored copy is redundant
+        state.pop("lm_head.weight", None)
+        if "model.embed_tokens.weight" in state:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    expected = {k: v.shape for k, v in model.state_dict().items() if ".bridge." not in k}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
+    if missing or unexpected or wrong:
+        def few(keys):
+            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+        problems = [f"{name}: {few(keys)}" for name, keys in
+                    (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise ValueError(f"{where}: weights do not match the {config.model_type} config: "
+                         + "; ".join(problems))
+    model.load_state_dict(state, strict=False, assign=True)  # strictness checked above
+    model.tie_weights()
+
+
+def build_model(config, state, *, device="cpu", dtype=torch.float32, where="checkpoint"):
+    """A Transformer with weights from state, built on the meta device (no double allocation)."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    load_state_strict(model, {k: v.to(dtype) for k, v in state.items()}, where)
+    model.inv_freq = rope_inv_freq(config)  # buffers built on meta are recomputed for real
+    return model.to(device).eval()
+
+
+def check_device(device):
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+    return device
+
+
+def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=None):
+    """(model, tokenizer) from a local HF-style directory or an HF repo id; None = default model.
+
+    bridge: path of a Bridge / P-Match checkpoint made by save_bridge, or None.
+    """
+    from weights import resolve_model_dir  # finds or converts the files; prints the source
+    device = check_device(device)
+    model_dir = Path(resolve_model_dir(name_or_path))
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{model_dir}: no config.json")
+    try:
+        config = Config.from_dict(json.loads(config_path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+    model = build_model(config, read_checkpoint(model_dir), device=device, dtype=dtype,
+                        where=str(model_dir))
+    model.source = str(model_dir)
+    tokenizer = Tokenizer(model_dir, config)
+    if bridge is not None:
+        from bridge import load_bridge
+        load_bridge(model, bridge)
+    return model, tokenizer
+
+# -----------------------------------------------------------------------------
+# tokenizer
+
+
+class Tokenizer:
+    """tokenizer.json through the `tokenizers` library, plus the chat template and the EOS ids."""
+
+    def __init__(self, model_dir, config=None):
+        from tokenizers import Tokenizer as HFTokenizer
+        model_dir = Path(model_dir)
+        path = model_dir / "tokenizer.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{model_dir}: no tokenizer.json")
+        self.tok = HFTokenizer.from_file(str(path))
+        tc_path = model_dir / "tokenizer_config.json"
+        self.tokenizer_config = json.loads(tc_path.read_text()) if tc_path.exists() else {}
+        self.chat_template = self.tokenizer_config.get("chat_template")
+        if isinstance(self.chat_template, list):  # some configs hold several named templates
+            self.chat_template = {t["name"]: t["template"] for t in self.chat_template}.get("default")
+        if self.chat_template is None and (model_dir / "chat_template.jinja").exists():
+            self.chat_template = (model_dir / "chat_template.jinja").read_text()
+        self.eos_ids = self._eos_ids(model_dir, config)
+        if not self.eos_ids:
+            raise ValueError(f"{model_dir}: no eos_token_id in config.json, generation_config.json "
+                             "or tokenizer_config.json")
+        self.eos_id = self.eos_ids[0]
+
+    def special(self, name):
+        tok = self.tokenizer_config.get(name)
+        return tok.get("content") if isinstance(tok, dict) else tok
+
+    def _eos_ids(self, model_dir, config):
+        """Every id that ends a generation: from generation_config, config and tokenizer_config."""
+        ids = []
+        gen_path = model_dir / "generation_config.json"
+        sources = [json.loads(gen_path.read_text()).get("eos_token_id") if gen_path.exists() else None,
+                   config.eos_token_id if config is not None else None]
+        eos_text = self.special("eos_token")
+        if eos_text is not None:
+            sources.append(self.tok.token_to_id(eos_text))
+        for s in sources:
+            for i in (s if isinstance(s, list) else [s]):
+                if i is not None and i not in ids:
+                    ids.append(int(i))
+        return ids
+
+    def encode(self, text, add_special_tokens=True):
+        return self.tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids, skip_special_tokens=True):
+        return self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def chat(self, messages, add_generation_prompt=True):
+        """Render the chat template (jinja2, sandboxed, the same environment settings as HF)."""
+        if not self.chat_template:
+            raise ValueError("this tokenizer has no chat template; use chat=False")
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message):
+            raise ValueError(f"chat template: {message}")
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
+        env.filters["tojson"] = lambda x, indent=None: json.dumps(x, ensure_ascii=False, indent=indent)
+        env.globals["raise_exception"] = raise_exception
+        specials = {k: self.special(k) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        return env.from_string(self.chat_template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **specials)

@@ -1,0 +1,65 @@
+"""Tiny random HF-style models written to a directory, for offline tests.
+
+`make_tiny_model(path, arch)` saves a randomly initialised transformers model (config.json +
+safetensors) with a byte-level tokenizer (256 byte tokens + 3 ChatML specials, no merges) and a
+ChatML chat template, i.e. exactly the files `load_model` reads from a real checkpoint.
+"""
+import json
+
+import torch
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2; eos = 2
+VOCAB = 272  # 3 specials + 256 bytes, rounded up; ids past 258 are never produced by the tokenizer
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+          "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+SHAPES = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+              bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def write_tokenizer(path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+    alphabet = ByteLevel.alphabet()  # the 256 printable stand-ins for bytes
+    vocab = {tok: i for i, tok in enumerate(SPECIALS)}
+    for ch in sorted(alphabet):
+        vocab[ch] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIALS)
+    tok.save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(json.dumps(dict(
+        chat_template=CHATML, eos_token="<|im_end|>", bos_token=None, pad_token="<|endoftext|>")))
+
+
+def hf_config(arch, **overrides):
+    import transformers
+    cls = dict(llama=transformers.LlamaConfig, qwen2=transformers.Qwen2Config,
+               qwen3=transformers.Qwen3Config)[arch]
+    return cls(**{**SHAPES, **overrides})
+
+
+def randomize(model, seed):
+    """Weights large enough that logits are far from uniform (HF's 0.02 init hides bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            p.copy_(1 + 0.2 * noise if name.endswith("norm.weight") else 0.15 * noise)
+
+
+def make_tiny_model(path, arch="llama", seed=0, shard=False, **overrides):
+    """Save a random `arch` model + tokenizer into path; returns (path, the HF model in fp32)."""
+    import transformers
+    path.mkdir(parents=True, exist_ok=True)
+    config = hf_config(arch, **overrides)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    randomize(model, seed)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    model.save_pretrained(path, max_shard_size="100KB" if shard else "10GB")
+    write_tokenizer(path)
+    return path, model.eval()
