@@ -1,0 +1,230 @@
+"""
+Sample `width` interdependent answers per prompt, with a KV cache, on CPU or CUDA.
+
+    python sample.py --width 4
+    python sample.py --width 4 --prompt "What is 47 + 38?" --temperature 0.7 --json
+    python sample.py --width 4 --bridge bridge.safetensors [--no-bridge]
+
+How it works (naive but honest: every step is a plain forward of the model in model.py):
+1. Each prompt is rendered with the chat template, tokenized, and left-padded to the longest one.
+   `alive` marks the real tokens; padding is dead (never attended to, no position).
+2. Prefill once per prompt (batch B), then copy the cache into `width` rows per prompt: rows
+   g*width .. g*width+width-1 belong to prompt g. This equals prefilling all B*width rows, because
+   the rows of a group are identical over the prompt and Bridge over identical rows equals its
+   width-1 result (tests/test_bridge.py).
+3. Decode in lock-step: every row samples its next token from its own logits (one seeded
+   torch.Generator for the whole batch), then one forward over the new column of tokens. A row
+   that emits EOS keeps that EOS alive and is dead from the next step on; dead rows are fed a
+   padding token that nothing ever attends to. Stop when every row has finished, or at
+   max_new_tokens.
+"""
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+# -----------------------------------------------------------------------------
+# sampling functions: logits (N, V) -> token ids (N,)
+
+
+def check_sampling(temperature, top_k, top_p):
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top-p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"top-k must be >= 0 (0 = off), got {top_k}")
+
+
+def sample_next(logits, generator, temperature=1.0, top_k=0, top_p=1.0):
+    """One token per row. temperature 0 = greedy; top_k 0 = off; top_p 1.0 = off."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k > 0:  # keep the k largest logits of each row
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:  # keep the smallest set of tokens whose probability reaches top_p
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs          # probability mass strictly above each token
+        sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))  # keeps the top 1
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+# -----------------------------------------------------------------------------
+# the sampler
+
+
+@dataclass
+class Rollout:
+    """What one call of `sample` produced. N = len(prompts) * width rows, grouped by prompt."""
+    tokens: torch.Tensor    # (N, P + S) left-padded prompts followed by the S generated columns
+    alive: torch.Tensor     # (N, P + S) bool: real tokens (prompt, and generated up to the 1st EOS)
+    prompt_len: int         # P, the padded prompt length: generated tokens start at column P
+    width: int
+    logprobs: torch.Tensor  # (N, S) log-prob of each sampled token under the sampling distribution
+    logits: torch.Tensor | None = None  # (N, S, V) raw logits seen at each step, if asked for
+
+    def completions(self):
+        """For each row, the generated ids up to and including its EOS (if any)."""
+        P = self.prompt_len
+        return [row[P:][alive[P:]].tolist() for row, alive in zip(self.tokens, self.alive)]
+
+
+def left_pad(prompts_ids, pad_id, device):
+    """List of id lists -> tokens (B, P) and alive (B, P), padding on the left."""
+    P = max(len(ids) for ids in prompts_ids)
+    tokens = torch.full((len(prompts_ids), P), pad_id, dtype=torch.long)
+    alive = torch.zeros(len(prompts_ids), P, dtype=torch.bool)
+    for i, ids in enumerate(prompts_ids):
+        tokens[i, P - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        alive[i, P - len(ids):] = True
+    return tokens.to(device), alive.to(device)
+
+
+@torch.no_grad()
+def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
+           top_p=1.0, generator=None, ignore_eos=False, keep_logits=False):
+    """Token-level sampler: prompts as id lists -> Rollout. See the module docstring."""
+    from model import KVCache
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
+        raise ValueError("every prompt needs at least one token")
+    check_sampling(temperature, top_k, top_p)
+    config, device = model.config, model.lm_head.weight.device
+    P = max(len(ids) for ids in prompts_ids)
+    context = config.max_position_embeddings
+    if P + max_new_tokens > context:
+        raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's "
+                         f"context of {context} (lower --max-new-tokens or shorten the prompt)")
+    generator = generator or torch.Generator(device).manual_seed(0)
+    eos = torch.tensor(eos_ids, device=device)
+    dtype = model.lm_head.weight.dtype
+
+    # 1. prefill once per prompt (B rows), 2. copy into `width` rows per prompt (N = B * width)
+    tokens, alive = left_pad(prompts_ids, eos_ids[0], device)                     # (B, P)
+    cache = KVCache(config, len(prompts_ids), P + max_new_tokens, device, dtype)
+    h = model.hidden(tokens, width=1, alive=alive, cache=cache)                   # (B, P, D)
+    logits = model.lm_head(h[:, -1]).repeat_interleave(width, dim=0)               # (N, V)
+    cache = cache.repeat_rows(width)
+    tokens, alive = tokens.repeat_interleave(width, 0), alive.repeat_interleave(width, 0)
+    N = tokens.shape[0]
+
+    # 3. decode in lock-step; `finished` rows have emitted EOS and are dead from then on
+    finished = torch.zeros(N, dtype=torch.bool, device=device)
+    new_tokens, new_alive, logprobs, seen = [], [], [], []
+    for step in range(max_new_tokens):
+        nxt = sample_next(logits, generator, temperature, top_k, top_p)           # (N,)
+        nxt = torch.where(finished, eos[0], nxt)     # dead rows get a pad that nobody attends to
+        is_alive = ~finished
+        logprobs.append(logits.float().log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1))
+        if keep_logits:
+            seen.append(logits.float())
+        new_tokens.append(nxt)
+        new_alive.append(is_alive)
+        if not ignore_eos:
+            finished = finished | torch.isin(nxt, eos)
+        if finished.all() or step == max_new_tokens - 1:
+            break
+        logits = model(nxt[:, None], width=width, alive=is_alive[:, None], cache=cache)[:, -1]
+    return Rollout(tokens=torch.cat((tokens, torch.stack(new_tokens, 1)), 1),
+                   alive=torch.cat((alive, torch.stack(new_alive, 1)), 1),
+                   prompt_len=P, width=width, logprobs=torch.stack(logprobs, 1),
+                   logits=torch.stack(seen, 1) if keep_logits else None)
+
+
+def encode_prompts(tokenizer, prompts, chat=True):
+    """Texts -> id lists; with chat=True each prompt is one user turn of the chat template."""
+    if chat:
+        return [tokenizer.encode(tokenizer.chat([{"role": "user", "content": p}]),
+                                 add_special_tokens=False) for p in prompts]
+    return [tokenizer.encode(p) for p in prompts]
+
+
+def generate(model, tokenizer, prompts, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
+             top_p=1.0, seed=0, chat=True, ignore_eos=False):
+    """Texts in, texts out: result[g][i] is answer i of the width-`width` group of prompt g."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    ids = encode_prompts(tokenizer, prompts, chat)
+    device = model.lm_head.weight.device
+    rollout = sample(model, ids, tokenizer.eos_ids, width=width, max_new_tokens=max_new_tokens,
+                     temperature=temperature, top_k=top_k, top_p=top_p,
+                     generator=torch.Generator(device).manual_seed(seed), ignore_eos=ignore_eos)
+    texts = [tokenizer.decode(c) for c in rollout.completions()]
+    return [texts[g * width:(g + 1) * width] for g in range(len(prompts))]
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Sample `width` interdependent answers per prompt.")
+    p.add_argument("--width", type=int, default=4, help="answers per prompt, sampled together (default 4)")
+    p.add_argument("--prompt", action="append", help="a prompt (repeat for several); default: one built-in question")
+    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
+    p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the independent baseline)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per answer at most (default 256)")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off (default 0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
+    p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    return p.parse_args(argv)
+
+
+DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from model import load_model
+    if args.width < 1:  # checked before the (slow) model load
+        raise ValueError(f"--width must be >= 1, got {args.width}")
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype],
+                                  bridge=args.bridge)
+    model.use_bridge = not args.no_bridge
+    prompts = args.prompt or [DEFAULT_PROMPT]
+    t0 = time.time()
+    out = generate(model, tokenizer, prompts, width=args.width, max_new_tokens=args.max_new_tokens,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   seed=args.seed, chat=not args.no_chat)
+    dt = time.time() - t0
+    settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
+                                              "seed", "device", "dtype")}
+    settings["chat"] = not args.no_chat
+    if args.json:
+        print(json.dumps(dict(model=model.source, bridge=args.bridge,
+                              bridge_config=model.bridge_config, bridge_on=model.use_bridge,
+                              width=args.width, settings=settings,
+                              results=[dict(prompt=p, responses=r) for p, r in zip(prompts, out)]),
+                         indent=2, ensure_ascii=False))
+        return
+    for prompt, answers in zip(prompts, out):
+        print(f"=== prompt: {prompt}")
+        for i, answer in enumerate(answers):
+            print(f"--- answer {i + 1}/{args.width}")
+            print(answer.strip())
+        print()
+    print(f"({sum(len(a) for a in out)} answers in {dt:.1f}s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,184 @@
+"""The sampler: grouped rows, per-row EOS, seeds, sampling knobs, and the CLI's bad-input errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from model import load_model
+from sample import generate, sample, sample_next
+from tiny import make_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path, _ = make_tiny_model(tmp_path_factory.mktemp("llama"), "llama", seed=3)
+    model, tok = load_model(str(path))
+    return model, tok, path
+
+
+def prompts_ids(seed, lengths):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]
+
+
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 4),
+       lengths=st.lists(st.integers(1, 10), min_size=1, max_size=3))
+def test_teacher_forced_logits_equal_the_logits_seen_while_sampling(tiny, seed, width, lengths):
+    """One forward for sampling and training: prefill-once + cached decode == full forward."""
+    model, tok, _ = tiny
+    r = sample(model, prompts_ids(seed, lengths), [2, 7, 9], width=width, max_new_tokens=8,
+               generator=torch.Generator().manual_seed(seed), keep_logits=True)
+    P, S = r.prompt_len, r.logits.shape[1]
+    with torch.no_grad():
+        full = model(r.tokens, width=width, alive=r.alive)[:, P - 1:P - 1 + S]   # (N, S, V)
+    gen_alive = r.alive[:, P:]
+    assert (full - r.logits)[gen_alive].abs().max() < 1e-5
+    # and the recorded log-probs are those of the sampled tokens
+    logp = full.log_softmax(-1).gather(-1, r.tokens[:, P:, None]).squeeze(-1)
+    assert (logp - r.logprobs)[gen_alive].abs().max() < 1e-4
+
+
+def test_rows_are_grouped_by_prompt_and_every_row_stops_at_its_first_eos(tiny):
+    model, tok, _ = tiny
+    eos = [5, 6, 7, 8, 9, 10, 11, 12]  # many EOS ids so that rows finish at different steps
+    r = sample(model, prompts_ids(0, [4, 9]), eos, width=5, max_new_tokens=30,
+               generator=torch.Generator().manual_seed(1))
+    assert r.tokens.shape[0] == 10 and r.alive.shape == r.tokens.shape
+    for row, alive in zip(r.tokens[:, r.prompt_len:], r.alive[:, r.prompt_len:]):
+        hits = torch.isin(row, torch.tensor(eos)).nonzero()
+        if len(hits):  # alive up to and including the first EOS, dead after it
+            first = hits[0].item()
+            assert alive[:first + 1].all() and not alive[first + 1:].any()
+        else:
+            assert alive.all()
+    assert not r.alive[:, r.prompt_len:].all()  # some row did stop early
+    # prompt columns: left padding is dead, and rows of one group share their prompt
+    assert r.alive[:5, :r.prompt_len - 4].logical_not().all()
+    assert (r.tokens[:5, :r.prompt_len] == r.tokens[0, :r.prompt_len]).all()
+
+
+def test_same_seed_gives_the_same_text_and_temperature_zero_ignores_the_seed(tiny):
+    model, tok, _ = tiny
+    run = dict(width=3, max_new_tokens=12)
+    assert generate(model, tok, ["hi", "a longer prompt"], seed=5, **run) == \
+        generate(model, tok, ["hi", "a longer prompt"], seed=5, **run)
+    assert generate(model, tok, ["hi"], seed=5, **run) != generate(model, tok, ["hi"], seed=6, **run)
+    greedy = [generate(model, tok, ["hi"], temperature=0, seed=s, **run) for s in (0, 1, 2)]
+    assert greedy[0] == greedy[1] == greedy[2]
+    assert len(set(greedy[0][0])) == 1  # greedy rows of one group (no Bridge) are identical
+
+
+def test_first_tokens_differ_across_rows_on_uniform_logits(tmp_path):
+    """The first token is sampled independently in every row, not once and broadcast.
+
+    With all-zero logits over 272 tokens, 16 rows agreeing by chance has probability 272^-15.
+    """
+    path, _ = make_tiny_model(tmp_path, "llama")
+    model, _ = load_model(str(path))
+    torch.nn.init.zeros_(model.lm_head.weight)
+    r = sample(model, [[5, 6, 7]], [2], width=16, max_new_tokens=1,
+               generator=torch.Generator().manual_seed(0))
+    assert r.tokens[:, -1].unique().numel() > 1
+
+
+@pytest.mark.parametrize("ignore_eos", [False, True])
+def test_max_new_tokens_is_respected(tiny, ignore_eos):
+    model, tok, _ = tiny
+    r = sample(model, prompts_ids(1, [3]), [2, 5, 6, 7], width=4, max_new_tokens=7,
+               generator=torch.Generator().manual_seed(0), ignore_eos=ignore_eos)
+    assert r.tokens.shape[1] - r.prompt_len <= 7
+    if ignore_eos:  # benchmarks: exactly max_new_tokens live tokens in every row
+        assert r.tokens.shape[1] - r.prompt_len == 7 and r.alive.all()
+
+
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 6))
+def test_top_k_samples_only_among_the_k_largest_logits(seed, k):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(64, 20, generator=g)
+    picked = sample_next(logits, g, temperature=1.5, top_k=k)
+    allowed = logits.topk(k, dim=-1).indices
+    assert (allowed == picked[:, None]).any(dim=1).all()
+
+
+@given(seed=st.integers(0, 2**16), top_p=st.floats(0.05, 0.95))
+def test_top_p_keeps_the_smallest_set_reaching_p(seed, top_p):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(64, 20, generator=g) * 3
+    picked = sample_next(logits, g, top_p=top_p)
+    probs = logits.softmax(-1)
+    p_picked = probs.gather(-1, picked[:, None])
+    mass_above = (probs * (probs > p_picked)).sum(-1)  # probability of strictly likelier tokens
+    assert (mass_above < top_p + 1e-6).all()
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(tiny):
+    model, tok, _ = tiny
+    run = dict(width=2, max_new_tokens=6, seed=3)
+    greedy = generate(model, tok, ["abc"], temperature=0, **run)
+    assert generate(model, tok, ["abc"], top_k=1, **run) == greedy
+    assert generate(model, tok, ["abc"], top_p=1e-9, **run) == greedy
+
+
+# --- the command line: bad input gives one clear line and a non-zero exit ------------------
+
+def run_cli(*args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "sample.py"), *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_cli_prints_every_answer_of_the_group_and_json(tiny):
+    *_, path = tiny
+    out = run_cli("--model", str(path), "--width", "3", "--max-new-tokens", "5", "--prompt", "hi")
+    assert out.returncode == 0, out.stderr
+    assert all(f"--- answer {i}/3" in out.stdout for i in (1, 2, 3))
+    out = run_cli("--model", str(path), "--width", "2", "--max-new-tokens", "4", "--json",
+                  "--prompt", "a", "--prompt", "bb")
+    data = json.loads(out.stdout)
+    assert data["width"] == 2 and [len(r["responses"]) for r in data["results"]] == [2, 2]
+    assert data["settings"]["top_k"] == 0 and data["settings"]["temperature"] == 1.0
+
+
+def corrupt_model(path):
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[:1000])
+
+
+def unknown_arch(path):
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "model_type": "mamba"}))
+
+
+BAD = {  # name: (extra CLI args, change to a fresh model copy, what the line must mention)
+    "width<1": (["--width", "0"], None, "width"),
+    "temperature<0": (["--temperature", "-0.5"], None, "temperature"),
+    "top-p=0": (["--top-p", "0"], None, "top-p"),
+    "top-p>1": (["--top-p", "1.5"], None, "top-p"),
+    "prompt>context": (["--prompt", "x" * 300], None, "context"),
+    "missing-model": (None, None, "no-such-dir"),
+    "unknown-arch": ([], unknown_arch, "mamba"),
+    "corrupt-safetensors": ([], corrupt_model, "safetensors"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_cli_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, case):
+    args, change, needle = BAD[case]
+    if args is None:
+        args = ["--model", str(tmp_path / "no-such-dir")]
+    else:
+        path, _ = make_tiny_model(tmp_path / "m", "llama")
+        if change:
+            change(path)
+        args = ["--model", str(path), "--max-new-tokens", "4", *args]
+    out = run_cli(*args)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], out.stderr
