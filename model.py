@@ -16,8 +16,10 @@ left-padded prompt gives the same logits as the same prompt unpadded.
     model, tokenizer = load_model()                     # the default model, SmolLM2-135M-Instruct
     logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, vocab)
 """
+import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -307,6 +309,43 @@ class Transformer(nn.Module):
         if self.config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
+    def add_bridge(self, kind="bridge", n_heads=4, head_dim=16, seed=0, verbose=True):
+        """Insert a zero-initialised Bridge (or P-Match) block after every MLP; outputs don't change."""
+        from bridge import BLOCKS, new_parameter_summary
+        if kind not in BLOCKS:
+            raise ValueError(f"unknown block kind {kind!r}: use one of {', '.join(BLOCKS)}")
+        if n_heads < 1 or head_dim < 1:
+            raise ValueError(f"n_heads and head_dim must be >= 1, got {n_heads} and {head_dim}")
+        ref = self.lm_head.weight
+        g = torch.Generator().manual_seed(seed)
+        for layer in self.model.layers:
+            block = BLOCKS[kind](self.config.hidden_size, n_heads, head_dim, self.config.rms_norm_eps)
+            block.reset_parameters(generator=g)  # initialised on the CPU generator, then moved
+            layer.bridge = block.to(device=ref.device, dtype=ref.dtype)
+        self.bridge_config = dict(kind=kind, n_heads=n_heads, head_dim=head_dim)
+        if verbose:
+            print(new_parameter_summary(self), file=sys.stderr)
+        return self
+
+    def bridge_parameters(self):
+        """The new parameters only (what the SFT warm-up trains)."""
+        for layer in self.model.layers:
+            if layer.bridge is not None:
+                yield from layer.bridge.parameters()
+
+    def fingerprint(self):
+        """A short hash of the base weights, the same for any dtype/device the model was loaded in.
+
+        Weights are rounded to bf16 first: fp32 and bf16 loads of one checkpoint agree there.
+        """
+        h = hashlib.sha256()
+        c = self.config
+        h.update(f"{c.model_type}/{c.hidden_size}/{c.num_hidden_layers}/{c.vocab_size}".encode())
+        for t in (self.model.embed_tokens.weight[:64], self.model.norm.weight,
+                  self.model.layers[-1].mlp.down_proj.weight[:8]):
+            h.update(t.detach().to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
+        return h.hexdigest()[:16]
+
 # -----------------------------------------------------------------------------
 # loading
 
@@ -400,9 +439,59 @@ def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=N
     model.source = str(model_dir)
     tokenizer = Tokenizer(model_dir, config)
     if bridge is not None:
-        from bridge import load_bridge
         load_bridge(model, bridge)
     return model, tokenizer
+
+# -----------------------------------------------------------------------------
+# Bridge / P-Match checkpoints: only the new parameters, plus what they were made for
+
+BRIDGE_FORMAT = "bridge-ref/1"
+
+
+def save_bridge(model, path):
+    """Write the new parameters (safetensors) with metadata naming the base model and the blocks."""
+    from safetensors.torch import save_file
+    if model.bridge_config is None:
+        raise ValueError("this model has no Bridge/P-Match blocks to save (call add_bridge first)")
+    c = model.config
+    meta = dict(format=BRIDGE_FORMAT, **{k: str(v) for k, v in model.bridge_config.items()},
+                base_model_type=c.model_type, base_hidden_size=str(c.hidden_size),
+                base_num_layers=str(c.num_hidden_layers), base_fingerprint=model.fingerprint())
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items() if ".bridge." in k}
+    save_file(state, str(path), metadata=meta)
+
+
+def load_bridge(model, path):
+    """Rebuild the blocks described in a save_bridge checkpoint and load them; checks the base model."""
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such Bridge checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    if meta.get("format") != BRIDGE_FORMAT:
+        raise ValueError(f"{path}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
+    c = model.config
+    base = (c.model_type, str(c.hidden_size), str(c.num_hidden_layers), model.fingerprint())
+    made_for = (meta["base_model_type"], meta["base_hidden_size"], meta["base_num_layers"],
+                meta["base_fingerprint"])
+    if made_for != base:
+        raise ValueError(f"{path}: Bridge checkpoint was made for another base model "
+                         f"({'/'.join(made_for)}), not this one ({'/'.join(base)})")
+    model.add_bridge(meta["kind"], int(meta["n_heads"]), int(meta["head_dim"]), verbose=False)
+    state = read_safetensors(path)
+    expected = {k for k in model.state_dict() if ".bridge." in k}
+    if set(state) != expected:
+        raise ValueError(f"{path}: tensors do not match a {meta['kind']} of {meta['n_heads']} x "
+                         f"{meta['head_dim']} (e.g. {sorted(set(state) ^ expected)[:2]})")
+    ref = model.lm_head.weight
+    model.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, strict=False)
+    from bridge import new_parameter_summary
+    print(f"loaded {path}: {new_parameter_summary(model)}", file=sys.stderr)
 
 # -----------------------------------------------------------------------------
 # tokenizer

@@ -67,7 +67,7 @@ class Rollout:
     alive: torch.Tensor     # (N, P + S) bool: real tokens (prompt, and generated up to the 1st EOS)
     prompt_len: int         # P, the padded prompt length: generated tokens start at column P
     width: int
-    logprobs: torch.Tensor  # (N, S) log-prob of each sampled token under the sampling distribution
+    logprobs: torch.Tensor  # (N, S) log-prob of each sampled token under the model (temperature 1)
     logits: torch.Tensor | None = None  # (N, S, V) raw logits seen at each step, if asked for
 
     def completions(self):
@@ -125,9 +125,10 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         nxt = sample_next(logits, generator, temperature, top_k, top_p)           # (N,)
         nxt = torch.where(finished, eos[0], nxt)     # dead rows get a pad that nobody attends to
         is_alive = ~finished
-        logprobs.append(logits.float().log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1))
+        full = logits if logits.dtype == torch.float64 else logits.float()  # bf16 -> fp32 for logp
+        logprobs.append(full.log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1))
         if keep_logits:
-            seen.append(logits.float())
+            seen.append(full)
         new_tokens.append(nxt)
         new_alive.append(is_alive)
         if not ignore_eos:

@@ -1,0 +1,133 @@
+"""
+Bridge: attention along the batch axis, between the parallel answers to one prompt.
+
+A decoder layer normally mixes information along the sequence (self-attention, per row) and along
+the hidden dimension (the MLP, per token). Bridge adds a third mixer (paper Eq. 2, Fig. 2): at
+every timestep t, the `width` rows that answer the same prompt attend to each other.
+
+    x (N, T, D)  --reshape-->  (B, W, T, D)  --transpose-->  (B, T, W, D)  --attention over W-->
+
+with N = B * W rows grouped prompt-major (rows g*W .. g*W+W-1 answer prompt g). Written flat, as
+the paper does, this is one N x N attention per timestep with the other prompts masked out
+(`bridge_mask`); tests/test_bridge.py shows the two forms are equal.
+
+What the paper states (see ../shared/paper/notes.md):
+- # paper: a Bridge block with its own input normalization, after every feed-forward block,
+  with a residual connection (notes 1.3); the block is initialised to contribute nothing (1.8).
+- # paper: tokens from other prompts and from completed generations are masked (1.4).
+- # paper: only the current timestep's features are shared ("Markovian", 1.5), so Bridge needs no
+  KV cache; there is no positional encoding along the batch axis, so one trained block serves any
+  width (1.6).
+What we chose where the paper is silent:
+- # choice: multi-head scaled dot-product attention with an inner width n_heads * head_dim well
+  below D (4 x 16 = 64 for the default model gives 3.3% new parameters, inside the paper's
+  2.8-5.1%); RMSNorm as the input norm (the host models' norm); no biases.
+- # choice: zero initialisation = the output projection W_O is zero, so a fresh block returns an
+  exact zero update and the model is bit-for-bit the base model. q/k/v start random (std
+  1/sqrt(D)) so that W_O receives a gradient from the first step.
+- # choice: a row always attends to itself. This keeps every softmax row non-empty (a width-1
+  group, or the last unfinished row) and makes width 1 reduce to x + W_O W_V norm(x).
+- # choice: "alive" decides who is a key. alive[n, t] is True for prompt tokens and generated
+  tokens up to and including the row's first EOS, so a finished row is still visible at its EOS
+  step and invisible from the next step on; left padding is dead too. Dead rows are still queries
+  (their outputs are computed, never used: their logits are never sampled nor trained on).
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model import RMSNorm
+
+
+def bridge_mask(alive, width):
+    """The paper's flat mask (Fig. 2): (T, N, N) bool, True where query row i may attend to key row j.
+
+    Allowed iff rows i and j answer the same prompt, and (j is alive at t, or j == i).
+    """
+    N, T = alive.shape
+    group = torch.arange(N, device=alive.device) // width
+    same_group = group[:, None] == group[None, :]                    # (N, N)
+    is_self = torch.eye(N, dtype=torch.bool, device=alive.device)     # (N, N)
+    key_alive = alive.t()[:, None, :]                                 # (T, 1, N)
+    return same_group & (key_alive | is_self)                         # (T, N, N)
+
+
+class Bridge(nn.Module):
+    """One Bridge block: returns the residual update for x (N, T, D), attending across the W rows."""
+
+    def __init__(self, dim, n_heads=4, head_dim=16, eps=1e-6):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, head_dim
+        inner = n_heads * head_dim
+        self.norm = RMSNorm(dim, eps)
+        self.q_proj = nn.Linear(dim, inner, bias=False)
+        self.k_proj = nn.Linear(dim, inner, bias=False)
+        self.v_proj = nn.Linear(dim, inner, bias=False)
+        self.o_proj = nn.Linear(inner, dim, bias=False)
+
+    def reset_parameters(self, generator=None):
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.normal_(proj.weight, std=proj.in_features ** -0.5, generator=generator)
+        nn.init.zeros_(self.o_proj.weight)  # the block starts as an exact no-op
+        nn.init.ones_(self.norm.weight)
+
+    def forward(self, x, width, alive):
+        N, T, D = x.shape
+        B, W, H, hd = N // width, width, self.n_heads, self.head_dim
+        h = self.norm(x).view(B, W, T, D).transpose(1, 2)              # (B, T, W, D)
+        q = self.q_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
+        k = self.k_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
+        v = self.v_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
+        # who may attend to whom inside a group: alive keys, and always yourself
+        key_alive = alive.view(B, W, T).transpose(1, 2)                # (B, T, W)
+        is_self = torch.eye(W, dtype=torch.bool, device=x.device)      # (W, W)
+        mask = key_alive[:, :, None, None, :] | is_self                # (B, T, 1, W, W)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)                # (B, T, H, W, W)
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        y = att @ v                                                    # (B, T, H, W, hd)
+        y = y.transpose(2, 3).reshape(B, T, W, H * hd)                 # (B, T, W, H*hd)
+        y = self.o_proj(y)                                             # (B, T, W, D)
+        return y.transpose(1, 2).reshape(N, T, D)                      # (N, T, D)
+
+
+class PMatch(nn.Module):
+    """The parameter-matched baseline (P-Match): a token-wise MLP at the same place, no cross-row mixing.
+
+    # paper: an MLP with as many new parameters as Bridge, to separate "more parameters" from
+    # "information shared across answers".
+    # choice: norm -> up (D x 2d) -> SiLU -> down (2d x D) with d = n_heads * head_dim, which matches
+    # Bridge's q, k, v, o (4 * D * d) and its norm exactly; down is zero-initialised like W_O.
+    """
+
+    def __init__(self, dim, n_heads=4, head_dim=16, eps=1e-6):
+        super().__init__()
+        hidden = 2 * n_heads * head_dim
+        self.norm = RMSNorm(dim, eps)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
+
+    def reset_parameters(self, generator=None):
+        nn.init.normal_(self.up_proj.weight, std=self.up_proj.in_features ** -0.5, generator=generator)
+        nn.init.zeros_(self.down_proj.weight)
+        nn.init.ones_(self.norm.weight)
+
+    def forward(self, x, width, alive):
+        return self.down_proj(F.silu(self.up_proj(self.norm(x))))
+
+
+BLOCKS = {"bridge": Bridge, "pmatch": PMatch}
+
+
+def count_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def new_parameter_summary(model):
+    """One line: how many parameters the blocks add, as a fraction of the base model."""
+    new = sum(p.numel() for p in model.bridge_parameters())
+    base = sum(p.numel() for p in model.parameters()) - new
+    c = model.bridge_config
+    return (f"{c['kind']}: {c['n_heads']} heads x {c['head_dim']} in {model.config.num_hidden_layers} "
+            f"layers = {new:,} new parameters, {100 * new / base:.2f}% of the base model's {base:,}")
