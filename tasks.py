@@ -1,0 +1,358 @@
+"""Verifiable tasks: problems with exact integer answers, the prompt, the answer extractor, the reward.
+
+The paper trains and evaluates on math benchmarks. Here every problem is generated offline from a
+seed, so training and evaluation need no download (design.md 5). Five families, from
+measurements.md ("How often the base model is right"):
+
+    word  "Tom has 3 apples. Tom buys 5 more apples. How many apples does Tom have now?"  (good RL target)
+    add2  "What is 47 + 38?"                                                          (good RL target)
+    abc   "What is 12 + 7 - 5?"                                                       (harder stretch)
+    add1  "What is 7 + 1?"   mul1  "What is 6 * 7?"                                   (easy controls)
+
+Users with GSM8K-style data (JSONL, `answer` ending in `#### N`) load it with load_jsonl().
+Training and evaluation share ONE extractor (extract_answer) and ONE reward (reward).
+
+    $ python tasks.py --task word --n 5 --seed 0 --split train --shots 2
+
+Decisions the paper does not make (each marked `# choice:` where the code makes it):
+1. Split: a question is a test question iff a blake2b hash of its text is odd. The split is a
+   function of the text alone, so train and test never share a question, in any process, for any
+   seed or difficulty knob. About half of every family is test.
+2. The model needs worked examples (measurements.md: zero-shot it ignores the answer format), so
+   messages() puts `shots` solved train problems of the same family before the question.
+3. Answers are never negative in the generated families.
+"""
+import argparse
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import random
+import re
+import sys
+from dataclasses import dataclass
+
+SPLITS = ("train", "test")
+INSTRUCTION = "End with a final line of the form 'Answer: N', where N is the number."
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: int
+    task: str = ""  # the family that made it ("gsm8k" for load_jsonl, "" when built by hand)
+
+
+def answer_line(answer):
+    """The final line the worked examples end with, and the model is asked to end with."""
+    return f"Answer: {answer}"
+
+
+# -----------------------------------------------------------------------------
+# The families. Each has `axes(**knobs)`: the choices for each parameter, and `render(*params)`:
+# (question, answer, worked line), or None when the parameters are not allowed (negative answer).
+# Difficulty knobs are the keyword arguments of `axes`, passed through make_problems(**knobs).
+
+NAMES = ("Tom", "Anna", "Ben", "Maria", "Sam", "Lily", "Omar", "Mia", "Jack", "Sofia", "Leo", "Emma")
+THINGS = (("apple", "apples"), ("book", "books"), ("marble", "marbles"), ("pencil", "pencils"),
+          ("cookie", "cookies"), ("sticker", "stickers"), ("coin", "coins"), ("shell", "shells"),
+          ("card", "cards"), ("balloon", "balloons"), ("stamp", "stamps"), ("flower", "flowers"))
+VERBS = (("buys", +1), ("gets", +1), ("finds", +1), ("loses", -1), ("gives away", -1), ("sells", -1))
+
+
+def _numbers(lo, hi):
+    if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
+        raise ValueError(f"number range must satisfy 0 <= lo <= hi (integers), got lo={lo!r}, hi={hi!r}")
+    return range(lo, hi + 1)
+
+
+def _word_axes(lo=1, hi=20):
+    nums = _numbers(lo, hi)
+    return [NAMES, THINGS, VERBS, nums, nums]
+
+
+def _word_render(name, thing, verb, a, b):
+    word, sign = verb
+    if sign < 0 and b > a:
+        return None  # choice: one cannot give away more than one has, so answers are >= 0
+    noun = lambda x: thing[0] if x == 1 else thing[1]  # "1 apple", "2 apples"
+    more, op, c = (" more", "+", a + b) if sign > 0 else ("", "-", a - b)
+    question = (f"{name} has {a} {noun(a)}. {name} {word} {b}{more} {noun(b)}. "
+                f"How many {thing[1]} does {name} have now?")
+    return question, c, f"{name} has {a} {noun(a)} and {word} {b}{more}, so {a} {op} {b} = {c}."
+
+
+def _pair_axes(lo, hi):
+    nums = _numbers(lo, hi)
+    return [nums, nums]
+
+
+def _add2_axes(lo=10, hi=99):
+    return _pair_axes(lo, hi)
+
+
+def _add1_axes(lo=1, hi=9):
+    return _pair_axes(lo, hi)
+
+
+def _mul1_axes(lo=1, hi=9):
+    return _pair_axes(lo, hi)
+
+
+def _add_render(a, b):
+    return f"What is {a} + {b}?", a + b, f"{a} + {b} = {a + b}."
+
+
+def _mul_render(a, b):
+    return f"What is {a} * {b}?", a * b, f"{a} * {b} = {a * b}."
+
+
+def _abc_axes(lo=1, hi=20):
+    nums = _numbers(lo, hi)
+    return [nums, nums, nums]
+
+
+def _abc_render(a, b, c):
+    if c > a + b:
+        return None  # choice: keep answers >= 0 (removes 1,140 of the 8,000 default triples)
+    s = a + b
+    return f"What is {a} + {b} - {c}?", s - c, f"{a} + {b} = {s}, and {s} - {c} = {s - c}."
+
+
+TASKS = {  # name -> (axes, render)
+    "word": (_word_axes, _word_render),
+    "add2": (_add2_axes, _add_render),
+    "abc": (_abc_axes, _abc_render),
+    "add1": (_add1_axes, _add_render),
+    "mul1": (_mul1_axes, _mul_render),
+}
+
+
+# -----------------------------------------------------------------------------
+# Drawing distinct problems from one split
+
+def _stable_seed(*parts):
+    # note: never Python's hash() of a str, which is salted per process
+    text = "\x1f".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def split_of(question):
+    """'test' or 'train' for a question text, the same in every process."""
+    # choice: a cryptographic hash, not zlib.crc32: CRC bits are linear in the input bits, so a
+    # crc split of "What is 47 + 38?" would follow a pattern in the digits (a biased test set)
+    return "test" if _stable_seed("split", question) % 2 else "train"
+
+
+def _check_task(task, split):
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+
+
+def _axes(task, knobs):
+    axes_fn = TASKS[task][0]
+    try:
+        inspect.signature(axes_fn).bind(**knobs)
+    except TypeError:
+        valid = ", ".join(inspect.signature(axes_fn).parameters)
+        raise ValueError(f"task {task!r} takes the knobs {valid}; got {sorted(knobs)}") from None
+    return axes_fn(**knobs)
+
+
+def _every(task, split, knobs):
+    """All (question, answer, worked) of one split, in a fixed order (enumerates the whole space)."""
+    render = TASKS[task][1]
+    for params in itertools.product(*_axes(task, knobs)):
+        item = render(*params)
+        if item is not None and split_of(item[0]) == split:
+            yield item
+
+
+def question_count(task, split, **knobs):
+    """How many distinct questions `task` has in `split` (enumerates: about 1 s for `word`)."""
+    _check_task(task, split)
+    return sum(1 for _ in _every(task, split, knobs))
+
+
+def _sample(task, n, rng, split, knobs, exclude=()):
+    """n distinct (question, answer, worked) of one split, none of them in `exclude`."""
+    axes, render = _axes(task, knobs), TASKS[task][1]
+    seen, out = set(exclude), []
+    # Rejection sampling: uniform over the allowed parameter tuples, fast while the split has room.
+    # The budget is ~8x the expected number of draws (about 2.6 per problem for `word`), and never
+    # more than a few passes over the whole space, where listing it all is cheaper.
+    space = math.prod(len(axis) for axis in axes)
+    for _ in range(min(20 * n + 200, 3 * space) if n <= space else 0):
+        if len(out) == n:
+            break
+        item = render(*(rng.choice(axis) for axis in axes))
+        if item is None or item[0] in seen or split_of(item[0]) != split:
+            continue
+        seen.add(item[0])
+        out.append(item)
+    if len(out) < n:  # the split is nearly used up: finish from the full list, which is exact
+        rest = [item for item in _every(task, split, knobs) if item[0] not in seen]
+        if len(out) + len(rest) < n:
+            raise ValueError(f"task {task!r} has only {len(out) + len(rest)} distinct questions "
+                             f"in the {split!r} split (with these knobs); asked for {n}")
+        out += rng.sample(rest, n - len(out))
+    return out
+
+
+def make_problems(task, n, *, seed=0, split="train", **knobs):
+    """n distinct problems of `task` from `split`, the same for the same arguments in any process.
+
+    knobs: the family's difficulty knobs, e.g. make_problems("add2", 10, lo=100, hi=999).
+    """
+    _check_task(task, split)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    rng = random.Random(_stable_seed("problems", task, split, seed))
+    return [Problem(q, a, task) for q, a, _ in _sample(task, n, rng, split, knobs)]
+
+
+# -----------------------------------------------------------------------------
+# The prompt
+
+def messages(problem, *, shots=2, seed=0):
+    """The chat for one problem: `shots` solved train problems of its family, then the question.
+
+    Each user turn is the question plus INSTRUCTION; each worked answer is one line of working
+    and then answer_line(). The examples come from the train split with default knobs, never
+    include the problem itself, and depend only on (problem, shots, seed).
+    """
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
+        raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
+    # choice: problems of no known family (GSM8K files, hand-made) get `word` examples, which
+    # are word problems too and teach the answer format
+    task = problem.task if problem.task in TASKS else "word"
+    rng = random.Random(_stable_seed("shots", task, problem.question, seed))
+    chat = []
+    for question, answer, worked in _sample(task, shots, rng, "train", {}, exclude={problem.question}):
+        chat.append({"role": "user", "content": f"{question} {INSTRUCTION}"})
+        chat.append({"role": "assistant", "content": f"{worked}\n{answer_line(answer)}"})
+    chat.append({"role": "user", "content": f"{problem.question} {INSTRUCTION}"})
+    return chat
+
+
+# -----------------------------------------------------------------------------
+# Answer extraction and reward
+
+# A number: optional minus, ASCII digits with optional thousands commas, optional decimals.
+# A '-' is a minus sign only when glued to the digits and not preceded by a letter, digit or
+# closing bracket: "-12" and "x = -12" are -12, but "5-3" is 5 then 3 (a subtraction).
+_NUMBER = re.compile(r"(?:(?<![\w)\]])(?P<sign>[-\u2212]))?"
+                     r"(?P<int>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.(?P<frac>[0-9]+))?")
+# An answer line: "Answer: 8", "answer : 8.", "**Answer:** 8", "> Final answer: $8$", ...
+_ANSWER_LINE = re.compile(r"^[ \t>#*_]*(?:final[ \t]+)?answer[ \t*_]*[:\uff1a](?P<rest>.*)$",
+                          re.IGNORECASE | re.MULTILINE)
+
+
+def _value(match):
+    """The integer a _NUMBER match stands for, or None ("8.5", or too many digits for int())."""
+    if match["frac"] and match["frac"].strip("0"):
+        return None  # choice: "8.5" is not an integer answer; "8.0" and "8.00" are 8
+    try:
+        value = int(match["int"].replace(",", ""))
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return None
+    return -value if match["sign"] else value
+
+
+def extract_answer(text):
+    """The integer answer in a model's reply, or None. The one extractor for training and evaluation.
+
+    1. If some line has the form "Answer: ...", holding a number, the last such line decides,
+       and its LAST number is the answer ("Answer: 3 + 5 = 8" -> 8). The line may be decorated:
+       any case, "Final answer", spaces, '#', '>', '*' or '_' around the word "Answer", '$' or
+       '**' around the number, a trailing period.
+    2. Otherwise the last number anywhere in the text.
+    Numbers: ASCII digits; "1,234" -> 1234 (commas only in groups of three); "-12" -> -12, but a
+    '-' right after a letter, digit or ')' is subtraction ("5-3" -> 3). "8.0" -> 8, while a
+    number with a non-zero fraction ("8.5") makes the answer None: the reply's answer is not an
+    integer (no fall back to an earlier number). None when there is no number. Never raises on
+    any string.
+    """
+    for line in reversed(_ANSWER_LINE.findall(text)):
+        numbers = list(_NUMBER.finditer(line))
+        if numbers:
+            return _value(numbers[-1])
+    last = None
+    for last in _NUMBER.finditer(text):
+        pass
+    return None if last is None else _value(last)
+
+
+def reward(text, problem):
+    """1.0 if the reply's extracted answer equals the problem's answer, else 0.0."""
+    return 1.0 if extract_answer(text) == problem.answer else 0.0
+
+
+# -----------------------------------------------------------------------------
+# GSM8K-style files
+
+def _parse_record(line, where):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object with 'question' and 'answer'")
+    for key in ("question", "answer"):
+        if not isinstance(record.get(key), str):
+            raise ValueError(f"{where}: missing or non-string key {key!r}")
+    gold = re.search(r"####\s*(\S+)\s*$", record["answer"])
+    number = gold and _NUMBER.fullmatch(gold[1].rstrip("."))
+    value = number and _value(number)
+    if value is None:  # no "#### N", N not a number, or N not an integer
+        raise ValueError(f"{where}: the answer must end with '#### N', N an integer")
+    return Problem(record["question"], value, "gsm8k")
+
+
+def load_jsonl(path):
+    """Problems from a GSM8K-style JSONL file: one {"question", "answer": "... #### N"} per line.
+
+    Blank lines are skipped; a malformed record is a ValueError naming the file and the line.
+    """
+    with open(path, encoding="utf-8") as f:
+        return [_parse_record(line, f"{path}, line {i}") for i, line in enumerate(f, 1) if line.strip()]
+
+
+# -----------------------------------------------------------------------------
+# CLI: show exactly what the model is asked
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit code 2, without argparse's usage block
+        print(f"tasks.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv=None):
+    parser = _Parser(description="Print generated problems with their chat messages and answers.")
+    parser.add_argument("--task", default="word", help=f"task family: {', '.join(TASKS)} (default word)")
+    parser.add_argument("--n", type=int, default=5, help="how many problems (default 5)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the problems and the examples (default 0)")
+    parser.add_argument("--split", default="train", help="train or test (default train)")
+    parser.add_argument("--shots", type=int, default=2,
+                        help="worked examples before each question (default 2)")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
+    try:
+        problems = make_problems(args.task, args.n, seed=args.seed, split=args.split)
+        chats = [messages(p, shots=args.shots, seed=args.seed) for p in problems]
+    except ValueError as e:
+        parser.error(str(e))
+    for i, (problem, chat) in enumerate(zip(problems, chats), 1):
+        print(f"=== problem {i}/{len(problems)} (task {args.task}, split {args.split}, seed {args.seed})")
+        for turn in chat:
+            print(f"{turn['role']}: {turn['content']}")  # verbatim, newlines included
+        print(f"--> answer: {problem.answer}\n")
+
+
+if __name__ == "__main__":
+    main()
