@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from model import load_model
-from sample import generate, sample, sample_next
+from sample import generate, sample, sample_from, sample_next
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +96,14 @@ def test_max_new_tokens_is_respected(tiny, ignore_eos):
     assert r.tokens.shape[1] - r.prompt_len <= 7
     if ignore_eos:  # benchmarks: exactly max_new_tokens live tokens in every row
         assert r.tokens.shape[1] - r.prompt_len == 7 and r.alive.all()
+
+
+def test_sampling_draws_from_the_given_distribution():
+    """Inverse-CDF sampling: frequencies match the probabilities; zero-probability never drawn."""
+    probs = torch.tensor([0.5, 0.25, 0.0, 0.15, 0.1])
+    picked = sample_from(probs.repeat(40000, 1), torch.Generator().manual_seed(0))
+    freq = torch.bincount(picked, minlength=5) / 40000
+    assert freq[2] == 0 and (freq - probs).abs().max() < 0.01  # 0.01 = 4 standard deviations
 
 
 @given(seed=st.integers(0, 2**16), k=st.integers(1, 6))
