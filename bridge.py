@@ -32,8 +32,6 @@ What we chose where the paper is silent:
   step and invisible from the next step on; left padding is dead too. Dead rows are still queries
   (their outputs are computed, never used: their logits are never sampled nor trained on).
 """
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -62,34 +60,32 @@ class Bridge(nn.Module):
         self.n_heads, self.head_dim = n_heads, head_dim
         inner = n_heads * head_dim
         self.norm = RMSNorm(dim, eps)
-        self.q_proj = nn.Linear(dim, inner, bias=False)
-        self.k_proj = nn.Linear(dim, inner, bias=False)
-        self.v_proj = nn.Linear(dim, inner, bias=False)
+        # W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are W_Q,
+        # then W_K, then W_V. One matmul instead of three (the blocks' small matmuls are
+        # latency-bound on CPU; see the closing note of the Bridge issue and bench.py).
+        self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
         self.o_proj = nn.Linear(inner, dim, bias=False)
 
     def reset_parameters(self, generator=None):
-        for proj in (self.q_proj, self.k_proj, self.v_proj):
-            nn.init.normal_(proj.weight, std=proj.in_features ** -0.5, generator=generator)
+        nn.init.normal_(self.qkv_proj.weight, std=self.qkv_proj.in_features ** -0.5, generator=generator)
         nn.init.zeros_(self.o_proj.weight)  # the block starts as an exact no-op
         nn.init.ones_(self.norm.weight)
 
     def forward(self, x, width, alive):
         N, T, D = x.shape
         B, W, H, hd = N // width, width, self.n_heads, self.head_dim
-        h = self.norm(x).view(B, W, T, D).transpose(1, 2)              # (B, T, W, D)
-        q = self.q_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
-        k = self.k_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
-        v = self.v_proj(h).view(B, T, W, H, hd).transpose(2, 3)        # (B, T, H, W, hd)
-        # who may attend to whom inside a group: alive keys, and always yourself
-        key_alive = alive.view(B, W, T).transpose(1, 2)                # (B, T, W)
-        is_self = torch.eye(W, dtype=torch.bool, device=x.device)      # (W, W)
-        mask = key_alive[:, :, None, None, :] | is_self                # (B, T, 1, W, W)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)                # (B, T, H, W, W)
-        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = att @ v                                                    # (B, T, H, W, hd)
-        y = y.transpose(2, 3).reshape(B, T, W, H * hd)                 # (B, T, W, H*hd)
-        y = self.o_proj(y)                                             # (B, T, W, D)
-        return y.transpose(1, 2).reshape(N, T, D)                      # (N, T, D)
+        h = self.norm(x).view(B, W, T, D).transpose(1, 2)                     # (B, T, W, D)
+        qkv = self.qkv_proj(h).view(B * T, W, 3, H, hd)                       # (B*T, W, 3, H, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)                                  # 3 x (B*T, H, W, hd)
+        # who may attend to whom inside a group at one timestep: alive keys, and always yourself
+        key_alive = alive.view(B, W, T).transpose(1, 2).reshape(B * T, 1, 1, W)  # (B*T, 1, 1, W)
+        is_self = torch.eye(W, dtype=torch.bool, device=x.device)            # (W, W)
+        mask = key_alive | is_self                                            # (B*T, 1, W, W)
+        # softmax(q k^T / sqrt(hd), masked) v: attention over the W rows, per (group, timestep, head)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # (B*T, H, W, hd)
+        y = y.transpose(1, 2).reshape(B, T, W, H * hd)                        # (B, T, W, H*hd)
+        y = self.o_proj(y)                                                    # (B, T, W, D)
+        return y.transpose(1, 2).reshape(N, T, D)                             # (N, T, D)
 
 
 class PMatch(nn.Module):
@@ -98,7 +94,7 @@ class PMatch(nn.Module):
     # paper: an MLP with as many new parameters as Bridge, to separate "more parameters" from
     # "information shared across answers".
     # choice: norm -> up (D x 2d) -> SiLU -> down (2d x D) with d = n_heads * head_dim, which matches
-    # Bridge's q, k, v, o (4 * D * d) and its norm exactly; down is zero-initialised like W_O.
+    # Bridge's W_Q, W_K, W_V, W_O (4 * D * d) and its norm exactly; down is zero-initialised like W_O.
     """
 
     def __init__(self, dim, n_heads=4, head_dim=16, eps=1e-6):

@@ -77,12 +77,17 @@ def logits(model, tokens, width, alive):
 
 # --- the block itself ------------------------------------------------------------------------
 
+def weights_qkv(block):
+    """W_Q, W_K, W_V (each (H*hd, D)): the three row blocks of the stacked qkv_proj."""
+    return block.qkv_proj.weight.split(block.n_heads * block.head_dim)
+
+
 def reference_loop(block, x, width, alive):
     """Eq. 2 written as loops over groups, timesteps, query rows and heads (fp64)."""
     N, T, D = x.shape
     H, hd = block.n_heads, block.head_dim
     h = block.norm(x)
-    q, k, v = block.q_proj(h), block.k_proj(h), block.v_proj(h)  # (N, T, H*hd)
+    q, k, v = (h @ w.T for w in weights_qkv(block))  # (N, T, H*hd) each
     out = torch.zeros(N, T, H * hd, dtype=x.dtype)
     for g in range(N // width):
         rows = range(g * width, (g + 1) * width)
@@ -112,7 +117,7 @@ def test_grouped_reshape_equals_flat_attention_under_the_paper_mask(seed, B, W, 
     mask = bridge_mask(alive, W)                                           # (T, N, N)
     with torch.no_grad():
         h = block.norm(x).transpose(0, 1)                                  # (T, N, D)
-        q, k, v = (p(h).view(T, N, H, hd).transpose(1, 2) for p in (block.q_proj, block.k_proj, block.v_proj))
+        q, k, v = ((h @ w.T).view(T, N, H, hd).transpose(1, 2) for w in weights_qkv(block))
         att = (q @ k.transpose(-2, -1) / math.sqrt(hd)).masked_fill(~mask[:, None], float("-inf"))
         flat = block.o_proj((att.softmax(-1) @ v).transpose(1, 2).reshape(T, N, H * hd)).transpose(0, 1)
         assert torch.allclose(block(x, W, alive), flat, atol=1e-12)
@@ -131,7 +136,7 @@ def test_bridge_mask_blocks_other_prompts_and_dead_keys_but_never_self():
 def test_width_one_reduces_to_x_plus_wo_wv_norm_x(seed, T):
     block, (x, alive) = random_block(seed), random_inputs(seed, 4, 1, T)
     with torch.no_grad():
-        closed_form = block.o_proj(block.v_proj(block.norm(x)))  # softmax over one key is 1
+        closed_form = block.o_proj(block.norm(x) @ weights_qkv(block)[2].T)  # softmax over one key is 1
         assert torch.allclose(block(x, 1, alive), closed_form, atol=1e-12)
 
 
