@@ -74,3 +74,19 @@ def test_bridge_adds_between_2_8_and_5_1_percent_and_changes_nothing_at_init(def
     assert torch.equal(before, after)
     assert 0.028 <= new / base <= 0.051
     assert f"{100 * new / base:.2f}% of the base model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("system", [False, True], ids=["default-system", "own-system"])
+def test_chat_template_renders_and_tokenizes_like_transformers(default, system):
+    """Our jinja2 rendering of the real ChatML template == transformers' apply_chat_template."""
+    from transformers import AutoTokenizer
+    model, tok = default
+    hf_tok = AutoTokenizer.from_pretrained(model.source)
+    messages = [{"role": "user", "content": "What is 47 + 38?"},
+                {"role": "assistant", "content": "47 + 38 = 85.\nAnswer: 85"},
+                {"role": "user", "content": "And 12 + 7?"}]
+    if system:
+        messages = [{"role": "system", "content": "You are terse."}] + messages
+    text = hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert tok.chat(messages) == text
+    assert tok.encode(text, add_special_tokens=False) == hf_tok(text, add_special_tokens=False)["input_ids"]
