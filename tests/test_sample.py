@@ -191,3 +191,25 @@ def test_cli_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, case):
     lines = out.stderr.strip().splitlines()  # progress lines (e.g. which model) may come first
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == lines[-1:] and needle in errors[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_bf16_sampling_runs_on_cpu(tiny):
+    *_, path = tiny
+    model, tok = load_model(str(path), dtype=torch.bfloat16)
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    out = generate(model, tok, ["hi", "hello there"], width=3, max_new_tokens=6, seed=0)
+    assert [len(group) for group in out] == [3, 3]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (never required)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_cuda_logits_match_cpu_and_sampling_runs(tiny, dtype):
+    *_, path = tiny
+    cpu, tok = load_model(str(path))
+    gpu, _ = load_model(str(path), device="cuda", dtype=dtype)
+    x = torch.randint(3, 259, (4, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = cpu(x)
+        diff = (gpu(x.cuda()).float().cpu() - ref).abs().max()
+    assert diff < (1e-4 if dtype == torch.float32 else 0.05 * ref.abs().max())
+    assert [len(g) for g in generate(gpu, tok, ["hi"], width=4, max_new_tokens=5)] == [4]
