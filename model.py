@@ -55,7 +55,7 @@ class Config:
     bos_token_id: int | None = None
     eos_token_id: int | list | None = None
     use_sliding_window: bool = False         # qwen2 only; not implemented here
-    extra: dict = field(default_factory=dict, repr=False)  # unused fields, kept for fingerprints
+    extra: dict = field(default_factory=dict, repr=False)  # config.json fields this decoder does not use
 
     def __post_init__(self):
         if self.num_key_value_heads is None:
