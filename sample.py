@@ -60,7 +60,7 @@ def sample_from(probs, generator):
     """One index per row with probability probs (N, V): inverse CDF, one uniform number per row.
 
     Same distribution as torch.multinomial(probs, 1), which on CPU draws V exponentials per row
-    (a third of a width-16 decode step for a 49k vocabulary); this draws one number per row.
+    (slow for a 49k vocabulary, see README "Speed"); this draws one number per row.
     The CDF is summed in fp64 and u < cdf[-1], so a zero-probability token is never picked
     (the clamp only guards the 2^-53 chance that u * cdf[-1] rounds up to cdf[-1]).
     """

@@ -199,3 +199,39 @@ def test_tokenizer_round_trip_and_chat_template_match_transformers(tiny):
                                                                       add_generation_prompt=True)
     assert tok.chat(messages) == expected == "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n"
     assert tok.eos_id == 2
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(hidden_act="gelu"), "hidden_act"),
+    (dict(use_sliding_window=True), "use_sliding_window"),
+])
+def test_unsupported_config_features_are_refused(tmp_path, change, needle):
+    path, _ = make_tiny_model(tmp_path, "qwen2")
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(ValueError, match=needle):
+        load_model(str(path))
+
+
+def test_unknown_device_is_a_clear_error(tiny):
+    *_, path = tiny
+    with pytest.raises(ValueError, match="device"):
+        load_model(str(path), device="tpu")
+
+
+@pytest.mark.parametrize("where", ["tokenizer_config", "jinja_file", "named_list"])
+def test_chat_template_is_found_where_transformers_saves_it(tmp_path, where):
+    """In tokenizer_config.json (4.x), in chat_template.jinja (newer), or as a list of named ones."""
+    from tokenizer import Tokenizer
+    path, _ = make_tiny_model(tmp_path, "llama")
+    cfg = json.loads((path / "tokenizer_config.json").read_text())
+    template = cfg.pop("chat_template")
+    if where == "jinja_file":
+        (path / "chat_template.jinja").write_text(template)
+    elif where == "named_list":
+        cfg["chat_template"] = [{"name": "tool_use", "template": "no"}, {"name": "default", "template": template}]
+    else:
+        cfg["chat_template"] = template
+    (path / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert Tokenizer(path).chat([{"role": "user", "content": "hi"}]) == \
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"

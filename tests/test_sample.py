@@ -88,6 +88,17 @@ def test_first_tokens_differ_across_rows_on_uniform_logits(tmp_path):
     assert r.tokens[:, -1].unique().numel() > 1
 
 
+@pytest.mark.parametrize("bad,needle", [(dict(prompts=[[]]), "at least one token"),
+                                        (dict(prompts=[]), "at least one token"),
+                                        (dict(max_new_tokens=0), "max_new_tokens"),
+                                        (dict(width=0), "width")])
+def test_sample_refuses_impossible_arguments(tiny, bad, needle):
+    model, *_ = tiny
+    args = dict(prompts=[[5, 6]], width=2, max_new_tokens=3) | bad
+    with pytest.raises(ValueError, match=needle):
+        sample(model, args.pop("prompts"), [2], **args)
+
+
 @pytest.mark.parametrize("ignore_eos", [False, True])
 def test_max_new_tokens_is_respected(tiny, ignore_eos):
     model, tok, _ = tiny
