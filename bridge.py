@@ -36,7 +36,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import RMSNorm
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in fp32 at least like HF's (matters for bf16; fp64 stays fp64).
+
+    The host model (model.py) and the blocks share this one norm. It lives here so that bridge.py
+    stands alone: model.py imports bridge.py, never the other way round.
+    """
+
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
 
 
 def bridge_mask(alive, width):
@@ -66,8 +82,10 @@ class Bridge(nn.Module):
         # 0.88 to 0.91 of the speed without blocks).
         self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
         self.o_proj = nn.Linear(inner, dim, bias=False)
+        self.reset_parameters()
 
     def reset_parameters(self, generator=None):
+        """q/k/v random (std D^-1/2), W_O = 0: the block contributes exactly nothing until trained."""
         nn.init.normal_(self.qkv_proj.weight, std=self.qkv_proj.in_features ** -0.5, generator=generator)
         nn.init.zeros_(self.o_proj.weight)  # the block starts as an exact no-op
         nn.init.ones_(self.norm.weight)
@@ -104,8 +122,10 @@ class PMatch(nn.Module):
         self.norm = RMSNorm(dim, eps)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.reset_parameters()
 
     def reset_parameters(self, generator=None):
+        """up random (std D^-1/2), down = 0: the block contributes exactly nothing until trained."""
         nn.init.normal_(self.up_proj.weight, std=self.up_proj.in_features ** -0.5, generator=generator)
         nn.init.zeros_(self.down_proj.weight)
         nn.init.ones_(self.norm.weight)

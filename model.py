@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bridge import RMSNorm  # x / rms(x) * weight in fp32 at least; one norm for the model and its blocks
+
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
 
 # -----------------------------------------------------------------------------
@@ -102,21 +104,6 @@ class Config:
 # the building blocks
 
 
-class RMSNorm(nn.Module):
-    """x / rms(x) * weight, computed in fp32 like HF (matters for bf16)."""
-
-    def __init__(self, dim, eps):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x):
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
-
-
 def rope_inv_freq(config):
     """Inverse frequencies theta^(-2i/d) of the rotary embedding, with optional llama3 scaling."""
     d = config.head_dim
@@ -160,26 +147,28 @@ class KVCache:
     All rows advance in lock-step (one column per decode step), so `length` is one number.
     `alive` remembers which columns hold real tokens (they are the only keys ever attended to) and
     `n_real` counts them per row, which gives the position of the next real token.
+    One tensor per layer (not one for all layers): layer i's in-place write then never touches a
+    tensor that layer j < i saved for backward, so gradients can flow through a cache. Training
+    uses that to run a group's prompt once and its answers on top (training.answer_logprobs).
     """
 
     def __init__(self, config, n_rows, capacity, device="cpu", dtype=torch.float32):
-        shape = (config.num_hidden_layers, n_rows, config.num_key_value_heads, capacity,
-                 config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (n_rows, config.num_key_value_heads, capacity, config.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
         self.alive = torch.zeros(n_rows, capacity, dtype=torch.bool, device=device)
         self.n_real = torch.zeros(n_rows, dtype=torch.long, device=device)
         self.length = 0
 
     @property
     def capacity(self):
-        return self.k.shape[3]
+        return self.k[0].shape[2]
 
     def repeat_rows(self, width):
         """A cache with every row repeated `width` times (rows g*width .. g*width+width-1 = row g)."""
         new = object.__new__(KVCache)
-        new.k = self.k.repeat_interleave(width, dim=1)
-        new.v = self.v.repeat_interleave(width, dim=1)
+        new.k = [k.repeat_interleave(width, dim=0) for k in self.k]
+        new.v = [v.repeat_interleave(width, dim=0) for v in self.v]
         new.alive = self.alive.repeat_interleave(width, dim=0)
         new.n_real = self.n_real.repeat_interleave(width, dim=0)
         new.length = self.length
@@ -211,9 +200,9 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # write this step's keys/values, then attend over all columns so far
             start, end = cache.length, cache.length + T
-            cache.k[layer, :, :, start:end] = k
-            cache.v[layer, :, :, start:end] = v
-            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]  # (N, Hkv, S, hd)
+            cache.k[layer][:, :, start:end] = k
+            cache.v[layer][:, :, start:end] = v
+            k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (N, Hkv, S, hd)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (N, H, T, hd)
         return self.o_proj(y.transpose(1, 2).reshape(N, T, -1))
 
@@ -367,9 +356,11 @@ def read_checkpoint(model_dir):
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         files = [model_dir / s for s in shards]
     else:
-        files = sorted(model_dir.glob("*.safetensors"))
+        # HF names its weight files model.safetensors / model-0000k-of-0000n.safetensors; other
+        # safetensors files in the directory (bridge.safetensors, written by training) are not weights
+        files = sorted(model_dir.glob("model*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights found")
+        raise FileNotFoundError(f"{model_dir}: no model*.safetensors weights found")
     state = {}
     for f in files:
         if not f.exists():

@@ -107,8 +107,8 @@ def _looks_like_path(name):
 
 def _check_model_dir(path):
     missing = [f for f in ("config.json", "tokenizer.json") if not (path / f).exists()]
-    if not any(path.glob("*.safetensors")):
-        missing.append("*.safetensors")
+    if not any(path.glob("model*.safetensors")):
+        missing.append("model*.safetensors")
     if missing:
         raise ModelNotFoundError(f"{path} is not a model directory: no {', '.join(missing)}")
     return path
@@ -362,7 +362,7 @@ def summary(model_dir):
     """One line: parameter count (from the safetensors headers, nothing loaded) and shape."""
     config = json.loads((model_dir / "config.json").read_text())
     n_params = 0
-    for f in sorted(model_dir.glob("*.safetensors")):
+    for f in sorted(model_dir.glob("model*.safetensors")):
         with safe_open(f, framework="np") as st:
             n_params += sum(int(np.prod(st.get_slice(k).get_shape())) for k in st.keys())
     tied = ", tied embeddings" if config.get("tie_word_embeddings") else ""

@@ -356,3 +356,17 @@ def test_cli_runs_a_checkpoint_on_and_off_and_records_it(bridged, tiny_dir, tmp_
     assert on["bridge"] == str(ckpt) and on["bridge_config"]["kind"] == "bridge"
     assert on["bridge_on"] and not off["bridge_on"]
     assert on["results"] != off["results"]  # same seed; the blocks change what is sampled
+
+
+@pytest.mark.parametrize("cls", [Bridge, PMatch])
+def test_a_block_built_directly_contributes_exactly_nothing(cls):
+    """The constructor zero-initialises the output projection: no add_bridge needed for a no-op block."""
+    x, alive = random_inputs(0, 2, 3, 4)
+    block = cls(16, 2, 4).double()
+    assert torch.equal(block(x, 3, alive), torch.zeros_like(x))
+    assert any(p.abs().max() > 0 for p in block.parameters())  # the rest is random (W_O gets gradient)
+
+
+def test_bridge_py_stands_alone_without_model_py():
+    code = "import sys, bridge; assert 'model' not in sys.modules, 'bridge.py imported model.py'"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
