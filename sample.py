@@ -65,9 +65,22 @@ def sample_from(probs, generator):
     (the clamp only guards the 2^-53 chance that u * cdf[-1] rounds up to cdf[-1]).
     """
     cdf = probs.double().cumsum(dim=-1)                                        # (N, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=torch.float64)
+    u = uniforms(probs.shape[0], generator, probs.device)                     # (N, 1)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)                 # first cdf > u
     return idx.squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+def uniforms(n, generator, device):
+    """n uniform numbers in [0, 1) as an (n, 1) fp64 column.
+
+    generator: one torch.Generator for all rows, or a list of them, one per group of rows: the
+    rows are split into len(list) equal contiguous shares (the prompt groups) and share i draws
+    from generator i, so a group's samples do not depend on which other groups share its batch.
+    """
+    if isinstance(generator, torch.Generator):
+        return torch.rand(n, 1, generator=generator, device=device, dtype=torch.float64)
+    per = n // len(generator)
+    return torch.cat([torch.rand(per, 1, generator=g, device=device, dtype=torch.float64)
+                      for g in generator])
 
 # -----------------------------------------------------------------------------
 # the sampler
@@ -103,7 +116,10 @@ def left_pad(prompts_ids, pad_id, device):
 @torch.no_grad()
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
            top_p=1.0, generator=None, ignore_eos=False, keep_logits=False):
-    """Token-level sampler: prompts as id lists -> Rollout. See the module docstring."""
+    """Token-level sampler: prompts as id lists -> Rollout. See the module docstring.
+
+    generator: one seeded torch.Generator for the batch, or a list with one per prompt.
+    """
     from model import KVCache
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
@@ -118,7 +134,10 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     if P + max_new_tokens > context:
         raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's "
                          f"context of {context} (lower --max-new-tokens or shorten the prompt)")
-    generator = generator or torch.Generator(device).manual_seed(0)
+    if generator is None:
+        generator = torch.Generator(device).manual_seed(0)
+    if not isinstance(generator, torch.Generator) and len(generator) != len(prompts_ids):
+        raise ValueError(f"got {len(generator)} generators for {len(prompts_ids)} prompts (one each)")
     eos = torch.tensor(eos_ids, device=device)
     dtype = model.lm_head.weight.dtype
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 SPLITS = ("train", "test")
 INSTRUCTION = "End with a final line of the form 'Answer: N', where N is the number."
+SYSTEM = "You solve math problems."  # a one-line system message (see messages(system=...))
 
 
 @dataclass(frozen=True)
@@ -217,12 +218,14 @@ def make_problems(task, n, *, seed=0, split="train", **knobs):
 # -----------------------------------------------------------------------------
 # The prompt
 
-def messages(problem, *, shots=2, seed=0):
+def messages(problem, *, shots=2, seed=0, system=None):
     """The chat for one problem: `shots` solved train problems of its family, then the question.
 
     Each user turn is the question plus INSTRUCTION; each worked answer is one line of working
     and then answer_line(). The examples come from the train split with default knobs, never
     include the problem itself, and depend only on (problem, shots, seed).
+    system: a system message to start the chat with; None leaves the chat template to add its
+    default one (SmolLM2's is 16 tokens longer than SYSTEM).
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
         raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
@@ -230,7 +233,7 @@ def messages(problem, *, shots=2, seed=0):
     # are word problems too and teach the answer format
     task = problem.task if problem.task in TASKS else "word"
     rng = random.Random(_stable_seed("shots", task, problem.question, seed))
-    chat = []
+    chat = [] if system is None else [{"role": "system", "content": system}]
     for question, answer, worked in _sample(task, shots, rng, "train", {}, exclude={problem.question}):
         chat.append({"role": "user", "content": f"{question} {INSTRUCTION}"})
         chat.append({"role": "assistant", "content": f"{worked}\n{answer_line(answer)}"})
