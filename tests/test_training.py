@@ -1,0 +1,271 @@
+"""Training: the prompt-once forward, whole groups everywhere, and both scripts end to end.
+
+The scripts run in-process on a tiny random model in tmp_path. Its byte-level tokenizer makes long
+prompts, so the runs use --shots 0 and a short context; many EOS ids make answers end early. The
+tiny model never solves a problem, so where a run must learn something the reward is replaced by
+a rule on the text (even length = right), which gives mixed groups.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from safetensors.torch import load_file
+
+import train_grpo
+import train_sft
+import training as T
+from model import load_model, save_bridge
+from sample import sample
+from tiny import make_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+EOS = [2] + list(range(40, 100))  # many end ids: answers of a few tokens, some rows end early
+
+
+def tiny_dir(path, seed):
+    make_tiny_model(path, "llama", seed=seed, max_position_embeddings=1024)
+    config = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps(dict(config, eos_token_id=EOS)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_dir(tmp_path_factory.mktemp("tiny"), seed=5)
+
+
+def even_length_reward(text, problem):
+    return float(len(text) % 2 == 0)
+
+
+@pytest.fixture
+def fake_reward(monkeypatch):
+    monkeypatch.setattr(train_grpo, "reward", even_length_reward)
+    monkeypatch.setattr(train_sft, "reward", even_length_reward)
+
+
+SMALL = ["--shots", "0", "--max-new-tokens", "6", "--heads", "2", "--head-dim", "4", "--show-every", "1"]
+
+
+def grpo(tiny, out, *extra):
+    train_grpo.main(["--model", str(tiny), "--out", str(out), "--prompts-per-step", "3", "--width", "3",
+                     "--lr", "1e-3", "--lr-new", "1e-2", *SMALL, *extra])
+
+
+def sft(tiny, out, *extra):
+    train_sft.main(["--model", str(tiny), "--out", str(out), "--problems", "4", "--samples-per-problem", "4",
+                    "--groups-per-step", "2", *SMALL, *extra])
+
+
+def log_of(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+# --- the prompt-once forward ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bridged64(tiny):
+    """The tiny model in fp64 with random, non-zero Bridge blocks."""
+    model, tok = load_model(str(tiny), dtype=torch.float64)
+    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.bridge_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model, tok
+
+
+@settings(max_examples=8)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 4),
+       lengths=st.lists(st.integers(1, 9), min_size=1, max_size=3))
+def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged64, seed, width, lengths):
+    model, _ = bridged64
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]  # ragged
+    r = sample(model, prompts, EOS, width=width, max_new_tokens=8, generator=g)    # early EOS
+    prompt, prompt_alive, answer, answer_alive = T.split_rollout(r, slice(0, r.tokens.shape[0]))
+    results = []
+    for shared in (True, False):
+        model.zero_grad()
+        logp = T.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
+                                 shared_prompt=shared)
+        (logp * answer_alive * torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype)).sum().backward()
+        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp1, g1), (lp2, g2) = results
+    assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9
+    for name in g1:
+        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
+    assert any(g1[n].abs().max() > 0 for n in g1 if ".bridge." in n)  # the blocks do get gradient
+    # and the sampler's own log-probs are these (GRPO's ratio is 1 on the first step)
+    assert (lp1 - r.logprobs)[answer_alive].abs().max() < 1e-9
+
+
+def test_micro_batches_are_runs_of_whole_groups():
+    assert T.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
+    assert T.micro_batches([], 2, 3) == []
+
+
+def test_a_slice_that_cuts_a_group_is_refused(bridged64):
+    model, _ = bridged64
+    r = sample(model, [[5, 6, 7]], EOS, width=4, max_new_tokens=3)
+    with pytest.raises(AssertionError, match="whole groups"):
+        T.split_rollout(r, slice(0, 2))
+
+
+def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
+                                                                         fake_reward):
+    seen = []
+    real = T.answer_logprobs
+
+    def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
+        assert answer.shape[0] == prompt.shape[0] * width
+        seen.append(prompt.shape[0])
+        return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
+    monkeypatch.setattr(T, "answer_logprobs", spy)
+    grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
+    log = log_of(tmp_path)
+    assert sum(seen) == sum(r["groups_updated"] for r in log) > 0
+    assert all(r["groups_updated"] == round(3 * (1 - r["zero_var"])) for r in log)
+
+
+# --- the scripts end to end ---------------------------------------------------------------------
+
+def test_grpo_two_steps_writes_a_log_and_checkpoints_that_load(tiny, tmp_path, fake_reward, capsys):
+    out = tmp_path / "all"
+    grpo(tiny, out, "--steps", "2", "--train", "all")
+    text = capsys.readouterr().out
+    assert "step 2/2 | loss" in text and "[1 " in text  # the step line and one group side by side
+    log = log_of(out)
+    assert [r["step"] for r in log] == [0, 1]
+    fields = {"loss", "reward", "acc", "zero_var", "len", "trunc", "kl", "clip", "grad_norm", "tok_s",
+              "elapsed_s", "eta_s", "peak_rss_mb"}
+    assert fields <= set(log[0])
+    assert log[0]["ratio_max"] < 1e-4  # fp32: the sampler's log-probs are the forward's
+    ckpt = out / "checkpoint"
+    model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # HF dir + its blocks
+    assert model.bridge_config["kind"] == "bridge"
+    out_new = tmp_path / "new"
+    grpo(tiny, out_new, "--steps", "2", "--train", "new", "--arch", "pmatch")
+    assert sorted(p.name for p in (out_new / "checkpoint").iterdir()) == ["bridge.safetensors", "state.pt"]
+    run = subprocess.run([sys.executable, "sample.py", "--model", str(tiny), "--bridge",
+                          str(out_new / "checkpoint" / "bridge.safetensors"), "--width", "2",
+                          "--max-new-tokens", "4", "--prompt", "hi"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0 and "answer 2/2" in run.stdout
+
+
+def test_sft_trains_only_the_new_parameters_and_its_checkpoint_samples(tiny, tmp_path, fake_reward, capsys):
+    base, _ = load_model(str(tiny))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    sft(tiny, tmp_path, "--steps", "2")
+    err = capsys.readouterr().err
+    assert "problems tried" in err and "groups, by width" in err  # the data statistics
+    ckpt = tmp_path / "checkpoint" / "bridge.safetensors"
+    model, _ = load_model(str(tiny), bridge=str(ckpt))
+    after = model.state_dict()
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k  # the base model is bit-identical
+    blocks = load_file(str(ckpt))
+    assert any(v.abs().max() > 0 for k, v in blocks.items() if "o_proj" in k)  # W_O left zero
+    data = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
+    assert len(data) == 4 and all(len(d["right"]) <= 4 for d in data)
+
+
+def test_sft_groups_are_near_equal_and_never_a_single_answer():
+    rec = lambda k: dict(prompt=[1], right=[[i] for i in range(k)])
+    widths = lambda k, w: [len(a) for _, a in train_sft.make_groups([rec(k)], w)]
+    assert widths(1, 4) == [] and widths(2, 4) == [2] and widths(4, 4) == [4]
+    assert widths(5, 4) == [3, 2] and widths(7, 4) == [4, 3] and widths(8, 4) == [4, 4]
+    assert widths(3, 2) == [2]  # the leftover single answer is dropped
+
+
+def same_tensors(a, b):
+    ta, tb = load_file(str(a)), load_file(str(b))
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_grpo_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    grpo(tiny, straight, "--steps", "4", "--train", "all")
+    grpo(tiny, stopped, "--steps", "2", "--train", "all")
+    grpo(tiny, stopped, "--steps", "4", "--train", "all", "--resume")
+    for name in ("model.safetensors", "bridge.safetensors"):
+        assert same_tensors(straight / "checkpoint" / name, stopped / "checkpoint" / name)
+    a, b = log_of(straight), log_of(stopped)
+    assert [r["loss"] for r in a] == [r["loss"] for r in b] and any(r["groups_updated"] for r in a)
+
+
+def test_sft_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    sft(tiny, straight, "--steps", "3")
+    sft(tiny, stopped, "--steps", "1")
+    sft(tiny, stopped, "--steps", "3", "--resume")
+    assert same_tensors(straight / "checkpoint" / "bridge.safetensors", stopped / "checkpoint" / "bridge.safetensors")
+
+
+def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_reward, monkeypatch):
+    real = train_grpo.rollout
+    calls = []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C arrives while step 2 is sampling
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+    monkeypatch.setattr(train_grpo, "rollout", interrupted)
+    with pytest.raises(SystemExit) as e:
+        grpo(tiny, tmp_path, "--steps", "5", "--save-every", "100")
+    assert e.value.code == 130
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 1 and [r["step"] for r in log_of(tmp_path)] == [0, 1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+# --- bad input: one line, non-zero exit -----------------------------------------------------------
+
+def run_script(*args):
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith(("model:", "bridge:"))]
+    return r.returncode, lines
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_grpo.py", ["--width", "0"], "--width must be >= 1"),
+    ("train_grpo.py", ["--width", "1"], "--width must be >= 2 for GRPO"),
+    ("train_sft.py", ["--width", "0"], "--width must be >= 1"),
+    ("train_grpo.py", ["--arch", "mlp"], "invalid choice: 'mlp'"),
+    ("train_sft.py", ["--arch", "none"], "nothing to warm up"),
+    ("train_grpo.py", ["--resume"], "holds no checkpoint"),
+])
+def test_bad_arguments_are_one_clear_line(tmp_path, script, args, message):
+    code, lines = run_script(script, "--out", str(tmp_path / "o"), *args)
+    assert code != 0 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_no_problem_with_two_right_answers_is_a_clear_error(tiny, tmp_path):
+    code, lines = run_script("train_sft.py", "--model", str(tiny), "--out", str(tmp_path), "--problems", "2",
+                             "--samples-per-problem", "2", *SMALL)  # the tiny model is never right
+    assert code != 0 and lines[-1].startswith("error: no problem had two right answers among 2")
+    assert not any("Traceback" in line for line in lines)
+
+
+def test_init_from_a_checkpoint_of_another_base_model_is_a_clear_error(tiny, tmp_path):
+    other = tiny_dir(tmp_path / "other", seed=9)
+    model, _ = load_model(str(other))
+    model.add_bridge("bridge", n_heads=2, head_dim=4, verbose=False)
+    save_bridge(model, tmp_path / "other.safetensors")
+    code, lines = run_script("train_grpo.py", "--model", str(tiny), "--out", str(tmp_path / "o"),
+                             "--init", str(tmp_path / "other.safetensors"), *SMALL)
+    assert code != 0 and len(lines) == 1 and "made for another base model" in lines[0], lines
+
+
+def test_a_run_directory_in_use_is_not_overwritten(tiny, tmp_path, fake_reward):
+    grpo(tiny, tmp_path, "--steps", "1")
+    with pytest.raises(ValueError, match="pass --resume"):
+        grpo(tiny, tmp_path, "--steps", "1")

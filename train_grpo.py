@@ -1,0 +1,317 @@
+"""
+RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, from one script:
+
+    python train_grpo.py --arch none   --train all --out runs/rlvr      # RLVR only (no new block)
+    python train_grpo.py --arch pmatch --train all --init runs/sft_pmatch/checkpoint/bridge.safetensors --out runs/pmatch
+    python train_grpo.py --arch bridge --train all --init runs/sft_bridge/checkpoint/bridge.safetensors --out runs/bridge
+    python train_grpo.py ... --resume                                  # continue a stopped run
+
+One step (paper 2.2, notes.md; the numbers are the steps of main()):
+  1. rollout:   one width-W group per prompt, sampled with the blocks on (sample.py), so the
+                W answers of a group are interdependent through Bridge;
+  2. reward:    tasks.reward, 1 if the extracted answer is right, else 0;
+  3. advantage: group_advantages, (r - mean) / (std + eps) within each group;
+  4. loss:      policy_loss, the PPO-clipped surrogate, averaged over every answer token of the step;
+  5. step:      gradients accumulated over micro-batches of whole groups, clipped, one AdamW step.
+
+The choices (the paper gives GRPO, std-normalised group advantages, DAPO-style token-level
+aggregation and "a KL term"; everything else is ours):
+- # paper: the GRPO group is the Bridge width group (one prompt, W rows). Its rows are coupled, so
+  a group is never split: micro-batches hold whole groups (asserted in training.split_rollout).
+- # paper: advantage (r - mean) / std per group. # choice: Bessel std (ddof 1, like TRL and verl),
+  eps 1e-4 added to it; a group whose rewards are all equal gets exactly 0 (never NaN).
+  `--adv-scale none` gives Dr. GRPO's mean-only advantage.
+- # paper: token-level aggregation (DAPO): the loss is the mean over every answer token of the
+  step, so with micro-batches each one is weighted by its share of the step's tokens.
+  `--aggregate sequence` gives the per-answer mean, then the mean over answers.
+- # choice: one update per rollout, so old_logp is the sampler's own log-prob of each sampled token
+  (recorded while sampling, at temperature 1) and the ratio is 1 up to rounding; the clip (0.2 low,
+  0.28 high as in DAPO) only matters if the forward differs from the sampler's (bf16).
+- # choice: KL (k3 estimator, added to the loss) to a frozen copy of the starting policy, coefficient
+  --kl-coef, default 0 (as TRL and verl now default), which needs no reference copy at all.
+- # choice: EOS is an answer token (it gets gradient; the mask is `alive`, never token values).
+  A truncated answer (no EOS within --max-new-tokens) is scored like any other.
+- # choice: groups whose advantages are all 0 are not run through the update forward when
+  --kl-coef is 0: their gradient is exactly 0. Their tokens still count in the token mean.
+- # choice: randomness. The prompts of step k are positions k*P .. k*P+P-1 of a stream of training
+  problems shuffled per epoch with seed (seed, epoch); prompt i of the stream samples with its own
+  generator seeded by (seed, i). A step therefore depends only on (seed, step, weights): resuming
+  needs no RNG state, and a group's answers do not depend on which other groups share its batch.
+"""
+import sys
+import time
+
+import torch
+
+import training as T
+from sample import sample
+from tasks import make_problems, question_count, reward
+
+# -----------------------------------------------------------------------------
+# the GRPO math: pure functions of tensors
+
+
+def group_advantages(rewards, width, *, scale="std", eps=1e-4):
+    """rewards (N,) -> advantages (N,) within each group of `width` contiguous rows.
+
+    scale="std": (r - mean) / (std + eps), std with Bessel's correction; scale="none": r - mean.
+    A group whose rewards are all equal gets exactly 0 (also for rewards like 0.35, whose mean is
+    not exact in floating point), and nothing is ever NaN (width 1 included).
+    """
+    if scale not in ("std", "none"):
+        raise ValueError(f"scale must be 'std' or 'none', got {scale!r}")
+    N = rewards.shape[0]
+    if width < 1 or N % width:
+        raise ValueError(f"{N} rewards is not a whole number of groups of width {width}")
+    r = rewards.double().view(N // width, width)                          # (B, W)
+    adv = r - r.mean(dim=1, keepdim=True)
+    if scale == "std" and width > 1:
+        adv = adv / (r.std(dim=1, keepdim=True) + eps)
+    equal = (r == r[:, :1]).all(dim=1, keepdim=True)                      # (B, 1)
+    adv = torch.where(equal, torch.zeros_like(adv), adv)
+    return adv.view(N).to(rewards.dtype if rewards.is_floating_point() else torch.float32)
+
+
+def policy_loss(logp, old_logp, advantages, mask, *, clip_low=0.2, clip_high=0.28, ref_logp=None,
+                kl_coef=0.0, aggregate="token"):
+    """The clipped policy-gradient loss of one batch: (N, S) tensors -> (loss, stats).
+
+    logp: log-probs of the answer tokens under the policy being trained (with gradient);
+    old_logp: the same under the policy that sampled them; advantages (N,); mask (N, S) bool,
+    True on answer tokens (EOS included). Per token (PPO, with DAPO's separate clip bounds):
+        ratio = exp(logp - old_logp)
+        loss  = -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A) + kl_coef * k3
+        k3    = exp(ref - logp) - (ref - logp) - 1   (>= 0, 0 where logp == ref)
+    aggregate="token": mean over every True token of the batch (DAPO); "sequence": mean over each
+    row's tokens, then over rows (rows without tokens are left out).
+    stats: clip_frac (share of tokens whose clipped branch is taken, i.e. get no gradient),
+    kl (token mean of k3), ratio_max (largest |ratio - 1|), tokens.
+    """
+    if aggregate not in ("token", "sequence"):
+        raise ValueError(f"aggregate must be 'token' or 'sequence', got {aggregate!r}")
+    mask = mask.bool()
+    adv = advantages[:, None].to(logp.dtype)                              # (N, 1)
+    ratio = torch.exp(logp - old_logp)                                    # (N, S)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1 - clip_low, 1 + clip_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)                        # (N, S)
+    kl = torch.zeros_like(logp)
+    if ref_logp is not None:
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1
+        per_token = per_token + kl_coef * kl
+    m = mask.to(logp.dtype)
+    if aggregate == "token":
+        loss = (per_token * m).sum() / m.sum().clamp(min=1)
+    else:
+        has = m.sum(1) > 0
+        loss = ((per_token * m).sum(1)[has] / m.sum(1)[has]).mean() if has.any() else per_token.sum() * 0
+    with torch.no_grad():
+        n = m.sum().clamp(min=1)
+        stats = dict(clip_frac=((clipped < unclipped).to(logp.dtype) * m).sum().item() / n.item(),
+                     kl=(kl * m).sum().item() / n.item(),
+                     ratio_max=((ratio - 1).abs() * m).max().item() if mask.any() else 0.0,
+                     tokens=int(mask.sum()))
+    return loss, stats
+
+# -----------------------------------------------------------------------------
+# rollout and update
+
+
+def step_problems(pool, step, per_step, seed):
+    """The prompts of `step`: positions step*per_step .. of the per-epoch shuffled pool (with indices)."""
+    import random
+    out = []
+    for i in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(i, len(pool))
+        order = list(range(len(pool)))
+        random.Random(T.stable_seed("epoch", seed, epoch)).shuffle(order)
+        out.append((i, pool[order[pos]]))
+    return out
+
+
+def training_pool(args):
+    """The training problems cycled through: --pool of them, or all of the train split up to 2000."""
+    knobs = T.task_knobs(args)
+    n = args.pool or min(2000, question_count(args.task, "train", **knobs))
+    if n < args.prompts_per_step:
+        raise ValueError(f"task {args.task!r} has only {n} training questions, fewer than --prompts-per-step")
+    return make_problems(args.task, n, seed=args.seed, split="train", **knobs)
+
+
+def rollout(model, tokenizer, indexed_problems, args):
+    """Sample one width-W group per problem and score it. Returns (Rollout, rewards (N,), texts)."""
+    device = model.lm_head.weight.device
+    problems = [p for _, p in indexed_problems]
+    gens = [torch.Generator(device).manual_seed(T.stable_seed("rollout", args.seed, i))
+            for i, _ in indexed_problems]
+    with T.autocast(args):
+        r = sample(model, T.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
+                   width=args.width, max_new_tokens=args.max_new_tokens,
+                   temperature=args.temperature, generator=gens)
+    texts = [tokenizer.decode(c) for c in r.completions()]
+    rewards = torch.tensor([reward(t, problems[n // args.width]) for n, t in enumerate(texts)])
+    return r, rewards, texts
+
+
+def answer_stats(r, eos_ids):
+    """Per row: answer length (tokens, EOS included) and whether it was cut at max_new_tokens."""
+    alive = r.alive[:, r.prompt_len:]
+    lengths = alive.sum(1)
+    last = r.tokens[:, r.prompt_len:].gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+    truncated = ~torch.isin(last, torch.tensor(eos_ids, device=last.device))
+    return lengths.float(), truncated.float()
+
+
+def update(model, optimizer, r, advantages, args, ref_model=None):
+    """One optimizer step on one rollout (gradient accumulation over micro-batches of whole groups)."""
+    W = args.width
+    mask = r.alive[:, r.prompt_len:]                                      # (N, S) answer tokens
+    total = mask.sum().item() if args.aggregate == "token" else (mask.sum(1) > 0).sum().item()
+    groups = advantages.view(-1, W).ne(0).any(1)                          # (B,) groups with signal
+    todo = [g for g in range(len(groups)) if groups[g] or args.kl_coef > 0]
+    stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
+    optimizer.zero_grad(set_to_none=True)
+    for rows in T.micro_batches(todo, args.micro_groups, W):
+        prompt, prompt_alive, answer, answer_alive = T.split_rollout(r, rows)
+        with T.autocast(args):
+            logp = T.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W)
+            ref = None
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref = T.answer_logprobs(ref_model, prompt, prompt_alive, answer, answer_alive, W)
+        loss, s = policy_loss(logp, r.logprobs[rows], advantages[rows].to(logp.device), answer_alive,
+                              clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,
+                              kl_coef=args.kl_coef, aggregate=args.aggregate)
+        # weight: this micro-batch's share of the step's tokens (or answers), so that the sum of
+        # the micro-batch losses is the loss over the whole step
+        weight = (s["tokens"] if args.aggregate == "token" else (answer_alive.sum(1) > 0).sum().item()) / total
+        (loss * weight).backward()
+        stats["loss"] += loss.item() * weight
+        stats["clip_frac"] += s["clip_frac"] * s["tokens"]
+        stats["kl"] += s["kl"] * s["tokens"]
+        stats["ratio_max"] = max(stats["ratio_max"], s["ratio_max"])
+        stats["tokens"] += s["tokens"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if todo else 0.0
+    if todo:
+        optimizer.step()
+    n = max(stats.pop("tokens"), 1)
+    return dict(stats, clip_frac=stats["clip_frac"] / n, kl=stats["kl"] / n, grad_norm=grad_norm,
+                groups_updated=len(todo))
+
+
+def show_group(step, problem, texts, rewards, width):
+    print(f"--- step {step + 1}, group 0: {problem.question} (answer {problem.answer})")
+    for i in range(width):
+        mark = "right" if rewards[i] == 1 else "wrong"
+        print(f"  [{i + 1} {mark}] " + texts[i].strip().replace("\n", " | "))
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+FIELDS = [("loss", ".4f"), ("reward", ".3f"), ("acc", ".3f"), ("zero_var", ".2f"), ("len", ".1f"),
+          ("trunc", ".2f"), ("kl", ".4f"), ("clip", ".3f"), ("grad_norm", ".3f"), ("tok_s", ".0f"),
+          ("step_s", ".1f")]
+
+
+def parse_args(argv=None):
+    p = T.Parser(prog="train_grpo.py", description="GRPO on verifiable tasks for RLVR-only, P-Match and Bridge.")
+    T.common_args(p, width=4, lr_new=1e-4)
+    p.add_argument("--train", default="all", choices=["all", "new"], help="what trains: all parameters, or only the new blocks (default all)")
+    p.add_argument("--lr", type=float, default=5e-6, help="learning rate of the base model's parameters with --train all (default 5e-6)")
+    p.add_argument("--init", default=None, help="start the blocks from this checkpoint (e.g. the SFT warm-up's bridge.safetensors)")
+    p.add_argument("--prompts-per-step", type=int, default=8, help="prompts (groups) per step (default 8)")
+    p.add_argument("--pool", type=int, default=None, help="distinct training problems cycled through (default: all of the split, at most 2000)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts (default 1.0)")
+    p.add_argument("--adv-scale", default="std", choices=["std", "none"], help="advantage (r-mean)/(std+eps), or r-mean (default std)")
+    p.add_argument("--aggregate", default="token", choices=["token", "sequence"], help="loss mean over all tokens (DAPO) or per answer (default token)")
+    p.add_argument("--clip-low", type=float, default=0.2, help="PPO clip: ratio >= 1 - clip_low (default 0.2)")
+    p.add_argument("--clip-high", type=float, default=0.28, help="PPO clip: ratio <= 1 + clip_high (default 0.28, DAPO)")
+    p.add_argument("--kl-coef", type=float, default=0.0, help="weight of the k3 KL to the starting policy (default 0: no reference copy)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
+    p.add_argument("--rollout-only", action="store_true", help="sample and score, never update: how much signal a task gives (no checkpoint)")
+    args = p.parse_args(argv)
+    args.steps = args.steps or 100
+    return args
+
+
+def check_args(args):
+    T.check_common(args)
+    if args.width < 2 and not args.rollout_only:
+        raise ValueError(f"--width must be >= 2 for GRPO (advantages compare answers within a group), got {args.width}")
+    if args.arch == "none" and (args.train == "new" or args.init):
+        raise ValueError("--arch none has no new blocks: use --train all and no --init")
+    if args.prompts_per_step < 1 or (args.pool is not None and args.pool < args.prompts_per_step):
+        raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
+
+
+def setup(args):
+    """Model, tokenizer, optimizer, reference model and first step (fresh, or from --resume)."""
+    model, tokenizer = T.build_model(args, init=args.init)
+    ref_model = None
+    if args.kl_coef > 0:  # the starting policy, frozen (built before a resume replaces the weights)
+        import copy
+        ref_model = copy.deepcopy(model).requires_grad_(False)
+    first = 0
+    if args.resume:
+        def builder(model_dir, bridge):
+            m, tok = T.load_model(model_dir or args.model, device=args.device, bridge=bridge)
+            return m, tok
+        model, tokenizer, state = T.load_checkpoint(args.out, args, builder)
+        first = state["step"] + 1
+    optimizer = T.make_optimizer(model, args.train, args.lr, args.lr_new)
+    if args.resume:
+        optimizer.load_state_dict(state["optimizer"])
+    return model, tokenizer, optimizer, ref_model, first
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_args(args)
+    T.write_args(args.out, args)
+    model, tokenizer, optimizer, ref_model, first = setup(args)
+    print(T.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
+    pool = training_pool(args)
+    log = T.StepLog(args.out, FIELDS, args.steps, first)
+    with T.GracefulStop() as stop:
+        for step in range(first, args.steps):
+            t0 = time.time()
+            batch = step_problems(pool, step, args.prompts_per_step, args.seed)      # 0. prompts
+            r, rewards, texts = rollout(model, tokenizer, batch, args)                # 1-2. sample, score
+            t_rollout = time.time() - t0
+            adv = group_advantages(rewards, args.width, scale=args.adv_scale)      # 3. advantages
+            if args.rollout_only:
+                stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, grad_norm=0.0, groups_updated=0)
+            else:
+                stats = update(model, optimizer, r, adv, args, ref_model)          # 4-5. loss, step
+            lengths, truncated = answer_stats(r, tokenizer.eos_ids)
+            step_s = time.time() - t0
+            zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
+            log.write(dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
+                           acc=(rewards == 1).float().mean().item(), zero_var=zero_var.float().mean().item(),
+                           len=lengths.mean().item(), trunc=truncated.mean().item(), kl=stats["kl"],
+                           clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
+                           groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
+                           step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
+                           prompt_tokens=r.alive[::args.width, :r.prompt_len].sum().item(),
+                           prompts=[i for i, _ in batch]))
+            if args.show_every and step % args.show_every == 0:
+                show_group(step, batch[0][1], texts, rewards, args.width)
+            last = step + 1 == args.steps or stop.requested
+            if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):
+                T.save_checkpoint(args.out, model, optimizer, step, args, args.train)
+            if stop.requested:
+                sys.exit(130)
+    if not args.rollout_only:
+        print(f"done: {args.out}/checkpoint", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
