@@ -1,8 +1,25 @@
-"""Evaluation metrics for sets of sampled answers, and (later) the width-sweep evaluation.
+"""Evaluate one model setting on held-out problems at several widths, with exact metrics.
 
-For now this file holds only the metrics: pure functions of the counts for ONE problem
-(n answers sampled, c of them correct, a subset size k, a threshold tau). Averaging over
-problems is the caller's job. Definitions follow anchors.md section 3:
+    python evaluate.py                                        # default model, 200 test problems, widths 1 2 4 8
+    python evaluate.py --bridge bridge.safetensors --out bridge.json
+    python evaluate.py --bridge bridge.safetensors --no-bridge --out base.json   # its base model
+    python evaluate.py --model runs/full --problems 50 --n 4 --widths 1 4 --out full.json
+    python evaluate.py --plot base.json bridge.json --out widths.png             # needs matplotlib
+
+The width sweep: at width w every problem gets n answers, drawn as n/w groups of w interdependent
+answers (sample.py), many groups per sample() call. Each answer is scored by tasks.reward, the one
+extractor that training uses too. Per problem and width the JSON keeps the number right and the
+extracted answers; every reported number is a metric below, computed per problem from those and
+averaged over problems by summarize(), with a standard error over problems. The file also records
+the protocol (model, checkpoint, task, seeds, sampling settings, commit). Timing sits under its own
+key "timing": everything else is the same for the same arguments. The layout:
+
+    {"format", "protocol": {...}, "problems": [{"question", "answer"}], "timing": {...},
+     "results": [{"width", "groups", "n", "summary": {metric: {"mean", "se"}},
+                  "per_problem": [{"gold", "correct", "answers", "lengths", "truncated", "answer_line"}]}]}
+
+The metrics are pure functions of the counts for ONE problem (n answers sampled, c of them correct,
+a subset size k, a threshold tau). Definitions follow anchors.md section 3:
 
     mean_accuracy(n, c)        c / n  (= pass@1)
     pass_at_k(n, c, k)         1 - C(n-c, k) / C(n, k)                       (Chen et al. 2021)
@@ -13,7 +30,8 @@ problems is the caller's job. Definitions follow anchors.md section 3:
 
 All of them read "a uniformly random k-subset of the n samples". With Bridge the samples of one
 width group are exchangeable but dependent, so for k < width this is not "a Bridge run at width
-k" (anchors.md 3.5): report (width, sets, n, k) next to every number.
+k" (anchors.md 3.5): the JSON keeps (width, groups, n, k) next to every number, and the
+headline set metric is G-Pass@n_tau at width n (one Bridge set per problem).
 
 Where this file departs from the reference implementations, on purpose:
 1. k > n raises ValueError (the human-eval pass@k silently returns 1.0, GPassK returns 0.0).
@@ -23,10 +41,19 @@ Where this file departs from the reference implementations, on purpose:
 Every count is summed exactly with Python integers; the one division at the end is an int / int
 true division, which Python rounds correctly, so results are exact to the last float bit.
 """
+import argparse
+import json
 import math
 import numbers
+import statistics
+import subprocess
+import sys
+import time
 from collections import Counter
 from fractions import Fraction
+from pathlib import Path
+
+import tasks
 
 
 def _integer(x, name):
@@ -177,3 +204,342 @@ def _other_votes(others, x, room):
                 step[key] = step.get(key, 0) + w * math.comb(count, y)
         ways = step
     return ways
+
+# -----------------------------------------------------------------------------
+# one width: per-problem records -> summary (pure; the command and the tests both use it)
+
+FORMAT = "bridge-ref-eval/1"  # marks a result file, so --plot can refuse anything else
+LABELS = {"accuracy": "mean accuracy", "all_correct": "all correct", "answer_line": "has answer line",
+          "length": "answer length (tokens)", "truncated": "truncated"}
+
+
+def mean_se(values):
+    """{"mean", "se"} of per-problem values; se is None for a single problem."""
+    # choice: the standard error over problems, sample std (ddof 1) / sqrt(#problems). Problems are
+    # independent (Bridge never mixes rows of different prompts); the dependence inside a width
+    # group stays inside one problem's value, so this needs no correction for it (anchors.md 3.5)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return {"mean": statistics.fmean(values), "se": se}
+
+
+def summarize(per_problem, n, ks, taus):
+    """{metric: {"mean", "se"}} over problems, from one width's stored per-problem records.
+
+    Each record: gold (the answer), correct (how many of the n answers are right), answers (the n
+    extracted answers, None = none), lengths (n token counts), truncated and answer_line (counts).
+    """
+    for p in per_problem:
+        if len(p["answers"]) != n or len(p["lengths"]) != n:
+            raise ValueError(f"a per-problem record holds {len(p['answers'])} answers, expected n={n}")
+    c = [p["correct"] for p in per_problem]
+    rows = {"accuracy": [mean_accuracy(n, x) for x in c]}
+    rows.update({f"pass@{k}": [pass_at_k(n, x, k) for x in c] for k in ks})
+    rows.update({f"maj@{k}": [maj_at_k(p["answers"], p["gold"], k) for p in per_problem] for k in ks})
+    # choice: G-Pass with k = n, all n answers of a problem (at width n: one whole Bridge set)
+    rows.update({f"G-Pass@{n}_{_rational(tau)}": [g_pass_at_k(n, x, n, tau) for x in c] for tau in taus})
+    rows[f"mG-Pass@{n}"] = [mg_pass_at_k(n, x, n) for x in c]
+    rows["all_correct"] = [all_correct(n, x) for x in c]
+    rows["answer_line"] = [p["answer_line"] / n for p in per_problem]
+    rows["length"] = [statistics.fmean(p["lengths"]) for p in per_problem]
+    rows["truncated"] = [p["truncated"] / n for p in per_problem]
+    return {name: mean_se(values) for name, values in rows.items()}
+
+
+def has_answer_line(text):
+    """Whether the reply has an "Answer: ..." line holding a number: the format the prompt asks for."""
+    # the extractor's own patterns, so "has an answer line" means what extract_answer() reads
+    return any(tasks._NUMBER.search(rest) for rest in tasks._ANSWER_LINE.findall(text))
+
+
+def score(problem, completions, tokenizer, keep_texts=False):
+    """The per-problem record of one width, from the n completions (token ids, EOS included)."""
+    texts = [tokenizer.decode(ids) for ids in completions]
+    eos = set(tokenizer.eos_ids)
+    record = dict(gold=problem.answer, correct=int(sum(tasks.reward(t, problem) for t in texts)),
+                  answers=[tasks.extract_answer(t) for t in texts],
+                  # choice: an answer's length counts every token it generated, its EOS included
+                  lengths=[len(ids) for ids in completions],
+                  truncated=sum(ids[-1] not in eos for ids in completions),  # no EOS in max_new_tokens
+                  answer_line=sum(has_answer_line(t) for t in texts))
+    if keep_texts:
+        record["texts"] = texts
+    return record
+
+# -----------------------------------------------------------------------------
+# the sweep: sampling, progress, protocol
+
+
+def sample_width(model, tokenizer, prompts, width, args, progress):
+    """n completions per prompt, as n/width groups of `width`; about --batch-rows rows per call."""
+    import torch
+    from sample import sample
+    device = model.lm_head.weight.device
+    groups = [(p, g) for p in range(len(prompts)) for g in range(args.n // width)]  # problem-major
+    per_call = max(1, args.batch_rows // width)  # choice: a group is never split across calls
+    out = [[] for _ in prompts]
+    for start in range(0, len(groups), per_call):
+        batch = groups[start:start + per_call]
+        # choice: every group samples from its own generator, seeded from (--seed, width, problem,
+        # group) by the stable hash of tasks.py, so the answers do not depend on --batch-rows
+        gens = [torch.Generator(device).manual_seed(tasks._stable_seed("evaluate", args.seed, width, p, g))
+                for p, g in batch]
+        rollout = sample(model, [prompts[p] for p, _ in batch], tokenizer.eos_ids, width=width,
+                         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_p=args.top_p, generator=gens)
+        rows = rollout.completions()  # rows [i*width, (i+1)*width) are group i of the batch
+        for i, (p, _) in enumerate(batch):
+            out[p] += rows[i * width:(i + 1) * width]
+        progress(len(batch) * width, f"width {width}")
+    return out
+
+
+def progress_line(total):
+    """A function step(rows, what) that prints the answers done and an ETA on stderr."""
+    start, done, clock = time.time(), 0, lambda s: f"{int(s) // 60}m{int(s) % 60:02d}s"
+
+    def step(rows, what):
+        nonlocal done
+        done += rows
+        elapsed = time.time() - start
+        eta = elapsed * (total - done) / done  # as if every answer cost the same (wide ones cost less)
+        end = "\r" if sys.stderr.isatty() and done < total else "\n"
+        print(f"{what}: {done}/{total} answers, {clock(elapsed)} elapsed, ETA {clock(eta)}   ",
+              end=end, file=sys.stderr, flush=True)
+    return step
+
+
+def git_commit():
+    """HEAD of the repository this file is in, with '-dirty' if a tracked file changed; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        head = run("rev-parse", "HEAD")
+        # choice: untracked files (result JSONs, figures) do not make the tree dirty
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def protocol(args, model, knobs):
+    """Everything needed to rerun the evaluation and to read its numbers."""
+    import torch
+    return dict(model=args.model, model_dir=model.source, model_fingerprint=model.fingerprint(),
+                bridge=args.bridge, bridge_config=model.bridge_config,
+                bridge_on=model.bridge_config is not None and model.use_bridge,
+                task=args.task, knobs=knobs, split=args.split, problems=args.problems,
+                seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths,
+                n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
+                temperature=args.temperature, top_p=args.top_p, top_k=0,
+                max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype,
+                device=args.device, git_commit=git_commit(), torch=torch.__version__)
+
+
+def format_table(result, timing):
+    """One width's summary as a markdown table (mean and standard error over problems)."""
+    width, n, summary = result["width"], result["n"], result["summary"]
+    lines = [f"\nwidth {width}: n = {n} answers per problem ({n // width} x {width}), "
+             f"{len(result['per_problem'])} problems",
+             "| metric | mean | ± se |", "|---|---|---|"]
+    for name, v in summary.items():
+        digits = 1 if name == "length" else 3
+        se = "" if v["se"] is None else f"{v['se']:.{digits}f}"
+        lines.append(f"| {LABELS.get(name, name)} | {v['mean']:.{digits}f} | {se} |")
+    lines.append(f"| tokens/s | {timing['tokens_per_s']:.1f} | |")
+    return "\n".join(lines)
+
+
+def evaluate(args):
+    """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
+    from model import load_model
+    from sample import DTYPES
+    knobs, problems = check_args(args)  # before the slow model load
+    model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype],
+                                  bridge=args.bridge)
+    model.use_bridge = not args.no_bridge
+    # the chat prompt exactly as sample.encode_prompts renders it, with worked examples first
+    system = args.system or None  # the prompt training uses (train_*.py --system)
+    prompts = [tokenizer.encode(tokenizer.chat(tasks.messages(p, shots=args.shots, seed=args.problem_seed,
+                                                              system=system)),
+                                add_special_tokens=False) for p in problems]
+    out = dict(format=FORMAT, protocol=protocol(args, model, knobs),
+               problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
+               timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), widths={}))
+    progress = progress_line(len(args.widths) * len(problems) * args.n)
+    t_all = time.time()
+    for width in args.widths:
+        t0 = time.time()
+        completions = sample_width(model, tokenizer, prompts, width, args, progress)
+        seconds = time.time() - t0
+        per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
+        result = dict(width=width, groups=args.n // width, n=args.n,
+                      summary=summarize(per_problem, args.n, args.ks, args.taus), per_problem=per_problem)
+        tokens = sum(sum(p["lengths"]) for p in per_problem)
+        timing = dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
+        out["results"].append(result)
+        out["timing"]["widths"][str(width)] = timing
+        print(format_table(result, timing), flush=True)
+    out["timing"]["total_seconds"] = time.time() - t_all
+    return out
+
+# -----------------------------------------------------------------------------
+# plots
+
+
+def read_result(path):
+    """A result file written by this script; anything else is a one-line ValueError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        raise ValueError(f"{path}: not an evaluate.py result (not a JSON file)") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an evaluate.py result (no format {FORMAT!r})")
+    return data
+
+
+def label_of(protocol):
+    """The checkpoint's name ('+ off' when loaded but switched off), else the model's, else 'base'."""
+    if protocol["bridge"]:
+        return Path(protocol["bridge"]).stem + ("" if protocol["bridge_on"] else " off")
+    return Path(protocol["model"]).name if protocol["model"] else "base"
+
+
+def plot(paths, out, labels=None):
+    """Two panels: mean accuracy against width, and G-Pass@n_tau against tau (at the widest width)."""
+    runs = [read_result(p) for p in paths]
+    labels = labels or [label_of(run["protocol"]) for run in runs]
+    if len(labels) != len(runs):
+        raise ValueError(f"--labels: {len(labels)} labels for {len(runs)} files")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for run, label in zip(runs, labels):
+        res, n = run["results"], run["protocol"]["n"]
+        acc = [r["summary"]["accuracy"] for r in res]
+        left.errorbar([r["width"] for r in res], [a["mean"] for a in acc],
+                      yerr=[a["se"] or 0 for a in acc], marker="o", capsize=3, label=label)
+        # choice: G-Pass at the widest width, where k = n reads as "one Bridge set per problem"
+        wide = max(res, key=lambda r: r["width"])
+        taus = run["protocol"]["taus"]
+        g = [wide["summary"][f"G-Pass@{n}_{t}"] for t in taus]
+        right.errorbar([float(Fraction(t)) for t in taus], [x["mean"] for x in g],
+                       yerr=[x["se"] or 0 for x in g], marker="o", capsize=3,
+                       label=f"{label} (width {wide['width']}, n={n})")
+    widths = sorted({r["width"] for run in runs for r in run["results"]})
+    left.set_xscale("log", base=2)
+    left.set_xticks(widths, [str(w) for w in widths])
+    left.set(xlabel="width", ylabel="mean accuracy", title="accuracy against width")
+    right.set(xlabel="tau", ylabel="G-Pass@n_tau", title="G-Pass@n_tau (± se over problems)")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}", file=sys.stderr)
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit code 2, without argparse's usage block
+        print(f"evaluate.py: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def tau(text):
+    """A --taus value, read exactly: "1/8", "0.25", "1"."""
+    try:
+        return Fraction(text)
+    except ZeroDivisionError:  # argparse turns only ValueError into its one-line error
+        raise ValueError(text) from None
+
+
+def parse_args(argv=None):
+    p = _Parser(description="Evaluate one model setting at several widths (or plot result files).")
+    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
+    p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")
+    p.add_argument("--task", default="word", help=f"task family: {', '.join(tasks.TASKS)} (default word)")
+    p.add_argument("--lo", type=int, default=None, help="task knob: smallest number in a problem (default: the task's)")
+    p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: the task's)")
+    p.add_argument("--split", default="test", help="train or test (default test)")
+    p.add_argument("--problems", type=int, default=200, help="how many problems (default 200)")
+    p.add_argument("--problem-seed", type=int, default=0, help="seed for the problems and their worked examples (default 0)")
+    p.add_argument("--shots", type=int, default=2, help="worked examples before each question (default 2)")
+    p.add_argument("--system", default=tasks.SYSTEM, help=f"system message, as in training; '' = the chat template's default (default {tasks.SYSTEM!r})")
+    p.add_argument("--n", type=int, default=8, help="answers per problem at every width (default 8)")
+    p.add_argument("--widths", type=int, nargs="+", default=None, help="widths to evaluate, each dividing n (default: those of 1 2 4 8 that divide n)")
+    p.add_argument("--ks", type=int, nargs="+", default=None, help="k for pass@k and maj@k (default: those of 1 2 4 8 up to n)")
+    p.add_argument("--taus", type=tau, nargs="+", default=[Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1)],
+                   help="thresholds in (0, 1] for G-Pass@n_tau, read exactly (default 1/8 1/4 1/2 3/4 1)")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per answer at most (default 64)")
+    p.add_argument("--batch-rows", type=int, default=64, help="rows (answers) per sample() call; groups are never split (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; each call's generator is derived from it (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
+    p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
+    p.add_argument("--out", default=None, help="the JSON file to write (default results.json), or the figure with --plot (default evaluate.png)")
+    p.add_argument("--plot", nargs="+", default=None, metavar="JSON", help="plot these result files instead of evaluating")
+    p.add_argument("--labels", nargs="+", default=None, help="one legend label per --plot file (default: from the protocol)")
+    return p.parse_args(argv)
+
+
+def check_args(args):
+    """Refuse bad input with one clear ValueError; fills in the default widths and ks; returns (knobs, problems)."""
+    from sample import check_sampling
+    n = args.n
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    args.widths = sorted(set(args.widths or [w for w in (1, 2, 4, 8) if n % w == 0]))
+    args.ks = sorted(set(args.ks or [k for k in (1, 2, 4, 8) if k <= n]))
+    for w in args.widths:
+        if w < 1 or n % w:
+            raise ValueError(f"--widths: {w} must be >= 1 and divide n={n} (n answers = n/width groups of width)")
+    for k in args.ks:
+        if not 1 <= k <= n:
+            raise ValueError(f"--ks: k={k} must be in [1, n={n}]")
+    for t in args.taus:
+        try:
+            threshold(t, n)
+        except ValueError as e:
+            raise ValueError(f"--taus: {e}") from None
+    check_sampling(args.temperature, 0, args.top_p)
+    for flag in ("problems", "max_new_tokens", "batch_rows"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.bridge is not None and not Path(args.bridge).is_file():
+        raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
+    if not Path(args.out).resolve().parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: no such directory")
+    knobs = {k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None}
+    problems = tasks.make_problems(args.task, args.problems, seed=args.problem_seed, split=args.split, **knobs)
+    tasks.messages(problems[0], shots=args.shots, seed=args.problem_seed)  # a bad --shots fails here
+    return knobs, problems
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.plot:
+        return plot(args.plot, args.out or "evaluate.png", args.labels)
+    args.out = args.out or "results.json"
+    result = evaluate(args)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
