@@ -5,6 +5,7 @@ RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, 
     python train_grpo.py --arch pmatch --train all --init runs/sft_pmatch/checkpoint/bridge.safetensors --out runs/pmatch
     python train_grpo.py --arch bridge --train all --init runs/sft_bridge/checkpoint/bridge.safetensors --out runs/bridge
     python train_grpo.py ... --resume                                  # continue a stopped run
+    torchrun --nproc_per_node 4 train_grpo.py --device cuda ...       # 4 GPUs, the same algorithm
 
 One step (paper 2.2, notes.md; the numbers are the steps of main()):
   1. rollout:   one width-W group per prompt, sampled with the blocks on (sample.py), so the
@@ -37,6 +38,26 @@ aggregation and "a KL term"; everything else is ours):
   problems shuffled per epoch with seed (seed, epoch); prompt i of the stream samples with its own
   generator seeded by (seed, i). A step therefore depends only on (seed, step, weights): resuming
   needs no RNG state, and a group's answers do not depend on which other groups share its batch.
+
+Several processes (torchrun; training.py has the plumbing), the same algorithm:
+- # choice: sharding. --prompts-per-step P must be a multiple of the N processes (a one-line error
+  otherwise, before the model loads). Rank r samples and trains the contiguous block of global
+  prompt indices k*P + r*P/N .. k*P + (r+1)*P/N - 1 of step k, whole groups only (asserted per
+  process in update(), per micro-batch in training.split_rollout).
+- # choice: the seed rule. A group's randomness comes from (seed, step, global prompt index),
+  never from the rank: prompt i = k*P + j of step k samples with its own generator seeded by
+  stable_seed("rollout", seed, i). So the prompts of a step, and up to floating point (the rows a
+  batch is padded to) its answers, do not depend on how many processes share it.
+- # choice: token-level (DAPO) normalisation over the whole step. Before the backward passes the
+  processes sum their answer-token counts (answer counts with --aggregate sequence); each divides
+  its micro-batch losses by that global count, and the gradients are then summed over the
+  processes (training.all_reduce_grads). The summed gradient is the one-process gradient of the
+  same rollouts; clipping and the AdamW step then run identically on every replica. Whether the
+  step is taken is decided on the global number of updated groups, so a process whose groups all
+  have zero advantage still joins the sum (with zeros) and the step.
+- The log's numbers (reward, accuracy, zero_var, lengths, prompts) are those of the whole step,
+  gathered to every process; only rank 0 prints, writes log.jsonl and checkpoints; --resume loads
+  the checkpoint on every process.
 """
 import sys
 import time
@@ -166,10 +187,14 @@ def answer_stats(r, eos_ids):
 def update(model, optimizer, r, advantages, args, ref_model=None):
     """One optimizer step on one rollout (gradient accumulation over micro-batches of whole groups)."""
     W = args.width
+    assert r.tokens.shape[0] == advantages.shape[0] and r.tokens.shape[0] % W == 0, \
+        "a process must hold whole groups"
     mask = r.alive[:, r.prompt_len:]                                      # (N, S) answer tokens
     total = mask.sum().item() if args.aggregate == "token" else (mask.sum(1) > 0).sum().item()
+    total = T.all_sum(total)                     # the step's count, over all processes
     groups = advantages.view(-1, W).ne(0).any(1)                          # (B,) groups with signal
     todo = [g for g in range(len(groups)) if groups[g] or args.kl_coef > 0]
+    updated = T.all_sum(len(todo))               # step or no step: the same on every process
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
     for rows in T.micro_batches(todo, args.micro_groups, W):
@@ -193,12 +218,33 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
         stats["ratio_max"] = max(stats["ratio_max"], s["ratio_max"])
         stats["tokens"] += s["tokens"]
     params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if todo else 0.0
-    if todo:
+    if updated:
+        T.all_reduce_grads(params)               # the sum over processes = the one-process gradient
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if updated else 0.0
+    if updated:
         optimizer.step()
+    if T.distributed():  # the step's numbers: sums over the processes, and the largest ratio
+        parts = T.all_gather(stats)
+        stats = {k: sum(p[k] for p in parts) for k in stats} | {"ratio_max": max(p["ratio_max"] for p in parts)}
     n = max(stats.pop("tokens"), 1)
     return dict(stats, clip_frac=stats["clip_frac"] / n, kl=stats["kl"] / n, grad_norm=grad_norm,
-                groups_updated=len(todo))
+                groups_updated=updated)
+
+
+def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
+    """The log record of a step: the numbers of all its groups, gathered from every process."""
+    lengths, truncated = answer_stats(r, eos_ids)
+    rewards, lengths, truncated = (T.gather_rows(x) for x in (rewards, lengths, truncated))
+    zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
+    step_s = time.time() - t0
+    return dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
+                acc=(rewards == 1).float().mean().item(), zero_var=zero_var.float().mean().item(),
+                len=lengths.mean().item(), trunc=truncated.mean().item(), kl=stats["kl"],
+                clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
+                groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
+                step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
+                prompt_tokens=T.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
+                prompts=[i for part in T.all_gather([i for i, _ in mine]) for i in part])
 
 
 def show_group(step, problem, texts, rewards, width):
@@ -247,6 +293,7 @@ def check_args(args):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
+    T.check_shares(args.prompts_per_step, "--prompts-per-step")
 
 
 def setup(args):
@@ -272,41 +319,36 @@ def setup(args):
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
+    T.dist_init(args)  # under torchrun: join the process group; else nothing
     T.write_args(args.out, args)
     model, tokenizer, optimizer, ref_model, first = setup(args)
-    print(T.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
+    if T.is_main():
+        print(T.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
     pool = training_pool(args)
     log = T.StepLog(args.out, FIELDS, args.steps, first)
     with T.GracefulStop() as stop:
         for step in range(first, args.steps):
             t0 = time.time()
             batch = step_problems(pool, step, args.prompts_per_step, args.seed)      # 0. prompts
-            r, rewards, texts = rollout(model, tokenizer, batch, args)                # 1-2. sample, score
+            mine = T.my_share(batch)                           # this process's groups (torchrun), else all
+            r, rewards, texts = rollout(model, tokenizer, mine, args)                 # 1-2. sample, score
             t_rollout = time.time() - t0
             adv = group_advantages(rewards, args.width, scale=args.adv_scale)      # 3. advantages
             if args.rollout_only:
                 stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, grad_norm=0.0, groups_updated=0)
             else:
                 stats = update(model, optimizer, r, adv, args, ref_model)          # 4-5. loss, step
-            lengths, truncated = answer_stats(r, tokenizer.eos_ids)
-            step_s = time.time() - t0
-            zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
-            log.write(dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
-                           acc=(rewards == 1).float().mean().item(), zero_var=zero_var.float().mean().item(),
-                           len=lengths.mean().item(), trunc=truncated.mean().item(), kl=stats["kl"],
-                           clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
-                           groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
-                           step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
-                           prompt_tokens=r.alive[::args.width, :r.prompt_len].sum().item(),
-                           prompts=[i for i, _ in batch]))
-            if args.show_every and step % args.show_every == 0:
+            log.write(step_record(step, mine, r, rewards, stats, tokenizer.eos_ids, args, t0, t_rollout))
+            if args.show_every and step % args.show_every == 0 and T.is_main():
                 show_group(step, batch[0][1], texts, rewards, args.width)
-            last = step + 1 == args.steps or stop.requested
+            stopping = T.any_process(stop.requested)  # every process stops after the same step
+            last = step + 1 == args.steps or stopping
             if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):
                 T.save_checkpoint(args.out, model, optimizer, step, args, args.train)
-            if stop.requested:
+            if stopping:
                 sys.exit(130)
-    if not args.rollout_only:
+    T.dist_close()
+    if not args.rollout_only and T.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
 
 

@@ -5,6 +5,7 @@ on answers the base model already gives, to read its siblings before RL starts.
     python train_sft.py --arch bridge --out runs/sft_bridge
     python train_sft.py --arch pmatch --out runs/sft_pmatch
     python sample.py --width 4 --bridge runs/sft_bridge/checkpoint/bridge.safetensors
+    torchrun --nproc_per_node 4 train_sft.py --device cuda --arch bridge --out runs/sft_bridge
 
 1. Data (# paper): the base model samples --samples-per-problem answers (default 8, the paper's) to
    each of --problems training problems; wrong answers are dropped, and so are problems with at
@@ -26,6 +27,19 @@ Choices where the paper is silent:
   groups are drawn in a per-epoch shuffled order seeded by (seed, epoch); --epochs passes by default.
 - # choice: sampling happens once and is stored in OUT/data.jsonl, one line per problem tried, so a
   stopped run resumes its sampling where it stopped and --resume never samples again.
+
+Several processes (torchrun; training.py has the plumbing), the same algorithm:
+- # choice: sampling is split by problem. Each round of --sample-batch x N problems gives rank r
+  the block of --sample-batch problems starting at r x --sample-batch; problem i samples with its
+  own generator seeded by stable_seed("sft", seed, i), never by the rank, so the data do not
+  depend on N (up to floating point). Rank 0 gathers the records and writes data.jsonl in problem
+  order; then every process reads the whole file, so every process knows every group.
+- # choice: training is split by group. --groups-per-step must be a multiple of N (a one-line
+  error otherwise); every process draws the same groups of the step and takes its contiguous
+  share of them, whole groups only. The token mean divides by the answer tokens of the whole
+  step (every process knows the whole step, so no count is exchanged), and the gradients are
+  summed over the processes (training.all_reduce_grads): the one-process gradient.
+- Only rank 0 prints, writes log.jsonl and checkpoints; --resume loads on every process.
 """
 import json
 import math
@@ -47,7 +61,8 @@ from tasks import make_problems, reward
 def sample_answers(model, tokenizer, problems, args):
     """OUT/data.jsonl: per problem, the ids of its prompt and of its right, finished answers.
 
-    Resumable: problems already in the file are not sampled again.
+    Resumable: problems already in the file are not sampled again. Under torchrun the processes
+    split each round of problems, and rank 0 writes every process's records in problem order.
     """
     path = Path(args.out) / "data.jsonl"
     done = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -55,29 +70,45 @@ def sample_answers(model, tokenizer, problems, args):
         if rec["index"] != i or rec["question"] != problems[i].question:
             raise ValueError(f"{path} was sampled with other arguments (problem {i} differs); use another --out")
     model.use_bridge = False  # paper: the original model samples (fresh blocks are zero anyway)
-    t0, eos = time.time(), set(tokenizer.eos_ids)
-    for start in range(len(done), len(problems), args.sample_batch):
-        batch = problems[start:start + args.sample_batch]
-        ids = T.encode_problems(tokenizer, batch, args)
-        gens = [torch.Generator(args.device).manual_seed(T.stable_seed("sft", args.seed, start + j))
-                for j in range(len(batch))]
-        with T.autocast(args):
-            r = sample(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
-                       max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens)
-        answers = r.completions()
+    t0 = time.time()
+    rank, world, _ = T.dist_env()
+    for start in range(len(done), len(problems), args.sample_batch * world):
+        first = start + rank * args.sample_batch  # this process's block of the round
+        records = sample_records(model, tokenizer, problems[first:first + args.sample_batch], first, args)
+        records = [rec for part in T.all_gather(records) for rec in part]  # all blocks, in order
+        if not T.is_main():
+            continue
         with open(path, "a") as f:
-            for j, problem in enumerate(batch):
-                mine = answers[j * args.samples_per_problem:(j + 1) * args.samples_per_problem]
-                right = [a for a in mine if a and a[-1] in eos and reward(tokenizer.decode(a), problem) == 1]
-                f.write(json.dumps(dict(index=start + j, question=problem.question, answer=problem.answer,
-                                        prompt=ids[j], right=right, tried=len(mine))) + "\n")
-        n = min(start + args.sample_batch, len(problems))
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+        n = min(start + args.sample_batch * world, len(problems))
         elapsed = time.time() - t0
         eta = elapsed / (n - len(done)) * (len(problems) - n)
         print(f"sampling: {n}/{len(problems)} problems | elapsed {T.hms(elapsed)} | eta {T.hms(eta)}",
               file=sys.stderr, flush=True)
+    T.barrier()  # rank 0 has written them all
     model.use_bridge = True
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def sample_records(model, tokenizer, batch, first, args):
+    """The data.jsonl records of problems first, first + 1, ... (batch): their right answers."""
+    if not batch:
+        return []
+    ids = T.encode_problems(tokenizer, batch, args)
+    gens = [torch.Generator(args.device).manual_seed(T.stable_seed("sft", args.seed, first + j))
+            for j in range(len(batch))]
+    with T.autocast(args):
+        r = sample(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens)
+    answers, eos, k = r.completions(), set(tokenizer.eos_ids), args.samples_per_problem
+    records = []
+    for j, problem in enumerate(batch):
+        mine = answers[j * k:(j + 1) * k]
+        right = [a for a in mine if a and a[-1] in eos and reward(tokenizer.decode(a), problem) == 1]
+        records.append(dict(index=first + j, question=problem.question, answer=problem.answer,
+                            prompt=ids[j], right=right, tried=len(mine)))
+    return records
 
 
 def make_groups(records, width):
@@ -147,9 +178,13 @@ def step_groups(groups, step, per_step, seed):
 
 
 def train_step(model, optimizer, batch, eos_id, args):
-    """One optimizer step on a list of groups; returns (mean token loss, answer tokens, grad norm)."""
+    """One optimizer step on a list of groups; returns (mean token loss, answer tokens, grad norm).
+
+    Under torchrun each process runs its own share of the groups; `total` counts the answer tokens
+    of the whole batch, and the gradients are summed over the processes before the clip.
+    """
     total = sum(len(a) for _, answers in batch for a in answers)
-    batch = sorted(batch, key=lambda g: len(g[1]))  # whole groups of one width per micro-batch
+    batch = sorted(T.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     i = 0
@@ -165,9 +200,10 @@ def train_step(model, optimizer, batch, eos_id, args):
         loss_sum += loss.item()
         i = j
     params = [p for p in model.parameters() if p.requires_grad]
+    T.all_reduce_grads(params)  # the sum over processes = the one-process gradient
     grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item()
     optimizer.step()
-    return loss_sum, total, grad_norm
+    return T.all_sum(loss_sum), total, grad_norm
 
 # -----------------------------------------------------------------------------
 # command line
@@ -201,11 +237,13 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.samples_per_problem < 2:
         raise ValueError("--samples-per-problem must be >= 2 (problems need two right answers)")
+    T.check_shares(args.groups_per_step, "--groups-per-step")
 
 
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
+    T.dist_init(args)  # under torchrun: join the process group; else nothing
     T.write_args(args.out, args)
     first = 0
     if args.resume:
@@ -217,14 +255,16 @@ def main(argv=None):
     problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **T.task_knobs(args))
     records = sample_answers(model, tokenizer, problems, args)
     groups = make_groups(records, args.width)
-    print(data_summary(records, groups), file=sys.stderr)
+    if T.is_main():
+        print(data_summary(records, groups), file=sys.stderr)
     if not groups:
         raise ValueError(f"no problem had two right answers among {len(records)} tried: nothing to "
                          f"train on (try more --problems, an easier task, or more --shots)")
     optimizer = T.make_optimizer(model, "new", 0.0, args.lr_new)
     if args.resume:
         optimizer.load_state_dict(state["optimizer"])
-    print(T.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
+    if T.is_main():
+        print(T.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
     steps = args.steps or max(1, math.ceil(args.epochs * len(groups) / args.groups_per_step))
     log = T.StepLog(args.out, FIELDS, steps, first)
     with T.GracefulStop() as stop:
@@ -236,12 +276,15 @@ def main(argv=None):
             log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens,
                            len=tokens / sum(len(a) for _, a in batch), grad_norm=grad_norm,
                            tok_s=tokens / step_s, step_s=step_s))
-            if (step + 1) % args.save_every == 0 or step + 1 == steps or stop.requested:
+            stopping = T.any_process(stop.requested)  # every process stops after the same step
+            if (step + 1) % args.save_every == 0 or step + 1 == steps or stopping:
                 T.save_checkpoint(args.out, model, optimizer, step, args, "new")
-            if stop.requested:
+            if stopping:
                 sys.exit(130)
-    print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
-          file=sys.stderr)
+    T.dist_close()
+    if T.is_main():
+        print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
