@@ -265,12 +265,20 @@ def main(argv=None):
         optimizer.load_state_dict(state["optimizer"])
     if T.is_main():
         print(T.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
-    steps = args.steps or max(1, math.ceil(args.epochs * len(groups) / args.groups_per_step))
+    # choice: a step never holds one group twice: with fewer groups than --groups-per-step, a step
+    # takes all of them (rounded down to whole shares of the processes under torchrun)
+    world = T.dist_env()[1]
+    per_step = min(args.groups_per_step, len(groups) // world * world)
+    if per_step == 0:
+        raise ValueError(f"{len(groups)} groups cannot be shared by {world} processes: sample more --problems")
+    if per_step < args.groups_per_step and T.is_main():
+        print(f"only {len(groups)} groups: {per_step} per step instead of {args.groups_per_step}", file=sys.stderr)
+    steps = args.steps or max(1, math.ceil(args.epochs * len(groups) / per_step))
     log = T.StepLog(args.out, FIELDS, steps, first)
     with T.GracefulStop() as stop:
         for step in range(first, steps):
             t0 = time.time()
-            batch = step_groups(groups, step, args.groups_per_step, args.seed)
+            batch = step_groups(groups, step, per_step, args.seed)
             loss, tokens, grad_norm = train_step(model, optimizer, batch, tokenizer.eos_id, args)
             step_s = time.time() - t0
             log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens,

@@ -269,3 +269,10 @@ def test_a_run_directory_in_use_is_not_overwritten(tiny, tmp_path, fake_reward):
     grpo(tiny, tmp_path, "--steps", "1")
     with pytest.raises(ValueError, match="pass --resume"):
         grpo(tiny, tmp_path, "--steps", "1")
+
+
+def test_with_fewer_groups_than_a_step_takes_an_sft_step_holds_each_group_once(tiny, tmp_path, fake_reward):
+    sft(tiny, tmp_path, "--steps", "1", "--groups-per-step", "50")
+    records = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
+    groups = train_sft.make_groups(records, 4)
+    assert 0 < log_of(tmp_path)[0]["groups"] == len(groups) < 50
