@@ -490,6 +490,14 @@ def grpo_table(work, rows):
     return "\n".join(lines)
 
 
+def emit(result, table, out):
+    """Print a table; with --out, also write the results it came from as JSON."""
+    print(table)
+    if out:
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def main():
     p = argparse.ArgumentParser(description="Tokens/s of our sampler vs transformers.generate, and of Bridge on vs off.")
     p.add_argument("--what", default="sampler", choices=["sampler", "bridge", "all", "tasks", "logprobs", "grpo"], help="which table(s) (default sampler)")
@@ -519,26 +527,13 @@ def main():
         if args.trl_micro_batch < 1 or 32 % args.trl_micro_batch or args.trl_micro_batch % 4:
             p.error(f"--trl-micro-batch must divide 32 and be a multiple of 4 (whole groups), got {args.trl_micro_batch}")
         work, rows = bench_grpo(args)
-        print(grpo_table(work, rows))
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=2)
-        return
+        return emit(rows, grpo_table(work, rows), args.out)
     if args.what == "logprobs":
-        result, table = bench_logprobs(args)
-        print(table)
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(result, f, indent=2)
-        return
+        return emit(*bench_logprobs(args), args.out)
     if args.what == "tasks":
         rows, table = survey_tasks(args)
-        print(f"# {8 * args.survey_steps} train problems x 4 answers per row, temperature 1, 64 new tokens, seed 1\n")
-        print(table)
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump(rows, f, indent=2)
-        return
+        header = f"# {8 * args.survey_steps} train problems x 4 answers per row, temperature 1, 64 new tokens, seed 1\n\n"
+        return emit(rows, header + table, args.out)
     import torch
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     jobs = jobs_for(args, devices)

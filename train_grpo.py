@@ -140,15 +140,8 @@ def policy_loss(logp, old_logp, advantages, mask, *, clip_low=0.2, clip_high=0.2
 
 
 def step_problems(pool, step, per_step, seed):
-    """The prompts of `step`: positions step*per_step .. of the per-epoch shuffled pool (with indices)."""
-    import random
-    out = []
-    for i in range(step * per_step, (step + 1) * per_step):
-        epoch, pos = divmod(i, len(pool))
-        order = list(range(len(pool)))
-        random.Random(T.stable_seed("epoch", seed, epoch)).shuffle(order)
-        out.append((i, pool[order[pos]]))
-    return out
+    """The prompts of `step`, with their positions in the per-epoch shuffled stream of the pool."""
+    return T.epoch_stream(pool, step, per_step, seed, "epoch")
 
 
 def training_pool(args):

@@ -43,7 +43,6 @@ Several processes (torchrun; training.py has the plumbing), the same algorithm:
 """
 import json
 import math
-import random
 import sys
 import time
 from pathlib import Path
@@ -167,14 +166,8 @@ def pad_groups(groups, eos_id, device):
 
 
 def step_groups(groups, step, per_step, seed):
-    """The groups of `step`: positions step*per_step .. of the per-epoch shuffled list."""
-    out = []
-    for i in range(step * per_step, (step + 1) * per_step):
-        epoch, pos = divmod(i, len(groups))
-        order = list(range(len(groups)))
-        random.Random(T.stable_seed("sft-epoch", seed, epoch)).shuffle(order)
-        out.append(groups[order[pos]])
-    return out
+    """The groups of `step`: the per-epoch shuffled stream of groups (training.epoch_stream)."""
+    return [g for _, g in T.epoch_stream(groups, step, per_step, seed, "sft-epoch")]
 
 
 def train_step(model, optimizer, batch, eos_id, args):

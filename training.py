@@ -451,6 +451,20 @@ class GracefulStop:
         signal.signal(signal.SIGINT, self.previous)
 
 
+def epoch_stream(items, step, per_step, seed, name):
+    """The items of `step`: positions step*per_step .. (step+1)*per_step - 1 of a stream that goes
+    through `items` once per epoch, in an order shuffled with seed (name, seed, epoch).
+    Returns [(position in the stream, item)]: a step depends only on (seed, step), never on state."""
+    import random
+    out = []
+    for i in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(i, len(items))
+        order = list(range(len(items)))
+        random.Random(stable_seed(name, seed, epoch)).shuffle(order)
+        out.append((i, items[order[pos]]))
+    return out
+
+
 def stable_seed(*parts):
     """A 63-bit seed from any parts (ints, strings), the same in every process (no hash() salt)."""
     import hashlib
