@@ -515,14 +515,30 @@ def plot_runs(run_dirs, out, *, smooth=10, labels=None):
     print(f"wrote {out}", file=sys.stderr)
 
 
+def summarize_runs(run_dirs, labels=None, first=10):
+    """A markdown table of runs: steps, mean train reward over the first and the last `first` steps,
+    mean seconds per step (rollout, update) and peak resident memory."""
+    lines = [f"| run | steps | reward, steps 1-{first} | reward, last {first} steps | s / step | rollout s | "
+             "update s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for i, run in enumerate(run_dirs):
+        log = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines() if line.strip()]
+        mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+        label = labels[i] if labels else Path(run).name
+        lines.append(f"| {label} | {len(log)} | {mean(log[:first], 'reward'):.3f} | {mean(log[-first:], 'reward'):.3f} | "
+                     f"{mean(log, 'step_s'):.1f} | {mean(log, 'rollout_s'):.1f} | {mean(log, 'update_s'):.1f} | "
+                     f"{max(r['peak_rss_mb'] for r in log):.0f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    p = Parser(prog="training.py", description="Plot the train reward per step of train_grpo.py runs.")
+    p = Parser(prog="training.py", description="Summarize and plot the train reward per step of train_grpo.py runs.")
     p.add_argument("runs", nargs="+", help="run directories (each with log.jsonl and args.json)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--smooth", type=int, default=10, help="running mean over this many steps (default 10)")
     p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: arch and directory)")
     a = p.parse_args()
     try:
+        print(summarize_runs(a.runs, labels=a.labels))
         plot_runs(a.runs, a.out, smooth=a.smooth, labels=a.labels)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

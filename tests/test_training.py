@@ -5,6 +5,7 @@ prompts, so the runs use --shots 0 and a short context; many EOS ids make answer
 tiny model never solves a problem, so where a run must learn something the reward is replaced by
 a rule on the text (even length = right), which gives mixed groups.
 """
+import importlib.util
 import json
 import os
 import signal
@@ -147,6 +148,11 @@ def test_grpo_two_steps_writes_a_log_and_checkpoints_that_load(tiny, tmp_path, f
               "elapsed_s", "eta_s", "peak_rss_mb"}
     assert fields <= set(log[0])
     assert log[0]["ratio_max"] < 1e-4  # fp32: the sampler's log-probs are the forward's
+    mean = sum(r["reward"] for r in log) / 2
+    assert f"| all | 2 | {mean:.3f} | {mean:.3f} |" in T.summarize_runs([out])  # the README's table
+    if importlib.util.find_spec("matplotlib"):
+        T.plot_runs([out], tmp_path / "reward.png")
+        assert (tmp_path / "reward.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = out / "checkpoint"
     model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # HF dir + its blocks
     assert model.bridge_config["kind"] == "bridge"
