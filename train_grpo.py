@@ -39,7 +39,7 @@ aggregation and "a KL term"; everything else is ours):
   generator seeded by (seed, i). A step therefore depends only on (seed, step, weights): resuming
   needs no RNG state, and a group's answers do not depend on which other groups share its batch.
 
-Several processes (torchrun; training.py has the plumbing), the same algorithm:
+Several processes (torchrun; parallel.py has the plumbing), the same algorithm:
 - # choice: sharding. --prompts-per-step P must be a multiple of the N processes (a one-line error
   otherwise, before the model loads). Rank r samples and trains the contiguous block of global
   prompt indices k*P + r*P/N .. k*P + (r+1)*P/N - 1 of step k, whole groups only (asserted per
@@ -51,7 +51,7 @@ Several processes (torchrun; training.py has the plumbing), the same algorithm:
 - # choice: token-level (DAPO) normalisation over the whole step. Before the backward passes the
   processes sum their answer-token counts (answer counts with --aggregate sequence); each divides
   its micro-batch losses by that global count, and the gradients are then summed over the
-  processes (training.all_reduce_grads). The summed gradient is the one-process gradient of the
+  processes (parallel.all_reduce_grads). The summed gradient is the one-process gradient of the
   same rollouts; clipping and the AdamW step then run identically on every replica. Whether the
   step is taken is decided on the global number of updated groups, so a process whose groups all
   have zero advantage still joins the sum (with zeros) and the step.
@@ -64,6 +64,7 @@ import time
 
 import torch
 
+import parallel as P
 import training as T
 from sample import sample
 from tasks import make_problems, question_count, reward
@@ -184,10 +185,10 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
         "a process must hold whole groups"
     mask = r.alive[:, r.prompt_len:]                                      # (N, S) answer tokens
     total = mask.sum().item() if args.aggregate == "token" else (mask.sum(1) > 0).sum().item()
-    total = T.all_sum(total)                     # the step's count, over all processes
+    total = P.all_sum(total)                     # the step's count, over all processes
     groups = advantages.view(-1, W).ne(0).any(1)                          # (B,) groups with signal
     todo = [g for g in range(len(groups)) if groups[g] or args.kl_coef > 0]
-    updated = T.all_sum(len(todo))               # step or no step: the same on every process
+    updated = P.all_sum(len(todo))               # step or no step: the same on every process
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
     for rows in T.micro_batches(todo, args.micro_groups, W):
@@ -212,12 +213,12 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
         stats["tokens"] += s["tokens"]
     params = [p for p in model.parameters() if p.requires_grad]
     if updated:
-        T.all_reduce_grads(params)               # the sum over processes = the one-process gradient
+        P.all_reduce_grads(params)               # the sum over processes = the one-process gradient
     grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if updated else 0.0
     if updated:
         optimizer.step()
-    if T.distributed():  # the step's numbers: sums over the processes, and the largest ratio
-        parts = T.all_gather(stats)
+    if P.distributed():  # the step's numbers: sums over the processes, and the largest ratio
+        parts = P.all_gather(stats)
         stats = {k: sum(p[k] for p in parts) for k in stats} | {"ratio_max": max(p["ratio_max"] for p in parts)}
     n = max(stats.pop("tokens"), 1)
     return dict(stats, clip_frac=stats["clip_frac"] / n, kl=stats["kl"] / n, grad_norm=grad_norm,
@@ -227,7 +228,7 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
 def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
     """The log record of a step: the numbers of all its groups, gathered from every process."""
     lengths, truncated = answer_stats(r, eos_ids)
-    rewards, lengths, truncated = (T.gather_rows(x) for x in (rewards, lengths, truncated))
+    rewards, lengths, truncated = (P.gather_rows(x) for x in (rewards, lengths, truncated))
     zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
     step_s = time.time() - t0
     return dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
@@ -236,8 +237,8 @@ def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
                 clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
                 groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
                 step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
-                prompt_tokens=T.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
-                prompts=[i for part in T.all_gather([i for i, _ in mine]) for i in part])
+                prompt_tokens=P.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
+                prompts=[i for part in P.all_gather([i for i, _ in mine]) for i in part])
 
 
 def show_group(step, problem, texts, rewards, width):
@@ -286,7 +287,7 @@ def check_args(args):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
-    T.check_shares(args.prompts_per_step, "--prompts-per-step")
+    P.check_shares(args.prompts_per_step, "--prompts-per-step")
 
 
 def setup(args):
@@ -312,10 +313,10 @@ def setup(args):
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    T.dist_init(args)  # under torchrun: join the process group; else nothing
+    P.dist_init(args)  # under torchrun: join the process group; else nothing
     T.write_args(args.out, args)
     model, tokenizer, optimizer, ref_model, first = setup(args)
-    if T.is_main():
+    if P.is_main():
         print(T.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
     pool = training_pool(args)
     log = T.StepLog(args.out, FIELDS, args.steps, first)
@@ -323,7 +324,7 @@ def main(argv=None):
         for step in range(first, args.steps):
             t0 = time.time()
             batch = step_problems(pool, step, args.prompts_per_step, args.seed)      # 0. prompts
-            mine = T.my_share(batch)                           # this process's groups (torchrun), else all
+            mine = P.my_share(batch)                           # this process's groups (torchrun), else all
             r, rewards, texts = rollout(model, tokenizer, mine, args)                 # 1-2. sample, score
             t_rollout = time.time() - t0
             adv = group_advantages(rewards, args.width, scale=args.adv_scale)      # 3. advantages
@@ -332,16 +333,16 @@ def main(argv=None):
             else:
                 stats = update(model, optimizer, r, adv, args, ref_model)          # 4-5. loss, step
             log.write(step_record(step, mine, r, rewards, stats, tokenizer.eos_ids, args, t0, t_rollout))
-            if args.show_every and step % args.show_every == 0 and T.is_main():
+            if args.show_every and step % args.show_every == 0 and P.is_main():
                 show_group(step, batch[0][1], texts, rewards, args.width)
-            stopping = T.any_process(stop.requested)  # every process stops after the same step
+            stopping = P.any_process(stop.requested)  # every process stops after the same step
             last = step + 1 == args.steps or stopping
             if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):
                 T.save_checkpoint(args.out, model, optimizer, step, args, args.train)
             if stopping:
                 sys.exit(130)
-    T.dist_close()
-    if not args.rollout_only and T.is_main():
+    P.dist_close()
+    if not args.rollout_only and P.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
 
 

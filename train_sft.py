@@ -28,7 +28,7 @@ Choices where the paper is silent:
 - # choice: sampling happens once and is stored in OUT/data.jsonl, one line per problem tried, so a
   stopped run resumes its sampling where it stopped and --resume never samples again.
 
-Several processes (torchrun; training.py has the plumbing), the same algorithm:
+Several processes (torchrun; parallel.py has the plumbing), the same algorithm:
 - # choice: sampling is split by problem. Each round of --sample-batch x N problems gives rank r
   the block of --sample-batch problems starting at r x --sample-batch; problem i samples with its
   own generator seeded by stable_seed("sft", seed, i), never by the rank, so the data do not
@@ -38,7 +38,7 @@ Several processes (torchrun; training.py has the plumbing), the same algorithm:
   error otherwise); every process draws the same groups of the step and takes its contiguous
   share of them, whole groups only. The token mean divides by the answer tokens of the whole
   step (every process knows the whole step, so no count is exchanged), and the gradients are
-  summed over the processes (training.all_reduce_grads): the one-process gradient.
+  summed over the processes (parallel.all_reduce_grads): the one-process gradient.
 - Only rank 0 prints, writes log.jsonl and checkpoints; --resume loads on every process.
 """
 import json
@@ -49,6 +49,7 @@ from pathlib import Path
 
 import torch
 
+import parallel as P
 import training as T
 from sample import sample
 from tasks import make_problems, reward
@@ -70,12 +71,12 @@ def sample_answers(model, tokenizer, problems, args):
             raise ValueError(f"{path} was sampled with other arguments (problem {i} differs); use another --out")
     model.use_bridge = False  # paper: the original model samples (fresh blocks are zero anyway)
     t0 = time.time()
-    rank, world, _ = T.dist_env()
+    rank, world, _ = P.dist_env()
     for start in range(len(done), len(problems), args.sample_batch * world):
         first = start + rank * args.sample_batch  # this process's block of the round
         records = sample_records(model, tokenizer, problems[first:first + args.sample_batch], first, args)
-        records = [rec for part in T.all_gather(records) for rec in part]  # all blocks, in order
-        if not T.is_main():
+        records = [rec for part in P.all_gather(records) for rec in part]  # all blocks, in order
+        if not P.is_main():
             continue
         with open(path, "a") as f:
             for rec in records:
@@ -85,7 +86,7 @@ def sample_answers(model, tokenizer, problems, args):
         eta = elapsed / (n - len(done)) * (len(problems) - n)
         print(f"sampling: {n}/{len(problems)} problems | elapsed {T.hms(elapsed)} | eta {T.hms(eta)}",
               file=sys.stderr, flush=True)
-    T.barrier()  # rank 0 has written them all
+    P.barrier()  # rank 0 has written them all
     model.use_bridge = True
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -177,7 +178,7 @@ def train_step(model, optimizer, batch, eos_id, args):
     of the whole batch, and the gradients are summed over the processes before the clip.
     """
     total = sum(len(a) for _, answers in batch for a in answers)
-    batch = sorted(T.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
+    batch = sorted(P.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     i = 0
@@ -193,10 +194,10 @@ def train_step(model, optimizer, batch, eos_id, args):
         loss_sum += loss.item()
         i = j
     params = [p for p in model.parameters() if p.requires_grad]
-    T.all_reduce_grads(params)  # the sum over processes = the one-process gradient
+    P.all_reduce_grads(params)  # the sum over processes = the one-process gradient
     grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item()
     optimizer.step()
-    return T.all_sum(loss_sum), total, grad_norm
+    return P.all_sum(loss_sum), total, grad_norm
 
 # -----------------------------------------------------------------------------
 # command line
@@ -230,13 +231,13 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.samples_per_problem < 2:
         raise ValueError("--samples-per-problem must be >= 2 (problems need two right answers)")
-    T.check_shares(args.groups_per_step, "--groups-per-step")
+    P.check_shares(args.groups_per_step, "--groups-per-step")
 
 
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    T.dist_init(args)  # under torchrun: join the process group; else nothing
+    P.dist_init(args)  # under torchrun: join the process group; else nothing
     T.write_args(args.out, args)
     first = 0
     if args.resume:
@@ -248,7 +249,7 @@ def main(argv=None):
     problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **T.task_knobs(args))
     records = sample_answers(model, tokenizer, problems, args)
     groups = make_groups(records, args.width)
-    if T.is_main():
+    if P.is_main():
         print(data_summary(records, groups), file=sys.stderr)
     if not groups:
         raise ValueError(f"no problem had two right answers among {len(records)} tried: nothing to "
@@ -256,15 +257,15 @@ def main(argv=None):
     optimizer = T.make_optimizer(model, "new", 0.0, args.lr_new)
     if args.resume:
         optimizer.load_state_dict(state["optimizer"])
-    if T.is_main():
+    if P.is_main():
         print(T.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
     # choice: a step never holds one group twice: with fewer groups than --groups-per-step, a step
     # takes all of them (rounded down to whole shares of the processes under torchrun)
-    world = T.dist_env()[1]
+    world = P.dist_env()[1]
     per_step = min(args.groups_per_step, len(groups) // world * world)
     if per_step == 0:
         raise ValueError(f"{len(groups)} groups cannot be shared by {world} processes: sample more --problems")
-    if per_step < args.groups_per_step and T.is_main():
+    if per_step < args.groups_per_step and P.is_main():
         print(f"only {len(groups)} groups: {per_step} per step instead of {args.groups_per_step}", file=sys.stderr)
     steps = args.steps or max(1, math.ceil(args.epochs * len(groups) / per_step))
     log = T.StepLog(args.out, FIELDS, steps, first)
@@ -277,13 +278,13 @@ def main(argv=None):
             log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens,
                            len=tokens / sum(len(a) for _, a in batch), grad_norm=grad_norm,
                            tok_s=tokens / step_s, step_s=step_s))
-            stopping = T.any_process(stop.requested)  # every process stops after the same step
+            stopping = P.any_process(stop.requested)  # every process stops after the same step
             if (step + 1) % args.save_every == 0 or step + 1 == steps or stopping:
                 T.save_checkpoint(args.out, model, optimizer, step, args, "new")
             if stopping:
                 sys.exit(130)
-    T.dist_close()
-    if T.is_main():
+    P.dist_close()
+    if P.is_main():
         print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
               file=sys.stderr)
 

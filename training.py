@@ -1,8 +1,8 @@
 """
 What the two training scripts (train_sft.py, train_grpo.py) share: the log-prob forward with the
 prompt computed once per group, the model set-up (blocks, what trains, the optimizer), the prompts,
-atomic checkpoints and resuming, the one-line-per-step log, and the plumbing for several
-processes (torchrun).
+atomic checkpoints and resuming, and the one-line-per-step log. The plumbing for several
+processes (torchrun) is in parallel.py.
 
 The prompt-once forward (answer_logprobs) is the training twin of the sampler's "prefill once per
 prompt": the `width` rows of a group share their prompt, and Bridge over identical rows equals its
@@ -10,12 +10,6 @@ width-1 result, so the prompt runs at B rows, its keys and values are copied int
 rows, and the answers run on top of them. Gradients flow back through the copy into the shared
 prompt (the copy's backward sums the rows). tests/test_training.py shows it equals the plain
 N-row forward, log-probs and gradients, with non-zero Bridge blocks, ragged prompts and early EOS.
-
-Several processes (`torchrun --nproc_per_node N train_grpo.py ...`, the same for train_sft.py):
-every process holds a full replica of the model and takes a contiguous share of the step's prompts
-(or SFT groups), whole groups only; after its backward passes the gradients are summed over the
-processes (all_reduce_grads), so every replica takes the same optimizer step. Without torchrun
-none of this runs: no process group, no wrapper, and the helpers return their input.
 """
 import argparse
 import json
@@ -30,6 +24,7 @@ from pathlib import Path
 import torch
 
 from model import KVCache, load_bridge, load_model, save_bridge
+from parallel import barrier, is_main
 from tasks import SYSTEM, TASKS, messages
 
 # -----------------------------------------------------------------------------
@@ -90,125 +85,6 @@ def micro_batches(group_ids, groups_per_batch, width):
     if chunk:
         out.append(slice(chunk[0] * width, (chunk[-1] + 1) * width))
     return out
-
-# -----------------------------------------------------------------------------
-# several processes (torchrun): each one samples and trains on its own whole groups
-
-
-def dist_env():
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without torchrun."""
-    env = os.environ
-    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
-
-
-def dist_init(args):
-    """Join torchrun's process group and return (rank, world size); without torchrun, (0, 1) and
-    nothing else happens (no process group).
-
-    # choice: NCCL on CUDA, one GPU per process (--device cuda becomes cuda:LOCAL_RANK); gloo on
-    CPU. The rendezvous (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) is torchrun's environment.
-    The replicas start equal without a broadcast: the weights are read from the same files and
-    new blocks are initialised from --seed.
-    # choice: a collective waits up to an hour (torch's default is 10 minutes for NCCL), since a
-    process waits there for the slowest rollout of the step and for rank 0's checkpoint.
-    """
-    rank, world, local = dist_env()
-    if world == 1:
-        return 0, 1
-    import torch.distributed as dist
-    from datetime import timedelta
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        args.device = f"cuda:{local}"
-        torch.cuda.set_device(args.device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=1),
-                                device_id=torch.device(args.device) if cuda else None)
-    return rank, world
-
-
-def distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def dist_close():
-    if distributed():
-        torch.distributed.destroy_process_group()
-
-
-def is_main():
-    """The process that prints the step log and writes files: rank 0, or the only process."""
-    return dist_env()[0] == 0
-
-
-def barrier():
-    if distributed():
-        torch.distributed.barrier()
-
-
-def check_shares(n, flag):
-    """One-line error unless the n prompts (or groups) of a step split evenly over the processes."""
-    world = dist_env()[1]
-    if n % world:
-        raise ValueError(f"{flag} {n} does not split into whole groups over {world} processes: "
-                         f"use a multiple of {world}")
-
-
-def my_share(items):
-    """This process's share of a step's prompts or groups: rank r of N takes the contiguous block
-    [r * n/N, (r + 1) * n/N), whole items (groups) only. The items keep their global indices."""
-    rank, world, _ = dist_env()
-    per, rest = divmod(len(items), world)
-    assert rest == 0, f"{len(items)} groups do not split evenly over {world} processes"
-    return items[rank * per:(rank + 1) * per]
-
-
-def all_gather(obj):
-    """[obj of rank 0, obj of rank 1, ...], the same list on every process; [obj] alone without
-    torchrun. For the small per-step numbers (counts, rewards, prompt indices), not for gradients."""
-    if not distributed():
-        return [obj]
-    out = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(out, obj)
-    return out
-
-
-def all_sum(x):
-    """A number summed over the processes (in rank order); x itself without torchrun."""
-    return sum(all_gather(x)) if distributed() else x
-
-
-def any_process(flag):
-    """True on every process if it is True on any (e.g. Ctrl-C seen by one): all stop together."""
-    return bool(all_sum(int(flag))) if distributed() else flag
-
-
-def gather_rows(t):
-    """The rows of t from every process, concatenated in rank order (t itself without torchrun)."""
-    if not distributed():
-        return t
-    return torch.cat([x.to(t.device) for x in all_gather(t.cpu())])
-
-
-def all_reduce_grads(params):
-    """Sum every parameter's gradient over the processes, in place.
-
-    Each process divides its micro-batch losses by the count of the whole step (all processes),
-    so the sum is exactly the one-process gradient. A process that ran no micro-batch (all its
-    groups without signal) adds zeros; every process must call this, or the others wait forever.
-    (A parameter that no process's forward reaches would get zeros where one process leaves None,
-    which AdamW treats differently; every trainable parameter of these models is reached.)
-    # choice: one plain all-reduce per tensor after the backward passes rather than
-    DistributedDataParallel: the same sum without a wrapper, and processes may run different
-    numbers of micro-batches (DDP expects the same forwards on every process). What it gives up is
-    DDP's overlap of the communication with the backward pass.
-    """
-    if not distributed():
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        torch.distributed.all_reduce(p.grad)  # SUM
 
 # -----------------------------------------------------------------------------
 # command line shared by both scripts

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 import train_grpo  # noqa: E402
 import train_sft  # noqa: E402
+import parallel as P  # noqa: E402
 import training as T  # noqa: E402
 from tiny import make_tiny_model  # noqa: E402
 
@@ -135,19 +136,19 @@ def two_updates(argv, rollout, out):
     groups; the second time only the first half of the groups has signal, so on two processes rank
     1 runs no forward at all. The main process saves the parameters after each update."""
     args = train_grpo.parse_args(argv)
-    T.dist_init(args)
+    P.dist_init(args)
     model, _, optimizer, _, _ = train_grpo.setup(args)
     r, adv = torch.load(rollout, weights_only=False)
-    W, groups = args.width, T.my_share(list(range(len(adv) // args.width)))
+    W, groups = args.width, P.my_share(list(range(len(adv) // args.width)))
     rows = slice(groups[0] * W, (groups[-1] + 1) * W)
     mine = dataclasses.replace(r, tokens=r.tokens[rows], alive=r.alive[rows], logprobs=r.logprobs[rows])
     quiet = torch.cat((adv[:len(adv) // 2], torch.zeros(len(adv) - len(adv) // 2)))
     for k, a in enumerate((adv, quiet)):
         stats = train_grpo.update(model, optimizer, mine, a[rows], args)
-        if T.is_main():
+        if P.is_main():
             save_file({n: p.detach().clone() for n, p in model.named_parameters()}, str(out / f"update{k}.safetensors"))
             (out / f"update{k}.json").write_text(json.dumps(stats))
-    T.dist_close()
+    P.dist_close()
 
 
 def log_of(out):
