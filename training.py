@@ -360,7 +360,16 @@ def write_args(out, args):
 # the reward curves of several runs in one picture (matplotlib, an optional extra)
 
 
-def plot_runs(run_dirs, out, *, smooth=10, labels=None):
+def read_log(run, steps=None):
+    """The step records of a run directory's log.jsonl (the first `steps` of them, if given)."""
+    path = Path(run) / "log.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training log")
+    log = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return log[:steps] if steps else log
+
+
+def plot_runs(run_dirs, out, *, smooth=10, labels=None, steps=None):
     """Train reward per step (and its running mean over `smooth` steps), one line per run directory."""
     try:
         import matplotlib
@@ -370,18 +379,15 @@ def plot_runs(run_dirs, out, *, smooth=10, labels=None):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, run in enumerate(run_dirs):
-        log_path = Path(run) / "log.jsonl"
-        if not log_path.exists():
-            raise FileNotFoundError(f"{log_path}: no training log")
-        log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        log = read_log(run, steps)
         args = json.loads((Path(run) / "args.json").read_text())
         label = labels[i] if labels else f"{args.get('arch')} ({Path(run).name})"
-        steps = [r["step"] + 1 for r in log]
+        xs = [r["step"] + 1 for r in log]
         rewards = [r["reward"] for r in log]
         mean = [sum(rewards[max(0, j - smooth + 1):j + 1]) / len(rewards[max(0, j - smooth + 1):j + 1])
                 for j in range(len(rewards))]
-        line, = ax.plot(steps, mean, label=f"{label}, mean of {smooth} steps")
-        ax.plot(steps, rewards, color=line.get_color(), alpha=0.25, linewidth=0.8)
+        line, = ax.plot(xs, mean, label=f"{label}, mean of {smooth} steps")
+        ax.plot(xs, rewards, color=line.get_color(), alpha=0.25, linewidth=0.8)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("train reward (share of right answers)")
     ax.grid(alpha=0.3)
@@ -391,13 +397,13 @@ def plot_runs(run_dirs, out, *, smooth=10, labels=None):
     print(f"wrote {out}", file=sys.stderr)
 
 
-def summarize_runs(run_dirs, labels=None, first=10):
+def summarize_runs(run_dirs, labels=None, first=10, steps=None):
     """A markdown table of runs: steps, mean train reward over the first and the last `first` steps,
     mean seconds per step (rollout, update) and peak resident memory."""
     lines = [f"| run | steps | reward, steps 1-{first} | reward, last {first} steps | s / step | rollout s | "
              "update s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for i, run in enumerate(run_dirs):
-        log = [json.loads(line) for line in (Path(run) / "log.jsonl").read_text().splitlines() if line.strip()]
+        log = read_log(run, steps)
         mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
         label = labels[i] if labels else Path(run).name
         lines.append(f"| {label} | {len(log)} | {mean(log[:first], 'reward'):.3f} | {mean(log[-first:], 'reward'):.3f} | "
@@ -412,9 +418,10 @@ if __name__ == "__main__":
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--smooth", type=int, default=10, help="running mean over this many steps (default 10)")
     p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: arch and directory)")
+    p.add_argument("--steps", type=int, default=None, help="only the first N steps of each run (runs still going: compare equal steps)")
     a = p.parse_args()
     try:
-        print(summarize_runs(a.runs, labels=a.labels))
-        plot_runs(a.runs, a.out, smooth=a.smooth, labels=a.labels)
+        print(summarize_runs(a.runs, labels=a.labels, steps=a.steps))
+        plot_runs(a.runs, a.out, smooth=a.smooth, labels=a.labels, steps=a.steps)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

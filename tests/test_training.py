@@ -151,7 +151,7 @@ def test_grpo_two_steps_writes_a_log_and_checkpoints_that_load(tiny, tmp_path, f
     mean = sum(r["reward"] for r in log) / 2
     assert f"| all | 2 | {mean:.3f} | {mean:.3f} |" in T.summarize_runs([out])  # the README's table
     if importlib.util.find_spec("matplotlib"):
-        T.plot_runs([out], tmp_path / "reward.png")
+        T.plot_runs([out, out], tmp_path / "reward.png", steps=1)  # two runs: the loop must not lose `steps`
         assert (tmp_path / "reward.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = out / "checkpoint"
     model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # HF dir + its blocks
