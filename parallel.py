@@ -47,7 +47,11 @@ def distributed():
 
 
 def dist_close():
+    """Leave the process group, all together: without the barrier a process that finishes first
+    tears gloo down while another still works (rank 0 writing files), and that one aborts at exit
+    ("terminate called without an active exception", seen in a fresh-clone test run)."""
     if distributed():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
