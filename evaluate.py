@@ -41,7 +41,6 @@ Where this file departs from the reference implementations, on purpose:
 Every count is summed exactly with Python integers; the one division at the end is an int / int
 true division, which Python rounds correctly, so results are exact to the last float bit.
 """
-import argparse
 import json
 import math
 import numbers
@@ -448,12 +447,6 @@ def plot(paths, out, labels=None):
 # command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, without argparse's usage block
-        print(f"evaluate.py: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def tau(text):
     """A --taus value, read exactly: "1/8", "0.25", "1"."""
     try:
@@ -463,7 +456,7 @@ def tau(text):
 
 
 def parse_args(argv=None):
-    p = _Parser(description="Evaluate one model setting at several widths (or plot result files).")
+    p = tasks.Parser(prog="evaluate.py", description="Evaluate one model setting at several widths (or plot result files).")
     p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
     p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
     p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")

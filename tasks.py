@@ -225,7 +225,7 @@ def messages(problem, *, shots=2, seed=0, system=None):
     and then answer_line(). The examples come from the train split with default knobs, never
     include the problem itself, and depend only on (problem, shots, seed).
     system: a system message to start the chat with; None leaves the chat template to add its
-    default one (SmolLM2's is 16 tokens longer than SYSTEM).
+    default one (SmolLM2's makes the prompt 11 tokens longer than SYSTEM does).
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
         raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
@@ -327,14 +327,16 @@ def load_jsonl(path):
 # -----------------------------------------------------------------------------
 # CLI: show exactly what the model is asked
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, without argparse's usage block
-        print(f"tasks.py: error: {message}", file=sys.stderr)
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit code 2, without the usage block (every CLI here)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
 def main(argv=None):
-    parser = _Parser(description="Print generated problems with their chat messages and answers.")
+    parser = Parser(prog="tasks.py", description="Print generated problems with their chat messages and answers.")
     parser.add_argument("--task", default="word", help=f"task family: {', '.join(TASKS)} (default word)")
     parser.add_argument("--n", type=int, default=5, help="how many problems (default 5)")
     parser.add_argument("--seed", type=int, default=0,

@@ -302,7 +302,7 @@ def setup(args):
         def builder(model_dir, bridge):
             m, tok = T.load_model(model_dir or args.model, device=args.device, bridge=bridge)
             return m, tok
-        model, tokenizer, state = T.load_checkpoint(args.out, args, builder)
+        model, tokenizer, state = T.load_checkpoint(args.out, builder)
         first = state["step"] + 1
     optimizer = T.make_optimizer(model, args.train, args.lr, args.lr_new)
     if args.resume:

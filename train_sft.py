@@ -242,7 +242,7 @@ def main(argv=None):
     first = 0
     if args.resume:
         model, tokenizer, state = T.load_checkpoint(
-            args.out, args, lambda _, bridge: T.load_model(args.model, device=args.device, bridge=bridge))
+            args.out, lambda _, bridge: T.load_model(args.model, device=args.device, bridge=bridge))
         first = state["step"] + 1
     else:
         model, tokenizer = T.build_model(args)

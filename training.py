@@ -11,7 +11,6 @@ rows, and the answers run on top of them. Gradients flow back through the copy i
 prompt (the copy's backward sums the rows). tests/test_training.py shows it equals the plain
 N-row forward, log-probs and gradients, with non-zero Bridge blocks, ragged prompts and early EOS.
 """
-import argparse
 import json
 import os
 import resource
@@ -25,7 +24,7 @@ import torch
 
 from model import KVCache, load_bridge, load_model, save_bridge
 from parallel import barrier, is_main
-from tasks import SYSTEM, TASKS, messages
+from tasks import SYSTEM, TASKS, Parser, _stable_seed, messages
 
 # -----------------------------------------------------------------------------
 # log-probs of answers
@@ -88,12 +87,6 @@ def micro_batches(group_ids, groups_per_batch, width):
 
 # -----------------------------------------------------------------------------
 # command line shared by both scripts
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit code 2, without argparse's usage block
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def common_args(p, *, width, lr_new):
@@ -245,7 +238,7 @@ def write_checkpoint(out, model, optimizer, step, args, train):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out, args, model_builder):
+def load_checkpoint(out, model_builder):
     """(model, tokenizer, state) from OUT's checkpoint; model_builder(model_dir, bridge) loads it."""
     ckpt = checkpoint_dir(out)
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
@@ -342,10 +335,9 @@ def epoch_stream(items, step, per_step, seed, name):
 
 
 def stable_seed(*parts):
-    """A 63-bit seed from any parts (ints, strings), the same in every process (no hash() salt)."""
-    import hashlib
-    text = "\x1f".join(str(p) for p in parts)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+    """A 63-bit seed from any parts (ints, strings), the same in every process: tasks.py's stable
+    hash, halved so that it is a non-negative int64 (a torch seed)."""
+    return _stable_seed(*parts) >> 1
 
 
 def write_args(out, args):
