@@ -321,6 +321,22 @@ def git_commit():
     return head + ("-dirty" if dirty else "")
 
 
+def machine(device):
+    """The hardware in words: the GPU's name, or the CPU model and its core count."""
+    import os
+    import platform
+    import torch
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def protocol(args, model, knobs):
     """Everything needed to rerun the evaluation and to read its numbers."""
     import torch
@@ -364,7 +380,7 @@ def evaluate(args):
                                 add_special_tokens=False) for p in problems]
     out = dict(format=FORMAT, protocol=protocol(args, model, knobs),
                problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
-               timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), widths={}))
+               timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine(args.device), widths={}))
     progress = progress_line(len(args.widths) * len(problems) * args.n)
     t_all = time.time()
     for width in args.widths:
@@ -462,7 +478,7 @@ def parse_args(argv=None):
     p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")
     p.add_argument("--task", default="word", help=f"task family: {', '.join(tasks.TASKS)} (default word)")
     p.add_argument("--lo", type=int, default=None, help="task knob: smallest number in a problem (default: the task's)")
-    p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: the task's)")
+    p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: as in training, tasks.DEFAULT_KNOBS)")
     p.add_argument("--split", default="test", help="train or test (default test)")
     p.add_argument("--problems", type=int, default=200, help="how many problems (default 200)")
     p.add_argument("--problem-seed", type=int, default=0, help="seed for the problems and their worked examples (default 0)")
@@ -514,7 +530,9 @@ def check_args(args):
         raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
     if not Path(args.out).resolve().parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: no such directory")
-    knobs = {k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None}
+    # the same problem distribution as training: the task's DEFAULT_KNOBS, with --lo/--hi on top
+    knobs = dict(tasks.DEFAULT_KNOBS.get(args.task, {}))
+    knobs.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})
     problems = tasks.make_problems(args.task, args.problems, seed=args.problem_seed, split=args.split, **knobs)
     tasks.messages(problems[0], shots=args.shots, seed=args.problem_seed)  # a bad --shots fails here
     return knobs, problems

@@ -36,6 +36,11 @@ from dataclasses import dataclass
 SPLITS = ("train", "test")
 INSTRUCTION = "End with a final line of the form 'Answer: N', where N is the number."
 SYSTEM = "You solve math problems."  # a one-line system message (see messages(system=...))
+# choice: the project's default task is `word` with numbers up to 9: of the tasks measured with
+# GRPO's own rollouts (README, "Choosing the default task") it gives the most groups with mixed
+# rewards. Training, evaluation and sample.py all start from these knobs.
+DEFAULT_TASK = "word"
+DEFAULT_KNOBS = {"word": {"hi": 9}}
 
 
 @dataclass(frozen=True)

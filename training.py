@@ -24,7 +24,7 @@ import torch
 
 from model import KVCache, load_bridge, load_model, save_bridge
 from parallel import barrier, is_main
-from tasks import SYSTEM, TASKS, Parser, _stable_seed, messages
+from tasks import DEFAULT_KNOBS, SYSTEM, TASKS, Parser, _stable_seed, messages
 
 # -----------------------------------------------------------------------------
 # log-probs of answers
@@ -134,11 +134,6 @@ def autocast(args):
     if args.dtype == "bf16":
         return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-# choice: the default task is `word` with numbers up to 9: of the tasks measured with GRPO's own
-# rollouts (README, "Choosing the default task") it gives the most groups with mixed rewards
-DEFAULT_KNOBS = {"word": {"hi": 9}}
 
 
 def task_knobs(args):
