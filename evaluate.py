@@ -273,22 +273,23 @@ def sample_width(model, tokenizer, prompts, width, args, progress):
     import torch
     from sample import sample
     device = model.lm_head.weight.device
-    groups = [(p, g) for p in range(len(prompts)) for g in range(args.n // width)]  # problem-major
-    per_call = max(1, args.batch_rows // width)  # choice: a group is never split across calls
+    groups = args.n // width
+    # choice: a problem's n/width groups are never split across calls, and share one prefill
+    per_call = max(1, args.batch_rows // args.n)
     out = [[] for _ in prompts]
-    for start in range(0, len(groups), per_call):
-        batch = groups[start:start + per_call]
+    for start in range(0, len(prompts), per_call):
+        batch = range(start, min(start + per_call, len(prompts)))
         # choice: every group samples from its own generator, seeded from (--seed, width, problem,
         # group) by the stable hash of tasks.py, so the answers do not depend on --batch-rows
         gens = [torch.Generator(device).manual_seed(tasks._stable_seed("evaluate", args.seed, width, p, g))
-                for p, g in batch]
-        rollout = sample(model, [prompts[p] for p, _ in batch], tokenizer.eos_ids, width=width,
+                for p in batch for g in range(groups)]
+        rollout = sample(model, [prompts[p] for p in batch], tokenizer.eos_ids, width=width,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p, generator=gens)
-        rows = rollout.completions()  # rows [i*width, (i+1)*width) are group i of the batch
-        for i, (p, _) in enumerate(batch):
-            out[p] += rows[i * width:(i + 1) * width]
-        progress(len(batch) * width, f"width {width}")
+                         top_p=args.top_p, generator=gens, groups_per_prompt=groups)
+        rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
+        for i, p in enumerate(batch):
+            out[p] += rows[i * args.n:(i + 1) * args.n]
+        progress(len(batch) * args.n, f"width {width}")
     return out
 
 
@@ -492,7 +493,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per answer at most (default 64)")
-    p.add_argument("--batch-rows", type=int, default=64, help="rows (answers) per sample() call; groups are never split (default 64)")
+    p.add_argument("--batch-rows", type=int, default=64, help="rows (answers) per sample() call; a problem's n answers are never split (default 64)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; each call's generator is derived from it (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")

@@ -174,6 +174,16 @@ class KVCache:
         new.length = self.length
         return new
 
+    def select_rows(self, index):
+        """A cache of only the rows in `index` (a 1-D LongTensor), in that order."""
+        new = object.__new__(KVCache)
+        new.k = [k.index_select(0, index) for k in self.k]
+        new.v = [v.index_select(0, index) for v in self.v]
+        new.alive = self.alive.index_select(0, index)
+        new.n_real = self.n_real.index_select(0, index)
+        new.length = self.length
+        return new
+
 
 class Attention(nn.Module):
 

@@ -88,7 +88,7 @@ def uniforms(n, generator, device):
 
 @dataclass
 class Rollout:
-    """What one call of `sample` produced. N = len(prompts) * width rows, grouped by prompt."""
+    """What one call of `sample` produced: N = len(prompts) * groups_per_prompt * width rows."""
     tokens: torch.Tensor    # (N, P + S) left-padded prompts followed by the S generated columns
     alive: torch.Tensor     # (N, P + S) bool: real tokens (prompt, and generated up to the 1st EOS)
     prompt_len: int         # P, the padded prompt length: generated tokens start at column P
@@ -115,14 +115,21 @@ def left_pad(prompts_ids, pad_id, device):
 
 @torch.no_grad()
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
-           top_p=1.0, generator=None, ignore_eos=False, keep_logits=False):
+           top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1):
     """Token-level sampler: prompts as id lists -> Rollout. See the module docstring.
 
-    generator: one seeded torch.Generator for the batch, or a list with one per prompt.
+    groups_per_prompt: R independent groups of `width` rows for every prompt, all from one prefill
+        (rows [(b*R + r)*width, (b*R + r + 1)*width) are group r of prompt b).
+    generator: one seeded torch.Generator for the batch, or a list with one per group
+        (len(prompts_ids) * groups_per_prompt). With a list, a group whose rows have all finished
+        leaves the batch (its generator would only draw numbers nobody uses), so late steps run on
+        the rows still writing; the tokens are those of the full batch (tests/test_sample.py).
     """
     from model import KVCache
     if width < 1:
         raise ValueError(f"width must be >= 1, got {width}")
+    if groups_per_prompt < 1:
+        raise ValueError(f"groups_per_prompt must be >= 1, got {groups_per_prompt}")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
@@ -136,29 +143,40 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
                          f"context of {context} (lower --max-new-tokens or shorten the prompt)")
     if generator is None:
         generator = torch.Generator(device).manual_seed(0)
-    if not isinstance(generator, torch.Generator) and len(generator) != len(prompts_ids):
-        raise ValueError(f"got {len(generator)} generators for {len(prompts_ids)} prompts (one each)")
+    n_groups = len(prompts_ids) * groups_per_prompt
+    if not isinstance(generator, torch.Generator) and len(generator) != n_groups:
+        raise ValueError(f"got {len(generator)} generators for {n_groups} groups (one each)")
     eos = torch.tensor(eos_ids, device=device)
     dtype = model.lm_head.weight.dtype
 
-    # 1. prefill once per prompt (B rows), 2. copy into `width` rows per prompt (N = B * width)
+    # 1. prefill once per prompt (B rows), 2. copy into R * width rows per prompt (N = B * R * width)
+    copies = width * groups_per_prompt
     tokens, alive = left_pad(prompts_ids, eos_ids[0], device)                     # (B, P)
     cache = KVCache(config, len(prompts_ids), P + max_new_tokens, device, dtype)
     h = model.hidden(tokens, width=1, alive=alive, cache=cache)                   # (B, P, D)
-    logits = model.lm_head(h[:, -1]).repeat_interleave(width, dim=0)               # (N, V)
-    cache = cache.repeat_rows(width)
-    tokens, alive = tokens.repeat_interleave(width, 0), alive.repeat_interleave(width, 0)
+    logits = model.lm_head(h[:, -1]).repeat_interleave(copies, dim=0)              # (N, V)
+    cache = cache.repeat_rows(copies)
+    tokens, alive = tokens.repeat_interleave(copies, 0), alive.repeat_interleave(copies, 0)
     N = tokens.shape[0]
 
-    # 3. decode in lock-step; `finished` rows have emitted EOS and are dead from then on
+    # 3. decode in lock-step; `finished` rows have emitted EOS and are dead from then on.
+    # `rows` are the rows still in the batch (whole groups); the outputs always cover all N rows.
+    # choice: only with one generator per group can finished groups leave (a single generator's
+    # stream is shared by all rows, so dropping rows would change the others' draws)
+    compact = not isinstance(generator, torch.Generator) and not keep_logits
+    rows = torch.arange(N, device=device)
     finished = torch.zeros(N, dtype=torch.bool, device=device)
     new_tokens, new_alive, logprobs, seen = [], [], [], []
     for step in range(max_new_tokens):
-        nxt = sample_next(logits, generator, temperature, top_k, top_p)           # (N,)
+        part = sample_next(logits, generator, temperature, top_k, top_p)          # (len(rows),)
+        nxt = torch.full((N,), eos_ids[0], dtype=torch.long, device=device)
+        nxt[rows] = part
         nxt = torch.where(finished, eos[0], nxt)     # dead rows get a pad that nobody attends to
         is_alive = ~finished
         full = logits if logits.dtype == torch.float64 else logits.float()  # bf16 -> fp32 for logp
-        logprobs.append(full.log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1))
+        logp = torch.zeros(N, dtype=full.dtype, device=device)
+        logp[rows] = full.log_softmax(-1).gather(-1, nxt[rows, None]).squeeze(-1)
+        logprobs.append(logp)
         if keep_logits:
             seen.append(full)
         new_tokens.append(nxt)
@@ -167,7 +185,15 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
             finished = finished | torch.isin(nxt, eos)
         if finished.all() or step == max_new_tokens - 1:
             break
-        logits = model(nxt[:, None], width=width, alive=is_alive[:, None], cache=cache)[:, -1]
+        if compact:
+            # choice: drop finished groups once they are a quarter of the batch or more: each drop
+            # copies the cache, about the cost of one decode step's attention
+            done = finished[rows].view(-1, width).all(dim=1)                       # per group in batch
+            if done.sum() * 4 >= done.numel():
+                keep = (~done).repeat_interleave(width).nonzero().squeeze(1)
+                rows, cache = rows[keep], cache.select_rows(keep)
+                generator = [g for g, d in zip(generator, done.tolist()) if not d]
+        logits = model(nxt[rows, None], width=width, alive=is_alive[rows, None], cache=cache)[:, -1]
     return Rollout(tokens=torch.cat((tokens, torch.stack(new_tokens, 1)), 1),
                    alive=torch.cat((alive, torch.stack(new_alive, 1)), 1),
                    prompt_len=P, width=width, logprobs=torch.stack(logprobs, 1),

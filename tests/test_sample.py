@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from model import load_model
 from sample import generate, sample, sample_from, sample_next
@@ -224,3 +224,60 @@ def test_cuda_logits_match_cpu_and_sampling_runs(tiny, dtype):
         diff = (gpu(x.cuda()).float().cpu() - ref).abs().max()
     assert diff < (1e-4 if dtype == torch.float32 else 0.05 * ref.abs().max())
     assert [len(g) for g in generate(gpu, tok, ["hi"], width=4, max_new_tokens=5)] == [4]
+
+
+# --- finished groups leave the batch; several groups per prompt share one prefill -----------------
+
+@pytest.fixture(scope="module")
+def bridged64(tiny):
+    """The tiny model in fp64 with random, non-zero Bridge blocks (so groups really interact)."""
+    _, _, path = tiny
+    model, tok = load_model(str(path), dtype=torch.float64)
+    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.bridge_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+def group_generators(seed, n):
+    return [torch.Generator().manual_seed(seed * 1000 + i) for i in range(n)]
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 3), groups=st.integers(1, 3),
+       lengths=st.lists(st.integers(1, 8), min_size=1, max_size=3))
+def test_dropping_finished_groups_changes_no_token(bridged64, seed, width, groups, lengths):
+    """Compaction (per-group generators) gives the tokens of the full batch; keep_logits turns it off."""
+    eos = list(range(3, 40))  # many EOS ids: groups finish at very different steps
+    prompts = prompts_ids(seed, lengths)
+    kw = dict(width=width, max_new_tokens=12, groups_per_prompt=groups)
+    n = len(prompts) * groups
+    a = sample(bridged64, prompts, eos, generator=group_generators(seed, n), **kw)
+    b = sample(bridged64, prompts, eos, generator=group_generators(seed, n), keep_logits=True, **kw)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
+    live = a.alive[:, a.prompt_len:]
+    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 3), groups=st.integers(1, 3),
+       lengths=st.lists(st.integers(1, 8), min_size=1, max_size=3))
+def test_groups_per_prompt_equals_repeating_the_prompt(bridged64, seed, width, groups, lengths):
+    """R groups from one prefill == the prompt listed R times (R prefills), group by group."""
+    eos = list(range(3, 30))
+    prompts = prompts_ids(seed, lengths)
+    n = len(prompts) * groups
+    a = sample(bridged64, prompts, eos, width=width, max_new_tokens=10, groups_per_prompt=groups,
+               generator=group_generators(seed, n))
+    repeated = [p for p in prompts for _ in range(groups)]
+    b = sample(bridged64, repeated, eos, width=width, max_new_tokens=10, generator=group_generators(seed, n))
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
+
+
+def test_a_generator_list_needs_one_per_group(tiny):
+    model, _, _ = tiny
+    with pytest.raises(ValueError, match="one each"):
+        sample(model, [[5, 6]], [2], width=2, max_new_tokens=4, groups_per_prompt=3,
+               generator=group_generators(0, 1))
