@@ -90,7 +90,7 @@ class Bridge(nn.Module):
         nn.init.zeros_(self.o_proj.weight)  # the block starts as an exact no-op
         nn.init.ones_(self.norm.weight)
 
-    def forward(self, x, width, alive):
+    def _qkv_mask(self, x, width, alive):
         N, T, D = x.shape
         B, W, H, hd = N // width, width, self.n_heads, self.head_dim
         h = self.norm(x).view(B, W, T, D).transpose(1, 2)                     # (B, T, W, D)
@@ -99,12 +99,29 @@ class Bridge(nn.Module):
         # who may attend to whom inside a group at one timestep: alive keys, and always yourself
         key_alive = alive.view(B, W, T).transpose(1, 2).reshape(B * T, 1, 1, W)  # (B*T, 1, 1, W)
         is_self = torch.eye(W, dtype=torch.bool, device=x.device)            # (W, W)
-        mask = key_alive | is_self                                            # (B*T, 1, W, W)
+        return q, k, v, key_alive | is_self                                   # mask (B*T, 1, W, W)
+
+    def forward(self, x, width, alive):
+        N, T, D = x.shape
+        B, W = N // width, width
+        q, k, v, mask = self._qkv_mask(x, width, alive)
         # softmax(q k^T / sqrt(hd), masked) v: attention over the W rows, per (group, timestep, head)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # (B*T, H, W, hd)
-        y = y.transpose(1, 2).reshape(B, T, W, H * hd)                        # (B, T, W, H*hd)
+        y = y.transpose(1, 2).reshape(B, T, W, -1)                            # (B, T, W, H*hd)
         y = self.o_proj(y)                                                    # (B, T, W, D)
         return y.transpose(1, 2).reshape(N, T, D)                             # (N, T, D)
+
+    def attention_weights(self, x, width, alive):
+        """(B, T, H, W, W): how much row i of each group attends to sibling j, per timestep and head.
+
+        The softmax that forward() applies, written out (for sample.py --attention-map); each
+        (i, :) sums to 1, and masked siblings get exactly 0.
+        """
+        N, T, _ = x.shape
+        q, k, _, mask = self._qkv_mask(x, width, alive)
+        scores = (q @ k.transpose(-1, -2)) * self.head_dim ** -0.5            # (B*T, H, W, W)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return weights.view(N // width, T, self.n_heads, width, width)
 
 
 class PMatch(nn.Module):

@@ -19,6 +19,7 @@ left-padded prompt gives the same logits as the same prompt unpadded.
 import hashlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -462,6 +463,26 @@ def save_bridge(model, path):
     state = {k: v.detach().to("cpu", torch.float32).contiguous()
              for k, v in model.state_dict().items() if ".bridge." in k}
     save_file(state, str(path), metadata=meta)
+
+
+def convert_bridge(src, dst, dtype="bf16"):
+    """Copy a save_bridge checkpoint with its tensors stored in `dtype` ("bf16" halves the file).
+
+    The metadata (base model, blocks) is kept; load_bridge casts back to the model's dtype.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype not in dtypes:
+        raise ValueError(f"dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != BRIDGE_FORMAT:
+        raise ValueError(f"{src}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
+    state = {k: v.to(dtypes[dtype]).contiguous() for k, v in read_safetensors(src).items()}
+    tmp = Path(str(dst) + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, dst)  # atomic: dst is the old file or the whole new one
 
 
 def load_bridge(model, path):

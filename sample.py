@@ -18,11 +18,11 @@ How it works (naive but honest: every step is a plain forward of the model in mo
    padding token that nothing ever attends to. Stop when every row has finished, or at
    max_new_tokens.
 """
-import argparse
 import json
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -226,12 +226,17 @@ def generate(model, tokenizer, prompts, *, width=4, max_new_tokens=256, temperat
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Sample `width` interdependent answers per prompt.")
+    from tasks import Parser
+    p = Parser(description="Sample `width` interdependent answers per prompt.")
     p.add_argument("--width", type=int, default=4, help="answers per prompt, sampled together (default 4)")
-    p.add_argument("--prompt", action="append", help="a prompt (repeat for several); default: one built-in question")
+    p.add_argument("--prompt", action="append",
+                   help="a prompt (repeat for several); default: a held-out problem of the default task, "
+                        "asked as in training (worked examples first)")
     p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
-    p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the independent baseline)")
+    p.add_argument("--bridge", default=None,
+                   help="a Bridge / P-Match checkpoint made by save_bridge (default: with the default model, "
+                        "the committed default Bridge bridges/default.safetensors)")
+    p.add_argument("--no-bridge", action="store_true", help="load the Bridge but switch its blocks off (the independent baseline)")
     p.add_argument("--max-new-tokens", type=int, default=256, help="new tokens per answer at most (default 256)")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off (default 0)")
@@ -241,42 +246,165 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--attention-map", default=None, metavar="FILE.png",
+                   help="draw the Bridge attention over the siblings, per layer and step, for the first prompt "
+                        "(needs matplotlib and a Bridge)")
+    p.add_argument("--layers", type=int, nargs="+", default=None,
+                   help="layers drawn by --attention-map (default: four, evenly spaced)")
     return p.parse_args(argv)
 
 
-DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
+
+
+def default_problem():
+    """The first held-out problem of the default task: the built-in prompt."""
+    import tasks
+    knobs = tasks.DEFAULT_KNOBS.get(tasks.DEFAULT_TASK, {})
+    return tasks.make_problems(tasks.DEFAULT_TASK, 1, seed=0, split="test", **knobs)[0]
+
+
+def problem_ids(tokenizer, problem):
+    """A task problem's prompt exactly as training and evaluate.py render it."""
+    import tasks
+    chat = tokenizer.chat(tasks.messages(problem, shots=2, seed=0, system=tasks.SYSTEM))
+    return tokenizer.encode(chat, add_special_tokens=False)
+
+
+def record_bridge(model):
+    """Forward hooks on every Bridge block that keep, at each decode step of a single prompt, the
+    attention over the W siblings (heads averaged, (W, W)) and |update| / |residual| per row (W,).
+    Returns (records {layer: [(weights, ratios)]}, remove)."""
+    records = {i: [] for i in range(len(model.model.layers))}
+
+    def hook(i):
+        def keep(block, inputs, update):
+            x, width, alive = inputs
+            if x.shape[1] != 1 or width < 2:  # the prefill runs once per prompt, at width 1
+                return
+            weights = block.attention_weights(x, width, alive)[0, 0].mean(dim=0)   # (W, W)
+            ratio = update[:, 0].norm(dim=-1) / x[:, 0].norm(dim=-1)                # (W,)
+            records[i].append((weights.float().cpu(), ratio.float().cpu()))
+        return keep
+    handles = [layer.bridge.register_forward_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
+    return records, lambda: [h.remove() for h in handles]
+
+
+def draw_attention(records, lengths, layers, out, title):
+    """One panel per chosen layer (rows: query answer i, sub-rows: sibling j; x: step), and the
+    per-layer norm ratio of the Bridge update to the residual stream below them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    W = len(lengths)
+    fig = plt.figure(figsize=(3.2 * len(layers) + 1, 6.5))
+    grid = fig.add_gridspec(2, len(layers), height_ratios=[3, 1.3])
+    image = None
+    for p, layer in enumerate(layers):
+        ax = fig.add_subplot(grid[0, p])
+        steps = len(records[layer])
+        a = np.full((W * W, steps), np.nan)
+        for k, (weights, _) in enumerate(records[layer]):
+            for i in range(W):
+                if k < lengths[i]:  # the forward of step k reads answer i's token k
+                    a[i * W:(i + 1) * W, k] = weights[i].numpy()
+        image = ax.imshow(a, aspect="auto", interpolation="nearest", vmin=0, vmax=1, cmap="viridis")
+        for i in range(W):
+            if i:
+                ax.axhline(i * W - 0.5, color="white", lw=1)
+            ax.plot([lengths[i] - 1] * 2, [i * W - 0.5, (i + 1) * W - 0.5], color="red", lw=2)
+        ax.set_yticks([i * W + (W - 1) / 2 for i in range(W)], [f"answer {i + 1}" for i in range(W)])
+        ax.set(xlabel="generated token", title=f"layer {layer}")
+    fig.colorbar(image, ax=fig.axes, shrink=0.6, label="attention of answer i on sibling j (j = sub-row)")
+    ax = fig.add_subplot(grid[1, :])
+    ratios = []
+    for layer in sorted(records):
+        vals = [r[i].item() for k, (_, r) in enumerate(records[layer]) for i in range(W) if k < lengths[i]]
+        ratios.append(sum(vals) / len(vals) if vals else float("nan"))
+    ax.bar(range(len(ratios)), ratios, color=["C3" if i in layers else "C0" for i in range(len(ratios))])
+    ax.set(xlabel="layer", ylabel="|update| / |residual|", yscale="log",
+           title="Bridge update norm relative to the residual stream (mean over answers and steps)")
+    fig.suptitle(title + "  (red bar: the answer's last token)", fontsize=9)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    return ratios
 
 
 def main(argv=None):
     args = parse_args(argv)
     from model import load_model
+    import tasks
     if args.width < 1:  # checked before the (slow) model load
         raise ValueError(f"--width must be >= 1, got {args.width}")
     check_sampling(args.temperature, args.top_k, args.top_p)
-    model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype],
-                                  bridge=args.bridge)
+    if args.attention_map is not None:
+        if args.width < 2:
+            raise ValueError("--attention-map needs --width 2 or more (a single answer has no siblings)")
+        if args.no_bridge:
+            raise ValueError("--attention-map draws the Bridge blocks: drop --no-bridge")
+        if not Path(args.attention_map).resolve().parent.is_dir():
+            raise FileNotFoundError(f"--attention-map {args.attention_map}: no such directory")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--attention-map needs matplotlib: pip install matplotlib") from None
+    bridge = args.bridge
+    if bridge is None and args.model is None and DEFAULT_BRIDGE.is_file():
+        bridge = DEFAULT_BRIDGE
+        state = "switched off by --no-bridge" if args.no_bridge else "--no-bridge to switch it off"
+        print(f"using the default Bridge {DEFAULT_BRIDGE.relative_to(DEFAULT_BRIDGE.parent.parent)} "
+              f"({state})", file=sys.stderr)
+    model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], bridge=bridge)
     model.use_bridge = not args.no_bridge
-    prompts = args.prompt or [DEFAULT_PROMPT]
+    if args.attention_map is not None and (model.bridge_config or {}).get("kind") != "bridge":
+        raise ValueError("--attention-map needs a Bridge checkpoint (--bridge FILE)")
+    problem = None
+    if args.prompt:
+        prompts, ids = args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat)
+    else:  # a held-out problem of the task the default Bridge was trained on, asked as in training
+        problem = default_problem()
+        prompts, ids = [problem.question], [problem_ids(tokenizer, problem)]
+    if args.attention_map is not None:
+        prompts, ids = prompts[:1], ids[:1]
+        records, remove = record_bridge(model)
+    device = model.lm_head.weight.device
     t0 = time.time()
-    out = generate(model, tokenizer, prompts, width=args.width, max_new_tokens=args.max_new_tokens,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                   seed=args.seed, chat=not args.no_chat)
+    rollout = sample(model, ids, tokenizer.eos_ids, width=args.width, max_new_tokens=args.max_new_tokens,
+                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                     generator=torch.Generator(device).manual_seed(args.seed))
     dt = time.time() - t0
+    texts = [tokenizer.decode(c) for c in rollout.completions()]
+    out = [texts[g * args.width:(g + 1) * args.width] for g in range(len(prompts))]
+    if args.attention_map is not None:
+        remove()
+        lengths = rollout.alive[:, rollout.prompt_len:].sum(dim=1).tolist()
+        layers = args.layers or sorted({round(i * (len(records) - 1) / 3) for i in range(4)})
+        bad = [i for i in layers if not 0 <= i < len(records)]
+        if bad:
+            raise ValueError(f"--layers: {bad} not in 0..{len(records) - 1}")
+        ratios = draw_attention(records, lengths, layers, args.attention_map,
+                                f"{Path(str(bridge)).name}, width {args.width}: {prompts[0][:70]}")
+        print(f"wrote {args.attention_map}; |update| / |residual| per layer: "
+              + " ".join(f"{r:.2g}" for r in ratios), file=sys.stderr)
     settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
                                               "seed", "device", "dtype")}
     settings["chat"] = not args.no_chat
+    rewards = [[tasks.reward(a, problem) for a in answers] for answers in out] if problem else None
     if args.json:
-        print(json.dumps(dict(model=model.source, bridge=args.bridge,
+        results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out)]
+        if problem:
+            results[0].update(gold=problem.answer, rewards=rewards[0])
+        print(json.dumps(dict(model=model.source, bridge=None if bridge is None else str(bridge),
                               bridge_config=model.bridge_config, bridge_on=model.use_bridge,
-                              width=args.width, settings=settings,
-                              results=[dict(prompt=p, responses=r) for p, r in zip(prompts, out)]),
+                              width=args.width, settings=settings, results=results),
                          indent=2, ensure_ascii=False))
         return
-    for prompt, answers in zip(prompts, out):
-        print(f"=== prompt: {prompt}")
+    for g, (prompt, answers) in enumerate(zip(prompts, out)):
+        print(f"=== prompt: {prompt}" + (f"  (answer: {problem.answer})" if problem else ""))
         for i, answer in enumerate(answers):
-            print(f"--- answer {i + 1}/{args.width}")
+            verdict = f" ({'right' if rewards[g][i] else 'wrong'})" if problem else ""
+            print(f"--- answer {i + 1}/{args.width}{verdict}")
             print(answer.strip())
         print()
     print(f"({sum(len(a) for a in out)} answers in {dt:.1f}s)", file=sys.stderr)

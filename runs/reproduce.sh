@@ -56,17 +56,26 @@ sft() {  # $1 = seed dir, $2 = seed, $3 = arch
     --device $DEVICE --show-every 10 2>&1 | tee -a $out/stdout.txt"
 }
 
+train_arm() {  # $1 = seed dir, $2 = seed, $3 = arm, then train_grpo.py flags; trains to STEPS steps
+  local dir=$1 seed=$2 arm=$3; shift 3
+  local out=$dir/grpo_$arm resume=() steps=0
+  [ -f "$out/log.jsonl" ] && steps=$(wc -l < "$out/log.jsonl")
+  if [ -f "$out/checkpoint/state.pt" ]; then
+    [ "$steps" -ge "$STEPS" ] && { echo "== $out: trained ($steps steps)"; return; }
+    resume=(--resume)
+  fi
+  mkdir -p "$out"
+  timed "${dir#runs/}/grpo_$arm" bash -c "set -o pipefail; python train_grpo.py --out $out --steps $STEPS ${resume[*]} $* \
+    --seed $seed --dtype $DTYPE --device $DEVICE --show-every 10 2>&1 | tee -a $out/stdout.txt"
+  steps=$(wc -l < "$out/log.jsonl")
+  [ "$steps" -eq "$STEPS" ] || { echo "$out: log has $steps steps, expected $STEPS" >&2; exit 1; }
+}
+
 arm() {  # $1 = seed dir, $2 = seed, $3 = arm, $4 = results name, then train_grpo.py flags
   local dir=$1 seed=$2 arm=$3 name=$4; shift 4
   local out=$dir/grpo_$arm
   [ -f "$RES/$name.json" ] && { echo "== $RES/$name.json: done"; return; }
-  local resume=()
-  [ -f "$out/checkpoint/state.pt" ] && resume=(--resume)
-  mkdir -p "$out"
-  timed "${dir#runs/}/grpo_$arm" bash -c "set -o pipefail; python train_grpo.py --out $out --steps $STEPS ${resume[*]} $* \
-    --seed $seed --dtype $DTYPE --device $DEVICE --show-every 10 2>&1 | tee -a $out/stdout.txt"
-  local steps; steps=$(wc -l < "$out/log.jsonl")
-  [ "$steps" -eq "$STEPS" ] || { echo "$out: log has $steps steps, expected $STEPS" >&2; exit 1; }
+  train_arm "$dir" "$seed" "$arm" "$@"
   local flags=()  # --train all wrote a whole model (HF layout) beside the blocks; --train new only the blocks
   [ -f "$out/checkpoint/config.json" ] && flags+=(--model "$out/checkpoint")
   [ -f "$out/checkpoint/bridge.safetensors" ] && flags+=(--bridge "$out/checkpoint/bridge.safetensors")
@@ -90,10 +99,16 @@ case "${1:-}" in
       --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
     ;;
   default)
-    # the default Bridge: only the new blocks train (a file of a few MB), from seed 0's warm-up
+    # the default Bridge: only the new blocks train (a file of a few MB), from seed 0's warm-up;
+    # its blocks are stored in bf16 as bridges/default.safetensors, and that file is what is evaluated
+    [ -f "$RES/default_bridge.json" ] && { echo "== $RES/default_bridge.json: done"; exit 0; }
     sft runs/seed0 0 bridge
-    arm runs/seed0 0 bridge_new default_bridge --arch bridge --train new \
+    train_arm runs/seed0 0 bridge_new --arch bridge --train new \
       --init runs/seed0/sft_bridge/checkpoint/bridge.safetensors
+    mkdir -p bridges
+    python -c "import sys, model; model.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+      runs/seed0/grpo_bridge_new/checkpoint/bridge.safetensors bridges/default.safetensors
+    evaluate default_bridge --bridge bridges/default.safetensors
     ;;
   *)
     echo "usage: bash runs/reproduce.sh base | seed SEED | default" >&2; exit 2

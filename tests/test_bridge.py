@@ -110,6 +110,23 @@ def test_vectorised_block_equals_an_explicit_loop_over_groups_timesteps_and_rows
 
 
 @given(**sizes)
+def test_attention_weights_are_the_softmax_forward_applies(seed, B, W, T):
+    """attention_weights @ v, through W_O, is forward(); rows sum to 1; masked siblings get 0."""
+    block, (x, alive) = random_block(seed), random_inputs(seed, B, W, T)
+    H, hd = block.n_heads, block.head_dim
+    with torch.no_grad():
+        a = block.attention_weights(x, W, alive)                          # (B, T, H, W, W)
+        h = block.norm(x).view(B, W, T, -1)
+        v = (h @ weights_qkv(block)[2].T).view(B, W, T, H, hd).permute(0, 2, 3, 1, 4)  # (B, T, H, W, hd)
+        y = (a @ v).permute(0, 3, 1, 2, 4).reshape(B * W, T, H * hd)
+        assert torch.allclose(block.o_proj(y), block(x, W, alive), atol=1e-12)
+    assert torch.allclose(a.sum(-1), torch.ones(()).double())
+    mask = bridge_mask(alive, W).view(T, B, W, B, W)                        # flat mask, one block per group
+    within = torch.stack([mask[:, b, :, b, :] for b in range(B)])           # (B, T, W, W)
+    assert (a[~within[:, :, None].expand_as(a)] == 0).all()
+
+
+@given(**sizes)
 def test_grouped_reshape_equals_flat_attention_under_the_paper_mask(seed, B, W, T):
     """(B, T, W, D) attention == one N x N attention per timestep with `bridge_mask` (Fig. 2)."""
     block, (x, alive) = random_block(seed), random_inputs(seed, B, W, T)
@@ -316,6 +333,21 @@ def test_checkpoint_round_trip_gives_the_same_logits(tiny_dir, tmp_path):
     assert loaded.bridge_config == model.bridge_config
     x, alive = tokens_alive(4, 6, 5)
     assert torch.equal(logits(loaded, x, 3, alive), logits(model, x, 3, alive))
+
+
+def test_a_bf16_copy_of_a_checkpoint_loads_with_its_metadata_and_rounded_weights(tiny_dir, tmp_path):
+    from model import convert_bridge
+    model, _ = load_model(str(tiny_dir))
+    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
+    randomize_blocks(model, seed=2)
+    save_bridge(model, tmp_path / "b.safetensors")
+    convert_bridge(tmp_path / "b.safetensors", tmp_path / "b16.safetensors", "bf16")
+    half = (tmp_path / "b16.safetensors").stat().st_size
+    assert half < 0.6 * (tmp_path / "b.safetensors").stat().st_size
+    loaded, _ = load_model(str(tiny_dir), bridge=tmp_path / "b16.safetensors")
+    assert loaded.bridge_config == model.bridge_config
+    for p, q in zip(loaded.bridge_parameters(), model.bridge_parameters()):
+        assert torch.equal(p, q.to(torch.bfloat16).float())
 
 
 def test_checkpoint_for_another_base_model_is_a_clear_error(bridged, tmp_path):

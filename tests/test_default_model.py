@@ -90,3 +90,30 @@ def test_chat_template_renders_and_tokenizes_like_transformers(default, system):
     text = hf_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert tok.chat(messages) == text
     assert tok.encode(text, add_special_tokens=False) == hf_tok(text, add_special_tokens=False)["input_ids"]
+
+
+def test_sample_py_width_4_uses_the_committed_default_bridge_on_a_held_out_problem():
+    """`python sample.py --width 4` on a fresh clone: the default Bridge, on a test problem of the
+    default task; --no-bridge loads it switched off."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    import tasks
+    from sample import DEFAULT_BRIDGE, default_problem
+    root = Path(__file__).resolve().parent.parent
+    assert DEFAULT_BRIDGE.is_file(), "bridges/default.safetensors is committed with the repository"
+    problem = default_problem()
+    assert problem.task == tasks.DEFAULT_TASK
+    train = tasks.make_problems(problem.task, 2000, seed=0, split="train", **tasks.DEFAULT_KNOBS[problem.task])
+    assert problem.question not in {p.question for p in train}
+    for flags, on in (([], True), (["--no-bridge"], False)):
+        out = subprocess.run([sys.executable, "sample.py", "--width", "4", "--max-new-tokens", "48",
+                              "--json", *flags], cwd=root, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert Path(data["bridge"]) == DEFAULT_BRIDGE and data["bridge_on"] is on
+        assert data["bridge_config"]["kind"] == "bridge" and "default Bridge" in out.stderr
+        (result,) = data["results"]
+        assert result["prompt"] == problem.question and result["gold"] == problem.answer
+        assert len(result["responses"]) == len(result["rewards"]) == 4

@@ -281,3 +281,52 @@ def test_a_generator_list_needs_one_per_group(tiny):
     with pytest.raises(ValueError, match="one each"):
         sample(model, [[5, 6]], [2], width=2, max_new_tokens=4, groups_per_prompt=3,
                generator=group_generators(0, 1))
+
+
+# --- what Bridge attends to (sample.py --attention-map) -------------------------------------------
+
+def test_recorded_attention_is_a_distribution_over_live_siblings_at_every_decode_step(bridged64):
+    from sample import record_bridge
+    records, remove = record_bridge(bridged64)
+    r = sample(bridged64, prompts_ids(4, [5]), [2], width=3, max_new_tokens=6,
+               generator=torch.Generator().manual_seed(0), ignore_eos=True)
+    remove()
+    layers = len(bridged64.model.layers)
+    assert sorted(records) == list(range(layers))
+    for steps in records.values():
+        assert len(steps) == r.tokens.shape[1] - r.prompt_len - 1  # one per decode forward, none for prefill
+        for weights, ratio in steps:
+            assert weights.shape == (3, 3) and torch.allclose(weights.sum(-1), torch.ones(3))
+            assert ratio.shape == (3,) and (ratio > 0).all()  # random non-zero blocks do update
+    sample(bridged64, prompts_ids(4, [5]), [2], width=3, max_new_tokens=3)
+    assert len(records[0]) == len(steps)  # the hooks are gone
+
+
+def test_cli_draws_the_attention_map_of_a_bridge(tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    from model import save_bridge
+    *_, path = tiny
+    model, _ = load_model(str(path))
+    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
+    with torch.no_grad():
+        for p in model.bridge_parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    save_bridge(model, tmp_path / "b.safetensors")
+    out = run_cli("--model", str(path), "--bridge", str(tmp_path / "b.safetensors"), "--width", "3",
+                  "--max-new-tokens", "6", "--prompt", "hi", "--attention-map", str(tmp_path / "map.png"),
+                  "--layers", "0", "1")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "map.png").stat().st_size > 1000 and "|update| / |residual| per layer" in out.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--width", "1"], "width 2"),                 # one answer has no siblings
+    ([], "Bridge checkpoint"),                     # the base model has no Bridge to draw
+])
+def test_attention_map_without_siblings_or_bridge_is_one_clear_line(tiny, tmp_path, args, needle):
+    pytest.importorskip("matplotlib")
+    *_, path = tiny
+    out = run_cli("--model", str(path), "--prompt", "hi", "--max-new-tokens", "3",
+                  "--attention-map", str(tmp_path / "m.png"), *args)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode != 0 and len(errors) == 1 and needle in errors[0], out.stderr
