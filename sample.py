@@ -299,8 +299,8 @@ def draw_attention(records, lengths, layers, out, title):
     import matplotlib.pyplot as plt
     import numpy as np
     W = len(lengths)
-    fig = plt.figure(figsize=(3.2 * len(layers) + 1, 6.5))
-    grid = fig.add_gridspec(2, len(layers), height_ratios=[3, 1.3])
+    fig = plt.figure(figsize=(3.2 * len(layers) + 1, 7))
+    grid = fig.add_gridspec(2, len(layers), height_ratios=[3, 1.3], hspace=0.45, wspace=0.08)
     image = None
     for p, layer in enumerate(layers):
         ax = fig.add_subplot(grid[0, p])
@@ -315,9 +315,10 @@ def draw_attention(records, lengths, layers, out, title):
             if i:
                 ax.axhline(i * W - 0.5, color="white", lw=1)
             ax.plot([lengths[i] - 1] * 2, [i * W - 0.5, (i + 1) * W - 0.5], color="red", lw=2)
-        ax.set_yticks([i * W + (W - 1) / 2 for i in range(W)], [f"answer {i + 1}" for i in range(W)])
+        ax.set_yticks([i * W + (W - 1) / 2 for i in range(W)],
+                      [f"answer {i + 1}" if p == 0 else "" for i in range(W)])
         ax.set(xlabel="generated token", title=f"layer {layer}")
-    fig.colorbar(image, ax=fig.axes, shrink=0.6, label="attention of answer i on sibling j (j = sub-row)")
+    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=f"attention of answer i on answers 1..{W} (sub-rows)")
     ax = fig.add_subplot(grid[1, :])
     ratios = []
     for layer in sorted(records):

@@ -1,0 +1,103 @@
+"""report.py: the README's results section comes from the result files, exactly and reproducibly."""
+import json
+import random
+import statistics
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import report
+from evaluate import FORMAT, g_pass_at_k, mean_accuracy
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL = dict(task="word", knobs={"hi": 9}, split="test", problems=12, seeds={"problems": 0, "sampling": 0},
+                widths=[1, 2, 4, 8], n=8, shots=2, system="s", temperature=1.0, top_p=1.0, max_new_tokens=64)
+
+
+def result(seed, skill, **protocol):
+    """A minimal evaluate.py file: per-problem correct counts drawn around `skill`."""
+    rng = random.Random(seed)
+    p = {**PROTOCOL, **protocol}
+    return dict(format=FORMAT, protocol=p, problems=[{"question": f"q{i}", "answer": i} for i in range(p["problems"])],
+                results=[dict(width=w, n=p["n"], per_problem=[{"correct": sum(rng.random() < skill for _ in range(p["n"]))}
+                                                              for _ in range(p["problems"])])
+                         for w in p["widths"]], timing={})
+
+
+def write(res, name, data):
+    (res / f"{name}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def study(tmp_path):
+    res = tmp_path / "repro"
+    res.mkdir()
+    write(res, "base", result(0, 0.2))
+    for s in range(3):
+        for arm, skill in (("rlvr", 0.5), ("pmatch", 0.6), ("bridge", 0.65)):
+            write(res, f"seed{s}_{arm}", result(100 * s + len(arm), skill))
+    return res
+
+
+def test_numbers_in_the_section_are_the_metric_functions_of_the_stored_counts(study):
+    runs = report.load(study)
+    text = report.section(runs, study)
+    bridge = [json.loads((study / f"seed{s}_bridge.json").read_text()) for s in range(3)]
+    for w_index, w in enumerate(PROTOCOL["widths"]):
+        accs = [statistics.fmean(mean_accuracy(8, p["correct"]) for p in run["results"][w_index]["per_problem"])
+                for run in bridge]
+        cell = f"{100 * statistics.fmean(accs):.1f} ± {100 * statistics.stdev(accs):.1f}"
+        assert cell in text.split("| Bridge | 3 |")[1].splitlines()[0]
+        g = [statistics.fmean(g_pass_at_k(8, p["correct"], 8, Fraction(1, 2)) for p in run["results"][w_index]["per_problem"])
+             for run in bridge]
+        if w in (1, 4, 8):
+            row = next(line for line in text.splitlines() if line.startswith(f"| Bridge | {w} |"))
+            assert f"{100 * statistics.fmean(g):.1f} ± {100 * statistics.stdev(g):.1f}" == row.split(" | ")[3]
+
+
+def test_the_section_is_the_same_every_time_and_check_finds_a_stale_readme(study, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.BEGIN}\nold\n{report.END}\n\ntail\n")
+    args = ["--results", str(study), "--readme", str(readme)]
+    assert report.main(args + ["--check"]) == 1
+    assert report.main(args) == 0
+    first = readme.read_text()
+    assert first.startswith("# x\n\n" + report.BEGIN) and first.endswith(report.END + "\n\ntail\n")
+    assert report.main(args + ["--check"]) == 0
+    assert report.main(args) == 0 and readme.read_text() == first
+    write(study, "seed0_bridge", result(7, 0.9))  # new results: the README is stale again
+    assert report.main(args + ["--check"]) == 1
+
+
+def test_files_from_different_protocols_are_refused(study):
+    write(study, "seed1_rlvr", result(1, 0.5, temperature=0.7))
+    with pytest.raises(ValueError, match="temperature"):
+        report.load(study)
+
+
+def test_bootstrap_of_a_constant_shift_is_that_shift_and_of_equal_arms_zero():
+    rng = np.random.default_rng(0)
+    b = np.random.default_rng(1).random((3, 50))
+    boot = report.bootstrap(b + 0.1, b, rng, n=200)
+    assert np.allclose(boot, 0.1, atol=1e-12) is False  # seeds are drawn per arm: not a pure shift
+    same = np.tile(b[:1], (3, 1))  # three identical seeds: only the problems vary, and they are paired
+    assert np.allclose(report.bootstrap(same + 0.1, same, rng, n=200), 0.1, atol=1e-12)
+    c = report.compare(same + 0.1, same, rng)
+    assert c["diff"] == pytest.approx(0.1) and c["se"] == pytest.approx(0, abs=1e-12)
+    assert c["lo"] == pytest.approx(0.1) and c["hi"] == pytest.approx(0.1) and c["wins"] == 3
+
+
+def test_verdict_says_when_bridge_wins_loses_or_ties(study):
+    text = report.section(report.load(study), study)
+    verdict = text.split("**Verdict**")[1]
+    assert "RLVR only" in verdict and "P-Match" in verdict
+    assert any(s in verdict for s in ("beat", "lost to", "not distinguishable"))
+
+
+def test_the_committed_readme_is_what_the_committed_results_give():
+    """The bar: README's results section is reproduced exactly by python report.py --check."""
+    if not (report.RES / "base.json").is_file():
+        pytest.skip("no committed results yet")
+    assert report.main(["--check"]) == 0
