@@ -379,7 +379,7 @@ def test_cli_runs_a_checkpoint_on_and_off_and_records_it(bridged, tiny_dir, tmp_
     for flags in ([], ["--no-bridge"]):
         out = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--model", str(tiny_dir),
                               "--bridge", str(ckpt), "--width", "3", "--max-new-tokens", "6",
-                              "--json", *flags], capture_output=True, text=True, cwd=ROOT,
+                              "--prompt", "What is 2 + 3?", "--json", *flags], capture_output=True, text=True, cwd=ROOT,
                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
         assert out.returncode == 0, out.stderr
         assert "new parameters" in out.stderr  # the size of the blocks is printed at start-up
