@@ -183,6 +183,14 @@ def section(runs, res=RES):
             cells = [cell([statistics.fmean(per_problem(r, w)) for r in sr.values()]) for w in widths]
         out.append(f"| {label} | {len(sr)} | " + " | ".join(cells) + " |")
 
+    all_seeds = sorted({s for seeds_ in runs["arms"].values() for s in seeds_})
+    if all_seeds:
+        out += ["", f"Per training seed, mean accuracy (%) at width {TRAIN_WIDTH}:", "",
+                "| arm | " + " | ".join(f"seed {s}" for s in all_seeds) + " |", "|---|" + "---|" * len(all_seeds)]
+        for arm, sr in runs["arms"].items():
+            if sr:
+                out.append(f"| {ARMS[arm]} | " + " | ".join(
+                    pct(statistics.fmean(per_problem(sr[s], TRAIN_WIDTH))) if s in sr else "-" for s in all_seeds) + " |")
     out += ["", f"**G-Pass@{n}_τ (%)**: the share of problems with at least ⌈{n}τ⌉ of their {n} answers "
             f"right (τ = 1/8 is pass@{n}, τ = 1 all right). Width {n} is one interdependent set of "
             f"{n} per problem, width 1 is {n} independent answers; mean ± std over seeds.", ""]
