@@ -110,25 +110,26 @@ def se_over_problems(values):
     return statistics.stdev(values) / len(values) ** 0.5
 
 
-def bootstrap(a, b, rng, n=BOOTSTRAP):
+def bootstrap(a, b, rng, n=BOOTSTRAP, same_runs=False):
     """Resampled mean(a) - mean(b) for (seeds, problems) arrays on the same problems.
 
-    Each resample draws the problems once for both arms (paired) and each arm's seeds on its own.
+    Each resample draws the problems once for both arms (paired) and each arm's seeds on its own;
+    same_runs: a and b are the same trained runs (one arm at two widths), so the seeds are drawn once.
     """
     P = a.shape[1]
     p = rng.integers(P, size=(n, P))
     sa = rng.integers(a.shape[0], size=(n, a.shape[0]))
-    sb = rng.integers(b.shape[0], size=(n, b.shape[0]))
+    sb = sa if same_runs else rng.integers(b.shape[0], size=(n, b.shape[0]))
     out = np.empty(n)
     for i in range(n):  # each arm: mean over the drawn seeds per problem, then over the drawn problems
         out[i] = a[sa[i]].mean(axis=0)[p[i]].mean() - b[sb[i]].mean(axis=0)[p[i]].mean()
     return out
 
 
-def compare(a, b, rng):
+def compare(a, b, rng, same_runs=False):
     """Paired comparison of two arms: point difference, se over problems, 95% interval, seed wins."""
     d = a.mean(axis=0) - b.mean(axis=0)  # per problem, each arm averaged over its seeds
-    boot = bootstrap(a, b, rng)
+    boot = bootstrap(a, b, rng, same_runs=same_runs)
     lo, hi = np.percentile(boot, [2.5, 97.5])
     k = min(a.shape[0], b.shape[0])
     wins = int(sum(a[s].mean() > b[s].mean() for s in range(k)))
@@ -226,7 +227,9 @@ def section(runs, res=RES):
         out += ["", "**Paired comparisons** on the same problems: Bridge minus the other arm, percentage "
                 "points of mean accuracy. se: over problems (each arm averaged over its seeds); "
                 f"95% interval: bootstrap over problems and seeds ({BOOTSTRAP} resamples); "
-                "seed wins: seeds s where Bridge's run s scored higher than the other arm's run s.", ""]
+                "seed wins: seeds s where Bridge's run s scored higher than the other arm's run s. "
+                "The last rows compare the same Bridge runs at width w and at width 1 (where a row has "
+                "no sibling): what attending to the siblings adds at inference, the trained weights fixed.", ""]
         out.append("| comparison | width | difference | se (problems) | 95% interval | seed wins |")
         out.append("|---|---|---|---|---|---|")
         for other in ("rlvr", "pmatch"):
@@ -238,6 +241,21 @@ def section(runs, res=RES):
                            f"[{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}] | {c['wins']} of {c['pairs']} |")
                 if w == TRAIN_WIDTH:
                     verdict.append(verdict_line(other, c, runs, w))
+        # the same Bridge weights with and without siblings: what attending to them adds at inference
+        one = matrix(runs["arms"]["bridge"], 1) if 1 in widths else None
+        for w in widths:
+            if one is not None and w != 1:
+                c = compare(matrix(runs["arms"]["bridge"], w), one, rng, same_runs=True)
+                out.append(f"| Bridge at width {w} - Bridge at width 1 | {w} | {100 * c['diff']:+.1f} | "
+                           f"{100 * c['se']:.1f} | [{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}] | "
+                           f"{c['wins']} of {c['pairs']} |")
+                if w == TRAIN_WIDTH:
+                    verdict.append(sibling_line(c, w))
+        n_seeds = min(len(s) for s in runs["arms"].values() if s)
+        if n_seeds < 3:
+            verdict.append(f"Only {n_seeds} training seed{'s' * (n_seeds > 1)} per arm so far: the intervals "
+                           "cover problems and sampling, but hardly or not at all the run-to-run variation of "
+                           "training, so none of this is a verdict yet.")
     out += ["", "![accuracy against width and G-Pass](results/repro/accuracy.png)", ""]
     out += reward_table(runs, res)
     out += ["**Wall time** of every stage (runs/reproduce.sh's clock, summed over sittings), and the "
@@ -301,6 +319,18 @@ def reward_table(runs, res=RES, window=10):
         cells = [f"{statistics.fmean(x for r in logs for x in r[a:a + window]):.2f}" for a in edges]
         lines.append(f"| {label} | {len(logs)} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def sibling_line(c, w):
+    d, lo, hi = 100 * c["diff"], 100 * c["lo"], 100 * c["hi"]
+    if lo > 0:
+        what = f"the siblings help: width {w} scored {d:.1f} points above width 1 with the same weights"
+    elif hi < 0:
+        what = f"the siblings hurt: width {w} scored {-d:.1f} points below width 1 with the same weights"
+    else:
+        what = (f"the siblings add nothing measurable: the same Bridge weights score {d:+.1f} points at "
+                f"width {w} against width 1, where there is no sibling to attend to")
+    return f"Within Bridge, {what} (95% interval {lo:+.1f} to {hi:+.1f})."
 
 
 def walltime_table(res=RES):
