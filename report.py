@@ -171,8 +171,8 @@ def section(runs, res=RES):
                f"at most {proto['max_new_tokens']} new tokens, sampling seed {proto['seeds']['sampling']}. "
                "Trained arms: " + ", ".join(f"{ARMS[a]} seeds {seeds[a]}" for a in ARMS if seeds[a]) + ". "
                f"All arms trained at width {TRAIN_WIDTH}.")
-    out += ["", f"**Mean accuracy (%)** per width. Arms: mean ± sample std over training seeds; "
-            "base and default Bridge (one run each): ± standard error over problems.", ""]
+    out += ["", f"**Mean accuracy (%)** per width. Rows with several training seeds: mean ± sample std "
+            "over the seeds; rows with one run: ± standard error over problems.", ""]
     out.append("| setting | seeds | " + " | ".join(f"width {w}" for w in widths) + " |")
     out.append("|---|---|" + "---|" * len(widths))
     for label, sr in rows:
