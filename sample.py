@@ -367,6 +367,11 @@ def main(argv=None):
         problem = default_problem()
         prompts, ids = [problem.question], [problem_ids(tokenizer, problem)]
     if args.attention_map is not None:
+        n_layers = len(model.model.layers)
+        layers = args.layers or sorted({round(i * (n_layers - 1) / 3) for i in range(4)})
+        bad = [i for i in layers if not 0 <= i < n_layers]
+        if bad:
+            raise ValueError(f"--layers: {bad} not in 0..{n_layers - 1}")
         prompts, ids = prompts[:1], ids[:1]
         records, remove = record_bridge(model)
     device = model.lm_head.weight.device
@@ -380,10 +385,6 @@ def main(argv=None):
     if args.attention_map is not None:
         remove()
         lengths = rollout.alive[:, rollout.prompt_len:].sum(dim=1).tolist()
-        layers = args.layers or sorted({round(i * (len(records) - 1) / 3) for i in range(4)})
-        bad = [i for i in layers if not 0 <= i < len(records)]
-        if bad:
-            raise ValueError(f"--layers: {bad} not in 0..{len(records) - 1}")
         ratios = draw_attention(records, lengths, layers, args.attention_map,
                                 f"{Path(str(bridge)).name}, width {args.width}: {prompts[0][:70]}")
         print(f"wrote {args.attention_map}; |update| / |residual| per layer: "

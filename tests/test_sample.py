@@ -317,6 +317,11 @@ def test_cli_draws_the_attention_map_of_a_bridge(tiny, tmp_path):
                   "--layers", "0", "1")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "map.png").stat().st_size > 1000 and "|update| / |residual| per layer" in out.stderr
+    out = run_cli("--model", str(path), "--bridge", str(tmp_path / "b.safetensors"), "--width", "2",
+                  "--max-new-tokens", "3", "--prompt", "hi", "--attention-map", str(tmp_path / "x.png"),
+                  "--layers", "0", "99")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode != 0 and errors and "--layers: [99]" in errors[0] and not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("args, needle", [
