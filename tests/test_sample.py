@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from model import load_model
 from sample import generate, sample, sample_from, sample_next
-from tiny import make_tiny_model
+from tiny import add_random_bridge, make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,12 +233,7 @@ def bridged64(tiny):
     """The tiny model in fp64 with random, non-zero Bridge blocks (so groups really interact)."""
     _, _, path = tiny
     model, tok = load_model(str(path), dtype=torch.float64)
-    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.bridge_parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return model
+    return add_random_bridge(model)
 
 
 def group_generators(seed, n):

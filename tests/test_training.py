@@ -23,7 +23,7 @@ import train_sft
 import training as T
 from model import load_model, save_bridge
 from sample import sample
-from tiny import make_tiny_model
+from tiny import add_random_bridge, make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 EOS = [2] + list(range(40, 100))  # many end ids: answers of a few tokens, some rows end early
@@ -74,12 +74,7 @@ def log_of(out):
 def bridged64(tiny):
     """The tiny model in fp64 with random, non-zero Bridge blocks."""
     model, tok = load_model(str(tiny), dtype=torch.float64)
-    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.bridge_parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return model, tok
+    return add_random_bridge(model), tok
 
 
 @settings(max_examples=8)

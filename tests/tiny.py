@@ -63,3 +63,13 @@ def make_tiny_model(path, arch="llama", seed=0, shard=False, **overrides):
     model.save_pretrained(path, max_shard_size="100KB" if shard else "10GB")
     write_tokenizer(path)
     return path, model.eval()
+
+
+def add_random_bridge(model, seed=0, scale=0.3, kind="bridge"):
+    """Add `kind` blocks and push them away from their zero init, so the siblings really interact."""
+    model.add_bridge(kind, n_heads=2, head_dim=8, verbose=False)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.bridge_parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
