@@ -286,8 +286,13 @@ def verdict_line(other, c, runs, w):
     return head + sds + f"; Bridge scored higher in {c['wins']} of {c['pairs']} seed pairs."
 
 
+def has_result(res, stage):
+    """Whether a results file the stage leads to exists (see result_of)."""
+    return any((res / f"{name}.json").is_file() for name in result_of(stage))
+
+
 def result_of(stage):
-    """The results file a runs/reproduce.sh stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
+    """The results files a runs/reproduce.sh stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
     "seed1/sft_bridge"); the report lists a stage only once that file exists, so a half-done study
     gives a stable section."""
     head, tail = stage.split("/", 1)
@@ -344,7 +349,7 @@ def walltime_table(res=RES):
     if path.is_file():
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            if not any((res / f"{name}.json").is_file() for name in result_of(rec["stage"])):
+            if not has_result(res, rec["stage"]):
                 continue
             s = stages.setdefault(rec["stage"], [0, set()])
             s[0] += rec["seconds"]
@@ -354,7 +359,7 @@ def walltime_table(res=RES):
     lines += ["", "| GRPO run | steps | minutes (sum of logged step times) |", "|---|---|---|"]
     for log in sorted((ROOT / "runs").glob("seed*/grpo_*/log.jsonl")):
         stage = str(log.parent.relative_to(ROOT / "runs"))
-        if not any((res / f"{name}.json").is_file() for name in result_of(stage)):
+        if not has_result(res, stage):
             continue
         steps = [json.loads(line) for line in log.read_text().splitlines()]
         lines.append(f"| {log.parent.relative_to(ROOT / 'runs')} | {len(steps)} | "
