@@ -283,7 +283,10 @@ def verdict_line(other, c, runs, w):
     else:
         head = (f"Bridge and {ARMS[other]} are not distinguishable: {d:+.1f} points, 95% interval "
                 f"{lo:+.1f} to {hi:+.1f}, which contains 0")
-    return head + sds + f"; Bridge scored higher in {c['wins']} of {c['pairs']} seed pairs."
+    tail = f"; Bridge scored higher in {c['wins']} of {c['pairs']} seed pairs."
+    if other == "rlvr":  # the confound the reading guide above explains
+        tail += " (RLVR only gets no warm-up: this gap is warm-up plus blocks, not the siblings alone.)"
+    return head + sds + tail
 
 
 def has_result(res, stage):
