@@ -270,19 +270,22 @@ def section(runs, res=RES):
     return "\n".join(out)
 
 
+def read_interval(c):
+    """A comparison in percentage points, and where its 95% interval lies: 1 above 0, -1 below, 0 across."""
+    d, lo, hi = 100 * c["diff"], 100 * c["lo"], 100 * c["hi"]
+    return d, lo, hi, 1 if lo > 0 else -1 if hi < 0 else 0
+
+
 def verdict_line(other, c, runs, w):
     sd_b = spread([statistics.fmean(per_problem(r, w)) for r in runs["arms"]["bridge"].values()])[1]
     sd_o = spread([statistics.fmean(per_problem(r, w)) for r in runs["arms"][other].values()])[1]
-    d, lo, hi = 100 * c["diff"], 100 * c["lo"], 100 * c["hi"]
+    d, lo, hi, side = read_interval(c)
     sds = ("" if sd_b is None or sd_o is None else
            f"; the seed-to-seed std is {100 * sd_b:.1f} (Bridge) and {100 * sd_o:.1f} ({ARMS[other]}) points")
-    if lo > 0:
-        head = f"Bridge beat {ARMS[other]} by {d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})"
-    elif hi < 0:
-        head = f"Bridge lost to {ARMS[other]} by {-d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})"
-    else:
-        head = (f"Bridge and {ARMS[other]} are not distinguishable: {d:+.1f} points, 95% interval "
-                f"{lo:+.1f} to {hi:+.1f}, which contains 0")
+    head = {1: f"Bridge beat {ARMS[other]} by {d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})",
+            -1: f"Bridge lost to {ARMS[other]} by {-d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})",
+            0: (f"Bridge and {ARMS[other]} are not distinguishable: {d:+.1f} points, 95% interval "
+                f"{lo:+.1f} to {hi:+.1f}, which contains 0")}[side]
     tail = f"; Bridge scored higher in {c['wins']} of {c['pairs']} seed pairs."
     if other == "rlvr":  # the confound the reading guide above explains
         tail += " (RLVR only gets no warm-up: this gap is warm-up plus blocks, not the siblings alone.)"
@@ -334,14 +337,11 @@ def reward_table(runs, res=RES, window=10):
 
 
 def sibling_line(c, w):
-    d, lo, hi = 100 * c["diff"], 100 * c["lo"], 100 * c["hi"]
-    if lo > 0:
-        what = f"the siblings help: width {w} scored {d:.1f} points above width 1 with the same weights"
-    elif hi < 0:
-        what = f"the siblings hurt: width {w} scored {-d:.1f} points below width 1 with the same weights"
-    else:
-        what = (f"the siblings add nothing measurable: the same Bridge weights score {d:+.1f} points at "
-                f"width {w} against width 1, where there is no sibling to attend to")
+    d, lo, hi, side = read_interval(c)
+    what = {1: f"the siblings help: width {w} scored {d:.1f} points above width 1 with the same weights",
+            -1: f"the siblings hurt: width {w} scored {-d:.1f} points below width 1 with the same weights",
+            0: (f"the siblings add nothing measurable: the same Bridge weights score {d:+.1f} points at "
+                f"width {w} against width 1, where there is no sibling to attend to")}[side]
     return f"Within Bridge, {what} (95% interval {lo:+.1f} to {hi:+.1f})."
 
 

@@ -94,6 +94,13 @@ def test_verdict_says_when_bridge_wins_loses_or_ties(study):
     verdict = text.split("**Verdict**")[1]
     assert "RLVR only" in verdict and "P-Match" in verdict
     assert any(s in verdict for s in ("beat", "lost to", "not distinguishable"))
+    assert "no warm-up" in verdict  # the gap over RLVR only is never read as the siblings' alone
+
+
+def test_read_interval_sides():
+    assert report.read_interval(dict(diff=0.03, lo=0.01, hi=0.05))[3] == 1
+    assert report.read_interval(dict(diff=-0.03, lo=-0.05, hi=-0.01))[3] == -1
+    assert report.read_interval(dict(diff=0.01, lo=-0.01, hi=0.03))[3] == 0
 
 
 def test_the_committed_readme_is_what_the_committed_results_give():
