@@ -108,3 +108,23 @@ def test_the_committed_readme_is_what_the_committed_results_give():
     if not (report.RES / "base.json").is_file():
         pytest.skip("no committed results yet")
     assert report.main(["--check"]) == 0
+
+
+def test_one_arm_at_two_widths_draws_its_seeds_once():
+    """same_runs: the width-w and width-1 rows come from the same trained runs, so a resample keeps
+    seed s paired with seed s; a constant shift then has a zero-width interval."""
+    rng = np.random.default_rng(0)
+    b = np.random.default_rng(1).random((3, 50))
+    assert np.allclose(report.bootstrap(b + 0.1, b, rng, n=200, same_runs=True), 0.1, atol=1e-12)
+    assert not np.allclose(report.bootstrap(b + 0.1, b, rng, n=200), 0.1, atol=1e-12)
+
+
+def test_base_gain_is_over_the_base_mean_of_all_widths_and_few_seeds_are_no_verdict(study):
+    runs = report.load(study)
+    base = statistics.fmean(statistics.fmean(report.per_problem(runs["base"], w)) for w in PROTOCOL["widths"])
+    text = report.section(runs, study)
+    assert f"over the base model's {100 * base:.1f}, its mean over all widths" in text
+    assert "Bridge at width 4 - Bridge at width 1" in text and "Within Bridge" in text
+    assert "not a verdict yet" not in text
+    (study / "seed2_rlvr.json").unlink()  # RLVR only now has 2 seeds
+    assert "Only 2 training seeds per arm so far" in report.section(report.load(study), study)
