@@ -11,13 +11,14 @@ with N = B * W rows grouped prompt-major (rows g*W .. g*W+W-1 answer prompt g). 
 the paper does, this is one N x N attention per timestep with the other prompts masked out
 (`bridge_mask`); tests/test_bridge.py shows the two forms are equal.
 
-What the paper states (see ../shared/paper/notes.md):
-- # paper: a Bridge block with its own input normalization, after every feed-forward block,
-  with a residual connection (notes 1.3); the block is initialised to contribute nothing (1.8).
-- # paper: tokens from other prompts and from completed generations are masked (1.4).
-- # paper: only the current timestep's features are shared ("Markovian", 1.5), so Bridge needs no
-  KV cache; there is no positional encoding along the batch axis, so one trained block serves any
-  width (1.6).
+What the paper states:
+- # paper: "A Bridge block and input normalization layer are added after each feedforward block"
+  (Fig. 2), with a residual connection; the blocks are initialised to contribute nothing.
+- # paper: "Attention is masked for tokens from different prompts and from completed
+  generations" (Fig. 2).
+- # paper: only the current timestep's features are shared ("in a Markovian fashion", Fig. 2), so
+  Bridge needs no KV cache; "trained once, Bridge scales to any generation width" (abstract), so
+  the block has no positional encoding along the batch axis.
 What we chose where the paper is silent:
 - # choice: multi-head scaled dot-product attention with an inner width n_heads * head_dim well
   below D (4 x 16 = 64 for the default model gives 3.3% new parameters, inside the paper's
@@ -78,7 +79,7 @@ class Bridge(nn.Module):
         self.norm = RMSNorm(dim, eps)
         # W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are W_Q,
         # then W_K, then W_V. One matmul instead of three: the blocks' small matmuls are
-        # latency-bound on CPU (with SDPA below, bench.py --what bridge at width 16 went from
+        # latency-bound on CPU (with SDPA below, tools/bench_sampler.py --what bridge at width 16 went from
         # 0.88 to 0.91 of the speed without blocks).
         self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
         self.o_proj = nn.Linear(inner, dim, bias=False)

@@ -16,10 +16,8 @@ left-padded prompt gives the same logits as the same prompt unpadded.
     model, tokenizer = load_model()                     # the default model, SmolLM2-135M-Instruct
     logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, vocab)
 """
-import hashlib
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bridge import RMSNorm  # x / rms(x) * weight in fp32 at least; one norm for the model and its blocks
+from checkpoint import load_bridge, read_safetensors
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
 
@@ -333,30 +332,8 @@ class Transformer(nn.Module):
             if layer.bridge is not None:
                 yield from layer.bridge.parameters()
 
-    def fingerprint(self):
-        """A short hash of the base weights, the same for any dtype/device the model was loaded in.
-
-        Weights are rounded to bf16 first: fp32 and bf16 loads of one checkpoint agree there.
-        """
-        h = hashlib.sha256()
-        c = self.config
-        h.update(f"{c.model_type}/{c.hidden_size}/{c.num_hidden_layers}/{c.vocab_size}".encode())
-        for t in (self.model.embed_tokens.weight[:64], self.model.norm.weight,
-                  self.model.layers[-1].mlp.down_proj.weight[:8]):
-            h.update(t.detach().to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
-        return h.hexdigest()[:16]
-
 # -----------------------------------------------------------------------------
 # loading
-
-
-def read_safetensors(path):
-    """All tensors of one .safetensors file; a corrupt file is a clear error naming it."""
-    from safetensors.torch import load_file
-    try:
-        return load_file(str(path))
-    except Exception as e:  # safetensors raises its own error type for bad headers/truncation
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
 def read_checkpoint(model_dir):
@@ -424,7 +401,7 @@ def check_device(device):
 def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=None):
     """(model, tokenizer) from a local HF-style directory or an HF repo id; None = default model.
 
-    bridge: path of a Bridge / P-Match checkpoint made by save_bridge, or None.
+    bridge: path of a Bridge / P-Match checkpoint made by checkpoint.save_bridge, or None.
     """
     from weights import resolve_model_dir  # finds or converts the files; prints the source
     device = check_device(device)
@@ -444,74 +421,3 @@ def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=N
     if bridge is not None:
         load_bridge(model, bridge)
     return model, tokenizer
-
-# -----------------------------------------------------------------------------
-# Bridge / P-Match checkpoints: only the new parameters, plus what they were made for
-
-BRIDGE_FORMAT = "bridge-ref/1"
-
-
-def save_bridge(model, path):
-    """Write the new parameters (safetensors) with metadata naming the base model and the blocks."""
-    from safetensors.torch import save_file
-    if model.bridge_config is None:
-        raise ValueError("this model has no Bridge/P-Match blocks to save (call add_bridge first)")
-    c = model.config
-    meta = dict(format=BRIDGE_FORMAT, **{k: str(v) for k, v in model.bridge_config.items()},
-                base_model_type=c.model_type, base_hidden_size=str(c.hidden_size),
-                base_num_layers=str(c.num_hidden_layers), base_fingerprint=model.fingerprint())
-    state = {k: v.detach().to("cpu", torch.float32).contiguous()
-             for k, v in model.state_dict().items() if ".bridge." in k}
-    save_file(state, str(path), metadata=meta)
-
-
-def convert_bridge(src, dst, dtype="bf16"):
-    """Copy a save_bridge checkpoint with its tensors stored in `dtype` ("bf16" halves the file).
-
-    The metadata (base model, blocks) is kept; load_bridge casts back to the model's dtype.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype not in dtypes:
-        raise ValueError(f"dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
-    with safe_open(str(src), framework="pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != BRIDGE_FORMAT:
-        raise ValueError(f"{src}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
-    state = {k: v.to(dtypes[dtype]).contiguous() for k, v in read_safetensors(src).items()}
-    tmp = Path(str(dst) + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, dst)  # atomic: dst is the old file or the whole new one
-
-
-def load_bridge(model, path):
-    """Rebuild the blocks described in a save_bridge checkpoint and load them; checks the base model."""
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such Bridge checkpoint")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-    if meta.get("format") != BRIDGE_FORMAT:
-        raise ValueError(f"{path}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
-    c = model.config
-    base = (c.model_type, str(c.hidden_size), str(c.num_hidden_layers), model.fingerprint())
-    made_for = (meta["base_model_type"], meta["base_hidden_size"], meta["base_num_layers"],
-                meta["base_fingerprint"])
-    if made_for != base:
-        raise ValueError(f"{path}: Bridge checkpoint was made for another base model "
-                         f"({'/'.join(made_for)}), not this one ({'/'.join(base)})")
-    model.add_bridge(meta["kind"], int(meta["n_heads"]), int(meta["head_dim"]), verbose=False)
-    state = read_safetensors(path)
-    expected = {k for k in model.state_dict() if ".bridge." in k}
-    if set(state) != expected:
-        raise ValueError(f"{path}: tensors do not match a {meta['kind']} of {meta['n_heads']} x "
-                         f"{meta['head_dim']} (e.g. {sorted(set(state) ^ expected)[:2]})")
-    ref = model.lm_head.weight
-    model.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, strict=False)
-    from bridge import new_parameter_summary
-    print(f"loaded {path}: {new_parameter_summary(model)}", file=sys.stderr)

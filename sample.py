@@ -13,10 +13,17 @@ How it works (naive but honest: every step is a plain forward of the model in mo
    the rows of a group are identical over the prompt and Bridge over identical rows equals its
    width-1 result (tests/test_bridge.py).
 3. Decode in lock-step: every row samples its next token from its own logits (one seeded
-   torch.Generator for the whole batch), then one forward over the new column of tokens. A row
-   that emits EOS keeps that EOS alive and is dead from the next step on; dead rows are fed a
-   padding token that nothing ever attends to. Stop when every row has finished, or at
-   max_new_tokens.
+   torch.Generator for the whole batch, or one per group), then one forward over the new column
+   of tokens. A row that emits EOS keeps that EOS alive and is dead from the next step on; dead
+   rows are fed a padding token that nothing ever attends to. Stop when every row has finished,
+   or at max_new_tokens.
+4. (With one generator per group) groups whose rows have all finished leave the batch
+   (drop_finished_groups), so late steps run on the rows still writing. The tokens are those of
+   the full batch; it is a speed-up, not a change of the algorithm.
+
+The log-prob of a sampled token is taken from the distribution it was drawn from
+(sampling_logits: temperature, top-k, top-p), and training computes its log-probs with the same
+function, so GRPO's old and new log-probs are of one distribution.
 """
 import json
 import sys
@@ -39,11 +46,16 @@ def check_sampling(temperature, top_k, top_p):
         raise ValueError(f"top-k must be >= 0 (0 = off), got {top_k}")
 
 
-def sample_next(logits, generator, temperature=1.0, top_k=0, top_p=1.0):
-    """One token per row. temperature 0 = greedy; top_k 0 = off; top_p 1.0 = off."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+def sampling_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
+    """The logits (N, V) of the distribution a token is drawn from, in fp32 at least.
+
+    Divided by the temperature, then every token outside the top k, and outside the smallest set
+    whose probability reaches top_p, set to -inf. temperature 0 (greedy) leaves the logits as they
+    are: a greedy choice has no distribution, and its log-probs are read at temperature 1.
+    """
+    logits = logits if logits.dtype == torch.float64 else logits.float()
+    if temperature not in (0, 1):
+        logits = logits / temperature
     if top_k > 0:  # keep the k largest logits of each row
         kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -53,7 +65,24 @@ def sample_next(logits, generator, temperature=1.0, top_k=0, top_p=1.0):
         before = probs.cumsum(dim=-1) - probs          # probability mass strictly above each token
         sorted_logits = sorted_logits.masked_fill(before >= top_p, float("-inf"))  # keeps the top 1
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return sample_from(logits.softmax(dim=-1), generator)
+    return logits
+
+
+def token_logprobs(logits, tokens, temperature=1.0, top_k=0, top_p=1.0):
+    """log p(token) under the sampling distribution: logits (..., V), tokens (...) -> (...).
+
+    The one log-prob rule: the sampler records it for every token it draws, and training
+    (training.answer_logprobs) recomputes it with the same settings.
+    """
+    flat = sampling_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, top_p)
+    return flat.log_softmax(-1).gather(-1, tokens.reshape(-1, 1)).view(tokens.shape)
+
+
+def sample_next(logits, generator, temperature=1.0, top_k=0, top_p=1.0):
+    """One token per row, and its log-prob. temperature 0 = greedy; top_k 0 = off; top_p 1.0 = off."""
+    z = sampling_logits(logits, temperature, top_k, top_p)
+    tokens = z.argmax(dim=-1) if temperature == 0 else sample_from(z.softmax(dim=-1), generator)
+    return tokens, z.log_softmax(dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
 def sample_from(probs, generator):
@@ -93,7 +122,8 @@ class Rollout:
     alive: torch.Tensor     # (N, P + S) bool: real tokens (prompt, and generated up to the 1st EOS)
     prompt_len: int         # P, the padded prompt length: generated tokens start at column P
     width: int
-    logprobs: torch.Tensor  # (N, S) log-prob of each sampled token under the model (temperature 1)
+    logprobs: torch.Tensor  # (N, S) log-prob of each sampled token under the distribution it was
+                            # drawn from (token_logprobs: temperature, top-k, top-p applied)
     logits: torch.Tensor | None = None  # (N, S, V) raw logits seen at each step, if asked for
 
     def completions(self):
@@ -121,9 +151,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     groups_per_prompt: R independent groups of `width` rows for every prompt, all from one prefill
         (rows [(b*R + r)*width, (b*R + r + 1)*width) are group r of prompt b).
     generator: one seeded torch.Generator for the batch, or a list with one per group
-        (len(prompts_ids) * groups_per_prompt). With a list, a group whose rows have all finished
-        leaves the batch (its generator would only draw numbers nobody uses), so late steps run on
-        the rows still writing; the tokens are those of the full batch (tests/test_sample.py).
+        (len(prompts_ids) * groups_per_prompt). With a list, finished groups leave the batch
+        (drop_finished_groups); the tokens are those of the full batch (tests/test_sample.py).
     """
     from model import KVCache
     if width < 1:
@@ -146,65 +175,81 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     n_groups = len(prompts_ids) * groups_per_prompt
     if not isinstance(generator, torch.Generator) and len(generator) != n_groups:
         raise ValueError(f"got {len(generator)} generators for {n_groups} groups (one each)")
-    eos = torch.tensor(eos_ids, device=device)
-    dtype = model.lm_head.weight.dtype
+    eos, pad = torch.tensor(eos_ids, device=device), eos_ids[0]
 
-    # 1. prefill once per prompt (B rows), 2. copy into R * width rows per prompt (N = B * R * width)
-    copies = width * groups_per_prompt
-    tokens, alive = left_pad(prompts_ids, eos_ids[0], device)                     # (B, P)
-    cache = KVCache(config, len(prompts_ids), P + max_new_tokens, device, dtype)
+    # 1. prefill once per prompt (B rows)
+    tokens, alive = left_pad(prompts_ids, pad, device)                            # (B, P)
+    cache = KVCache(config, len(prompts_ids), P + max_new_tokens, device, model.lm_head.weight.dtype)
     h = model.hidden(tokens, width=1, alive=alive, cache=cache)                   # (B, P, D)
-    logits = model.lm_head(h[:, -1]).repeat_interleave(copies, dim=0)              # (N, V)
-    cache = cache.repeat_rows(copies)
+    logits = model.lm_head(h[:, -1])                                              # (B, V)
+
+    # 2. copy every prompt into its R * width rows (N = B * R * width)
+    copies = width * groups_per_prompt
+    logits, cache = logits.repeat_interleave(copies, dim=0), cache.repeat_rows(copies)
     tokens, alive = tokens.repeat_interleave(copies, 0), alive.repeat_interleave(copies, 0)
     N = tokens.shape[0]
 
-    # 3. decode in lock-step; `finished` rows have emitted EOS and are dead from then on.
-    # `rows` are the rows still in the batch (whole groups); the outputs always cover all N rows.
-    # choice: only with one generator per group can finished groups leave (a single generator's
-    # stream is shared by all rows, so dropping rows would change the others' draws)
-    compact = not isinstance(generator, torch.Generator) and not keep_logits
-    rows = torch.arange(N, device=device)
-    finished = torch.zeros(N, dtype=torch.bool, device=device)
-    new_tokens, new_alive, logprobs, seen = [], [], [], []
+    # 3. decode in lock-step. `batch` holds the rows still being run (all N until groups are
+    # dropped, step 4); every output below covers all N rows.
+    batch = Batch(rows=torch.arange(N, device=device), cache=cache, generator=generator)
+    finished = torch.zeros(N, dtype=torch.bool, device=device)   # emitted EOS: dead from then on
+    columns = []                                                  # per step: tokens, alive, logp
+    seen = []                                                     # per step: logits (keep_logits)
     for step in range(max_new_tokens):
-        part = sample_next(logits, generator, temperature, top_k, top_p)          # (len(rows),)
-        nxt = torch.full((N,), eos_ids[0], dtype=torch.long, device=device)
-        nxt[rows] = part
-        nxt = torch.where(finished, eos[0], nxt)     # dead rows get a pad that nobody attends to
+        picked, picked_logp = sample_next(logits, batch.generator, temperature, top_k, top_p)
+        nxt = torch.full((N,), pad, dtype=torch.long, device=device)  # rows not in the batch: pad
+        logp = torch.zeros(N, dtype=picked_logp.dtype, device=device)
+        nxt[batch.rows], logp[batch.rows] = picked, picked_logp
         is_alive = ~finished
-        full = logits if logits.dtype == torch.float64 else logits.float()  # bf16 -> fp32 for logp
-        logp = torch.zeros(N, dtype=full.dtype, device=device)
-        logp[rows] = full.log_softmax(-1).gather(-1, nxt[rows, None]).squeeze(-1)
-        logprobs.append(logp)
+        nxt = torch.where(is_alive, nxt, pad)        # finished rows get a pad nobody attends to
+        columns.append((nxt, is_alive, logp))
         if keep_logits:
-            seen.append(full)
-        new_tokens.append(nxt)
-        new_alive.append(is_alive)
+            seen.append(logits.float() if logits.dtype != torch.float64 else logits)
         if not ignore_eos:
             finished = finished | torch.isin(nxt, eos)
         if finished.all() or step == max_new_tokens - 1:
             break
-        if compact:
-            # choice: drop finished groups once they are a quarter of the batch or more: each drop
-            # copies the cache, about the cost of one decode step's attention
-            done = finished[rows].view(-1, width).all(dim=1)                       # per group in batch
-            if done.sum() * 4 >= done.numel():
-                keep = (~done).repeat_interleave(width).nonzero().squeeze(1)
-                rows, cache = rows[keep], cache.select_rows(keep)
-                generator = [g for g, d in zip(generator, done.tolist()) if not d]
-        logits = model(nxt[rows, None], width=width, alive=is_alive[rows, None], cache=cache)[:, -1]
-    return Rollout(tokens=torch.cat((tokens, torch.stack(new_tokens, 1)), 1),
-                   alive=torch.cat((alive, torch.stack(new_alive, 1)), 1),
-                   prompt_len=P, width=width, logprobs=torch.stack(logprobs, 1),
+        # 4. (one generator per group) let groups that have all finished leave the batch
+        # choice: not with one generator for the whole batch, whose stream all rows share (dropping
+        # rows would change the others' draws), nor with keep_logits (which records every row)
+        if not isinstance(generator, torch.Generator) and not keep_logits:
+            batch = drop_finished_groups(batch, finished, width)
+        logits = model(nxt[batch.rows, None], width=width, alive=is_alive[batch.rows, None],
+                       cache=batch.cache)[:, -1]
+    new_tokens, new_alive, logprobs = (torch.stack(c, dim=1) for c in zip(*columns))
+    return Rollout(tokens=torch.cat((tokens, new_tokens), 1), alive=torch.cat((alive, new_alive), 1),
+                   prompt_len=P, width=width, logprobs=logprobs,
                    logits=torch.stack(seen, 1) if keep_logits else None)
+
+
+@dataclass
+class Batch:
+    """The rows a decode step runs: their indices among all N rows, their cache, their generators."""
+    rows: torch.Tensor          # (n,) indices into the N rows, whole groups, in order
+    cache: object               # model.KVCache of those n rows
+    generator: object           # one torch.Generator, or a list with one per group in `rows`
+
+
+def drop_finished_groups(batch, finished, width):
+    """The batch without the groups whose rows have all finished, once they are a quarter of it.
+
+    A finished group only feeds pads that nobody attends to, and its generator would only draw
+    numbers nobody uses, so dropping it changes no token of the others.
+    # choice: wait until a quarter of the batch is done: each drop copies the cache, which costs
+    # about one decode step's attention
+    """
+    done = finished[batch.rows].view(-1, width).all(dim=1)                       # (groups in batch,)
+    if done.sum() * 4 < done.numel():
+        return batch
+    keep = (~done).repeat_interleave(width).nonzero().squeeze(1)
+    return Batch(rows=batch.rows[keep], cache=batch.cache.select_rows(keep),
+                 generator=[g for g, d in zip(batch.generator, done.tolist()) if not d])
 
 
 def encode_prompts(tokenizer, prompts, chat=True):
     """Texts -> id lists; with chat=True each prompt is one user turn of the chat template."""
     if chat:
-        return [tokenizer.encode(tokenizer.chat([{"role": "user", "content": p}]),
-                                 add_special_tokens=False) for p in prompts]
+        return [tokenizer.encode_chat([{"role": "user", "content": p}]) for p in prompts]
     return [tokenizer.encode(p) for p in prompts]
 
 
@@ -222,12 +267,14 @@ def generate(model, tokenizer, prompts, *, width=4, max_new_tokens=256, temperat
     return [texts[g * width:(g + 1) * width] for g in range(len(prompts))]
 
 # -----------------------------------------------------------------------------
-# command line
+# command line (tools/attention_map.py builds on the same arguments and set-up)
 
 
-def parse_args(argv=None):
-    from tasks import Parser
-    p = Parser(description="Sample `width` interdependent answers per prompt.")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
+
+
+def add_arguments(p):
     p.add_argument("--width", type=int, default=4, help="answers per prompt, sampled together (default 4)")
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeat for several); default: a held-out problem of the default task, "
@@ -243,113 +290,21 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--attention-map", default=None, metavar="FILE.png",
-                   help="draw the Bridge attention over the siblings, per layer and step, for the first prompt "
-                        "(needs matplotlib and a Bridge)")
-    p.add_argument("--layers", type=int, nargs="+", default=None,
-                   help="layers drawn by --attention-map (default: four, evenly spaced)")
-    return p.parse_args(argv)
+    return p
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
-
-
-def default_problem():
-    """The first held-out problem of the default task: the built-in prompt."""
-    import tasks
-    knobs = tasks.DEFAULT_KNOBS.get(tasks.DEFAULT_TASK, {})
-    return tasks.make_problems(tasks.DEFAULT_TASK, 1, seed=0, split="test", **knobs)[0]
-
-
-def problem_ids(tokenizer, problem):
-    """A task problem's prompt exactly as training and evaluate.py render it."""
-    import tasks
-    chat = tokenizer.chat(tasks.messages(problem, shots=2, seed=0, system=tasks.SYSTEM))
-    return tokenizer.encode(chat, add_special_tokens=False)
-
-
-def record_bridge(model):
-    """Forward hooks on every Bridge block that keep, at each decode step of a single prompt, the
-    attention over the W siblings (heads averaged, (W, W)) and |update| / |residual| per row (W,).
-    Returns (records {layer: [(weights, ratios)]}, remove)."""
-    records = {i: [] for i in range(len(model.model.layers))}
-
-    def hook(i):
-        def keep(block, inputs, update):
-            x, width, alive = inputs
-            if x.shape[1] != 1 or width < 2:  # the prefill runs once per prompt, at width 1
-                return
-            weights = block.attention_weights(x, width, alive)[0, 0].mean(dim=0)   # (W, W)
-            ratio = update[:, 0].norm(dim=-1) / x[:, 0].norm(dim=-1)                # (W,)
-            records[i].append((weights.float().cpu(), ratio.float().cpu()))
-        return keep
-    handles = [layer.bridge.register_forward_hook(hook(i)) for i, layer in enumerate(model.model.layers)]
-    return records, lambda: [h.remove() for h in handles]
-
-
-def draw_attention(records, lengths, layers, out, title):
-    """One panel per chosen layer (rows: query answer i, sub-rows: sibling j; x: step), and the
-    per-layer norm ratio of the Bridge update to the residual stream below them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    W = len(lengths)
-    fig = plt.figure(figsize=(3.2 * len(layers) + 1, 7))
-    grid = fig.add_gridspec(2, len(layers), height_ratios=[3, 1.3], hspace=0.45, wspace=0.08)
-    image = None
-    for p, layer in enumerate(layers):
-        ax = fig.add_subplot(grid[0, p])
-        steps = len(records[layer])
-        a = np.full((W * W, steps), np.nan)
-        for k, (weights, _) in enumerate(records[layer]):
-            for i in range(W):
-                if k < lengths[i]:  # the forward of step k reads answer i's token k
-                    a[i * W:(i + 1) * W, k] = weights[i].numpy()
-        image = ax.imshow(a, aspect="auto", interpolation="nearest", vmin=0, vmax=1, cmap="viridis")
-        for i in range(W):
-            if i:
-                ax.axhline(i * W - 0.5, color="white", lw=1)
-            ax.plot([lengths[i] - 1] * 2, [i * W - 0.5, (i + 1) * W - 0.5], color="red", lw=2)
-        ax.set_yticks([i * W + (W - 1) / 2 for i in range(W)],
-                      [f"answer {i + 1}" if p == 0 else "" for i in range(W)])
-        ax.set(xlabel="generated token", title=f"layer {layer}")
-    fig.colorbar(image, ax=fig.axes, shrink=0.6, label=f"attention of answer i on answers 1..{W} (sub-rows)")
-    ax = fig.add_subplot(grid[1, :])
-    ratios = []
-    for layer in sorted(records):
-        vals = [r[i].item() for k, (_, r) in enumerate(records[layer]) for i in range(W) if k < lengths[i]]
-        ratios.append(sum(vals) / len(vals) if vals else float("nan"))
-    ax.bar(range(len(ratios)), ratios, color=["C3" if i in layers else "C0" for i in range(len(ratios))])
-    ax.set(xlabel="layer", ylabel="|update| / |residual|", yscale="log",
-           title="Bridge update norm relative to the residual stream (mean over answers and steps)")
-    fig.suptitle(title + "  (red bar: the answer's last token)", fontsize=9)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    return ratios
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    from model import load_model
-    import tasks
-    if args.width < 1:  # checked before the (slow) model load
+def check_args(args):
+    """Errors found before the (slow) model load: one line each."""
+    if args.width < 1:
         raise ValueError(f"--width must be >= 1, got {args.width}")
     check_sampling(args.temperature, args.top_k, args.top_p)
-    if args.attention_map is not None:
-        if args.width < 2:
-            raise ValueError("--attention-map needs --width 2 or more (a single answer has no siblings)")
-        if args.no_bridge:
-            raise ValueError("--attention-map draws the Bridge blocks: drop --no-bridge")
-        if not Path(args.attention_map).resolve().parent.is_dir():
-            raise FileNotFoundError(f"--attention-map {args.attention_map}: no such directory")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise ValueError("--attention-map needs matplotlib: pip install matplotlib") from None
+
+
+def setup(args):
+    """(model, tokenizer, bridge path or None): --model with --bridge, or the default Bridge."""
+    from model import load_model
     bridge = args.bridge
     if bridge is None and args.model is None and DEFAULT_BRIDGE.is_file():
         bridge = DEFAULT_BRIDGE
@@ -358,37 +313,48 @@ def main(argv=None):
               f"({state})", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], bridge=bridge)
     model.use_bridge = not args.no_bridge
-    if args.attention_map is not None and (model.bridge_config or {}).get("kind") != "bridge":
-        raise ValueError("--attention-map needs a Bridge checkpoint (--bridge FILE)")
-    problem = None
+    return model, tokenizer, bridge
+
+
+def default_problem():
+    """The built-in prompt: the first held-out problem of the default task."""
+    import tasks
+    knobs = tasks.DEFAULT_KNOBS.get(tasks.DEFAULT_TASK, {})
+    return tasks.make_problems(tasks.DEFAULT_TASK, 1, seed=0, split="test", **knobs)[0]
+
+
+def prompts_of(args, tokenizer):
+    """(prompt texts, their ids, the task problem or None): --prompt, or default_problem() asked
+    exactly as training asks it (tasks.prompt_ids)."""
+    import tasks
     if args.prompt:
-        prompts, ids = args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat)
-    else:  # a held-out problem of the task the default Bridge was trained on, asked as in training
-        problem = default_problem()
-        prompts, ids = [problem.question], [problem_ids(tokenizer, problem)]
-    if args.attention_map is not None:
-        n_layers = len(model.model.layers)
-        layers = args.layers or sorted({round(i * (n_layers - 1) / 3) for i in range(4)})
-        bad = [i for i in layers if not 0 <= i < n_layers]
-        if bad:
-            raise ValueError(f"--layers: {bad} not in 0..{n_layers - 1}")
-        prompts, ids = prompts[:1], ids[:1]
-        records, remove = record_bridge(model)
+        return args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat), None
+    problem = default_problem()
+    return [problem.question], [tasks.prompt_ids(tokenizer, problem)], problem
+
+
+def run_sampler(model, tokenizer, ids, args):
+    """The CLI's sampling call: one generator seeded with --seed for the whole batch."""
     device = model.lm_head.weight.device
+    return sample(model, ids, tokenizer.eos_ids, width=args.width, max_new_tokens=args.max_new_tokens,
+                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                  generator=torch.Generator(device).manual_seed(args.seed))
+
+
+def main(argv=None):
+    from cli import Parser
+    import tasks
+    p = add_arguments(Parser(prog="sample.py", description="Sample `width` interdependent answers per prompt."))
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = p.parse_args(argv)
+    check_args(args)
+    model, tokenizer, bridge = setup(args)
+    prompts, ids, problem = prompts_of(args, tokenizer)
     t0 = time.time()
-    rollout = sample(model, ids, tokenizer.eos_ids, width=args.width, max_new_tokens=args.max_new_tokens,
-                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                     generator=torch.Generator(device).manual_seed(args.seed))
+    rollout = run_sampler(model, tokenizer, ids, args)
     dt = time.time() - t0
     texts = [tokenizer.decode(c) for c in rollout.completions()]
     out = [texts[g * args.width:(g + 1) * args.width] for g in range(len(prompts))]
-    if args.attention_map is not None:
-        remove()
-        lengths = rollout.alive[:, rollout.prompt_len:].sum(dim=1).tolist()
-        ratios = draw_attention(records, lengths, layers, args.attention_map,
-                                f"{Path(str(bridge)).name}, width {args.width}: {prompts[0][:70]}")
-        print(f"wrote {args.attention_map}; |update| / |residual| per layer: "
-              + " ".join(f"{r:.2g}" for r in ratios), file=sys.stderr)
     settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
                                               "seed", "device", "dtype")}
     settings["chat"] = not args.no_chat
@@ -413,7 +379,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    from cli import run
+    run(main)

@@ -1,8 +1,8 @@
 """Verifiable tasks: problems with exact integer answers, the prompt, the answer extractor, the reward.
 
 The paper trains and evaluates on math benchmarks. Here every problem is generated offline from a
-seed, so training and evaluation need no download (design.md 5). Five families, from
-measurements.md ("How often the base model is right"):
+seed, so training and evaluation need no download. Five families (how often the default model,
+SmolLM2-135M-Instruct, gets each right with two worked examples: README, "Choosing the default task"):
 
     word  "Tom has 3 apples. Tom buys 5 more apples. How many apples does Tom have now?"  (good RL target)
     add2  "What is 47 + 38?"                                                          (good RL target)
@@ -10,7 +10,8 @@ measurements.md ("How often the base model is right"):
     add1  "What is 7 + 1?"   mul1  "What is 6 * 7?"                                   (easy controls)
 
 Users with GSM8K-style data (JSONL, `answer` ending in `#### N`) load it with load_jsonl().
-Training and evaluation share ONE extractor (extract_answer) and ONE reward (reward).
+Training, evaluation and sample.py share ONE prompt (prompt_ids), ONE extractor (extract_answer)
+and ONE reward (reward).
 
     $ python tasks.py --task word --n 5 --seed 0 --split train --shots 2
 
@@ -18,11 +19,12 @@ Decisions the paper does not make (each marked `# choice:` where the code makes 
 1. Split: a question is a test question iff a blake2b hash of its text is odd. The split is a
    function of the text alone, so train and test never share a question, in any process, for any
    seed or difficulty knob. About half of every family is test.
-2. The model needs worked examples (measurements.md: zero-shot it ignores the answer format), so
-   messages() puts `shots` solved train problems of the same family before the question.
+2. The default model needs worked examples (zero-shot it rarely writes the asked-for answer line),
+   so messages() puts `shots` solved train problems of the same family before the question. They
+   depend on the question alone, never on a run's seed: a problem is asked the same way in
+   training, in evaluation and in sample.py.
 3. Answers are never negative in the generated families.
 """
-import argparse
 import hashlib
 import inspect
 import itertools
@@ -138,7 +140,12 @@ TASKS = {  # name -> (axes, render)
 # -----------------------------------------------------------------------------
 # Drawing distinct problems from one split
 
-def _stable_seed(*parts):
+def stable_seed(*parts):
+    """A 64-bit seed from any parts (ints, strings), the same in every process and on every machine.
+
+    The one seed derivation of the project: the split, the problems, the worked examples, and every
+    torch.Generator of training and evaluation (torch takes seeds up to 2**64 - 1).
+    """
     # note: never Python's hash() of a str, which is salted per process
     text = "\x1f".join(str(p) for p in parts)
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
@@ -148,7 +155,7 @@ def split_of(question):
     """'test' or 'train' for a question text, the same in every process."""
     # choice: a cryptographic hash, not zlib.crc32: CRC bits are linear in the input bits, so a
     # crc split of "What is 47 + 38?" would follow a pattern in the digits (a biased test set)
-    return "test" if _stable_seed("split", question) % 2 else "train"
+    return "test" if stable_seed("split", question) % 2 else "train"
 
 
 def _check_task(task, split):
@@ -216,34 +223,45 @@ def make_problems(task, n, *, seed=0, split="train", **knobs):
     _check_task(task, split)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    rng = random.Random(_stable_seed("problems", task, split, seed))
+    rng = random.Random(stable_seed("problems", task, split, seed))
     return [Problem(q, a, task) for q, a, _ in _sample(task, n, rng, split, knobs)]
 
 
 # -----------------------------------------------------------------------------
 # The prompt
 
-def messages(problem, *, shots=2, seed=0, system=None):
+def messages(problem, *, shots=2, system=SYSTEM):
     """The chat for one problem: `shots` solved train problems of its family, then the question.
 
     Each user turn is the question plus INSTRUCTION; each worked answer is one line of working
     and then answer_line(). The examples come from the train split with default knobs, never
-    include the problem itself, and depend only on (problem, shots, seed).
-    system: a system message to start the chat with; None leaves the chat template to add its
-    default one (SmolLM2's makes the prompt 11 tokens longer than SYSTEM does).
+    include the problem itself, and depend only on (problem, shots).
+    system: the system message the chat starts with; None (or '') leaves the chat template to add
+    its default one (SmolLM2's makes the prompt 11 tokens longer than SYSTEM does).
     """
     if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
         raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
     # choice: problems of no known family (GSM8K files, hand-made) get `word` examples, which
     # are word problems too and teach the answer format
     task = problem.task if problem.task in TASKS else "word"
-    rng = random.Random(_stable_seed("shots", task, problem.question, seed))
-    chat = [] if system is None else [{"role": "system", "content": system}]
+    # choice: the examples are drawn from the question alone (the trailing 0 is the seed every
+    # earlier run used, so prompts made before this rule are unchanged)
+    rng = random.Random(stable_seed("shots", task, problem.question, 0))
+    chat = [{"role": "system", "content": system}] if system else []
     for question, answer, worked in _sample(task, shots, rng, "train", {}, exclude={problem.question}):
         chat.append({"role": "user", "content": f"{question} {INSTRUCTION}"})
         chat.append({"role": "assistant", "content": f"{worked}\n{answer_line(answer)}"})
     chat.append({"role": "user", "content": f"{problem.question} {INSTRUCTION}"})
     return chat
+
+
+def prompt_ids(tokenizer, problem, *, shots=2, system=SYSTEM):
+    """The token ids of a problem's prompt: messages() through the chat template.
+
+    The one renderer of a task prompt: training, evaluation and sample.py all call it, so a problem
+    is asked exactly the same way everywhere.
+    """
+    return tokenizer.encode_chat(messages(problem, shots=shots, system=system))
 
 
 # -----------------------------------------------------------------------------
@@ -294,6 +312,14 @@ def extract_answer(text):
     return None if last is None else _value(last)
 
 
+def has_answer_line(text):
+    """Whether the reply has an "Answer: ..." line holding a number: the format the prompt asks for.
+
+    The extractor's own patterns, so "has an answer line" means what extract_answer() reads first.
+    """
+    return any(_NUMBER.search(rest) for rest in _ANSWER_LINE.findall(text))
+
+
 def reward(text, problem):
     """1.0 if the reply's extracted answer equals the problem's answer, else 0.0."""
     return 1.0 if extract_answer(text) == problem.answer else 0.0
@@ -332,20 +358,12 @@ def load_jsonl(path):
 # -----------------------------------------------------------------------------
 # CLI: show exactly what the model is asked
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit code 2, without the usage block (every CLI here)."""
-
-    def error(self, message):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv=None):
+    from cli import Parser
     parser = Parser(prog="tasks.py", description="Print generated problems with their chat messages and answers.")
     parser.add_argument("--task", default="word", help=f"task family: {', '.join(TASKS)} (default word)")
     parser.add_argument("--n", type=int, default=5, help="how many problems (default 5)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed for the problems and the examples (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the problems (default 0)")
     parser.add_argument("--split", default="train", help="train or test (default train)")
     parser.add_argument("--shots", type=int, default=2,
                         help="worked examples before each question (default 2)")
@@ -354,7 +372,7 @@ def main(argv=None):
         parser.error(f"--n must be >= 1, got {args.n}")
     try:
         problems = make_problems(args.task, args.n, seed=args.seed, split=args.split)
-        chats = [messages(p, shots=args.shots, seed=args.seed) for p in problems]
+        chats = [messages(p, shots=args.shots) for p in problems]
     except ValueError as e:
         parser.error(str(e))
     for i, (problem, chat) in enumerate(zip(problems, chats), 1):

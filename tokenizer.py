@@ -4,7 +4,7 @@ template from tokenizer_config.json rendered with jinja2 (as transformers render
 token id that ends a generation.
 
     tok = Tokenizer("path/to/model_dir")
-    ids = tok.encode(tok.chat([{"role": "user", "content": "Hi"}]), add_special_tokens=False)
+    ids = tok.encode_chat([{"role": "user", "content": "Hi"}])   # the chat template, then ids
 """
 import json
 from pathlib import Path
@@ -57,6 +57,13 @@ class Tokenizer:
 
     def decode(self, ids, skip_special_tokens=True):
         return self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def encode_chat(self, messages):
+        """The ids of a chat rendered with the template, ready for the assistant's turn.
+
+        No special tokens are added on top: the template writes every one the model expects.
+        """
+        return self.encode(self.chat(messages), add_special_tokens=False)
 
     def chat(self, messages, add_generation_prompt=True):
         """Render the chat template (jinja2, sandboxed, the same environment settings as HF)."""

@@ -7,7 +7,7 @@ RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, 
     python train_grpo.py ... --resume                                  # continue a stopped run
     torchrun --nproc_per_node 4 train_grpo.py --device cuda ...       # 4 GPUs, the same algorithm
 
-One step (paper 2.2, notes.md; the numbers are the steps of main()):
+One step (the paper's RLVR stage; the numbers are the steps of main()):
   1. rollout:   one width-W group per prompt, sampled with the blocks on (sample.py), so the
                 W answers of a group are interdependent through Bridge;
   2. reward:    tasks.reward, 1 if the extracted answer is right, else 0;
@@ -26,8 +26,10 @@ aggregation and "a KL term"; everything else is ours):
   step, so with micro-batches each one is weighted by its share of the step's tokens.
   `--aggregate sequence` gives the per-answer mean, then the mean over answers.
 - # choice: one update per rollout, so old_logp is the sampler's own log-prob of each sampled token
-  (recorded while sampling, at temperature 1) and the ratio is 1 up to rounding; the clip (0.2 low,
-  0.28 high as in DAPO) only matters if the forward differs from the sampler's (bf16).
+  and the ratio is 1 up to rounding; the clip (0.2 low, 0.28 high as in DAPO) only matters if the
+  forward differs from the sampler's (bf16). Both log-probs are of the distribution the tokens were
+  drawn from: at --temperature T, log softmax(logits / T) (sample.token_logprobs, one rule for the
+  sampler and the training forward), so the gradient is the policy gradient of what was sampled.
 - # choice: KL (k3 estimator, added to the loss) to a frozen copy of the starting policy, coefficient
   --kl-coef, default 0 (as TRL and verl now default), which needs no reference copy at all.
 - # choice: EOS is an answer token (it gets gradient; the mask is `alive`, never token values).
@@ -64,10 +66,13 @@ import time
 
 import torch
 
-import parallel as P
-import training as T
+import cli
+import parallel
+import training
+from checkpoint import load_checkpoint
+from model import load_model
 from sample import sample
-from tasks import make_problems, question_count, reward
+from tasks import make_problems, question_count, reward, stable_seed
 
 # -----------------------------------------------------------------------------
 # the GRPO math: pure functions of tensors
@@ -142,12 +147,12 @@ def policy_loss(logp, old_logp, advantages, mask, *, clip_low=0.2, clip_high=0.2
 
 def step_problems(pool, step, per_step, seed):
     """The prompts of `step`, with their positions in the per-epoch shuffled stream of the pool."""
-    return T.epoch_stream(pool, step, per_step, seed, "epoch")
+    return training.epoch_stream(pool, step, per_step, seed, "epoch")
 
 
 def training_pool(args):
     """The training problems cycled through: --pool of them, or all of the train split up to 2000."""
-    knobs = T.task_knobs(args)
+    knobs = training.task_knobs(args)
     n = args.pool or min(2000, question_count(args.task, "train", **knobs))
     if n < args.prompts_per_step:
         raise ValueError(f"task {args.task!r} has only {n} training questions, fewer than --prompts-per-step")
@@ -158,10 +163,10 @@ def rollout(model, tokenizer, indexed_problems, args):
     """Sample one width-W group per problem and score it. Returns (Rollout, rewards (N,), texts)."""
     device = model.lm_head.weight.device
     problems = [p for _, p in indexed_problems]
-    gens = [torch.Generator(device).manual_seed(T.stable_seed("rollout", args.seed, i))
+    gens = [torch.Generator(device).manual_seed(stable_seed("rollout", args.seed, i))
             for i, _ in indexed_problems]
-    with T.autocast(args):
-        r = sample(model, T.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
+    with training.autocast(args):
+        r = sample(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
                    width=args.width, max_new_tokens=args.max_new_tokens,
                    temperature=args.temperature, generator=gens)
     texts = [tokenizer.decode(c) for c in r.completions()]
@@ -185,20 +190,22 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
         "a process must hold whole groups"
     mask = r.alive[:, r.prompt_len:]                                      # (N, S) answer tokens
     total = mask.sum().item() if args.aggregate == "token" else (mask.sum(1) > 0).sum().item()
-    total = P.all_sum(total)                     # the step's count, over all processes
+    total = parallel.all_sum(total)              # the step's count, over all processes
     groups = advantages.view(-1, W).ne(0).any(1)                          # (B,) groups with signal
     todo = [g for g in range(len(groups)) if groups[g] or args.kl_coef > 0]
-    updated = P.all_sum(len(todo))               # step or no step: the same on every process
+    updated = parallel.all_sum(len(todo))        # step or no step: the same on every process
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
-    for rows in T.micro_batches(todo, args.micro_groups, W):
-        prompt, prompt_alive, answer, answer_alive = T.split_rollout(r, rows)
-        with T.autocast(args):
-            logp = T.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W)
+    for rows in training.micro_batches(todo, args.micro_groups, W):
+        prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
+        with training.autocast(args):
+            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W,
+                                            temperature=args.temperature)
             ref = None
             if ref_model is not None:
                 with torch.no_grad():
-                    ref = T.answer_logprobs(ref_model, prompt, prompt_alive, answer, answer_alive, W)
+                    ref = training.answer_logprobs(ref_model, prompt, prompt_alive, answer, answer_alive, W,
+                                                   temperature=args.temperature)
         loss, s = policy_loss(logp, r.logprobs[rows], advantages[rows].to(logp.device), answer_alive,
                               clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,
                               kl_coef=args.kl_coef, aggregate=args.aggregate)
@@ -213,12 +220,12 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
         stats["tokens"] += s["tokens"]
     params = [p for p in model.parameters() if p.requires_grad]
     if updated:
-        P.all_reduce_grads(params)               # the sum over processes = the one-process gradient
+        parallel.all_reduce_grads(params)        # the sum over processes = the one-process gradient
     grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if updated else 0.0
     if updated:
         optimizer.step()
-    if P.distributed():  # the step's numbers: sums over the processes, and the largest ratio
-        parts = P.all_gather(stats)
+    if parallel.distributed():  # the step's numbers: sums over the processes, and the largest ratio
+        parts = parallel.all_gather(stats)
         stats = {k: sum(p[k] for p in parts) for k in stats} | {"ratio_max": max(p["ratio_max"] for p in parts)}
     n = max(stats.pop("tokens"), 1)
     return dict(stats, clip_frac=stats["clip_frac"] / n, kl=stats["kl"] / n, grad_norm=grad_norm,
@@ -228,7 +235,7 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
 def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
     """The log record of a step: the numbers of all its groups, gathered from every process."""
     lengths, truncated = answer_stats(r, eos_ids)
-    rewards, lengths, truncated = (P.gather_rows(x) for x in (rewards, lengths, truncated))
+    rewards, lengths, truncated = (parallel.gather_rows(x) for x in (rewards, lengths, truncated))
     zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
     step_s = time.time() - t0
     return dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
@@ -237,8 +244,8 @@ def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
                 clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
                 groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
                 step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
-                prompt_tokens=P.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
-                prompts=[i for part in P.all_gather([i for i, _ in mine]) for i in part])
+                prompt_tokens=parallel.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
+                prompts=[i for part in parallel.all_gather([i for i, _ in mine]) for i in part])
 
 
 def show_group(step, problem, texts, rewards, width):
@@ -257,8 +264,8 @@ FIELDS = [("loss", ".4f"), ("reward", ".3f"), ("acc", ".3f"), ("zero_var", ".2f"
 
 
 def parse_args(argv=None):
-    p = T.Parser(prog="train_grpo.py", description="GRPO on verifiable tasks for RLVR-only, P-Match and Bridge.")
-    T.common_args(p, width=4, lr_new=1e-4)
+    p = cli.Parser(prog="train_grpo.py", description="GRPO on verifiable tasks for RLVR-only, P-Match and Bridge.")
+    training.common_args(p, width=4, lr_new=1e-4)
     p.add_argument("--train", default="all", choices=["all", "new"], help="what trains: all parameters, or only the new blocks (default all)")
     p.add_argument("--lr", type=float, default=5e-6, help="learning rate of the base model's parameters with --train all (default 5e-6)")
     p.add_argument("--init", default=None, help="start the blocks from this checkpoint (e.g. the SFT warm-up's bridge.safetensors)")
@@ -278,7 +285,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
-    T.check_common(args)
+    training.check_common(args)
     if args.width < 2 and not args.rollout_only:
         raise ValueError(f"--width must be >= 2 for GRPO (advantages compare answers within a group), got {args.width}")
     if args.arch == "none" and (args.train == "new" or args.init):
@@ -287,12 +294,12 @@ def check_args(args):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
-    P.check_shares(args.prompts_per_step, "--prompts-per-step")
+    parallel.check_shares(args.prompts_per_step, "--prompts-per-step")
 
 
 def setup(args):
     """Model, tokenizer, optimizer, reference model and first step (fresh, or from --resume)."""
-    model, tokenizer = T.build_model(args, init=args.init)
+    model, tokenizer = training.build_model(args, init=args.init)
     ref_model = None
     if args.kl_coef > 0:  # the starting policy, frozen (built before a resume replaces the weights)
         import copy
@@ -300,11 +307,10 @@ def setup(args):
     first = 0
     if args.resume:
         def builder(model_dir, bridge):
-            m, tok = T.load_model(model_dir or args.model, device=args.device, bridge=bridge)
-            return m, tok
-        model, tokenizer, state = T.load_checkpoint(args.out, builder)
+            return load_model(model_dir or args.model, device=args.device, bridge=bridge)
+        model, tokenizer, state = load_checkpoint(args.out, builder)
         first = state["step"] + 1
-    optimizer = T.make_optimizer(model, args.train, args.lr, args.lr_new)
+    optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
     if args.resume:
         optimizer.load_state_dict(state["optimizer"])
     return model, tokenizer, optimizer, ref_model, first
@@ -313,18 +319,18 @@ def setup(args):
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    P.dist_init(args)  # under torchrun: join the process group; else nothing
-    T.write_args(args.out, args)
+    parallel.dist_init(args)  # under torchrun: join the process group; else nothing
+    training.start_run(args)
     model, tokenizer, optimizer, ref_model, first = setup(args)
-    if P.is_main():
-        print(T.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
+    if parallel.is_main():
+        print(training.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
     pool = training_pool(args)
-    log = T.StepLog(args.out, FIELDS, args.steps, first)
-    with T.GracefulStop() as stop:
+    log = cli.StepLog(args.out, FIELDS, args.steps, first, main=parallel.is_main())
+    with cli.GracefulStop() as stop:
         for step in range(first, args.steps):
             t0 = time.time()
             batch = step_problems(pool, step, args.prompts_per_step, args.seed)      # 0. prompts
-            mine = P.my_share(batch)                           # this process's groups (torchrun), else all
+            mine = parallel.my_share(batch)                    # this process's groups (torchrun), else all
             r, rewards, texts = rollout(model, tokenizer, mine, args)                 # 1-2. sample, score
             t_rollout = time.time() - t0
             adv = group_advantages(rewards, args.width, scale=args.adv_scale)      # 3. advantages
@@ -333,21 +339,18 @@ def main(argv=None):
             else:
                 stats = update(model, optimizer, r, adv, args, ref_model)          # 4-5. loss, step
             log.write(step_record(step, mine, r, rewards, stats, tokenizer.eos_ids, args, t0, t_rollout))
-            if args.show_every and step % args.show_every == 0 and P.is_main():
+            if args.show_every and step % args.show_every == 0 and parallel.is_main():
                 show_group(step, batch[0][1], texts, rewards, args.width)
-            stopping = P.any_process(stop.requested)  # every process stops after the same step
+            stopping = parallel.any_process(stop.requested)  # every process stops after the same step
             last = step + 1 == args.steps or stopping
             if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):
-                T.save_checkpoint(args.out, model, optimizer, step, args, args.train)
+                training.save_checkpoint(args.out, model, optimizer, step, args, args.train)
             if stopping:
                 sys.exit(130)
-    P.dist_close()
-    if not args.rollout_only and P.is_main():
+    parallel.dist_close()
+    if not args.rollout_only and parallel.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -1,5 +1,5 @@
 """
-The SFT warm-up of the new blocks (paper 2.1, notes.md): teach a fresh Bridge (or P-Match) block,
+The SFT warm-up of the new blocks (the paper's optional warm-up before RLVR): teach a fresh Bridge (or P-Match) block,
 on answers the base model already gives, to read its siblings before RL starts.
 
     python train_sft.py --arch bridge --out runs/sft_bridge
@@ -49,10 +49,13 @@ from pathlib import Path
 
 import torch
 
-import parallel as P
-import training as T
+import cli
+import parallel
+import training
+from checkpoint import load_checkpoint
+from model import load_model
 from sample import sample
-from tasks import make_problems, reward
+from tasks import make_problems, reward, stable_seed
 
 # -----------------------------------------------------------------------------
 # 1. data: sample with the base model, keep the right answers, group them
@@ -71,12 +74,12 @@ def sample_answers(model, tokenizer, problems, args):
             raise ValueError(f"{path} was sampled with other arguments (problem {i} differs); use another --out")
     model.use_bridge = False  # paper: the original model samples (fresh blocks are zero anyway)
     t0 = time.time()
-    rank, world, _ = P.dist_env()
+    rank, world, _ = parallel.dist_env()
     for start in range(len(done), len(problems), args.sample_batch * world):
         first = start + rank * args.sample_batch  # this process's block of the round
         records = sample_records(model, tokenizer, problems[first:first + args.sample_batch], first, args)
-        records = [rec for part in P.all_gather(records) for rec in part]  # all blocks, in order
-        if not P.is_main():
+        records = [rec for part in parallel.all_gather(records) for rec in part]  # all blocks, in order
+        if not parallel.is_main():
             continue
         with open(path, "a") as f:
             for rec in records:
@@ -84,9 +87,9 @@ def sample_answers(model, tokenizer, problems, args):
         n = min(start + args.sample_batch * world, len(problems))
         elapsed = time.time() - t0
         eta = elapsed / (n - len(done)) * (len(problems) - n)
-        print(f"sampling: {n}/{len(problems)} problems | elapsed {T.hms(elapsed)} | eta {T.hms(eta)}",
+        print(f"sampling: {n}/{len(problems)} problems | elapsed {cli.hms(elapsed)} | eta {cli.hms(eta)}",
               file=sys.stderr, flush=True)
-    P.barrier()  # rank 0 has written them all
+    parallel.barrier()  # rank 0 has written them all
     model.use_bridge = True
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -95,10 +98,10 @@ def sample_records(model, tokenizer, batch, first, args):
     """The data.jsonl records of problems first, first + 1, ... (batch): their right answers."""
     if not batch:
         return []
-    ids = T.encode_problems(tokenizer, batch, args)
-    gens = [torch.Generator(args.device).manual_seed(T.stable_seed("sft", args.seed, first + j))
+    ids = training.encode_problems(tokenizer, batch, args)
+    gens = [torch.Generator(args.device).manual_seed(stable_seed("sft", args.seed, first + j))
             for j in range(len(batch))]
-    with T.autocast(args):
+    with training.autocast(args):
         r = sample(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens)
     answers, eos, k = r.completions(), set(tokenizer.eos_ids), args.samples_per_problem
@@ -168,7 +171,7 @@ def pad_groups(groups, eos_id, device):
 
 def step_groups(groups, step, per_step, seed):
     """The groups of `step`: the per-epoch shuffled stream of groups (training.epoch_stream)."""
-    return [g for _, g in T.epoch_stream(groups, step, per_step, seed, "sft-epoch")]
+    return [g for _, g in training.epoch_stream(groups, step, per_step, seed, "sft-epoch")]
 
 
 def train_step(model, optimizer, batch, eos_id, args):
@@ -178,7 +181,7 @@ def train_step(model, optimizer, batch, eos_id, args):
     of the whole batch, and the gradients are summed over the processes before the clip.
     """
     total = sum(len(a) for _, answers in batch for a in answers)
-    batch = sorted(P.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
+    batch = sorted(parallel.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
     i = 0
@@ -187,17 +190,17 @@ def train_step(model, optimizer, batch, eos_id, args):
         while j < len(batch) and j - i < args.micro_groups and len(batch[j][1]) == len(batch[i][1]):
             j += 1
         (prompt, prompt_alive, answer, answer_alive), width = pad_groups(batch[i:j], eos_id, args.device)
-        with T.autocast(args):
-            logp = T.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
+        with training.autocast(args):
+            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
         loss = -(logp * answer_alive).sum() / total  # this micro-batch's part of the step's token mean
         loss.backward()
         loss_sum += loss.item()
         i = j
     params = [p for p in model.parameters() if p.requires_grad]
-    P.all_reduce_grads(params)  # the sum over processes = the one-process gradient
+    parallel.all_reduce_grads(params)  # the sum over processes = the one-process gradient
     grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item()
     optimizer.step()
-    return P.all_sum(loss_sum), total, grad_norm
+    return parallel.all_sum(loss_sum), total, grad_norm
 
 # -----------------------------------------------------------------------------
 # command line
@@ -208,8 +211,8 @@ FIELDS = [("loss", ".4f"), ("groups", "d"), ("tokens", "d"), ("grad_norm", ".3f"
 
 
 def parse_args(argv=None):
-    p = T.Parser(prog="train_sft.py", description="SFT warm-up of new Bridge / P-Match blocks on the base model's right answers.")
-    T.common_args(p, width=4, lr_new=5e-4)
+    p = cli.Parser(prog="train_sft.py", description="SFT warm-up of new Bridge / P-Match blocks on the base model's right answers.")
+    training.common_args(p, width=4, lr_new=5e-4)
     p.add_argument("--problems", type=int, default=256, help="training problems to sample answers for (default 256)")
     p.add_argument("--samples-per-problem", type=int, default=8, help="answers sampled per problem (default 8, the paper's)")
     p.add_argument("--sample-batch", type=int, default=8, help="problems per sampling forward (default 8)")
@@ -221,7 +224,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
-    T.check_common(args)
+    training.check_common(args)
     if args.arch == "none":
         raise ValueError("--arch none has nothing to warm up: the SFT warm-up trains new blocks only")
     if args.width < 2:
@@ -231,45 +234,45 @@ def check_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.samples_per_problem < 2:
         raise ValueError("--samples-per-problem must be >= 2 (problems need two right answers)")
-    P.check_shares(args.groups_per_step, "--groups-per-step")
+    parallel.check_shares(args.groups_per_step, "--groups-per-step")
 
 
 def main(argv=None):
     args = parse_args(argv)
     check_args(args)
-    P.dist_init(args)  # under torchrun: join the process group; else nothing
-    T.write_args(args.out, args)
+    parallel.dist_init(args)  # under torchrun: join the process group; else nothing
+    training.start_run(args)
     first = 0
     if args.resume:
-        model, tokenizer, state = T.load_checkpoint(
-            args.out, lambda _, bridge: T.load_model(args.model, device=args.device, bridge=bridge))
+        model, tokenizer, state = load_checkpoint(
+            args.out, lambda _, bridge: load_model(args.model, device=args.device, bridge=bridge))
         first = state["step"] + 1
     else:
-        model, tokenizer = T.build_model(args)
-    problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **T.task_knobs(args))
+        model, tokenizer = training.build_model(args)
+    problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **training.task_knobs(args))
     records = sample_answers(model, tokenizer, problems, args)
     groups = make_groups(records, args.width)
-    if P.is_main():
+    if parallel.is_main():
         print(data_summary(records, groups), file=sys.stderr)
     if not groups:
         raise ValueError(f"no problem had two right answers among {len(records)} tried: nothing to "
                          f"train on (try more --problems, an easier task, or more --shots)")
-    optimizer = T.make_optimizer(model, "new", 0.0, args.lr_new)
+    optimizer = training.make_optimizer(model, "new", 0.0, args.lr_new)
     if args.resume:
         optimizer.load_state_dict(state["optimizer"])
-    if P.is_main():
-        print(T.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
+    if parallel.is_main():
+        print(training.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
     # choice: a step never holds one group twice: with fewer groups than --groups-per-step, a step
     # takes all of them (rounded down to whole shares of the processes under torchrun)
-    world = P.dist_env()[1]
+    world = parallel.dist_env()[1]
     per_step = min(args.groups_per_step, len(groups) // world * world)
     if per_step == 0:
         raise ValueError(f"{len(groups)} groups cannot be shared by {world} processes: sample more --problems")
-    if per_step < args.groups_per_step and P.is_main():
+    if per_step < args.groups_per_step and parallel.is_main():
         print(f"only {len(groups)} groups: {per_step} per step instead of {args.groups_per_step}", file=sys.stderr)
     steps = args.steps or max(1, math.ceil(args.epochs * len(groups) / per_step))
-    log = T.StepLog(args.out, FIELDS, steps, first)
-    with T.GracefulStop() as stop:
+    log = cli.StepLog(args.out, FIELDS, steps, first, main=parallel.is_main())
+    with cli.GracefulStop() as stop:
         for step in range(first, steps):
             t0 = time.time()
             batch = step_groups(groups, step, per_step, args.seed)
@@ -278,19 +281,16 @@ def main(argv=None):
             log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens,
                            len=tokens / sum(len(a) for _, a in batch), grad_norm=grad_norm,
                            tok_s=tokens / step_s, step_s=step_s))
-            stopping = P.any_process(stop.requested)  # every process stops after the same step
+            stopping = parallel.any_process(stop.requested)  # every process stops after the same step
             if (step + 1) % args.save_every == 0 or step + 1 == steps or stopping:
-                T.save_checkpoint(args.out, model, optimizer, step, args, "new")
+                training.save_checkpoint(args.out, model, optimizer, step, args, "new")
             if stopping:
                 sys.exit(130)
-    P.dist_close()
-    if P.is_main():
+    parallel.dist_close()
+    if parallel.is_main():
         print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
               file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

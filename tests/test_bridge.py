@@ -16,9 +16,10 @@ import torch
 from hypothesis import given, strategies as st
 
 from bridge import Bridge, PMatch, bridge_mask, count_parameters
-from model import Config, Transformer, load_model, save_bridge
+from checkpoint import convert_bridge, fingerprint, save_bridge
+from model import Config, Transformer, load_model
 from sample import generate, sample
-from tiny import make_tiny_model
+from tiny import add_random_bridge, make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-9  # model-level tolerance (fp64)
@@ -43,13 +44,6 @@ def random_inputs(seed, B, W, T, dim=16):
 sizes = dict(seed=st.integers(0, 2**16), B=st.integers(1, 3), W=st.integers(1, 5), T=st.integers(1, 5))
 
 
-def randomize_blocks(model, seed, scale=0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.bridge_parameters():
-            p.copy_(p + scale * torch.randn(p.shape, generator=g))
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     path, _ = make_tiny_model(tmp_path_factory.mktemp("llama"), "llama", seed=7)
@@ -60,9 +54,7 @@ def tiny_dir(tmp_path_factory):
 def bridged(tiny_dir):
     """The tiny model in fp64 with random, non-zero Bridge blocks (2 heads x 8)."""
     model, tok = load_model(str(tiny_dir), dtype=torch.float64)
-    model.add_bridge("bridge", n_heads=2, head_dim=8)
-    randomize_blocks(model, seed=1)
-    return model, tok
+    return add_random_bridge(model, seed=1), tok
 
 
 def tokens_alive(seed, N, T, vocab=259):
@@ -179,12 +171,19 @@ def test_block_is_local_in_time(seed, B, W, T):
 
 @pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 16])
 def test_one_set_of_weights_runs_at_any_width(bridged, width):
+    """At every width the same weights give each group the logits it gets alone (groups never
+    mix), read the siblings (width >= 2 differs from the same rows run without siblings), and
+    create nothing width-specific."""
     model, _ = bridged
     n_params = len(model.state_dict())
     x, alive = tokens_alive(width, 2 * width, 6)
     out = logits(model, x, width, alive)
-    assert out.shape == (2 * width, 6, model.config.vocab_size) and torch.isfinite(out).all()
-    assert len(model.state_dict()) == n_params  # nothing width-specific was created
+    for g in range(2):
+        rows = slice(g * width, (g + 1) * width)
+        assert (out[rows] - logits(model, x[rows], width, alive[rows])).abs().max() < TOL
+    alone = logits(model, x, 1, alive)
+    assert torch.equal(out, alone) if width == 1 else (out - alone).abs().max() > 1e-3
+    assert len(model.state_dict()) == n_params
 
 
 # --- the model with blocks -----------------------------------------------------------------
@@ -293,16 +292,16 @@ def test_teacher_forced_logits_of_sampled_sequences_equal_the_logits_seen_while_
 # --- P-Match ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dim,heads,hd", [(576, 4, 16), (64, 2, 8), (1536, 8, 64)])
-def test_pmatch_has_the_same_parameter_count_within_one_percent(dim, heads, hd):
+def test_pmatch_has_exactly_the_parameter_count_of_bridge(dim, heads, hd):
+    # both are 4 * D * d matrix entries (d = heads * head dim) plus a norm of D
     b, p = count_parameters(Bridge(dim, heads, hd)), count_parameters(PMatch(dim, heads, hd))
-    assert abs(b - p) <= 0.01 * b
+    assert b == p == 4 * dim * heads * hd + dim
 
 
 @given(seed=st.integers(0, 2**16), W=st.integers(2, 5))
 def test_pmatch_has_no_interaction_between_rows(tiny_dir, seed, W):
     model, _ = load_model(str(tiny_dir), dtype=torch.float64)
-    model.add_bridge("pmatch", n_heads=2, head_dim=8, verbose=False)
-    randomize_blocks(model, seed)
+    add_random_bridge(model, seed, kind="pmatch")
     x, alive = tokens_alive(seed, W, 6)
     x2 = x.clone()
     x2[0] = (x[0] + 1) % 259
@@ -326,8 +325,7 @@ def test_default_model_with_4_heads_x_16_adds_between_2_8_and_5_1_percent():
 
 def test_checkpoint_round_trip_gives_the_same_logits(tiny_dir, tmp_path):
     model, _ = load_model(str(tiny_dir))  # fp32, the dtype checkpoints are stored in
-    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
-    randomize_blocks(model, seed=2)
+    add_random_bridge(model, seed=2)
     save_bridge(model, tmp_path / "b.safetensors")
     loaded, _ = load_model(str(tiny_dir), bridge=tmp_path / "b.safetensors")
     assert loaded.bridge_config == model.bridge_config
@@ -336,10 +334,8 @@ def test_checkpoint_round_trip_gives_the_same_logits(tiny_dir, tmp_path):
 
 
 def test_a_bf16_copy_of_a_checkpoint_loads_with_its_metadata_and_rounded_weights(tiny_dir, tmp_path):
-    from model import convert_bridge
     model, _ = load_model(str(tiny_dir))
-    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
-    randomize_blocks(model, seed=2)
+    add_random_bridge(model, seed=2)
     save_bridge(model, tmp_path / "b.safetensors")
     convert_bridge(tmp_path / "b.safetensors", tmp_path / "b16.safetensors", "bf16")
     half = (tmp_path / "b16.safetensors").stat().st_size
@@ -371,23 +367,38 @@ def test_corrupt_or_foreign_checkpoint_is_a_clear_error(bridged, tiny_dir, tmp_p
         load_model(str(tiny_dir), bridge=tmp_path / "plain.safetensors")
 
 
-def test_cli_runs_a_checkpoint_on_and_off_and_records_it(bridged, tiny_dir, tmp_path):
+def test_cli_runs_a_checkpoint_on_and_off_and_records_it(bridged, tiny_dir, tmp_path, capsys):
+    import sample
     model, _ = bridged
     ckpt = tmp_path / "b.safetensors"
     save_bridge(model, ckpt)
     runs = {}
     for flags in ([], ["--no-bridge"]):
-        out = subprocess.run([sys.executable, str(ROOT / "sample.py"), "--model", str(tiny_dir),
-                              "--bridge", str(ckpt), "--width", "3", "--max-new-tokens", "6",
-                              "--prompt", "What is 2 + 3?", "--json", *flags], capture_output=True, text=True, cwd=ROOT,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
-        assert out.returncode == 0, out.stderr
-        assert "new parameters" in out.stderr  # the size of the blocks is printed at start-up
-        runs[bool(flags)] = json.loads(out.stdout)
+        sample.main(["--model", str(tiny_dir), "--bridge", str(ckpt), "--width", "3", "--max-new-tokens", "6",
+                     "--prompt", "What is 2 + 3?", "--json", *flags])
+        out = capsys.readouterr()
+        assert "new parameters" in out.err  # the size of the blocks is printed at start-up
+        runs[bool(flags)] = json.loads(out.out)
     on, off = runs[False], runs[True]
     assert on["bridge"] == str(ckpt) and on["bridge_config"]["kind"] == "bridge"
     assert on["bridge_on"] and not off["bridge_on"]
     assert on["results"] != off["results"]  # same seed; the blocks change what is sampled
+
+
+def test_the_fingerprint_sees_a_change_in_any_one_tensor_and_not_the_dtype(tiny_dir):
+    """Bridge checkpoints name their base model by this fingerprint: two models of one shape that
+    differ in any single tensor (one layer's MLP, a norm, ...) must not share it."""
+    model, _ = load_model(str(tiny_dir))
+    reference = fingerprint(model)
+    assert fingerprint(load_model(str(tiny_dir), dtype=torch.bfloat16)[0]) == reference
+    for name, tensor in model.state_dict().items():
+        saved = tensor.clone()
+        with torch.no_grad():
+            tensor.mul_(1.05).add_(0.01)
+        assert fingerprint(model) != reference, name
+        with torch.no_grad():
+            tensor.copy_(saved)
+    assert fingerprint(model) == reference
 
 
 @pytest.mark.parametrize("cls", [Bridge, PMatch])

@@ -1,4 +1,4 @@
-"""The GRPO math as pure functions: group advantages and the clipped policy loss (style.md 4, anchors 2a).
+"""The GRPO math as pure functions: group advantages and the clipped policy loss.
 
 Each property is one the GRPO implementations in the wild got wrong at some point: advantages over
 the batch instead of the group, NaN on all-equal groups, the clip's where/min mix-up, the KL's sign,

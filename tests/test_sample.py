@@ -1,6 +1,7 @@
 """The sampler: grouped rows, per-row EOS, seeds, sampling knobs, and the CLI's bad-input errors."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,15 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import sample as sample_cli
+from checkpoint import save_bridge
 from model import load_model
-from sample import generate, sample, sample_from, sample_next
+from sample import generate, sample, sample_from, sample_next, token_logprobs
 from tiny import add_random_bridge, make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import attention_map  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +31,6 @@ def tiny(tmp_path_factory):
 def prompts_ids(seed, lengths):
     g = torch.Generator().manual_seed(seed)
     return [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]
-
-
-@given(seed=st.integers(0, 2**16), width=st.integers(1, 4),
-       lengths=st.lists(st.integers(1, 10), min_size=1, max_size=3))
-def test_teacher_forced_logits_equal_the_logits_seen_while_sampling(tiny, seed, width, lengths):
-    """One forward for sampling and training: prefill-once + cached decode == full forward."""
-    model, tok, _ = tiny
-    r = sample(model, prompts_ids(seed, lengths), [2, 7, 9], width=width, max_new_tokens=8,
-               generator=torch.Generator().manual_seed(seed), keep_logits=True)
-    P, S = r.prompt_len, r.logits.shape[1]
-    with torch.no_grad():
-        full = model(r.tokens, width=width, alive=r.alive)[:, P - 1:P - 1 + S]   # (N, S, V)
-    gen_alive = r.alive[:, P:]
-    assert (full - r.logits)[gen_alive].abs().max() < 1e-5
-    # and the recorded log-probs are those of the sampled tokens
-    logp = full.log_softmax(-1).gather(-1, r.tokens[:, P:, None]).squeeze(-1)
-    assert (logp - r.logprobs)[gen_alive].abs().max() < 1e-4
 
 
 def test_rows_are_grouped_by_prompt_and_every_row_stops_at_its_first_eos(tiny):
@@ -121,16 +109,20 @@ def test_sampling_draws_from_the_given_distribution():
 def test_top_k_samples_only_among_the_k_largest_logits(seed, k):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(64, 20, generator=g)
-    picked = sample_next(logits, g, temperature=1.5, top_k=k)
+    picked, logp = sample_next(logits, g, temperature=1.5, top_k=k)
     allowed = logits.topk(k, dim=-1).indices
     assert (allowed == picked[:, None]).any(dim=1).all()
+    # the log-prob recorded is that of the distribution drawn from: the top k at temperature 1.5
+    kept = (logits / 1.5).masked_fill(logits < logits.topk(k, dim=-1).values[:, -1:], float("-inf"))
+    assert torch.allclose(logp, kept.log_softmax(-1).gather(-1, picked[:, None]).squeeze(-1), atol=1e-6)
+    assert torch.equal(logp, token_logprobs(logits, picked, temperature=1.5, top_k=k))
 
 
 @given(seed=st.integers(0, 2**16), top_p=st.floats(0.05, 0.95))
 def test_top_p_keeps_the_smallest_set_reaching_p(seed, top_p):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(64, 20, generator=g) * 3
-    picked = sample_next(logits, g, top_p=top_p)
+    picked, _ = sample_next(logits, g, top_p=top_p)
     probs = logits.softmax(-1)
     p_picked = probs.gather(-1, picked[:, None])
     mass_above = (probs * (probs > p_picked)).sum(-1)  # probability of strictly likelier tokens
@@ -153,14 +145,14 @@ def run_cli(*args):
                           text=True, env=env, cwd=ROOT, timeout=300)
 
 
-def test_cli_prints_every_answer_of_the_group_and_json(tiny):
+def test_cli_prints_every_answer_of_the_group_and_json(tiny, capsys):
     *_, path = tiny
-    out = run_cli("--model", str(path), "--width", "3", "--max-new-tokens", "5", "--prompt", "hi")
-    assert out.returncode == 0, out.stderr
-    assert all(f"--- answer {i}/3" in out.stdout for i in (1, 2, 3))
-    out = run_cli("--model", str(path), "--width", "2", "--max-new-tokens", "4", "--json",
-                  "--prompt", "a", "--prompt", "bb")
-    data = json.loads(out.stdout)
+    sample_cli.main(["--model", str(path), "--width", "3", "--max-new-tokens", "5", "--prompt", "hi"])
+    text = capsys.readouterr().out
+    assert all(f"--- answer {i}/3" in text for i in (1, 2, 3))
+    sample_cli.main(["--model", str(path), "--width", "2", "--max-new-tokens", "4", "--json",
+                     "--prompt", "a", "--prompt", "bb"])
+    data = json.loads(capsys.readouterr().out)
     assert data["width"] == 2 and [len(r["responses"]) for r in data["results"]] == [2, 2]
     assert data["settings"]["top_k"] == 0 and data["settings"]["temperature"] == 1.0
 
@@ -175,7 +167,7 @@ def unknown_arch(path):
     (path / "config.json").write_text(json.dumps({**cfg, "model_type": "mamba"}))
 
 
-BAD = {  # name: (extra CLI args, change to a fresh model copy, what the line must mention)
+BAD = {  # name: (extra CLI args, change to a copy of the model directory, what the error must mention)
     "width<1": (["--width", "0"], None, "width"),
     "temperature<0": (["--temperature", "-0.5"], None, "temperature"),
     "top-p=0": (["--top-p", "0"], None, "top-p"),
@@ -188,20 +180,29 @@ BAD = {  # name: (extra CLI args, change to a fresh model copy, what the line mu
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_cli_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, case):
+def test_cli_bad_input_is_one_clear_error(tiny, tmp_path, case):
+    """In-process: every bad input is a ValueError / FileNotFoundError with a clear message, which
+    cli.run turns into one line and exit code 1 (the subprocess test below)."""
     args, change, needle = BAD[case]
+    path = tiny[2]
     if args is None:
         args = ["--model", str(tmp_path / "no-such-dir")]
     else:
-        path, _ = make_tiny_model(tmp_path / "m", "llama")
         if change:
+            path = Path(shutil.copytree(path, tmp_path / "m"))
             change(path)
         args = ["--model", str(path), "--max-new-tokens", "4", *args]
-    out = run_cli(*args)
-    assert out.returncode != 0
+    with pytest.raises((ValueError, FileNotFoundError), match=needle):
+        sample_cli.main(args)
+
+
+def test_cli_bad_input_is_one_line_and_a_nonzero_exit(tiny, tmp_path):
+    path = Path(shutil.copytree(tiny[2], tmp_path / "m"))
+    corrupt_model(path)
+    out = run_cli("--model", str(path), "--max-new-tokens", "4")
     lines = out.stderr.strip().splitlines()  # progress lines (e.g. which model) may come first
-    errors = [line for line in lines if line.startswith("error:")]
-    assert errors == lines[-1:] and needle in errors[0] and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1 and lines[-1].startswith("error:") and "safetensors" in lines[-1]
+    assert "Traceback" not in out.stderr, out.stderr
 
 
 def test_bf16_sampling_runs_on_cpu(tiny):
@@ -278,11 +279,10 @@ def test_a_generator_list_needs_one_per_group(tiny):
                generator=group_generators(0, 1))
 
 
-# --- what Bridge attends to (sample.py --attention-map) -------------------------------------------
+# --- what Bridge attends to (tools/attention_map.py) ----------------------------------------------
 
 def test_recorded_attention_is_a_distribution_over_live_siblings_at_every_decode_step(bridged64):
-    from sample import record_bridge
-    records, remove = record_bridge(bridged64)
+    records, remove = attention_map.record_bridge(bridged64)
     r = sample(bridged64, prompts_ids(4, [5]), [2], width=3, max_new_tokens=6,
                generator=torch.Generator().manual_seed(0), ignore_eos=True)
     remove()
@@ -297,36 +297,30 @@ def test_recorded_attention_is_a_distribution_over_live_siblings_at_every_decode
     assert len(records[0]) == len(steps)  # the hooks are gone
 
 
-def test_cli_draws_the_attention_map_of_a_bridge(tiny, tmp_path):
+def test_the_attention_map_tool_draws_a_bridge(tiny, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from model import save_bridge
     *_, path = tiny
     model, _ = load_model(str(path))
-    model.add_bridge("bridge", n_heads=2, head_dim=8, verbose=False)
-    with torch.no_grad():
-        for p in model.bridge_parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    save_bridge(model, tmp_path / "b.safetensors")
-    out = run_cli("--model", str(path), "--bridge", str(tmp_path / "b.safetensors"), "--width", "3",
-                  "--max-new-tokens", "6", "--prompt", "hi", "--attention-map", str(tmp_path / "map.png"),
-                  "--layers", "0", "1")
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "map.png").stat().st_size > 1000 and "|update| / |residual| per layer" in out.stderr
-    out = run_cli("--model", str(path), "--bridge", str(tmp_path / "b.safetensors"), "--width", "2",
-                  "--max-new-tokens", "3", "--prompt", "hi", "--attention-map", str(tmp_path / "x.png"),
-                  "--layers", "0", "99")
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert out.returncode != 0 and errors and "--layers: [99]" in errors[0] and not (tmp_path / "x.png").exists()
+    save_bridge(add_random_bridge(model, seed=1), tmp_path / "b.safetensors")
+    common = ["--model", str(path), "--bridge", str(tmp_path / "b.safetensors"), "--prompt", "hi"]
+    ratios = attention_map.main([*common, "--width", "3", "--max-new-tokens", "6",
+                                 "--out", str(tmp_path / "map.png"), "--layers", "0", "1"])
+    assert (tmp_path / "map.png").stat().st_size > 1000 and len(ratios) == len(model.model.layers)
+    assert "|update| / |residual| per layer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--layers: \[99\]"):
+        attention_map.main([*common, "--width", "2", "--max-new-tokens", "3",
+                            "--out", str(tmp_path / "x.png"), "--layers", "0", "99"])
+    assert not (tmp_path / "x.png").exists()
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--width", "1"], "width 2"),                 # one answer has no siblings
+    (["--width", "1"], "no siblings"),             # one answer has no siblings
+    (["--no-bridge"], "drop --no-bridge"),
     ([], "Bridge checkpoint"),                     # the base model has no Bridge to draw
 ])
-def test_attention_map_without_siblings_or_bridge_is_one_clear_line(tiny, tmp_path, args, needle):
+def test_attention_map_without_siblings_or_bridge_is_a_clear_error(tiny, tmp_path, args, needle):
     pytest.importorskip("matplotlib")
     *_, path = tiny
-    out = run_cli("--model", str(path), "--prompt", "hi", "--max-new-tokens", "3",
-                  "--attention-map", str(tmp_path / "m.png"), *args)
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert out.returncode != 0 and len(errors) == 1 and needle in errors[0], out.stderr
+    with pytest.raises(ValueError, match=needle):
+        attention_map.main(["--model", str(path), "--prompt", "hi", "--max-new-tokens", "3",
+                            "--out", str(tmp_path / "m.png"), *args])

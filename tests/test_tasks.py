@@ -90,7 +90,7 @@ def test_answers_are_right_and_the_gold_in_the_worked_example_format_earns_rewar
         assert reward(f"some working\n{answer_line(problem.answer)}", problem) == 1.0
         assert reward(answer_line(problem.answer + 1), problem) == 0.0
     # the worked examples in the prompt are right too, and end with exactly that line
-    for user, assistant in zip(*[iter(messages(make_problems(task, 1, seed=5)[0], shots=4)[:-1])] * 2):
+    for user, assistant in zip(*[iter(messages(make_problems(task, 1, seed=5)[0], shots=4, system=None)[:-1])] * 2):
         question = user["content"].removesuffix(" " + INSTRUCTION)
         gold = Problem(question, solve(question), task)
         assert reward(assistant["content"], gold) == 1.0
@@ -173,8 +173,9 @@ def test_bad_requests_raise_value_error_naming_the_problem(call, words):
 @given(st.sampled_from(ALL_TASKS), st.integers(0, 4), st.integers(0, 1000), st.sampled_from(tasks.SPLITS))
 def test_messages_are_shots_pairs_then_the_question_and_never_leak(task, shots, seed, split):
     problem = make_problems(task, 1, seed=seed, split=split)[0]
-    chat = messages(problem, shots=shots, seed=seed)
-    assert chat == messages(problem, shots=shots, seed=seed)
+    chat = messages(problem, shots=shots, system=None)
+    assert chat == messages(problem, shots=shots, system=None)  # the examples depend on the problem alone
+    assert messages(problem, shots=shots) == [{"role": "system", "content": tasks.SYSTEM}] + chat
     assert len(chat) == 2 * shots + 1
     assert [t["role"] for t in chat] == ["user", "assistant"] * shots + ["user"]
     assert chat[-1]["content"] == f"{problem.question} {INSTRUCTION}"
@@ -184,9 +185,9 @@ def test_messages_are_shots_pairs_then_the_question_and_never_leak(task, shots, 
 
 
 def test_messages_work_for_loaded_and_hand_made_problems():
-    chat = messages(Problem("Sam has 2 dogs and 3 cats. How many pets?", 5, "gsm8k"), shots=2)
+    chat = messages(Problem("Sam has 2 dogs and 3 cats. How many pets?", 5, "gsm8k"), shots=2, system=None)
     assert len(chat) == 5 and "Answer: " in chat[1]["content"]
-    assert len(messages(Problem("What is 1 + 1?", 2), shots=0)) == 1
+    assert len(messages(Problem("What is 1 + 1?", 2), shots=0, system="")) == 1
 
 
 # ---- load_jsonl ----------------------------------------------------------------------------------

@@ -20,38 +20,26 @@ from safetensors.torch import load_file
 
 import train_grpo
 import train_sft
-import training as T
-from model import load_model, save_bridge
+import training
+from checkpoint import save_bridge
+from model import load_model
 from sample import sample
-from tiny import add_random_bridge, make_tiny_model
+from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_reward, make_training_model
 
 ROOT = Path(__file__).resolve().parent.parent
-EOS = [2] + list(range(40, 100))  # many end ids: answers of a few tokens, some rows end early
-
-
-def tiny_dir(path, seed):
-    make_tiny_model(path, "llama", seed=seed, max_position_embeddings=1024)
-    config = json.loads((path / "generation_config.json").read_text())
-    (path / "generation_config.json").write_text(json.dumps(dict(config, eos_token_id=EOS)))
-    return path
+sys.path.insert(0, str(ROOT / "tools"))
+import reward_curves  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return tiny_dir(tmp_path_factory.mktemp("tiny"), seed=5)
-
-
-def even_length_reward(text, problem):
-    return float(len(text) % 2 == 0)
+    return make_training_model(tmp_path_factory.mktemp("tiny"), seed=5)
 
 
 @pytest.fixture
 def fake_reward(monkeypatch):
     monkeypatch.setattr(train_grpo, "reward", even_length_reward)
     monkeypatch.setattr(train_sft, "reward", even_length_reward)
-
-
-SMALL = ["--shots", "0", "--max-new-tokens", "6", "--heads", "2", "--head-dim", "4", "--show-every", "1"]
 
 
 def grpo(tiny, out, *extra):
@@ -85,11 +73,11 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]  # ragged
     r = sample(model, prompts, EOS, width=width, max_new_tokens=8, generator=g)    # early EOS
-    prompt, prompt_alive, answer, answer_alive = T.split_rollout(r, slice(0, r.tokens.shape[0]))
+    prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
     results = []
     for shared in (True, False):
         model.zero_grad()
-        logp = T.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
+        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
                                  shared_prompt=shared)
         (logp * answer_alive * torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype)).sum().backward()
         results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
@@ -103,27 +91,27 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
 
 
 def test_micro_batches_are_runs_of_whole_groups():
-    assert T.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
-    assert T.micro_batches([], 2, 3) == []
+    assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
+    assert training.micro_batches([], 2, 3) == []
 
 
 def test_a_slice_that_cuts_a_group_is_refused(bridged64):
     model, _ = bridged64
     r = sample(model, [[5, 6, 7]], EOS, width=4, max_new_tokens=3)
     with pytest.raises(AssertionError, match="whole groups"):
-        T.split_rollout(r, slice(0, 2))
+        training.split_rollout(r, slice(0, 2))
 
 
 def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
                                                                          fake_reward):
     seen = []
-    real = T.answer_logprobs
+    real = training.answer_logprobs
 
     def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         assert answer.shape[0] == prompt.shape[0] * width
         seen.append(prompt.shape[0])
         return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
-    monkeypatch.setattr(T, "answer_logprobs", spy)
+    monkeypatch.setattr(training, "answer_logprobs", spy)
     grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
     log = log_of(tmp_path)
     assert sum(seen) == sum(r["groups_updated"] for r in log) > 0
@@ -144,9 +132,9 @@ def test_grpo_two_steps_writes_a_log_and_checkpoints_that_load(tiny, tmp_path, f
     assert fields <= set(log[0])
     assert log[0]["ratio_max"] < 1e-4  # fp32: the sampler's log-probs are the forward's
     mean = sum(r["reward"] for r in log) / 2
-    assert f"| all | 2 | {mean:.3f} | {mean:.3f} |" in T.summarize_runs([out])  # the README's table
-    if importlib.util.find_spec("matplotlib"):
-        T.plot_runs([out, out], tmp_path / "reward.png", steps=1)  # two runs: the loop must not lose `steps`
+    assert f"| all | 2 | {mean:.3f} | {mean:.3f} |" in reward_curves.summarize_runs([out])
+    if importlib.util.find_spec("matplotlib"):  # two runs: the loop must not lose `steps`
+        reward_curves.plot_runs([out, out], tmp_path / "reward.png", steps=1)
         assert (tmp_path / "reward.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = out / "checkpoint"
     model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # HF dir + its blocks
@@ -227,43 +215,47 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_rewar
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
-# --- bad input: one line, non-zero exit -----------------------------------------------------------
-
-def run_script(*args):
-    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith(("model:", "bridge:"))]
-    return r.returncode, lines
-
+# --- bad input: one clear error before anything slow --------------------------------------------
 
 @pytest.mark.parametrize("script, args, message", [
-    ("train_grpo.py", ["--width", "0"], "--width must be >= 1"),
-    ("train_grpo.py", ["--width", "1"], "--width must be >= 2 for GRPO"),
-    ("train_sft.py", ["--width", "0"], "--width must be >= 1"),
-    ("train_grpo.py", ["--arch", "mlp"], "invalid choice: 'mlp'"),
-    ("train_sft.py", ["--arch", "none"], "nothing to warm up"),
-    ("train_grpo.py", ["--resume"], "holds no checkpoint"),
+    (train_grpo, ["--width", "0"], "--width must be >= 1"),
+    (train_grpo, ["--width", "1"], "--width must be >= 2 for GRPO"),
+    (train_sft, ["--width", "0"], "--width must be >= 1"),
+    (train_sft, ["--arch", "none"], "nothing to warm up"),
+    (train_grpo, ["--resume"], "holds no checkpoint"),
+    (train_grpo, ["--hi", "-1"], "number range"),
+    (train_grpo, ["--temperature", "0"], "--temperature must be > 0"),
 ])
-def test_bad_arguments_are_one_clear_line(tmp_path, script, args, message):
-    code, lines = run_script(script, "--out", str(tmp_path / "o"), *args)
-    assert code != 0 and len(lines) == 1 and message in lines[0], lines
+def test_bad_arguments_are_one_clear_error_before_the_model_loads(tmp_path, script, args, message):
+    # --model points nowhere: the error must come from the argument check, before any loading
+    with pytest.raises(ValueError, match=message):
+        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])
 
 
-def test_no_problem_with_two_right_answers_is_a_clear_error(tiny, tmp_path):
-    code, lines = run_script("train_sft.py", "--model", str(tiny), "--out", str(tmp_path), "--problems", "2",
-                             "--samples-per-problem", "2", *SMALL)  # the tiny model is never right
-    assert code != 0 and lines[-1].startswith("error: no problem had two right answers among 2")
-    assert not any("Traceback" in line for line in lines)
+def test_a_bad_choice_is_one_line_and_exit_code_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_grpo.main(["--out", str(tmp_path), "--arch", "mlp"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "invalid choice: 'mlp'" in err[0]
+
+
+def test_an_error_is_one_line_and_a_nonzero_exit_from_the_command_line(tiny, tmp_path):
+    r = subprocess.run([sys.executable, "train_sft.py", "--model", str(tiny), "--out", str(tmp_path),
+                        "--problems", "2", "--samples-per-problem", "2", *SMALL],  # the tiny model is never right
+                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and lines[-1].startswith("error: no problem had two right answers among 2")
+    assert "Traceback" not in r.stderr
 
 
 def test_init_from_a_checkpoint_of_another_base_model_is_a_clear_error(tiny, tmp_path):
-    other = tiny_dir(tmp_path / "other", seed=9)
+    other = make_training_model(tmp_path / "other", seed=9)
     model, _ = load_model(str(other))
     model.add_bridge("bridge", n_heads=2, head_dim=4, verbose=False)
     save_bridge(model, tmp_path / "other.safetensors")
-    code, lines = run_script("train_grpo.py", "--model", str(tiny), "--out", str(tmp_path / "o"),
-                             "--init", str(tmp_path / "other.safetensors"), *SMALL)
-    assert code != 0 and len(lines) == 1 and "made for another base model" in lines[0], lines
+    with pytest.raises(ValueError, match="made for another base model"):
+        train_grpo.main(["--model", str(tiny), "--out", str(tmp_path / "o"),
+                         "--init", str(tmp_path / "other.safetensors"), *SMALL])
 
 
 def test_a_run_directory_in_use_is_not_overwritten(tiny, tmp_path, fake_reward):
@@ -277,3 +269,97 @@ def test_with_fewer_groups_than_a_step_takes_an_sft_step_holds_each_group_once(t
     records = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
     groups = train_sft.make_groups(records, 4)
     assert 0 < log_of(tmp_path)[0]["groups"] == len(groups) < 50
+
+
+# --- the GRPO update, end to end ----------------------------------------------------------------
+
+def grpo_setup(tiny, tmp_path, *extra, dtype=None):
+    """(model, optimizer, args, rollout, advantages): one rollout of 3 groups of 3, and advantages
+    of fixed mixed rewards (update() reads only the advantages), one group all equal."""
+    args = train_grpo.parse_args(["--model", str(tiny), "--out", str(tmp_path), "--prompts-per-step", "3",
+                                  "--width", "3", "--lr", "1e-4", "--lr-new", "1e-3", *SMALL, *extra])
+    model, tokenizer, optimizer, ref, _ = train_grpo.setup(args)
+    if dtype is not None:
+        model.to(dtype)
+        optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
+    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 3, args.seed)
+    r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
+    adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
+    return model, optimizer, args, r, adv
+
+
+def sequence_logprobs(model, r, args, **kw):
+    with torch.no_grad():
+        prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
+        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, args.width, **kw)
+    return (logp * answer_alive).sum(1), logp, answer_alive
+
+
+def test_one_update_raises_the_answers_with_positive_advantage_and_lowers_the_others(tiny, tmp_path):
+    model, optimizer, args, r, adv = grpo_setup(tiny, tmp_path)
+    before, _, _ = sequence_logprobs(model, r, args)
+    stats = train_grpo.update(model, optimizer, r, adv, args)
+    after, _, _ = sequence_logprobs(model, r, args)
+    change = after - before
+    assert stats["groups_updated"] > 0
+    assert (change[adv > 0] > 0).all() and (change[adv < 0] < 0).all(), (change, adv)
+    assert (change[adv == 0].abs() < change.abs().max()).all()
+
+
+def gradients(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_one_group_per_micro_batch_and_one_micro_batch_for_all_give_the_same_gradient(tiny, tmp_path):
+    model, optimizer, args, r, adv = grpo_setup(tiny, tmp_path, "--lr", "0", "--lr-new", "0",
+                                                "--max-grad-norm", "1e9", dtype=torch.float64)
+    grads = []
+    for micro in (1, 3):
+        args.micro_groups = micro
+        train_grpo.update(model, optimizer, r, adv, args)  # learning rates 0: the weights stay
+        grads.append(gradients(model))
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12), name
+
+
+def test_the_log_probs_trained_on_are_those_of_the_sampling_temperature(tiny, tmp_path):
+    """At --temperature 0.7 the sampler records log softmax(logits / 0.7), and the training forward
+    recomputes exactly those (not the untempered ones): the gradient is that of what was sampled."""
+    model, _, args, r, _ = grpo_setup(tiny, tmp_path, "--temperature", "0.7")
+    _, tempered, alive = sequence_logprobs(model, r, args, temperature=0.7)
+    _, plain, _ = sequence_logprobs(model, r, args)
+    assert (tempered - r.logprobs)[alive].abs().max() < 1e-5
+    with torch.no_grad():
+        logits = model(r.tokens, width=3, alive=r.alive)[:, r.prompt_len - 1:-1]
+    expected = (logits / 0.7).log_softmax(-1).gather(-1, r.tokens[:, r.prompt_len:, None]).squeeze(-1)
+    assert (expected - tempered)[alive].abs().max() < 1e-5
+    assert (plain - tempered)[alive].abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("flags", [["--aggregate", "sequence"], ["--kl-coef", "0.1"], ["--dtype", "bf16"]],
+                         ids=["aggregate-sequence", "kl", "bf16"])
+def test_grpo_variants_run_and_log_finite_numbers(tiny, tmp_path, fake_reward, flags):
+    grpo(tiny, tmp_path, "--steps", "3", "--train", "all", *flags)
+    log = log_of(tmp_path)
+    assert len(log) == 3 and all(torch.isfinite(torch.tensor([r["loss"], r["grad_norm"], r["kl"]])).all() for r in log)
+    first = next(i for i, r in enumerate(log) if r["grad_norm"] > 0)  # the first step that moved
+    assert first < 2
+    if "--kl-coef" in flags:  # the run starts at the reference policy; after an update it has moved
+        assert log[0]["kl"] < 1e-6 and log[first + 1]["kl"] > 0
+
+
+def test_training_at_any_seed_and_sample_py_ask_a_problem_exactly_as_tasks_prompt_ids(tiny):
+    """One prompt renderer: the worked examples depend on the problem, not on the run's seed, so
+    training (every seed), evaluation and sample.py ask a held-out problem the same way."""
+    import argparse
+    import sample as sample_cli
+    import tasks
+    _, tok = load_model(str(tiny))
+    problem = sample_cli.default_problem()
+    expected = tasks.prompt_ids(tok, problem)
+    for seed in (0, 1, 2):
+        args = train_grpo.parse_args(["--out", "unused", "--seed", str(seed)])
+        assert training.encode_problems(tok, [problem], args) == [expected]
+    cli_args = argparse.Namespace(prompt=None, no_chat=False)
+    assert sample_cli.prompts_of(cli_args, tok)[1] == [expected]

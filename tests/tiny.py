@@ -73,3 +73,24 @@ def add_random_bridge(model, seed=0, scale=0.3, kind="bridge"):
         for p in model.bridge_parameters():
             p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
     return model
+
+
+# --- training on the tiny model: short answers, and a reward that gives mixed groups -------------
+
+MANY_EOS = [2] + list(range(40, 100))  # many end ids: answers of a few tokens, some rows end early
+# flags that keep a training run on the tiny model small: its byte-level tokenizer makes long
+# prompts, so no worked examples
+SMALL = ["--shots", "0", "--max-new-tokens", "6", "--heads", "2", "--head-dim", "4", "--show-every", "1"]
+
+
+def make_training_model(path, seed):
+    """A tiny llama with a 1024-token context whose generations end at any of MANY_EOS."""
+    make_tiny_model(path, "llama", seed=seed, max_position_embeddings=1024)
+    config = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps(dict(config, eos_token_id=MANY_EOS)))
+    return path
+
+
+def even_length_reward(text, problem):
+    """The tiny model never solves a problem; this rule (even length = right) gives mixed groups."""
+    return float(len(text) % 2 == 0)

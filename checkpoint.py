@@ -1,0 +1,195 @@
+"""
+Files on disk: the Bridge checkpoint format (only the new blocks, a few MB), and the checkpoints
+of a training run (replaced atomically, so a stopped run never leaves half of one).
+
+    save_bridge(model, "blocks.safetensors")        # the new parameters + what they were made for
+    load_model(..., bridge="blocks.safetensors")    # model.py rebuilds the blocks with load_bridge
+    convert_bridge(src, dst, "bf16")                # the same checkpoint in half the bytes
+
+A Bridge checkpoint is one safetensors file holding the tensors of the blocks (HF-style names,
+`model.layers.{i}.bridge.qkv_proj.weight`, ...) and string metadata:
+
+    format            "bridge-ref/1"
+    kind, n_heads, head_dim                      the blocks (Bridge or P-Match) and their shape
+    base_model_type, base_hidden_size, base_num_layers, base_fingerprint
+                                                 the base model they were trained on
+
+Loading one onto another base model is a one-line error: blocks trained on one model's hidden
+states mean nothing on another's. A run directory (train_sft.py / train_grpo.py --out OUT) holds
+OUT/args.json, OUT/log.jsonl and OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments),
+bridge.safetensors (loadable by sample.py --bridge) and, when every weight trains, the whole model
+as an HF-style directory that load_model reads.
+"""
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+BRIDGE_FORMAT = "bridge-ref/1"
+
+
+def read_safetensors(path):
+    """All tensors of one .safetensors file; a corrupt file is a clear error naming it."""
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type for bad headers/truncation
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def fingerprint(model, per_tensor=1024):
+    """A short hash of the base weights, the same for any dtype and device the model was loaded in.
+
+    It covers every tensor of the base model: its name, its shape, and `per_tensor` elements spread
+    evenly over it (all of them for a small tensor), rounded to bf16 first, where fp32 and bf16
+    loads of one checkpoint agree. Two models that differ in any layer's weights differ in these
+    samples unless the change spares every sampled element; it is an identity, not a checksum.
+    Reading 1,024 elements per tensor costs milliseconds, even for a 7B model.
+    """
+    h = hashlib.sha256()
+    c = model.config
+    h.update(f"{c.model_type}/{c.hidden_size}/{c.num_hidden_layers}/{c.vocab_size}".encode())
+    for name, t in model.state_dict().items():
+        if ".bridge." in name:
+            continue
+        flat = t.detach().reshape(-1)
+        k = min(per_tensor, flat.numel())
+        idx = torch.arange(k, device=flat.device) * (flat.numel() - 1) // max(k - 1, 1)  # exact integers
+        h.update(f"{name}{tuple(t.shape)}".encode())
+        h.update(flat[idx].to("cpu", torch.bfloat16).view(torch.int16).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def new_state(model):
+    """The new blocks' tensors (fp32, on the CPU), under their HF-style names."""
+    return {k: v.detach().to("cpu", torch.float32).contiguous()
+            for k, v in model.state_dict().items() if ".bridge." in k}
+
+
+def save_bridge(model, path):
+    """Write the new parameters (safetensors) with metadata naming the base model and the blocks."""
+    from safetensors.torch import save_file
+    if model.bridge_config is None:
+        raise ValueError("this model has no Bridge/P-Match blocks to save (call add_bridge first)")
+    c = model.config
+    meta = dict(format=BRIDGE_FORMAT, **{k: str(v) for k, v in model.bridge_config.items()},
+                base_model_type=c.model_type, base_hidden_size=str(c.hidden_size),
+                base_num_layers=str(c.num_hidden_layers), base_fingerprint=fingerprint(model))
+    save_file(new_state(model), str(path), metadata=meta)
+
+
+def bridge_metadata(path):
+    """The metadata of a Bridge checkpoint; anything else is a one-line error."""
+    from safetensors import safe_open
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such Bridge checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    if meta.get("format") != BRIDGE_FORMAT:
+        raise ValueError(f"{path}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
+    return meta
+
+
+def convert_bridge(src, dst, dtype="bf16"):
+    """Copy a save_bridge checkpoint with its tensors stored in `dtype` ("bf16" halves the file).
+
+    The metadata (base model, blocks) is kept; load_bridge casts back to the model's dtype.
+    """
+    from safetensors.torch import save_file
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype not in dtypes:
+        raise ValueError(f"dtype must be one of {', '.join(dtypes)}, got {dtype!r}")
+    meta = bridge_metadata(src)
+    state = {k: v.to(dtypes[dtype]).contiguous() for k, v in read_safetensors(src).items()}
+    tmp = Path(str(dst) + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, dst)  # atomic: dst is the old file or the whole new one
+
+
+def load_bridge(model, path):
+    """Rebuild the blocks described in a save_bridge checkpoint and load them; checks the base model."""
+    from bridge import new_parameter_summary
+    meta = bridge_metadata(path)
+    c = model.config
+    base = (c.model_type, str(c.hidden_size), str(c.num_hidden_layers), fingerprint(model))
+    made_for = (meta["base_model_type"], meta["base_hidden_size"], meta["base_num_layers"],
+                meta["base_fingerprint"])
+    if made_for != base:
+        raise ValueError(f"{path}: Bridge checkpoint was made for another base model "
+                         f"({'/'.join(made_for)}), not this one ({'/'.join(base)})")
+    model.add_bridge(meta["kind"], int(meta["n_heads"]), int(meta["head_dim"]), verbose=False)
+    state = read_safetensors(path)
+    expected = {k for k in model.state_dict() if ".bridge." in k}
+    if set(state) != expected:
+        raise ValueError(f"{path}: tensors do not match a {meta['kind']} of {meta['n_heads']} x "
+                         f"{meta['head_dim']} (e.g. {sorted(set(state) ^ expected)[:2]})")
+    ref = model.lm_head.weight
+    model.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, strict=False)
+    print(f"loaded {path}: {new_parameter_summary(model)}", file=sys.stderr)
+
+# -----------------------------------------------------------------------------
+# a training run's checkpoint: OUT/checkpoint/ is replaced atomically
+
+
+def checkpoint_dir(out):
+    """The complete checkpoint in out, or None. checkpoint.old is the previous one during a swap."""
+    for name in ("checkpoint", "checkpoint.old"):
+        if (Path(out) / name / "state.pt").exists():
+            return Path(out) / name
+    return None
+
+
+def write_checkpoint(out, model, optimizer, step, args, train):
+    """Write OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments), the new blocks
+    (bridge.safetensors) and, with train == "all", the whole model as an HF-style directory.
+    Written to checkpoint.tmp, then swapped in: a stop at any moment leaves a whole checkpoint."""
+    from safetensors.torch import save_file
+    out = Path(out)
+    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if model.bridge_config is not None:
+        save_bridge(model, tmp / "bridge.safetensors")
+    if train == "all":
+        tied = model.config.tie_word_embeddings
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
+                 if ".bridge." not in k and not (k == "lm_head.weight" and tied)}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+            if (Path(model.source) / name).exists():
+                shutil.copy(Path(model.source) / name, tmp / name)
+    torch.save(dict(step=step, optimizer=optimizer.state_dict(), args=vars(args), train=train,
+                    torch_rng=torch.get_rng_state()), tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out, model_builder):
+    """(model, tokenizer, state) from OUT's checkpoint; model_builder(model_dir, bridge) loads it
+    (model_dir None: the checkpoint holds only the blocks, the base model is the run's --model)."""
+    ckpt = checkpoint_dir(out)
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    bridge = ckpt / "bridge.safetensors"
+    model_dir = ckpt if (ckpt / "model.safetensors").exists() else None
+    model, tokenizer = model_builder(model_dir, bridge if bridge.exists() else None)
+    torch.set_rng_state(state["torch_rng"])
+    return model, tokenizer, state
+
+
+def write_args(out, args):
+    """OUT/args.json: the run's arguments, written atomically."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    tmp = Path(out) / "args.json.tmp"
+    tmp.write_text(json.dumps(vars(args), indent=2) + "\n")
+    os.replace(tmp, Path(out) / "args.json")

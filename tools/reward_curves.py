@@ -1,0 +1,85 @@
+"""
+The train reward of training runs: a markdown table (reward over the first and last steps, seconds
+per step, peak memory) and one picture with a curve per run.
+
+    python tools/reward_curves.py runs/seed0/grpo_rlvr runs/seed0/grpo_bridge --out reward.png
+    python tools/reward_curves.py RUN... --out reward.png --steps 30 --labels "RLVR only" Bridge
+
+Reads each run directory's log.jsonl and args.json (written by train_grpo.py). Needs matplotlib
+(pip install -e ".[plot]").
+"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
+
+import cli  # noqa: E402
+
+
+def read_log(run, steps=None):
+    """The step records of a run directory's log.jsonl (the first `steps` of them, if given)."""
+    path = Path(run) / "log.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training log")
+    log = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return log[:steps] if steps else log
+
+
+def plot_runs(run_dirs, out, *, smooth=10, labels=None, steps=None):
+    """Train reward per step (and its running mean over `smooth` steps), one line per run directory."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("plotting needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, run in enumerate(run_dirs):
+        log = read_log(run, steps)
+        args = json.loads((Path(run) / "args.json").read_text())
+        label = labels[i] if labels else f"{args.get('arch')} ({Path(run).name})"
+        xs = [r["step"] + 1 for r in log]
+        rewards = [r["reward"] for r in log]
+        mean = [sum(rewards[max(0, j - smooth + 1):j + 1]) / len(rewards[max(0, j - smooth + 1):j + 1])
+                for j in range(len(rewards))]
+        line, = ax.plot(xs, mean, label=f"{label}, mean of {smooth} steps")
+        ax.plot(xs, rewards, color=line.get_color(), alpha=0.25, linewidth=0.8)
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("train reward (share of right answers)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def summarize_runs(run_dirs, labels=None, first=10, steps=None):
+    """A markdown table of runs: steps, mean train reward over the first and the last `first` steps,
+    mean seconds per step (rollout, update) and peak resident memory."""
+    lines = [f"| run | steps | reward, steps 1-{first} | reward, last {first} steps | s / step | rollout s | "
+             "update s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for i, run in enumerate(run_dirs):
+        log = read_log(run, steps)
+        mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+        label = labels[i] if labels else Path(run).name
+        lines.append(f"| {label} | {len(log)} | {mean(log[:first], 'reward'):.3f} | {mean(log[-first:], 'reward'):.3f} | "
+                     f"{mean(log, 'step_s'):.1f} | {mean(log, 'rollout_s'):.1f} | {mean(log, 'update_s'):.1f} | "
+                     f"{max(r['peak_rss_mb'] for r in log):.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = cli.Parser(prog="reward_curves.py", description="Summarize and plot the train reward per step of train_grpo.py runs.")
+    p.add_argument("runs", nargs="+", help="run directories (each with log.jsonl and args.json)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--smooth", type=int, default=10, help="running mean over this many steps (default 10)")
+    p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: arch and directory)")
+    p.add_argument("--steps", type=int, default=None, help="only the first N steps of each run (runs still going: compare equal steps)")
+    a = p.parse_args(argv)
+    print(summarize_runs(a.runs, labels=a.labels, steps=a.steps))
+    plot_runs(a.runs, a.out, smooth=a.smooth, labels=a.labels, steps=a.steps)
+
+
+if __name__ == "__main__":
+    cli.run(main)
