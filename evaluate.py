@@ -9,8 +9,8 @@
 The width sweep: at width w every problem gets n answers, drawn as n/w groups of w interdependent
 answers (sample.py), many groups per sample() call. Each answer is scored by tasks.reward, the one
 extractor that training uses too. Per problem and width the JSON keeps the number right and the
-extracted answers; every reported number is a metric below, computed per problem from those and
-averaged over problems by summarize(), with a standard error over problems. The file also records
+extracted answers; every reported number is a metric of metrics.py, computed per problem from
+those and averaged over problems by metrics.summarize(), with a standard error over problems. The file also records
 the protocol (model, checkpoint, task, seeds, sampling settings, commit). Timing sits under its own
 key "timing": everything else is the same for the same arguments. The layout:
 
@@ -18,236 +18,29 @@ key "timing": everything else is the same for the same arguments. The layout:
      "results": [{"width", "groups", "n", "summary": {metric: {"mean", "se"}},
                   "per_problem": [{"gold", "correct", "answers", "lengths", "truncated", "answer_line"}]}]}
 
-The metrics are pure functions of the counts for ONE problem (n answers sampled, c of them correct,
-a subset size k, a threshold tau). Definitions follow anchors.md section 3:
-
-    mean_accuracy(n, c)        c / n  (= pass@1)
-    pass_at_k(n, c, k)         1 - C(n-c, k) / C(n, k)                       (Chen et al. 2021)
-    g_pass_at_k(n, c, k, tau)  sum_{j=m}^{min(c,k)} C(c,j) C(n-c,k-j) / C(n,k), m = ceil(tau*k)
-    mg_pass_at_k(n, c, k)      (2/k) sum_{i=ceil(k/2)+1}^{k} G-Pass with threshold m = i
-    maj_at_k(answers, gold, k) expected majority-vote score of a random k-subset
-    all_correct(n, c)          1 if every answer is right
-
-All of them read "a uniformly random k-subset of the n samples". With Bridge the samples of one
-width group are exchangeable but dependent, so for k < width this is not "a Bridge run at width
-k" (anchors.md 3.5): the JSON keeps (width, groups, n, k) next to every number, and the
-headline set metric is G-Pass@n_tau at width n (one Bridge set per problem).
-
-Where this file departs from the reference implementations, on purpose:
-1. k > n raises ValueError (the human-eval pass@k silently returns 1.0, GPassK returns 0.0).
-2. tau must lie in (0, 1]; GPassK also accepts tau = 0 (which gives pass@k). Use pass_at_k.
-3. ceil(tau * k) is computed on rationals, never floats: 0.28 * 25 = 7.000000000000001 in
-   floating point would give a threshold of 8 instead of 7.
-Every count is summed exactly with Python integers; the one division at the end is an int / int
-true division, which Python rounds correctly, so results are exact to the last float bit.
+The metrics and their exact definitions live in metrics.py (pure Python), with why a random
+k-subset at k < width is not "a Bridge run at width k"; this file samples, scores, records the
+protocol, prints the tables and draws the plot.
 """
 import json
-import math
-import numbers
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
+import cli
 import tasks
+from cli import Parser, progress
+from metrics import summarize, threshold
 
-
-def _integer(x, name):
-    # bool is an int subclass, but True samples is a bug, not a count
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {x!r}")
-    return int(x)
-
-
-def _check(n, c, k=None):
-    """Validate the counts of one problem and return them as plain ints."""
-    n, c = _integer(n, "n"), _integer(c, "c")
-    if n < 1:
-        raise ValueError(f"n (the number of samples) must be >= 1, got {n}")
-    if not 0 <= c <= n:
-        raise ValueError(f"c (the number correct) must be in [0, n={n}], got {c}")
-    if k is None:
-        return n, c
-    k = _integer(k, "k")
-    if not 1 <= k <= n:
-        # choice: raise instead of the reference's silent 1.0 / 0.0 (anchors.md 3.2, 3.3)
-        raise ValueError(f"k must be in [1, n={n}], got {k}")
-    return n, c, k
-
-
-def mean_accuracy(n, c):
-    """Fraction of the n answers that are right; equals pass_at_k(n, c, 1)."""
-    n, c = _check(n, c)
-    return c / n
-
-
-def all_correct(n, c):
-    """1.0 if all n answers are right, else 0.0 (averaged: the share of problems solved by every sample)."""
-    n, c = _check(n, c)
-    return 1.0 if c == n else 0.0
-
-
-def pass_at_k(n, c, k):
-    """Unbiased pass@k: the probability that a random k-subset of the n samples holds >= 1 right answer."""
-    n, c, k = _check(n, c, k)
-    # math.comb(a, b) is 0 when b > a: fewer than k wrong answers means every subset passes.
-    # note: one int / int division, so pass_at_k(10, 3, 1) is 0.3 and not 1.0 - 0.7 = 0.30000000000000004
-    total = math.comb(n, k)
-    return (total - math.comb(n - c, k)) / total
-
-
-def threshold(tau, k):
-    """The number of right answers G-Pass@k_tau asks for: m = max(ceil(tau * k), 1), computed exactly.
-
-    tau may be a Fraction, an int, a str ("0.28", "7/25", read exactly) or a float. A float is
-    read as the nearest fraction with denominator <= 10**6, Fraction(tau).limit_denominator(10**6),
-    so 0.28 means 7/25 (not the double 0.28000000000000002665) and 1/11 means 1/11:
-    threshold(0.28, 25) == 7 and threshold(1/11, 11) == 1. A float that is no such fraction
-    (0.123456789) moves by less than 1e-12, which changes ceil(tau*k) only if tau*k sits that
-    close to an integer.
-    tau outside (0, 1] is a ValueError (the GPassK reference allows tau = 0; we do not).
-    """
-    k = _integer(k, "k")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    tau = _rational(tau)
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must be in (0, 1], got {tau}")
-    # paper (GPassK): max(ceil(tau*k), 1); the max only matters for tau = 0, which we refuse
-    return max(math.ceil(tau * k), 1)
-
-
-def _rational(tau):
-    if isinstance(tau, bool):
-        raise ValueError(f"tau must be a number in (0, 1], got {tau!r}")
-    if isinstance(tau, Fraction):
-        return tau
-    try:
-        if isinstance(tau, str):
-            return Fraction(tau)
-        # choice: limit_denominator, not Fraction(str(tau)): str(1/11) = "0.09090909090909091" is
-        # a little above 1/11, so the decimal route would ask for 2 right answers out of 11
-        return Fraction(tau).limit_denominator(10**6)
-    except (ValueError, ZeroDivisionError, TypeError, OverflowError):  # nan, inf, "abc", None
-        raise ValueError(f"tau must be a number in (0, 1], got {tau!r}") from None
-
-
-def _at_least(n, c, k, m):
-    """Number of k-subsets of n samples (c right) holding at least m right answers (an exact int)."""
-    return sum(math.comb(c, j) * math.comb(n - c, k - j) for j in range(m, min(c, k) + 1))
-
-
-def g_pass_at_k(n, c, k, tau):
-    """G-Pass@k_tau: the probability that a random k-subset holds at least ceil(tau*k) right answers.
-
-    The hypergeometric survival function. tau -> small gives pass@k, tau = 1 gives C(c,k)/C(n,k).
-    See threshold() for how tau is read and which values are refused.
-    """
-    n, c, k = _check(n, c, k)
-    return _at_least(n, c, k, threshold(tau, k)) / math.comb(n, k)
-
-
-def mg_pass_at_k(n, c, k):
-    """mG-Pass@k = (2/k) * sum_{i=ceil(k/2)+1}^{k} G-Pass@k with threshold i.
-
-    paper (GPassK): a Riemann sum of 2 * integral_{0.5}^{1} G-Pass@k_tau dtau, with integer
-    thresholds i passed directly (no float tau). For k = 1 the sum is empty, so mG-Pass@1 = 0.
-    """
-    n, c, k = _check(n, c, k)
-    hits = sum(_at_least(n, c, k, i) for i in range((k + 1) // 2 + 1, k + 1))  # (k+1)//2 = ceil(k/2)
-    return 2 * hits / (k * math.comb(n, k))
-
-
-def maj_at_k(answers, gold, k):
-    """maj@k: the expected score of a majority vote over a uniformly random k-subset of the answers.
-
-    answers: the n extracted answers of one problem (None = no answer could be extracted).
-    Rules (anchors.md 3.4 lists the alternatives; these are the recommended ones):
-    - the expectation is exact, over all C(n, k) subsets (not the first k, not a bootstrap);
-    - missing answers do not vote; a subset whose answers are all missing scores 0;
-    - ties split the credit: 1/t if gold is one of the t most frequent answers (the
-      expectation over a random tie-break), else 0.
-    Computed from the answer counts, never by listing subsets: for every number x of gold
-    votes, a dynamic program over the other answers counts the ways to pick their votes
-    (each at most x) by (votes used, answers tied with gold).
-    """
-    n = len(answers)
-    if n < 1:
-        raise ValueError("answers must hold at least one answer")
-    k = _integer(k, "k")
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, n={n}], got {k}")
-    gold = _integer(gold, "gold")
-    counts = Counter(a for a in answers if a is not None)
-    g = counts.pop(gold, 0)
-    missing = n - g - sum(counts.values())
-    total = Fraction(0)
-    for x in range(1, min(g, k) + 1):  # x gold votes in the subset
-        ways = _other_votes(list(counts.values()), x, k - x)
-        for (used, tied), w in ways.items():
-            total += Fraction(math.comb(g, x) * w * math.comb(missing, k - x - used), 1 + tied)
-    return float(total / math.comb(n, k))
-
-
-def _other_votes(others, x, room):
-    """{(votes used, answers with exactly x votes): ways} over the non-gold answers, each at most x votes."""
-    ways = {(0, 0): 1}
-    for count in others:
-        step = {}
-        for (used, tied), w in ways.items():
-            for y in range(min(count, x, room - used) + 1):
-                key = (used + y, tied + (y == x))
-                step[key] = step.get(key, 0) + w * math.comb(count, y)
-        ways = step
-    return ways
 
 # -----------------------------------------------------------------------------
-# one width: per-problem records -> summary (pure; the command and the tests both use it)
+# scoring: one problem's n answers -> its per-problem record (what metrics.summarize reads)
 
 FORMAT = "bridge-ref-eval/1"  # marks a result file, so --plot can refuse anything else
 LABELS = {"accuracy": "mean accuracy", "all_correct": "all correct", "answer_line": "has answer line",
           "length": "answer length (tokens)", "truncated": "truncated"}
-
-
-def mean_se(values):
-    """{"mean", "se"} of per-problem values; se is None for a single problem."""
-    # choice: the standard error over problems, sample std (ddof 1) / sqrt(#problems). Problems are
-    # independent (Bridge never mixes rows of different prompts); the dependence inside a width
-    # group stays inside one problem's value, so this needs no correction for it (anchors.md 3.5)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
-    return {"mean": statistics.fmean(values), "se": se}
-
-
-def summarize(per_problem, n, ks, taus):
-    """{metric: {"mean", "se"}} over problems, from one width's stored per-problem records.
-
-    Each record: gold (the answer), correct (how many of the n answers are right), answers (the n
-    extracted answers, None = none), lengths (n token counts), truncated and answer_line (counts).
-    """
-    for p in per_problem:
-        if len(p["answers"]) != n or len(p["lengths"]) != n:
-            raise ValueError(f"a per-problem record holds {len(p['answers'])} answers, expected n={n}")
-    c = [p["correct"] for p in per_problem]
-    rows = {"accuracy": [mean_accuracy(n, x) for x in c]}
-    rows.update({f"pass@{k}": [pass_at_k(n, x, k) for x in c] for k in ks})
-    rows.update({f"maj@{k}": [maj_at_k(p["answers"], p["gold"], k) for p in per_problem] for k in ks})
-    # choice: G-Pass with k = n, all n answers of a problem (at width n: one whole Bridge set)
-    rows.update({f"G-Pass@{n}_{_rational(tau)}": [g_pass_at_k(n, x, n, tau) for x in c] for tau in taus})
-    rows[f"mG-Pass@{n}"] = [mg_pass_at_k(n, x, n) for x in c]
-    rows["all_correct"] = [all_correct(n, x) for x in c]
-    rows["answer_line"] = [p["answer_line"] / n for p in per_problem]
-    rows["length"] = [statistics.fmean(p["lengths"]) for p in per_problem]
-    rows["truncated"] = [p["truncated"] / n for p in per_problem]
-    return {name: mean_se(values) for name, values in rows.items()}
-
-
-def has_answer_line(text):
-    """Whether the reply has an "Answer: ..." line holding a number: the format the prompt asks for."""
-    # the extractor's own patterns, so "has an answer line" means what extract_answer() reads
-    return any(tasks._NUMBER.search(rest) for rest in tasks._ANSWER_LINE.findall(text))
 
 
 def score(problem, completions, tokenizer, keep_texts=False):
@@ -259,7 +52,7 @@ def score(problem, completions, tokenizer, keep_texts=False):
                   # choice: an answer's length counts every token it generated, its EOS included
                   lengths=[len(ids) for ids in completions],
                   truncated=sum(ids[-1] not in eos for ids in completions),  # no EOS in max_new_tokens
-                  answer_line=sum(has_answer_line(t) for t in texts))
+                  answer_line=sum(tasks.has_answer_line(t) for t in texts))
     if keep_texts:
         record["texts"] = texts
     return record
@@ -268,8 +61,11 @@ def score(problem, completions, tokenizer, keep_texts=False):
 # the sweep: sampling, progress, protocol
 
 
-def sample_width(model, tokenizer, prompts, width, args, progress):
-    """n completions per prompt, as n/width groups of `width`; about --batch-rows rows per call."""
+def sample_width(model, tokenizer, prompts, width, args, step):
+    """n completions per prompt, as n/width groups of `width`; about --batch-rows rows per call.
+
+    step(rows, label) is told after every call (cli.progress: answers done, elapsed, ETA).
+    """
     import torch
     from sample import sample
     device = model.lm_head.weight.device
@@ -281,7 +77,7 @@ def sample_width(model, tokenizer, prompts, width, args, progress):
         batch = range(start, min(start + per_call, len(prompts)))
         # choice: every group samples from its own generator, seeded from (--seed, width, problem,
         # group) by the stable hash of tasks.py, so the answers do not depend on --batch-rows
-        gens = [torch.Generator(device).manual_seed(tasks._stable_seed("evaluate", args.seed, width, p, g))
+        gens = [torch.Generator(device).manual_seed(tasks.stable_seed("evaluate", args.seed, width, p, g))
                 for p in batch for g in range(groups)]
         rollout = sample(model, [prompts[p] for p in batch], tokenizer.eos_ids, width=width,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -289,34 +85,19 @@ def sample_width(model, tokenizer, prompts, width, args, progress):
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
-        progress(len(batch) * args.n, f"width {width}")
+        step(len(batch) * args.n, f"width {width}")
     return out
-
-
-def progress_line(total):
-    """A function step(rows, what) that prints the answers done and an ETA on stderr."""
-    start, done, clock = time.time(), 0, lambda s: f"{int(s) // 60}m{int(s) % 60:02d}s"
-
-    def step(rows, what):
-        nonlocal done
-        done += rows
-        elapsed = time.time() - start
-        eta = elapsed * (total - done) / done  # as if every answer cost the same (wide ones cost less)
-        end = "\r" if sys.stderr.isatty() and done < total else "\n"
-        print(f"{what}: {done}/{total} answers, {clock(elapsed)} elapsed, ETA {clock(eta)}   ",
-              end=end, file=sys.stderr, flush=True)
-    return step
 
 
 def git_commit():
     """HEAD of the repository this file is in, with '-dirty' if a tracked file changed; None outside git."""
     here = Path(__file__).resolve().parent
     try:
-        run = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,
+        git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,
                                         check=True).stdout.strip()
-        head = run("rev-parse", "HEAD")
+        head = git("rev-parse", "HEAD")
         # choice: untracked files (result JSONs, figures) do not make the tree dirty
-        dirty = run("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("-dirty" if dirty else "")
@@ -341,7 +122,8 @@ def machine(device):
 def protocol(args, model, knobs):
     """Everything needed to rerun the evaluation and to read its numbers."""
     import torch
-    return dict(model=args.model, model_dir=model.source, model_fingerprint=model.fingerprint(),
+    from checkpoint import fingerprint
+    return dict(model=args.model, model_dir=model.source, model_fingerprint=fingerprint(model),
                 bridge=args.bridge, bridge_config=model.bridge_config,
                 bridge_on=model.bridge_config is not None and model.use_bridge,
                 task=args.task, knobs=knobs, split=args.split, problems=args.problems,
@@ -374,19 +156,16 @@ def evaluate(args):
     model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype],
                                   bridge=args.bridge)
     model.use_bridge = not args.no_bridge
-    # the chat prompt exactly as sample.encode_prompts renders it, with worked examples first
-    system = args.system or None  # the prompt training uses (train_*.py --system)
-    prompts = [tokenizer.encode(tokenizer.chat(tasks.messages(p, shots=args.shots, seed=args.problem_seed,
-                                                              system=system)),
-                                add_special_tokens=False) for p in problems]
+    # the one prompt of the project (training and sample.py render it the same way); '' = the template's default
+    prompts = [tasks.prompt_ids(tokenizer, p, shots=args.shots, system=args.system or None) for p in problems]
     out = dict(format=FORMAT, protocol=protocol(args, model, knobs),
                problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
                timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine(args.device), widths={}))
-    progress = progress_line(len(args.widths) * len(problems) * args.n)
+    step = progress(len(args.widths) * len(problems) * args.n, "answers")
     t_all = time.time()
     for width in args.widths:
         t0 = time.time()
-        completions = sample_width(model, tokenizer, prompts, width, args, progress)
+        completions = sample_width(model, tokenizer, prompts, width, args, step)
         seconds = time.time() - t0
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
         result = dict(width=width, groups=args.n // width, n=args.n,
@@ -473,7 +252,7 @@ def tau(text):
 
 
 def parse_args(argv=None):
-    p = tasks.Parser(prog="evaluate.py", description="Evaluate one model setting at several widths (or plot result files).")
+    p = Parser(prog="evaluate.py", description="Evaluate one model setting at several widths (or plot result files).")
     p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
     p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
     p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")
@@ -482,7 +261,7 @@ def parse_args(argv=None):
     p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: as in training, tasks.DEFAULT_KNOBS)")
     p.add_argument("--split", default="test", help="train or test (default test)")
     p.add_argument("--problems", type=int, default=200, help="how many problems (default 200)")
-    p.add_argument("--problem-seed", type=int, default=0, help="seed for the problems and their worked examples (default 0)")
+    p.add_argument("--problem-seed", type=int, default=0, help="seed that draws which problems are asked (default 0); the worked examples depend on the problem alone")
     p.add_argument("--shots", type=int, default=2, help="worked examples before each question (default 2)")
     p.add_argument("--system", default=tasks.SYSTEM, help=f"system message, as in training; '' = the chat template's default (default {tasks.SYSTEM!r})")
     p.add_argument("--n", type=int, default=8, help="answers per problem at every width (default 8)")
@@ -535,7 +314,7 @@ def check_args(args):
     knobs = dict(tasks.DEFAULT_KNOBS.get(args.task, {}))
     knobs.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})
     problems = tasks.make_problems(args.task, args.problems, seed=args.problem_seed, split=args.split, **knobs)
-    tasks.messages(problems[0], shots=args.shots, seed=args.problem_seed)  # a bad --shots fails here
+    tasks.messages(problems[0], shots=args.shots)  # a bad --shots fails here
     return knobs, problems
 
 
@@ -551,7 +330,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)  # bad input: "error: ..." on one line, exit code 1

@@ -6,7 +6,7 @@
 #   bash runs/reproduce.sh base        # evaluate the base model                 (~30 min on 2 CPU cores)
 #   bash runs/reproduce.sh seed 0      # one seed: warm-ups, then per arm train + evaluate (~100 min)
 #   bash runs/reproduce.sh default     # the default Bridge (--train new), train + evaluate (~35 min)
-#   python report.py                   # the README's results section from results/repro/*.json
+#   python tools/report.py             # the README's results section from results/repro/*.json
 #
 # Every stage skips what is already done, so a stopped sitting loses at most the command it was in:
 # an arm whose results JSON exists is done; an arm with a checkpoint resumes its training

@@ -2,7 +2,9 @@
 
 Every run is on a tiny random model (tests/tiny.py), 4 problems, n = 4, widths 1 2 4, 8 new
 tokens. That model is almost never right, so the numbers are checked by recomputing them from the
-stored per-problem records with the metric functions, never against expected values.
+stored per-problem records with the metric functions (metrics.py), never against expected values.
+Bad arguments are refused in-process, before any model loads; one subprocess checks what the
+command line makes of such a refusal (one line, exit code 1).
 """
 import json
 import math
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import evaluate
-from evaluate import g_pass_at_k, maj_at_k, mg_pass_at_k, pass_at_k
+from metrics import g_pass_at_k, maj_at_k, mg_pass_at_k, pass_at_k, summarize
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,22 +107,22 @@ def test_every_number_is_the_metric_functions_applied_to_the_stored_counts(resul
             assert got["mean"] == pytest.approx(sum(values) / len(values), abs=1e-12), name
             se = statistics.stdev(values) / math.sqrt(len(values))
             assert got["se"] == pytest.approx(se, abs=1e-12), name
-        assert r["summary"] == evaluate.summarize(pp, n, ks, taus)
+        assert r["summary"] == summarize(pp, n, ks, taus)
 
 
 def test_summarize_on_hand_made_records():
     """Two problems, n = 4: one with 3 right (two votes for gold 5), one with none."""
     pp = [dict(gold=5, correct=3, answers=[5, 5, 5, 7], lengths=[4, 4, 4, 4], truncated=0, answer_line=4),
           dict(gold=9, correct=0, answers=[1, 2, None, None], lengths=[8, 8, 8, 8], truncated=4, answer_line=0)]
-    s = evaluate.summarize(pp, 4, [1, 4], ["1/2", "1"])
+    s = summarize(pp, 4, [1, 4], ["1/2", "1"])
     assert s["accuracy"]["mean"] == 3 / 8
     assert s["accuracy"]["se"] == pytest.approx(statistics.stdev([0.75, 0]) / math.sqrt(2))
     assert s["pass@4"]["mean"] == 0.5 and s["maj@4"]["mean"] == 0.5
     assert s["G-Pass@4_1/2"]["mean"] == 0.5 and s["G-Pass@4_1"]["mean"] == 0.0
     assert (s["truncated"]["mean"], s["answer_line"]["mean"], s["length"]["mean"]) == (0.5, 0.5, 6.0)
     with pytest.raises(ValueError, match="holds 4 answers, expected n=3"):
-        evaluate.summarize(pp, 3, [1], ["1"])
-    assert evaluate.summarize(pp[:1], 4, [1], ["1"])["accuracy"]["se"] is None
+        summarize(pp, 3, [1], ["1"])
+    assert summarize(pp[:1], 4, [1], ["1"])["accuracy"]["se"] is None
 
 
 def test_the_same_seed_gives_the_same_file_and_another_seed_other_answers(result, tiny, tmp_path):
@@ -137,7 +139,8 @@ def test_the_same_seed_gives_the_same_file_and_another_seed_other_answers(result
 
 def test_fresh_bridge_blocks_change_nothing_and_are_recorded(result, tiny, tmp_path):
     """Zero-initialised W_O: with the blocks on or off, every stored answer equals the base run's."""
-    from model import load_model, save_bridge
+    from checkpoint import save_bridge
+    from model import load_model
     model, _ = load_model(str(tiny))
     model.add_bridge(n_heads=2, head_dim=8, verbose=False)
     ckpt = tmp_path / "fresh.safetensors"
@@ -157,7 +160,8 @@ def test_fresh_bridge_blocks_change_nothing_and_are_recorded(result, tiny, tmp_p
 def test_a_full_training_checkpoint_directory_with_its_blocks_evaluates(tiny, tmp_path):
     """training.save_checkpoint with --train all writes model.safetensors and bridge.safetensors side by side."""
     import shutil
-    from model import load_model, save_bridge
+    from checkpoint import save_bridge
+    from model import load_model
     ckpt = tmp_path / "checkpoint"
     shutil.copytree(tiny, ckpt)
     model, _ = load_model(str(ckpt))
@@ -186,11 +190,24 @@ BAD = {  # name: (arguments, what the one line must mention)
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_input_is_one_clear_error_before_the_model_loads(case):
+def test_bad_input_is_one_clear_error_before_the_model_loads(case, monkeypatch):
+    import model
+
+    def no_load(*a, **kw):
+        raise AssertionError("the model was loaded before the arguments were checked")
     args, needle = BAD[case]
+    if case != "missing-model":  # that one is found by the loader itself
+        monkeypatch.setattr(model, "load_model", no_load)
     with pytest.raises((ValueError, FileNotFoundError)) as e:
         evaluate.main(args)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_unreadable_flag_value_is_argparse_s_one_line_and_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--taus", "1/0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and "--taus" in err
 
 
 def test_plot_refuses_files_that_are_not_results(result, tmp_path):
@@ -211,13 +228,11 @@ def test_plot_writes_a_png(result, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cli_bad_input_exits_nonzero_with_one_line():
+def test_cli_bad_input_exits_1_with_one_line(tmp_path):
+    # from another directory: the command must not depend on the working directory
     out = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--n", "8", "--widths", "3"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == ["error: --widths: 3 must be >= 1 and divide n=8 "
                                                "(n answers = n/width groups of width)"]
-    bad = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--taus", "1/0"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--taus" in bad.stderr

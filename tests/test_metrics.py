@@ -1,19 +1,26 @@
-"""Properties of the evaluation metrics (evaluate.py), each checked against brute force.
+"""Properties of the evaluation metrics (metrics.py), each checked against brute force.
 
 The brute force lists every k-subset of n <= 10 samples with itertools.combinations and averages
-in exact Fractions; the metrics must agree with it to float rounding. Reference numbers come from
-anchors.md section 3 (the HF `evaluate` G-Pass docstring, n=16, c=8).
+in exact Fractions; the metrics must agree with it to float rounding. The reference numbers are
+the worked example of the GPassK authors (Liu et al. 2024, arXiv 2412.13147; their `gpassk`
+metric for HF `evaluate`, whose docstring prints them): one problem with n = 16 answers of which
+c = 8 are right, G-Pass@k_tau for k = 4, 8 and tau = 0.25, 0.5, 0.75, 1.0, and mG-Pass@4, @8,
+rounded to 6 digits. pass@k(10, 3, 4) = 1 - C(7,4)/C(10,4) = 1 - 35/210 is worked by hand.
+metrics.py must stay pure Python: importing it must not load torch.
 """
 import math
+import subprocess
+import sys
 from collections import Counter
 from fractions import Fraction
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
-from evaluate import (all_correct, g_pass_at_k, maj_at_k, mean_accuracy, mg_pass_at_k, pass_at_k,
-                      threshold)
+from metrics import (all_correct, g_pass_at_k, maj_at_k, mean_accuracy, mg_pass_at_k, pass_at_k,
+                     threshold)
 
 
 # ---- brute force: average a score over all k-subsets, exactly --------------------------------
@@ -165,7 +172,7 @@ def test_threshold_of_the_float_j_over_k_is_j(k, data):
     assert threshold(j / k, k) == j
 
 
-def test_reference_values_from_anchors_table():
+def test_reference_values_of_the_gpassk_example_n16_c8():
     table = {4: [0.961538, 0.715385, 0.284615, 0.038462, 0.161538],
              8: [0.994949, 0.690365, 0.065967, 0.0000777, 0.095183]}
     for k, row in table.items():
@@ -236,3 +243,10 @@ def test_all_correct_is_one_only_when_every_answer_is_right(nck):
 def test_impossible_input_raises_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_importing_metrics_does_not_load_torch():
+    root = Path(__file__).resolve().parent.parent
+    code = "import sys, metrics; assert 'torch' not in sys.modules, 'metrics imported torch'"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -1,15 +1,18 @@
-"""report.py: the README's results section comes from the result files, exactly and reproducibly."""
+"""tools/report.py: the README's results section comes from the result files, exactly and reproducibly."""
 import json
 import random
 import statistics
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import report
-from evaluate import FORMAT, g_pass_at_k, mean_accuracy
+from evaluate import FORMAT
+from metrics import g_pass_at_k, mean_accuracy
+from tools import report  # tools/ is a plain folder (a namespace package) under the repository root
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = dict(task="word", knobs={"hi": 9}, split="test", problems=12, seeds={"problems": 0, "sampling": 0},
@@ -104,7 +107,7 @@ def test_read_interval_sides():
 
 
 def test_the_committed_readme_is_what_the_committed_results_give():
-    """The bar: README's results section is reproduced exactly by python report.py --check."""
+    """The bar: README's results section is reproduced exactly by python tools/report.py --check."""
     if not (report.RES / "base.json").is_file():
         pytest.skip("no committed results yet")
     assert report.main(["--check"]) == 0
@@ -128,3 +131,15 @@ def test_base_gain_is_over_the_base_mean_of_all_widths_and_few_seeds_are_no_verd
     assert "not a verdict yet" not in text
     (study / "seed2_rlvr.json").unlink()  # RLVR only now has 2 seeds
     assert "Only 2 training seeds per arm so far" in report.section(report.load(study), study)
+
+
+def test_the_command_runs_from_any_directory_and_bad_input_is_one_line(study, tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "report.py")]
+    out = subprocess.run(cmd + ["--print", "--results", str(study)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(report.BEGIN) and out.stdout.endswith(report.END + "\n")
+    bad = subprocess.run(cmd + ["--results", str(tmp_path / "none")], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'none' / 'base.json'}: no base-model result yet (bash runs/reproduce.sh base)"]

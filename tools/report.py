@@ -1,15 +1,17 @@
 """The README's results section, written from the committed result files and nothing else.
 
-    python report.py              # rewrite README.md between the results markers, and the plot
-    python report.py --check      # exit 1 if README.md's section is not what the files give
-    python report.py --print      # print the section only
+    python tools/report.py              # rewrite README.md between the results markers, and the plot
+    python tools/report.py --check      # exit 1 if README.md's section is not what the files give
+    python tools/report.py --print      # print the section only
+
+Run from any directory: the files it reads and writes are found from the repository root.
 
 Reads results/repro/: base.json (the base model), seed{S}_{arm}.json for arm in rlvr, pmatch,
 bridge (evaluate.py files, one per trained arm and seed), default_bridge.json (the committed
 default Bridge, trained with --train new), walltime.jsonl (runs/reproduce.sh's wall clock), and
 the training logs runs/seed{S}/grpo_{arm}/log.jsonl. Every number printed is computed here from
-the per-problem correct counts in those files with evaluate.py's metric functions, so the section
-is reproducible to the last digit (`--check` is run by the test suite).
+the per-problem correct counts in those files with the metric functions of metrics.py, so the section
+is reproducible to the last digit (`--check` is run by the test suite, tests/test_report.py).
 
 Uncertainty, two sources, both reported:
 - over problems: the 200 held-out problems are one sample of the task; standard errors over them;
@@ -24,17 +26,21 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli), wherever this is run from
 
-from evaluate import g_pass_at_k, mean_accuracy, read_result
-from tasks import Parser
+import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
+from cli import Parser, run  # noqa: E402
+from evaluate import read_result  # noqa: E402
+from metrics import g_pass_at_k, mean_accuracy  # noqa: E402
+
 RES = ROOT / "results" / "repro"
 ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 TAUS = ("1/8", "1/2", "3/4", "1")
 TRAIN_WIDTH = 4  # the width every arm was trained at (runs/reproduce.sh)
-BEGIN = "<!-- results:begin (written by `python report.py` from results/repro; do not edit by hand) -->"
+# the markers are matched verbatim in README.md (a new wording must change both)
+BEGIN = "<!-- results:begin (written by `python tools/report.py` from results/repro; do not edit by hand) -->"
 END = "<!-- results:end -->"
 BOOTSTRAP = 4000  # resamples; the generator is seeded, so the intervals are the same every run
 # protocol fields that must agree between every file compared (what was asked, not who answered)
@@ -86,7 +92,7 @@ def counts(run, width):
 
 
 def per_problem(run, width, metric="accuracy", tau=None):
-    """The metric per problem, from the stored counts (evaluate.py's functions)."""
+    """The metric per problem, from the stored counts (metrics.py's functions)."""
     n, c = counts(run, width)
     if metric == "accuracy":
         return [mean_accuracy(n, x) for x in c]
@@ -427,7 +433,7 @@ def main(argv=None):
     new = splice(readme, text)
     if args.check:
         if new != readme:
-            print(f"{args.readme}: results section is stale; run python report.py", file=sys.stderr)
+            print(f"{args.readme}: results section is stale; run python tools/report.py", file=sys.stderr)
             return 1
         print(f"{args.readme}: results section matches results/repro", file=sys.stderr)
         return 0
@@ -442,8 +448,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run(main))  # bad input: "error: ..." on one line, exit code 1
