@@ -32,7 +32,6 @@ import json
 import math
 import random
 import re
-import sys
 from dataclasses import dataclass
 
 SPLITS = ("train", "test")

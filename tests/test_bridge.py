@@ -6,7 +6,6 @@ hold trivially), in fp64 so that "equal" can mean equal to 1e-9 rather than "clo
 """
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -12,9 +12,10 @@ import pytest
 
 from evaluate import FORMAT
 from metrics import g_pass_at_k, mean_accuracy
-from tools import report  # tools/ is a plain folder (a namespace package) under the repository root
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))  # the tools import each other from their folder
+import report  # noqa: E402
 PROTOCOL = dict(task="word", knobs={"hi": 9}, split="test", problems=12, seeds={"problems": 0, "sampling": 0},
                 widths=[1, 2, 4, 8], n=8, shots=2, system="s", temperature=1.0, top_p=1.0, max_new_tokens=64)
 

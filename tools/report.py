@@ -32,76 +32,14 @@ sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli),
 import numpy as np  # noqa: E402
 
 from cli import Parser, run  # noqa: E402
-from evaluate import read_result  # noqa: E402
-from metrics import g_pass_at_k, mean_accuracy  # noqa: E402
+from study import ARMS, RES, has_result, load, matrix, per_problem  # noqa: E402
 
-RES = ROOT / "results" / "repro"
-ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 TAUS = ("1/8", "1/2", "3/4", "1")
 TRAIN_WIDTH = 4  # the width every arm was trained at (runs/reproduce.sh)
 # the markers are matched verbatim in README.md (a new wording must change both)
 BEGIN = "<!-- results:begin (written by `python tools/report.py` from results/repro; do not edit by hand) -->"
 END = "<!-- results:end -->"
 BOOTSTRAP = 4000  # resamples; the generator is seeded, so the intervals are the same every run
-# protocol fields that must agree between every file compared (what was asked, not who answered)
-SAME = ("task", "knobs", "split", "problems", "seeds", "widths", "n", "shots", "system",
-        "temperature", "top_p", "max_new_tokens")
-
-
-# -----------------------------------------------------------------------------
-# loading
-
-def load(res=RES):
-    """{"base": run, "default": run or None, "arms": {arm: {seed: run}}}; one-line errors if unusable."""
-    base = res / "base.json"
-    if not base.is_file():
-        raise FileNotFoundError(f"{base}: no base-model result yet (bash runs/reproduce.sh base)")
-    runs = {"base": read_result(base), "arms": {arm: {} for arm in ARMS}, "default": None}
-    for path in sorted(res.glob("seed*_*.json")):
-        seed, arm = path.stem[len("seed"):].split("_", 1)
-        if arm not in ARMS or not seed.isdigit():
-            raise ValueError(f"{path}: expected seed<S>_<{'|'.join(ARMS)}>.json")
-        runs["arms"][arm][int(seed)] = read_result(path)
-    if (res / "default_bridge.json").is_file():
-        runs["default"] = read_result(res / "default_bridge.json")
-    ref = runs["base"]
-    for run in all_runs(runs):
-        for key in SAME:
-            if run["protocol"][key] != ref["protocol"][key]:
-                raise ValueError(f"result files disagree on {key}: {run['protocol'][key]!r} "
-                                 f"vs the base model's {ref['protocol'][key]!r}")
-        if run["problems"] != ref["problems"]:
-            raise ValueError("result files were made on different problems")
-    return runs
-
-
-def all_runs(runs):
-    yield runs["base"]
-    for seeds in runs["arms"].values():
-        yield from seeds.values()
-    if runs["default"] is not None:
-        yield runs["default"]
-
-
-def counts(run, width):
-    """(n, [correct answers per problem]) at this width."""
-    for r in run["results"]:
-        if r["width"] == width:
-            return r["n"], [p["correct"] for p in r["per_problem"]]
-    raise ValueError(f"no width {width} in a result file")
-
-
-def per_problem(run, width, metric="accuracy", tau=None):
-    """The metric per problem, from the stored counts (metrics.py's functions)."""
-    n, c = counts(run, width)
-    if metric == "accuracy":
-        return [mean_accuracy(n, x) for x in c]
-    return [g_pass_at_k(n, x, n, Fraction(tau)) for x in c]
-
-
-def matrix(seed_runs, width, metric="accuracy", tau=None):
-    """(seeds, problems) array of a per-problem metric, seeds in sorted order."""
-    return np.array([per_problem(seed_runs[s], width, metric, tau) for s in sorted(seed_runs)], dtype=float)
 
 
 # -----------------------------------------------------------------------------
@@ -177,7 +115,7 @@ def section(runs, res=RES):
                f"at most {proto['max_new_tokens']} new tokens, sampling seed {proto['seeds']['sampling']}. "
                "Trained arms: " + ", ".join(f"{ARMS[a]} seeds {seeds[a]}" for a in ARMS if seeds[a]) + ". "
                f"All arms trained at width {TRAIN_WIDTH}.")
-    out += ["", f"**Mean accuracy (%)** per width. Rows with several training seeds: mean ± sample std "
+    out += ["", "**Mean accuracy (%)** per width. Rows with several training seeds: mean ± sample std "
             "over the seeds; rows with one run: ± standard error over problems.", ""]
     out.append("| setting | seeds | " + " | ".join(f"width {w}" for w in widths) + " |")
     out.append("|---|---|" + "---|" * len(widths))
@@ -296,27 +234,6 @@ def verdict_line(other, c, runs, w):
     if other == "rlvr":  # the confound the reading guide above explains
         tail += " (RLVR only gets no warm-up: this gap is warm-up plus blocks, not the siblings alone.)"
     return head + sds + tail
-
-
-def has_result(res, stage):
-    """Whether a results file the stage leads to exists (see result_of)."""
-    return any((res / f"{name}.json").is_file() for name in result_of(stage))
-
-
-def result_of(stage):
-    """The results files a runs/reproduce.sh stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
-    "seed1/sft_bridge"); the report lists a stage only once that file exists, so a half-done study
-    gives a stable section."""
-    head, tail = stage.split("/", 1)
-    if head == "eval":
-        return [tail]
-    if tail == "grpo_bridge_new":
-        return ["default_bridge"]
-    if tail.startswith("grpo_"):
-        return [f"{head}_{tail[len('grpo_'):]}"]
-    # a warm-up serves its own arm (and seed 0's Bridge warm-up the default Bridge too)
-    arm = tail[len("sft_"):]
-    return [f"{head}_{arm}"] + (["default_bridge"] if stage == "seed0/sft_bridge" else [])
 
 
 def reward_table(runs, res=RES, window=10):
