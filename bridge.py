@@ -115,7 +115,7 @@ class Bridge(nn.Module):
     def attention_weights(self, x, width, alive):
         """(B, T, H, W, W): how much row i of each group attends to sibling j, per timestep and head.
 
-        The softmax that forward() applies, written out (for sample.py --attention-map); each
+        The softmax that forward() applies, written out (for tools/attention_map.py); each
         (i, :) sums to 1, and masked siblings get exactly 0.
         """
         N, T, _ = x.shape
