@@ -166,22 +166,16 @@ class KVCache:
 
     def repeat_rows(self, width):
         """A cache with every row repeated `width` times (rows g*width .. g*width+width-1 = row g)."""
-        new = object.__new__(KVCache)
-        new.k = [k.repeat_interleave(width, dim=0) for k in self.k]
-        new.v = [v.repeat_interleave(width, dim=0) for v in self.v]
-        new.alive = self.alive.repeat_interleave(width, dim=0)
-        new.n_real = self.n_real.repeat_interleave(width, dim=0)
-        new.length = self.length
-        return new
+        return self._rows(lambda t: t.repeat_interleave(width, dim=0))
 
     def select_rows(self, index):
         """A cache of only the rows in `index` (a 1-D LongTensor), in that order."""
+        return self._rows(lambda t: t.index_select(0, index))
+
+    def _rows(self, take):
         new = object.__new__(KVCache)
-        new.k = [k.index_select(0, index) for k in self.k]
-        new.v = [v.index_select(0, index) for v in self.v]
-        new.alive = self.alive.index_select(0, index)
-        new.n_real = self.n_real.index_select(0, index)
-        new.length = self.length
+        new.k, new.v = [take(k) for k in self.k], [take(v) for v in self.v]
+        new.alive, new.n_real, new.length = take(self.alive), take(self.n_real), self.length
         return new
 
 
