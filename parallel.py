@@ -6,6 +6,7 @@ processes (all_reduce_grads), so every replica takes the same optimizer step. Wi
 none of this runs: no process group, no wrapper, and the helpers return their input.
 """
 import os
+import sys
 from datetime import timedelta
 
 import torch
@@ -46,13 +47,24 @@ def distributed():
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def dist_close():
-    """Leave the process group, all together: without the barrier a process that finishes first
-    tears gloo down while another still works (rank 0 writing files), and that one aborts at exit
-    ("terminate called without an active exception", seen in a fresh-clone test run)."""
+def dist_exit(code=0):
+    """End a torchrun worker: leave the process group all together, then exit with `code` at once.
+
+    Without torchrun it only exits when code is non-zero (a stopped run), and otherwise returns.
+    The barrier: a process that finished first would tear gloo down while another still works
+    (rank 0 writing files). The immediate exit (os._exit, after flushing): gloo can still abort a
+    finished run in the interpreter's own teardown ("terminate called without an active
+    exception", exit code -6, seen in about one 2-process test run in a few hundred), so a worker
+    whose work is done and written does not go through that teardown.
+    """
     if distributed():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        sys.exit(code)
 
 
 def is_main():

@@ -346,10 +346,10 @@ def main(argv=None):
             if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):
                 training.save_checkpoint(args.out, model, optimizer, step, args, args.train)
             if stopping:
-                sys.exit(130)
-    parallel.dist_close()
+                parallel.dist_exit(130)
     if not args.rollout_only and parallel.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
+    parallel.dist_exit()
 
 
 if __name__ == "__main__":

@@ -285,11 +285,11 @@ def main(argv=None):
             if (step + 1) % args.save_every == 0 or step + 1 == steps or stopping:
                 training.save_checkpoint(args.out, model, optimizer, step, args, "new")
             if stopping:
-                sys.exit(130)
-    parallel.dist_close()
+                parallel.dist_exit(130)
     if parallel.is_main():
         print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
               file=sys.stderr)
+    parallel.dist_exit()
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def two_updates(argv, rollout, out):
         if parallel.is_main():
             save_file({n: p.detach().clone() for n, p in model.named_parameters()}, str(out / f"update{k}.safetensors"))
             (out / f"update{k}.json").write_text(json.dumps(stats))
-    parallel.dist_close()
+    parallel.dist_exit()
 
 
 def log_of(out):
@@ -276,8 +276,12 @@ def test_sft_on_two_processes_equals_one_process(tiny, tmp_path):
 if __name__ == "__main__":  # one spawned process: test_distributed.py grpo|sft SPY ARGS... | update OUT ROLLOUT ARGS...
     script, spy, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     if script == "update":
-        two_updates(argv[1:], Path(argv[0]), spy)
-        sys.exit(0)
+        two_updates(argv[1:], Path(argv[0]), spy)  # ends the process
     events = instrument(setattr)
+    real_exit = parallel.dist_exit
+
+    def record_then_exit(code=0):  # main() ends a torchrun worker with os._exit: record before it
+        (spy / f"rank{os.environ['RANK']}.json").write_text(json.dumps(events))
+        real_exit(code)
+    parallel.dist_exit = record_then_exit
     dict(grpo=train_grpo, sft=train_sft)[script].main(argv)
-    (spy / f"rank{os.environ['RANK']}.json").write_text(json.dumps(events))
