@@ -7,7 +7,6 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from evaluate import FORMAT
@@ -81,18 +80,6 @@ def test_files_from_different_protocols_are_refused(study):
         report.load(study)
 
 
-def test_bootstrap_of_a_constant_shift_is_that_shift_and_of_equal_arms_zero():
-    rng = np.random.default_rng(0)
-    b = np.random.default_rng(1).random((3, 50))
-    boot = report.bootstrap(b + 0.1, b, rng, n=200)
-    assert np.allclose(boot, 0.1, atol=1e-12) is False  # seeds are drawn per arm: not a pure shift
-    same = np.tile(b[:1], (3, 1))  # three identical seeds: only the problems vary, and they are paired
-    assert np.allclose(report.bootstrap(same + 0.1, same, rng, n=200), 0.1, atol=1e-12)
-    c = report.compare(same + 0.1, same, rng)
-    assert c["diff"] == pytest.approx(0.1) and c["se"] == pytest.approx(0, abs=1e-12)
-    assert c["lo"] == pytest.approx(0.1) and c["hi"] == pytest.approx(0.1) and c["wins"] == 3
-
-
 def test_verdict_says_when_bridge_wins_loses_or_ties(study):
     text = report.section(report.load(study), study)
     verdict = text.split("**Verdict**")[1]
@@ -102,9 +89,10 @@ def test_verdict_says_when_bridge_wins_loses_or_ties(study):
 
 
 def test_read_interval_sides():
-    assert report.read_interval(dict(diff=0.03, lo=0.01, hi=0.05))[3] == 1
-    assert report.read_interval(dict(diff=-0.03, lo=-0.05, hi=-0.01))[3] == -1
-    assert report.read_interval(dict(diff=0.01, lo=-0.01, hi=0.03))[3] == 0
+    assert report.read_interval(dict(mean=0.03, interval=[0.01, 0.05]))[2] == 1
+    assert report.read_interval(dict(mean=-0.03, interval=[-0.05, -0.01]))[2] == -1
+    assert report.read_interval(dict(mean=0.01, interval=[-0.01, 0.03]))[2] == 0
+    assert report.read_interval(dict(mean=0.01, interval=None)) == (1.0, "no interval (one seed)", 0)
 
 
 def test_the_committed_readme_is_what_the_committed_results_give():
@@ -114,13 +102,63 @@ def test_the_committed_readme_is_what_the_committed_results_give():
     assert report.main(["--check"]) == 0
 
 
-def test_one_arm_at_two_widths_draws_its_seeds_once():
-    """same_runs: the width-w and width-1 rows come from the same trained runs, so a resample keeps
-    seed s paired with seed s; a constant shift then has a zero-width interval."""
-    rng = np.random.default_rng(0)
-    b = np.random.default_rng(1).random((3, 50))
-    assert np.allclose(report.bootstrap(b + 0.1, b, rng, n=200, same_runs=True), 0.1, atol=1e-12)
-    assert not np.allclose(report.bootstrap(b + 0.1, b, rng, n=200), 0.1, atol=1e-12)
+def test_every_comparison_is_paired_by_seed_and_a_tie_is_a_tie(study):
+    """Seed 1 of Bridge at width 4 is made identical to seed 1 of P-Match: that pair is a tie, in
+    the table and in the verdict, and the interval is the t interval over the per-seed differences."""
+    p = json.loads((study / "seed1_pmatch.json").read_text())
+    write(study, "seed1_bridge", p)
+    runs = report.load(study)
+    c = next(c for c in report.comparisons(runs) if c["arms"] == ["Bridge", "P-Match"] and c["width"] == 4)
+    assert c["seeds"] == [0, 1, 2] and c["differences"][1] == 0 and c["ties"] == 1
+    assert c["wins"] + c["losses"] == 2
+    half = 4.302653 * statistics.stdev(c["differences"]) / 3 ** 0.5
+    assert c["interval"] == pytest.approx([c["mean"] - half, c["mean"] + half], abs=1e-6)
+    text = report.section(runs, study)
+    row = next(line for line in text.splitlines() if line.startswith("| Bridge - P-Match | 4 |"))
+    assert row.endswith(f"| {c['wins']} / 1 / {c['losses']} |") and "1: +0.0" in row
+    assert f"tied in 1 and lower in {c['losses']}" in text.split("**Verdict**")[1]
+    assert "detected with 80% power" in text.split("**Verdict**")[1]
+
+
+def test_one_seed_gives_no_interval_and_no_crash(study):
+    for s in (1, 2):
+        for arm in ("rlvr", "pmatch", "bridge"):
+            (study / f"seed{s}_{arm}.json").unlink()
+    text = report.section(report.load(study), study)
+    assert "| none (1 seed) | none (1 seed) |" in text
+    assert "pairs only 1 training seed so far: no interval over seeds exists" in text
+
+
+def test_json_is_the_comparisons_of_the_section(study, tmp_path):
+    out = tmp_path / "cmp.json"
+    assert report.main(["--results", str(study), "--print", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["comparisons"] == json.loads(json.dumps(report.comparisons(report.load(study))))
+    assert {tuple(c["arms"]) for c in doc["comparisons"]} >= {("Bridge", "RLVR only"), ("Bridge", "P-Match"),
+                                                              ("Bridge at width 4", "Bridge at width 1")}
+    for c in doc["comparisons"]:
+        assert {"width", "metric", "differences", "mean", "interval", "method", "detectable"} <= set(c)
+
+
+def test_committed_bridge_minus_pmatch_at_width_4_recomputed_from_the_raw_files(tmp_path):
+    """Independent of report.py and study.py: per-seed accuracy straight from the per-problem counts."""
+    if not (report.RES / "base.json").is_file():
+        pytest.skip("no committed results yet")
+
+    def accuracy(arm, seed):
+        run = json.loads((report.RES / f"seed{seed}_{arm}.json").read_text())
+        (r,) = [r for r in run["results"] if r["width"] == 4]
+        return sum(p["correct"] for p in r["per_problem"]) / (r["n"] * len(r["per_problem"]))
+
+    diffs = [accuracy("bridge", s) - accuracy("pmatch", s) for s in range(3)]
+    out = tmp_path / "cmp.json"
+    assert report.main(["--print", "--json", str(out)]) == 0
+    (c,) = [c for c in json.loads(out.read_text())["comparisons"]
+            if c["arms"] == ["Bridge", "P-Match"] and c["width"] == 4]
+    assert c["seeds"] == [0, 1, 2] and c["differences"] == pytest.approx(diffs, abs=1e-12)
+    mean, half = statistics.fmean(diffs), 4.302653 * statistics.stdev(diffs) / 3 ** 0.5
+    assert c["mean"] == pytest.approx(mean, abs=1e-12)
+    assert c["interval"] == pytest.approx([mean - half, mean + half], abs=1e-6)
 
 
 def test_base_gain_is_over_the_base_mean_of_all_widths_and_few_seeds_are_no_verdict(study):
@@ -131,7 +169,7 @@ def test_base_gain_is_over_the_base_mean_of_all_widths_and_few_seeds_are_no_verd
     assert "Bridge at width 4 - Bridge at width 1" in text and "Within Bridge" in text
     assert "not a verdict yet" not in text
     (study / "seed2_rlvr.json").unlink()  # RLVR only now has 2 seeds
-    assert "Only 2 training seeds per arm so far" in report.section(report.load(study), study)
+    assert "pairs only 2 training seeds so far" in report.section(report.load(study), study)
 
 
 def test_the_command_runs_from_any_directory_and_bad_input_is_one_line(study, tmp_path):

@@ -3,6 +3,7 @@
     python tools/report.py              # rewrite README.md between the results markers, and the plot
     python tools/report.py --check      # exit 1 if README.md's section is not what the files give
     python tools/report.py --print      # print the section only
+    python tools/report.py --json PATH  # also write every paired comparison, unrounded, as JSON
 
 Run from any directory: the files it reads and writes are found from the repository root.
 
@@ -14,11 +15,11 @@ the per-problem correct counts in those files with the metric functions of metri
 is reproducible to the last digit (`--check` is run by the test suite, tests/test_report.py).
 
 Uncertainty, two sources, both reported:
-- over problems: the 200 held-out problems are one sample of the task; standard errors over them;
-- over training seeds: each arm was trained S times; "± sd" is the sample std over the S runs.
-The paired comparisons resample both at once (a bootstrap over problems, shared by the two arms
-because they answered the same problems, and over each arm's seeds), 95% percentile intervals.
-With 3 seeds the seed part of that interval is rough (it cannot be wider than the 3 runs allow).
+- over training seeds: each arm was trained S times; "± sd" is the sample std over the S runs, and
+  every comparison of two arms is paired by seed (tools/paired.py): seed s of one arm against seed
+  s of the other, a t interval over the S per-seed differences, the seed as the unit;
+- over problems: the 200 held-out problems are one sample of the task, shared by every run; standard
+  errors over them (the seed intervals hold the problems fixed).
 """
 import json
 import statistics
@@ -29,17 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli), wherever this is run from
 
-import numpy as np  # noqa: E402
-
 from cli import Parser, run  # noqa: E402
-from study import ARMS, RES, has_result, load, matrix, per_problem  # noqa: E402
+from paired import DETECTABLE, METHOD, POWER, TIES, compare  # noqa: E402
+from study import ARMS, RES, has_result, load, per_problem, per_seed  # noqa: E402
 
 TAUS = ("1/8", "1/2", "3/4", "1")
 TRAIN_WIDTH = 4  # the width every arm was trained at (runs/reproduce.sh)
 # the markers are matched verbatim in README.md (a new wording must change both)
 BEGIN = "<!-- results:begin (written by `python tools/report.py` from results/repro; do not edit by hand) -->"
 END = "<!-- results:end -->"
-BOOTSTRAP = 4000  # resamples; the generator is seeded, so the intervals are the same every run
 
 
 # -----------------------------------------------------------------------------
@@ -54,31 +53,18 @@ def se_over_problems(values):
     return statistics.stdev(values) / len(values) ** 0.5
 
 
-def bootstrap(a, b, rng, n=BOOTSTRAP, same_runs=False):
-    """Resampled mean(a) - mean(b) for (seeds, problems) arrays on the same problems.
-
-    Each resample draws the problems once for both arms (paired) and each arm's seeds on its own;
-    same_runs: a and b are the same trained runs (one arm at two widths), so the seeds are drawn once.
-    """
-    P = a.shape[1]
-    p = rng.integers(P, size=(n, P))
-    sa = rng.integers(a.shape[0], size=(n, a.shape[0]))
-    sb = sa if same_runs else rng.integers(b.shape[0], size=(n, b.shape[0]))
-    out = np.empty(n)
-    for i in range(n):  # each arm: mean over the drawn seeds per problem, then over the drawn problems
-        out[i] = a[sa[i]].mean(axis=0)[p[i]].mean() - b[sb[i]].mean(axis=0)[p[i]].mean()
+def comparisons(runs):
+    """Every paired comparison the section prints (tools/paired.py's dicts): Bridge minus each other
+    arm at every width, then the same Bridge runs at width w minus width 1 (the siblings' effect)."""
+    widths, arms = runs["base"]["protocol"]["widths"], runs["arms"]
+    if not arms["bridge"]:
+        return []
+    out = [compare(per_seed(arms["bridge"], w), per_seed(arms[other], w), (ARMS["bridge"], ARMS[other]), w)
+           for other in ("rlvr", "pmatch") if arms[other] for w in widths]
+    if 1 in widths:
+        out += [compare(per_seed(arms["bridge"], w), per_seed(arms["bridge"], 1),
+                        (f"Bridge at width {w}", "Bridge at width 1"), w) for w in widths if w != 1]
     return out
-
-
-def compare(a, b, rng, same_runs=False):
-    """Paired comparison of two arms: point difference, se over problems, 95% interval, seed wins."""
-    d = a.mean(axis=0) - b.mean(axis=0)  # per problem, each arm averaged over its seeds
-    boot = bootstrap(a, b, rng, same_runs=same_runs)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    k = min(a.shape[0], b.shape[0])
-    wins = int(sum(a[s].mean() > b[s].mean() for s in range(k)))
-    return dict(diff=float(d.mean()), se=se_over_problems(d.tolist()), lo=float(lo), hi=float(hi),
-                wins=wins, pairs=k)
 
 
 # -----------------------------------------------------------------------------
@@ -103,7 +89,6 @@ def settings(runs):
 
 
 def section(runs, res=RES):
-    rng = np.random.default_rng(0)
     proto = runs["base"]["protocol"]
     widths, n = proto["widths"], proto["n"]
     rows = settings(runs)
@@ -170,40 +155,8 @@ def section(runs, res=RES):
             rel.append(f"{100 * (gb - gr) / gr:+.0f}%" if gr > 0 else "undefined (RLVR gain <= 0)")
         out.append("| relative gain, Bridge vs RLVR only | " + " | ".join(rel) + " |")
 
-    verdict = []
-    if "bridge" in trained:
-        out += ["", "**Paired comparisons** on the same problems: Bridge minus the other arm, percentage "
-                "points of mean accuracy. se: over problems (each arm averaged over its seeds); "
-                f"95% interval: bootstrap over problems and seeds ({BOOTSTRAP} resamples); "
-                "seed wins: seeds s where Bridge's run s scored higher than the other arm's run s. "
-                "The last rows compare the same Bridge runs at width w and at width 1 (where a row has "
-                "no sibling): what attending to the siblings adds at inference, the trained weights fixed.", ""]
-        out.append("| comparison | width | difference | se (problems) | 95% interval | seed wins |")
-        out.append("|---|---|---|---|---|---|")
-        for other in ("rlvr", "pmatch"):
-            if other not in trained:
-                continue
-            for w in widths:
-                c = compare(matrix(runs["arms"]["bridge"], w), matrix(runs["arms"][other], w), rng)
-                out.append(f"| Bridge - {ARMS[other]} | {w} | {100 * c['diff']:+.1f} | {100 * c['se']:.1f} | "
-                           f"[{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}] | {c['wins']} of {c['pairs']} |")
-                if w == TRAIN_WIDTH:
-                    verdict.append(verdict_line(other, c, runs, w))
-        # the same Bridge weights with and without siblings: what attending to them adds at inference
-        one = matrix(runs["arms"]["bridge"], 1) if 1 in widths else None
-        for w in widths:
-            if one is not None and w != 1:
-                c = compare(matrix(runs["arms"]["bridge"], w), one, rng, same_runs=True)
-                out.append(f"| Bridge at width {w} - Bridge at width 1 | {w} | {100 * c['diff']:+.1f} | "
-                           f"{100 * c['se']:.1f} | [{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}] | "
-                           f"{c['wins']} of {c['pairs']} |")
-                if w == TRAIN_WIDTH:
-                    verdict.append(sibling_line(c, w))
-        n_seeds = min(len(s) for s in runs["arms"].values() if s)
-        if n_seeds < 3:
-            verdict.append(f"Only {n_seeds} training seed{'s' * (n_seeds > 1)} per arm so far: the intervals "
-                           "cover problems and sampling, but hardly or not at all the run-to-run variation of "
-                           "training, so none of this is a verdict yet.")
+    lines, verdict = comparison_lines(comparisons(runs))
+    out += lines
     out += ["", "![accuracy against width and G-Pass](results/repro/accuracy.png)", ""]
     out += reward_table(runs, res)
     out += ["**Wall time** of every stage (runs/reproduce.sh's clock, summed over sittings), and the "
@@ -214,24 +167,79 @@ def section(runs, res=RES):
     return "\n".join(out)
 
 
+def comparison_lines(comps):
+    """The paired comparisons' table, and the verdict's sentences about them at the training width."""
+    if not comps:
+        return [], []
+    lines = ["", "**Paired comparisons**, paired by training seed (tools/paired.py): for each seed s, the first "
+             "setting's run s minus the second's on the same problems, percentage points of mean accuracy. "
+             f"mean: of the per-seed differences; 95% interval: {METHOD}, so the seed is the unit (it "
+             "holds the problems fixed); detectable: the smallest difference the design could have "
+             f"detected, {DETECTABLE}; se (problems): over the problems, of the per-problem differences "
+             f"averaged over the seeds; seeds higher / tied / lower: {TIES}. The last rows compare the same "
+             "Bridge runs at width w and at width 1 (where a row has no sibling): what attending to the "
+             "siblings adds at inference, the trained weights fixed.", "",
+             "| comparison | width | per seed (seed: difference) | mean | 95% interval (seeds) | "
+             "detectable | se (problems) | seeds higher / tied / lower |", "|---|---|---|---|---|---|---|---|"]
+    for c in comps:
+        lo_hi = "none (1 seed)" if c["interval"] is None else "[{:+.1f}, {:+.1f}]".format(*pts(c["interval"]))
+        found = "none (1 seed)" if c["detectable"] is None else f"{100 * c['detectable']:.1f}"
+        each = ", ".join(f"{s}: {100 * d:+.1f}" for s, d in zip(c["seeds"], c["differences"]))
+        lines.append(f"| {c['arms'][0]} - {c['arms'][1]} | {c['width']} | {each} | {100 * c['mean']:+.1f} | "
+                     f"{lo_hi} | {found} | {100 * c['se_problems']:.1f} | {c['wins']} / {c['ties']} / {c['losses']} |")
+    at_train = [c for c in comps if c["width"] == TRAIN_WIDTH]
+    verdict = [verdict_line(c) for c in at_train if c["arms"][1] != "Bridge at width 1"]
+    verdict += [sibling_line(c) for c in at_train if c["arms"][1] == "Bridge at width 1"]
+    k = min(len(c["seeds"]) for c in comps)
+    if k < 3:
+        why = ("no interval over seeds exists" if k < 2 else
+               f"the intervals over seeds have {k - 1} degree{'s' * (k > 2)} of freedom and are very wide")
+        verdict.append(f"The thinnest comparison pairs only {k} training seed{'s' * (k > 1)} so far: "
+                       f"{why}, so none of this is a verdict yet.")
+    return lines, verdict
+
+
+def pts(values):
+    """Shares as percentage points."""
+    return [100 * v for v in values]
+
+
 def read_interval(c):
-    """A comparison in percentage points, and where its 95% interval lies: 1 above 0, -1 below, 0 across."""
-    d, lo, hi = 100 * c["diff"], 100 * c["lo"], 100 * c["hi"]
-    return d, lo, hi, 1 if lo > 0 else -1 if hi < 0 else 0
+    """A comparison's mean in percentage points, its 95% interval as words, and where the interval
+    lies: 1 above 0, -1 below, 0 across it or none (one seed)."""
+    d = 100 * c["mean"]
+    if c["interval"] is None:
+        return d, "no interval (one seed)", 0
+    lo, hi = pts(c["interval"])
+    return d, f"95% interval over seeds {lo:+.1f} to {hi:+.1f}", 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-def verdict_line(other, c, runs, w):
-    sd_b = spread([statistics.fmean(per_problem(r, w)) for r in runs["arms"]["bridge"].values()])[1]
-    sd_o = spread([statistics.fmean(per_problem(r, w)) for r in runs["arms"][other].values()])[1]
-    d, lo, hi, side = read_interval(c)
-    sds = ("" if sd_b is None or sd_o is None else
-           f"; the seed-to-seed std is {100 * sd_b:.1f} (Bridge) and {100 * sd_o:.1f} ({ARMS[other]}) points")
-    head = {1: f"Bridge beat {ARMS[other]} by {d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})",
-            -1: f"Bridge lost to {ARMS[other]} by {-d:.1f} points (95% interval {lo:+.1f} to {hi:+.1f})",
-            0: (f"Bridge and {ARMS[other]} are not distinguishable: {d:+.1f} points, 95% interval "
-                f"{lo:+.1f} to {hi:+.1f}, which contains 0")}[side]
-    tail = f"; Bridge scored higher in {c['wins']} of {c['pairs']} seed pairs."
-    if other == "rlvr":  # the confound the reading guide above explains
+def seed_count(c):
+    """Higher / tied / lower per seed, in words."""
+    return (f"over the {len(c['seeds'])} seeds, {c['arms'][0]} scored higher in {c['wins']}, tied in "
+            f"{c['ties']} and lower in {c['losses']}")
+
+
+def design(c):
+    """The smallest difference the comparison could have detected, in words (none with one seed)."""
+    if c["detectable"] is None:
+        return ""
+    return (f"; with {len(c['seeds'])} seeds and this spread of the per-seed differences, only a true difference "
+            f"of at least {100 * c['detectable']:.1f} points is detected with {POWER:.0%} power")
+
+
+def verdict_line(c):
+    """Bridge against another arm at one width, in words."""
+    bridge, other = c["arms"]
+    d, interval, side = read_interval(c)
+    sds = ("" if c["sd"] is None else f"; the seed-to-seed std is {100 * statistics.stdev(c['means_a']):.1f} "
+           f"({bridge}) and {100 * statistics.stdev(c['means_b']):.1f} ({other}) points")
+    head = {1: f"{bridge} beat {other} by {d:.1f} points ({interval})",
+            -1: f"{bridge} lost to {other} by {-d:.1f} points ({interval})",
+            0: f"{bridge} and {other} are not distinguishable: {d:+.1f} points, {interval}"
+               + (", which contains 0" if c["interval"] is not None else "")}[side]
+    tail = f"; {seed_count(c)}{design(c)}."
+    if other == ARMS["rlvr"]:  # the confound the reading guide above explains
         tail += " (RLVR only gets no warm-up: this gap is warm-up plus blocks, not the siblings alone.)"
     return head + sds + tail
 
@@ -259,13 +267,15 @@ def reward_table(runs, res=RES, window=10):
     return lines + [""]
 
 
-def sibling_line(c, w):
-    d, lo, hi, side = read_interval(c)
+def sibling_line(c):
+    """The same Bridge weights at width w against width 1, in words."""
+    d, interval, side = read_interval(c)
+    w = c["width"]
     what = {1: f"the siblings help: width {w} scored {d:.1f} points above width 1 with the same weights",
             -1: f"the siblings hurt: width {w} scored {-d:.1f} points below width 1 with the same weights",
             0: (f"the siblings add nothing measurable: the same Bridge weights score {d:+.1f} points at "
                 f"width {w} against width 1, where there is no sibling to attend to")}[side]
-    return f"Within Bridge, {what} (95% interval {lo:+.1f} to {hi:+.1f})."
+    return f"Within Bridge, {what} ({interval}; {seed_count(c)}{design(c)})."
 
 
 def walltime_table(res=RES):
@@ -333,16 +343,29 @@ def splice(readme, text):
     return head + text + tail
 
 
+def write_json(runs, res, path):
+    """Every paired comparison of the section, unrounded, so that anyone can check the numbers."""
+    where = res.resolve()
+    doc = dict(results=str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
+               unit="share of answers right (0 to 1); the README prints 100 x, in points",
+               comparisons=comparisons(runs))
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main(argv=None):
     p = Parser(description="Write the README's results section from results/repro.")
     p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
     p.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
     p.add_argument("--results", default=str(RES), help="the result files (default results/repro)")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
+    p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
     args = p.parse_args(argv)
     res = Path(args.results)
     runs = load(res)
     text = section(runs, res)
+    if args.json:
+        write_json(runs, res, Path(args.json))
     if args.print:
         print(text)
         return 0

@@ -15,8 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate), wherever this is run from
 
-import numpy as np  # noqa: E402
-
 from evaluate import read_result  # noqa: E402
 from metrics import g_pass_at_k, mean_accuracy  # noqa: E402
 
@@ -25,7 +23,6 @@ ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 # protocol fields that must agree between every file compared (what was asked, not who answered)
 SAME = ("task", "knobs", "split", "problems", "seeds", "widths", "n", "shots", "system",
         "temperature", "top_p", "max_new_tokens")
-
 
 
 def load(res=RES):
@@ -76,9 +73,9 @@ def per_problem(run, width, metric="accuracy", tau=None):
     return [g_pass_at_k(n, x, n, Fraction(tau)) for x in c]
 
 
-def matrix(seed_runs, width, metric="accuracy", tau=None):
-    """(seeds, problems) array of a per-problem metric, seeds in sorted order."""
-    return np.array([per_problem(seed_runs[s], width, metric, tau) for s in sorted(seed_runs)], dtype=float)
+def per_seed(seed_runs, width, metric="accuracy", tau=None):
+    """{seed: the metric per problem} of one arm's runs at this width (tools/paired.py's input)."""
+    return {s: per_problem(run, width, metric, tau) for s, run in seed_runs.items()}
 
 
 def has_result(res, stage):
