@@ -32,7 +32,7 @@ from pathlib import Path
 import cli
 import tasks
 from cli import Parser, progress
-from metrics import summarize, threshold
+from metrics import mean_se, set_summary, summarize, threshold
 
 
 # -----------------------------------------------------------------------------
@@ -47,9 +47,13 @@ def score(problem, completions, tokenizer, keep_texts=False):
     """The per-problem record of one width, from the n completions (token ids, EOS included)."""
     texts = [tokenizer.decode(ids) for ids in completions]
     eos = set(tokenizer.eos_ids)
-    record = dict(gold=problem.answer, correct=int(sum(tasks.reward(t, problem) for t in texts)),
-                  answers=[tasks.extract_answer(t) for t in texts],
-                  # choice: an answer's length counts every token it generated, its EOS included
+    if problem.task in tasks.SET_TASKS:  # scored as groups later (set_metrics): keep each answer's number
+        record = dict(gold=problem.answer, choices=[tasks.set_choice(t, problem) if ids and ids[-1] in eos
+                                                    else None for t, ids in zip(texts, completions)])
+    else:
+        record = dict(gold=problem.answer, correct=int(sum(tasks.reward(t, problem) for t in texts)),
+                      answers=[tasks.extract_answer(t) for t in texts])
+    record.update(  # choice: an answer's length counts every token it generated, its EOS included
                   lengths=[len(ids) for ids in completions],
                   truncated=sum(ids[-1] not in eos for ids in completions),  # no EOS in max_new_tokens
                   answer_line=sum(tasks.has_answer_line(t) for t in texts))
@@ -148,6 +152,23 @@ def format_table(result, timing):
     return "\n".join(lines)
 
 
+def summary_of(per_problem, width, args):
+    """{metric: {"mean", "se"}} of one width. A set-level task (records with "choices") is scored by
+    groups: at width W > 1 its own groups of W; at width 1 the n independent answers pooled into
+    pseudo-groups of every other width of the sweep (the rows the independent ceiling is about)."""
+    if "choices" not in per_problem[0]:
+        return summarize(per_problem, args.n, args.ks, args.taus)
+    sizes = [width] if width > 1 else [w for w in args.widths if w > 1] or [args.n]
+    out = {}
+    for size in sizes:
+        for name, v in set_summary(per_problem, args.n, size).items():
+            out[name if name == "valid" else f"{name}@{size}"] = v
+    for name in ("answer_line", "truncated"):
+        out[name] = mean_se([p[name] / args.n for p in per_problem])
+    out["length"] = mean_se([sum(p["lengths"]) / args.n for p in per_problem])
+    return out
+
+
 def evaluate(args):
     """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
     from model import load_model
@@ -169,7 +190,7 @@ def evaluate(args):
         seconds = time.time() - t0
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
         result = dict(width=width, groups=args.n // width, n=args.n,
-                      summary=summarize(per_problem, args.n, args.ks, args.taus), per_problem=per_problem)
+                      summary=summary_of(per_problem, width, args), per_problem=per_problem)
         tokens = sum(sum(p["lengths"]) for p in per_problem)
         timing = dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
         out["results"].append(result)

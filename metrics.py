@@ -231,3 +231,62 @@ def summarize(per_problem, n, ks, taus):
     rows["length"] = [statistics.fmean(p["lengths"]) for p in per_problem]
     rows["truncated"] = [p["truncated"] / n for p in per_problem]
     return {name: mean_se(values) for name, values in rows.items()}
+
+
+# -----------------------------------------------------------------------------
+# the set-level task (`distinct` in tasks.py): scores of a whole group, and the independent ceiling
+
+def distinct_scores(choices):
+    """Per answer of one group: 1 if its choice is valid (not None) and no sibling made the same one."""
+    counts = Counter(c for c in choices if c is not None)
+    return [int(c is not None and counts[c] == 1) for c in choices]
+
+
+def independent_ceiling(K, W):
+    """(per-answer score, all-distinct share): the most that answers drawn INDEPENDENTLY from one
+    distribution can expect on a K-value `distinct` task in groups of W. Exact Fractions.
+
+    Independent answers: the base model, RLVR only, P-Match, and Bridge weights at width 1 (every
+    answer to a prompt has the same distribution: same prompt, no row index).
+    - Per answer: an answer that picks value v (probability p_v) scores if none of the other W-1
+      picks v: the expected score is sum_v p_v (1 - p_v)^(W-1), the rest of the probability being
+      invalid answers (which score 0 and take nothing from the siblings). For K >= W the most is
+      (1 - 1/K)^(W-1), at the uniform distribution. For K < W it is K/W (1 - 1/W)^(W-1), at 1/W on
+      every value and the rest invalid: there, answering wrongly on purpose pays. Both are
+      K q (1 - q)^(W-1) with q = 1/max(K, W); tests/test_metrics.py checks that no distribution
+      beats it, by brute force over every group.
+    - All distinct (every answer valid and no two equal): W! e_W(p), with e_W the elementary
+      symmetric polynomial, at most C(K, W) W! / K^W = K! / ((K-W)! K^W) by Maclaurin's
+      inequality (uniform attains it); 0 for K < W.
+    """
+    _integer(K, "K")
+    _integer(W, "W")
+    if K < 1 or W < 1:
+        raise ValueError(f"K and W must be >= 1, got K={K}, W={W}")
+    q = Fraction(1, max(K, W))
+    per_answer = K * q * (1 - q) ** (W - 1)
+    all_distinct = Fraction(math.perm(K, W), K ** W)  # math.perm is 0 when W > K
+    return per_answer, all_distinct
+
+
+def set_summary(per_problem, n, size):
+    """{"set_score", "all_distinct", "valid"}: {"mean", "se"} over problems, with the n answers of each
+    problem (its record's "choices", None = invalid) scored in consecutive groups of `size`.
+
+    At a Bridge width W the n answers ARE n/W groups of W; at width 1 the same call pools n
+    independent answers into pseudo-groups of `size` (what the independent ceiling is about).
+    """
+    _integer(size, "size")
+    if size < 1 or n % size:
+        raise ValueError(f"groups of {size} do not divide n={n}")
+    rows = {"set_score": [], "all_distinct": [], "valid": []}
+    for p in per_problem:
+        choices = p["choices"]
+        if len(choices) != n:
+            raise ValueError(f"a per-problem record holds {len(choices)} choices, expected n={n}")
+        groups = [choices[i:i + size] for i in range(0, n, size)]
+        scores = [s for g in groups for s in distinct_scores(g)]
+        rows["set_score"].append(sum(scores) / n)
+        rows["all_distinct"].append(sum(all(distinct_scores(g)) for g in groups) / len(groups))
+        rows["valid"].append(sum(c is not None for c in choices) / n)
+    return {name: mean_se(values) for name, values in rows.items()}

@@ -292,6 +292,8 @@ def add_arguments(p):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
+    p.add_argument("--task", default=None, help="without --prompt: ask the first held-out problem of this "
+                   "task family of tasks.py and score the answers (default word)")
     return p
 
 
@@ -300,6 +302,12 @@ def check_args(args):
     if args.width < 1:
         raise ValueError(f"--width must be >= 1, got {args.width}")
     check_sampling(args.temperature, args.top_k, args.top_p)
+    import tasks
+    if args.task is not None:
+        if args.task not in tasks.TASKS:
+            raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(tasks.TASKS)}")
+        if args.prompt:
+            raise ValueError("--task picks the built-in problem; it cannot score a --prompt")
 
 
 def setup(args):
@@ -316,11 +324,12 @@ def setup(args):
     return model, tokenizer, bridge
 
 
-def default_problem():
-    """The built-in prompt: the first held-out problem of the default task."""
+def default_problem(task=None):
+    """The built-in prompt: the first held-out problem of `task` (default: the default task)."""
     import tasks
-    knobs = tasks.DEFAULT_KNOBS.get(tasks.DEFAULT_TASK, {})
-    return tasks.make_problems(tasks.DEFAULT_TASK, 1, seed=0, split="test", **knobs)[0]
+    task = task or tasks.DEFAULT_TASK
+    knobs = tasks.DEFAULT_KNOBS.get(task, {})
+    return tasks.make_problems(task, 1, seed=0, split="test", **knobs)[0]
 
 
 def prompts_of(args, tokenizer):
@@ -329,7 +338,7 @@ def prompts_of(args, tokenizer):
     import tasks
     if args.prompt:
         return args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat), None
-    problem = default_problem()
+    problem = default_problem(args.task)
     return [problem.question], [tasks.prompt_ids(tokenizer, problem)], problem
 
 
@@ -358,7 +367,10 @@ def main(argv=None):
     settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
                                               "seed", "device", "dtype")}
     settings["chat"] = not args.no_chat
-    rewards = [[tasks.reward(a, problem) for a in answers] for answers in out] if problem else None
+    eos = set(tokenizer.eos_ids)
+    finished = [bool(c) and c[-1] in eos for c in rollout.completions()]
+    rewards = [tasks.group_reward(answers, problem, finished[g * args.width:(g + 1) * args.width])
+               for g, answers in enumerate(out)] if problem else None
     if args.json:
         results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out)]
         if problem:
@@ -369,9 +381,12 @@ def main(argv=None):
                          indent=2, ensure_ascii=False))
         return
     for g, (prompt, answers) in enumerate(zip(prompts, out)):
-        print(f"=== prompt: {prompt}" + (f"  (answer: {problem.answer})" if problem else ""))
+        gold = "" if not problem else f"  (answer: {problem.answer})" if problem.task not in tasks.SET_TASKS \
+            else f"  (an answer scores 1 if its number is 1..{problem.answer} and no other answer's)"
+        print(f"=== prompt: {prompt}{gold}")
         for i, answer in enumerate(answers):
-            verdict = f" ({'right' if rewards[g][i] else 'wrong'})" if problem else ""
+            verdict = "" if not problem else f" ({'right' if rewards[g][i] else 'wrong'})" \
+                if problem.task not in tasks.SET_TASKS else f" (scores {rewards[g][i]:g})"
             print(f"--- answer {i + 1}/{args.width}{verdict}")
             print(answer.strip())
         print()

@@ -11,7 +11,9 @@ SmolLM2-135M-Instruct, gets each right with two worked examples: README, "Choosi
 
 Users with GSM8K-style data (JSONL, `answer` ending in `#### N`) load it with load_jsonl().
 Training, evaluation and sample.py share ONE prompt (prompt_ids), ONE extractor (extract_answer)
-and ONE reward (reward).
+and ONE reward (group_reward: reward() of each answer, or the group's for a set-level family).
+The set-level family `distinct` ("name an animal, then pick a number from 1 to 9 that no other
+answer picks") has no right answer: its reward depends on the whole group (see CATEGORIES).
 
     $ python tasks.py --task word --n 5 --seed 0 --split train --shots 2
 
@@ -127,13 +129,58 @@ def _abc_render(a, b, c):
     return f"What is {a} + {b} - {c}?", s - c, f"{a} + {b} = {s}, and {s} - {c} = {s - c}."
 
 
+# `distinct`, the set-level family: no answer is right or wrong alone. Each of the W answers to one
+# prompt names something (which makes the rows diverge BEFORE they pick: rows with identical
+# histories draw their next token from the same distribution, so no coordination is possible
+# while they are identical), then picks a whole number from 1 to K; an answer scores 1 if its
+# number is in range and no sibling picked the same number (group_reward). A Problem's `answer`
+# holds K. Rows answering independently can expect at most metrics.independent_ceiling(K, W).
+CATEGORIES = (("an animal", ("A fox", "An owl", "A horse")), ("a color", ("Blue", "Green", "Purple")),
+              ("a fruit", ("A pear", "A plum", "A mango")), ("a country", ("Chile", "Norway", "Kenya")),
+              ("a city", ("Paris", "Lima", "Oslo")), ("a tool", ("A hammer", "A saw", "A wrench")),
+              ("a musical instrument", ("A violin", "A drum", "A flute")),
+              ("a sport", ("Tennis", "Rowing", "Judo")), ("a flower", ("A rose", "A tulip", "A daisy")),
+              ("a tree", ("An oak", "A birch", "A maple")), ("a bird", ("A robin", "A crow", "A swan")),
+              ("a vegetable", ("A carrot", "A leek", "A pea")), ("a drink", ("Tea", "Milk", "Lemonade")),
+              ("a dessert", ("A pie", "A cake", "A tart")), ("a job", ("A baker", "A nurse", "A pilot")),
+              ("a vehicle", ("A bus", "A tram", "A truck")), ("a metal", ("Iron", "Copper", "Zinc")),
+              ("an insect", ("An ant", "A bee", "A moth")), ("a shape", ("A circle", "A square", "A star")),
+              ("a fish", ("A trout", "A cod", "A carp")), ("a board game", ("Chess", "Go", "Checkers")),
+              ("a planet", ("Mars", "Venus", "Saturn")), ("a river", ("The Nile", "The Rhine", "The Amazon")),
+              ("a piece of furniture", ("A chair", "A table", "A bed")))
+DISTINCT_TEMPLATES = (
+    "First name {cat}. Then pick a whole number from 1 to {k}. Several answers to this are written "
+    "at once, and each should pick a number that no other answer picks.",
+    "Name {cat}, then choose a whole number between 1 and {k}. The answers written together should "
+    "all choose different numbers.",
+    "Write down {cat} and then a whole number from 1 to {k}; every answer in the group must pick "
+    "its own number, different from the others.",
+)
+
+
+def _distinct_axes(hi=9):
+    if not (isinstance(hi, int) and 2 <= hi <= 9):
+        raise ValueError(f"distinct: hi must be an integer 2..9 (one digit per number), got {hi!r}")
+    return [CATEGORIES, range(len(DISTINCT_TEMPLATES)), [hi]]
+
+
+def _distinct_render(category, template, k):
+    cat, examples = category
+    question = DISTINCT_TEMPLATES[template].format(cat=cat, k=k)
+    # the worked reply: an example of the category, then a number that depends on the question only
+    pick = stable_seed("distinct-example", question) % k + 1
+    return question, k, f"{examples[template]}.\n{answer_line(pick)}"
+
+
 TASKS = {  # name -> (axes, render)
     "word": (_word_axes, _word_render),
     "add2": (_add2_axes, _add_render),
     "abc": (_abc_axes, _abc_render),
     "add1": (_add1_axes, _add_render),
     "mul1": (_mul1_axes, _mul_render),
+    "distinct": (_distinct_axes, _distinct_render),
 }
+SET_TASKS = {"distinct"}  # families scored as a group (group_reward), not answer by answer
 
 
 # -----------------------------------------------------------------------------
@@ -249,7 +296,8 @@ def messages(problem, *, shots=2, system=SYSTEM):
     chat = [{"role": "system", "content": system}] if system else []
     for question, answer, worked in _sample(task, shots, rng, "train", {}, exclude={problem.question}):
         chat.append({"role": "user", "content": f"{question} {INSTRUCTION}"})
-        chat.append({"role": "assistant", "content": f"{worked}\n{answer_line(answer)}"})
+        reply = worked if task in SET_TASKS else f"{worked}\n{answer_line(answer)}"  # a set task's example picks its own number
+        chat.append({"role": "assistant", "content": reply})
     chat.append({"role": "user", "content": f"{problem.question} {INSTRUCTION}"})
     return chat
 
@@ -320,8 +368,37 @@ def has_answer_line(text):
 
 
 def reward(text, problem):
-    """1.0 if the reply's extracted answer equals the problem's answer, else 0.0."""
+    """1.0 if the reply's extracted answer equals the problem's answer, else 0.0 (one answer alone)."""
+    if problem.task in SET_TASKS:
+        raise ValueError(f"task {problem.task!r} scores a group of answers together: use group_reward")
     return 1.0 if extract_answer(text) == problem.answer else 0.0
+
+
+def set_choice(text, problem):
+    """A `distinct` reply's number if it is valid, else None: its last "Answer: N" line holds a whole
+    number N in 1..K (K = problem.answer). No answer line, a number out of range or not whole: None."""
+    for line in reversed(_ANSWER_LINE.findall(text)):
+        numbers = list(_NUMBER.finditer(line))
+        if numbers:
+            value = _value(numbers[-1])
+            return value if value is not None and 1 <= value <= problem.answer else None
+    return None
+
+
+def group_reward(texts, problem, finished=None):
+    """The rewards of one prompt's group of answers, in order. The one reward of training and evaluation.
+
+    Answer-by-answer families: reward() of each text. `distinct`: 1.0 for an answer whose
+    set_choice is not None and appears once in the group, else 0.0 (an invalid answer takes no
+    number from its siblings). finished: per text, whether it ended with an end token; a set-level
+    family scores an answer cut at max_new_tokens 0. # choice: answer-by-answer families ignore it
+    and score a cut answer by its text, as every committed study did.
+    """
+    if problem.task not in SET_TASKS:
+        return [reward(t, problem) for t in texts]
+    finished = [True] * len(texts) if finished is None else finished
+    choices = [set_choice(t, problem) if done else None for t, done in zip(texts, finished, strict=True)]
+    return [float(c is not None and choices.count(c) == 1) for c in choices]
 
 
 # -----------------------------------------------------------------------------

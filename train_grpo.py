@@ -10,7 +10,8 @@ RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, 
 One step (the paper's RLVR stage; the numbers are the steps of main()):
   1. rollout:   one width-W group per prompt, sampled with the blocks on (sample.py), so the
                 W answers of a group are interdependent through Bridge;
-  2. reward:    tasks.reward, 1 if the extracted answer is right, else 0;
+  2. reward:    tasks.group_reward, 1 if the extracted answer is right, else 0 (for the set-level
+                task `distinct`: 1 if the answer's number is valid and no sibling picked it);
   3. advantage: group_advantages, (r - mean) / (std + eps) within each group;
   4. loss:      policy_loss, the PPO-clipped surrogate, averaged over every answer token of the step;
   5. step:      gradients accumulated over micro-batches of whole groups, clipped, one AdamW step.
@@ -72,7 +73,7 @@ import training
 from checkpoint import load_checkpoint
 from model import load_model
 from sample import sample
-from tasks import make_problems, question_count, reward, stable_seed
+from tasks import SET_TASKS, group_reward, make_problems, question_count, stable_seed
 
 # -----------------------------------------------------------------------------
 # the GRPO math: pure functions of tensors
@@ -169,8 +170,11 @@ def rollout(model, tokenizer, indexed_problems, args):
         r = sample(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
                    width=args.width, max_new_tokens=args.max_new_tokens,
                    temperature=args.temperature, generator=gens)
-    texts = [tokenizer.decode(c) for c in r.completions()]
-    rewards = torch.tensor([reward(t, problems[n // args.width]) for n, t in enumerate(texts)])
+    completions, eos, W = r.completions(), set(tokenizer.eos_ids), args.width
+    texts = [tokenizer.decode(c) for c in completions]
+    finished = [bool(c) and c[-1] in eos for c in completions]
+    rewards = torch.tensor([x for g, p in enumerate(problems)  # each group scored as one (tasks.group_reward)
+                            for x in group_reward(texts[g * W:(g + 1) * W], p, finished[g * W:(g + 1) * W])])
     return r, rewards, texts
 
 
@@ -286,6 +290,8 @@ def parse_args(argv=None):
 
 def check_args(args):
     training.check_common(args)
+    if args.task in SET_TASKS and args.width < 2:
+        raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
     if args.width < 2 and not args.rollout_only:
         raise ValueError(f"--width must be >= 2 for GRPO (advantages compare answers within a group), got {args.width}")
     if args.arch == "none" and (args.train == "new" or args.init):

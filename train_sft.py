@@ -16,6 +16,8 @@ on answers the base model already gives, to read its siblings before RL starts.
 Choices where the paper is silent:
 - # choice: an answer counts only if it is right AND ended with EOS within --max-new-tokens (a cut
   answer would teach the blocks not to stop). Identical right answers are all kept.
+  For the set-level task `distinct` (no right answer alone), "right" means finished, valid, and a
+  number no earlier kept answer of the problem has (distinct_answers): each group is a set.
 - # choice: groups of unequal size become widths like this: a problem with k right answers makes
   ceil(k / W) groups of near-equal size, W = --width (the GRPO width, default 4), so 7 right
   answers give groups of 4 and 3, and 5 give 3 and 2; a leftover group of one answer is dropped
@@ -55,7 +57,7 @@ import training
 from checkpoint import load_checkpoint
 from model import load_model
 from sample import sample
-from tasks import make_problems, reward, stable_seed
+from tasks import SET_TASKS, make_problems, reward, set_choice, stable_seed
 
 # -----------------------------------------------------------------------------
 # 1. data: sample with the base model, keep the right answers, group them
@@ -108,10 +110,30 @@ def sample_records(model, tokenizer, batch, first, args):
     records = []
     for j, problem in enumerate(batch):
         mine = answers[j * k:(j + 1) * k]
-        right = [a for a in mine if a and a[-1] in eos and reward(tokenizer.decode(a), problem) == 1]
+        if problem.task in SET_TASKS:
+            right = distinct_answers(mine, problem, tokenizer, eos)
+        else:
+            right = [a for a in mine if a and a[-1] in eos and reward(tokenizer.decode(a), problem) == 1]
         records.append(dict(index=first + j, question=problem.question, answer=problem.answer,
                             prompt=ids[j], right=right, tried=len(mine)))
     return records
+
+
+def distinct_answers(answers, problem, tokenizer, eos):
+    """A set-level problem's warm-up answers: finished, valid, and no two with the same number.
+
+    # choice: the base model's answers are independent, so a group of them teaches a block nothing
+    about its siblings; a group whose numbers are all different does (each row's number is one its
+    siblings did not take). Each number is kept once, in sampling order, so any slice of the kept
+    answers (make_groups) is a set of distinct numbers.
+    """
+    kept, taken = [], set()
+    for a in answers:
+        choice = set_choice(tokenizer.decode(a), problem) if a and a[-1] in eos else None
+        if choice is not None and choice not in taken:
+            taken.add(choice)
+            kept.append(a)
+    return kept
 
 
 def make_groups(records, width):

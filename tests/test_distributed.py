@@ -36,7 +36,7 @@ import train_grpo  # noqa: E402
 import train_sft  # noqa: E402
 import training  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests"))  # tiny.py, also when run as a script
-from tiny import SMALL, even_length_reward, make_training_model  # noqa: E402
+from tiny import SMALL, even_length_group_reward, even_length_reward, make_training_model  # noqa: E402
 
 
 def instrument(setattr):
@@ -58,8 +58,8 @@ def instrument(setattr):
     def spy_write(*args, **kw):
         events.append(dict(kind="checkpoint"))
         return write(*args, **kw)
-    for module in (train_grpo, train_sft):
-        setattr(module, "reward", even_length_reward)
+    setattr(train_grpo, "group_reward", even_length_group_reward)
+    setattr(train_sft, "reward", even_length_reward)
     setattr(train_grpo, "rollout", spy_rollout)
     setattr(training, "answer_logprobs", spy_logprobs)
     setattr(training, "write_checkpoint", spy_write)

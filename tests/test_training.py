@@ -24,7 +24,7 @@ import training
 from checkpoint import save_bridge
 from model import load_model
 from sample import sample
-from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_reward, make_training_model
+from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_group_reward, even_length_reward, make_training_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -38,7 +38,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def fake_reward(monkeypatch):
-    monkeypatch.setattr(train_grpo, "reward", even_length_reward)
+    monkeypatch.setattr(train_grpo, "group_reward", even_length_group_reward)
     monkeypatch.setattr(train_sft, "reward", even_length_reward)
 
 
@@ -361,5 +361,5 @@ def test_training_at_any_seed_and_sample_py_ask_a_problem_exactly_as_tasks_promp
     for seed in (0, 1, 2):
         args = train_grpo.parse_args(["--out", "unused", "--seed", str(seed)])
         assert training.encode_problems(tok, [problem], args) == [expected]
-    cli_args = argparse.Namespace(prompt=None, no_chat=False)
+    cli_args = argparse.Namespace(prompt=None, no_chat=False, task=None)
     assert sample_cli.prompts_of(cli_args, tok)[1] == [expected]

@@ -94,3 +94,8 @@ def make_training_model(path, seed):
 def even_length_reward(text, problem):
     """The tiny model never solves a problem; this rule (even length = right) gives mixed groups."""
     return float(len(text) % 2 == 0)
+
+
+def even_length_group_reward(texts, problem, finished=None):
+    """even_length_reward of each answer of a group (GRPO scores a group with tasks.group_reward)."""
+    return [even_length_reward(t, problem) for t in texts]
