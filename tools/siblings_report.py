@@ -1,0 +1,249 @@
+"""The README's section "Do the siblings matter?", generated from committed result files.
+
+    python tools/siblings_report.py            # rewrite the section in README.md (+ the figure)
+    python tools/siblings_report.py --check    # exit 1 if README.md's section is not what the files give
+    python tools/siblings_report.py --json P   # also write every paired comparison, unrounded
+
+Reads results/positive_control.json (tools/positive_control.py) and results/siblings/ (runs/siblings.sh:
+evaluate.py results of the base model and of each arm and seed on the set-level task `distinct`,
+and each arm's GRPO log). Every number of the section is computed here from those files, so the
+section is reproducible to the last digit (tests/test_siblings_report.py runs --check).
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import paired  # noqa: E402
+from cli import Parser, run  # noqa: E402
+from metrics import distinct_scores, independent_ceiling  # noqa: E402
+
+RES = ROOT / "results" / "siblings"
+CONTROL = ROOT / "results" / "positive_control.json"
+BEGIN = "<!-- siblings:begin (written by `python tools/siblings_report.py` from results/siblings; do not edit by hand) -->"
+END = "<!-- siblings:end -->"
+ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
+SIZES = (2, 4, 8)
+
+
+def load(res=RES):
+    """{(arm, seed): result} for every seedS_ARM.json, and the base model's result (or None)."""
+    runs = {}
+    for path in sorted(Path(res).glob("seed*_*.json")):
+        seed, arm = path.stem.removeprefix("seed").split("_", 1)
+        if arm in ARMS and seed.isdigit():
+            runs[arm, int(seed)] = json.loads(path.read_text())
+    base = Path(res) / "base.json"
+    return runs, (json.loads(base.read_text()) if base.is_file() else None)
+
+
+def per_problem(result, width, size):
+    """Per question: (share of answers that score, share of groups all distinct), the n answers of
+    the width-`width` run scored in consecutive groups of `size`."""
+    entry = next(r for r in result["results"] if r["width"] == width)
+    out = []
+    for p in entry["per_problem"]:
+        c = p["choices"]
+        groups = [distinct_scores(c[i:i + size]) for i in range(0, len(c), size)]
+        out.append((sum(map(sum, groups)) / len(c), sum(map(all, groups)) / len(groups)))
+    return out
+
+
+def per_seed(runs, arm, width_of, metric):
+    """{seed: per-question values} of `arm`; width_of(size) -> the run width scored at that size."""
+    k = 0 if metric == "score" else 1
+    return {size: {seed: [v[k] for v in per_problem(r, width_of(size), size)]
+                   for (a, seed), r in runs.items() if a == arm} for size in SIZES}
+
+
+def mean_of(values_by_seed):
+    """The mean over seeds of each seed's mean over questions, and the per-seed means."""
+    means = [statistics.fmean(v) for _, v in sorted(values_by_seed.items())]
+    return (statistics.fmean(means) if means else None), means
+
+
+def cell(values_by_seed):
+    mean, means = mean_of(values_by_seed)
+    if mean is None:
+        return "—"
+    spread = f" ({min(means):.3f}–{max(means):.3f})" if len(means) > 1 else ""
+    return f"{mean:.3f}{spread}"
+
+
+def table(runs, base, metric):
+    k = 0 if metric == "score" else 1
+    title = "score per answer" if metric == "score" else "share of groups all distinct"
+    lines = [f"| {title}, groups of W | W = 2 | W = 4 | W = 8 |", "|---|---|---|---|"]
+    if base:
+        lines.append("| base model (independent rows) | " + " | ".join(
+            f"{statistics.fmean(v[k] for v in per_problem(base, s, s)):.3f}" for s in SIZES) + " |")
+    for arm, name in ARMS.items():
+        at_w = per_seed(runs, arm, lambda s: s, metric)
+        lines.append(f"| {name} | " + " | ".join(cell(at_w[s]) for s in SIZES) + " |")
+    at_1 = per_seed(runs, "bridge", lambda s: 1, metric)
+    lines.append("| Bridge weights at width 1 (independent rows, pooled into groups of W) | "
+                 + " | ".join(cell(at_1[s]) for s in SIZES) + " |")
+    lines.append("| **independent ceiling** (exact) | " + " | ".join(
+        f"**{float(independent_ceiling(9, s)[k]):.3f}**" for s in SIZES) + " |")
+    return lines
+
+
+def comparisons(runs):
+    """Bridge vs P-Match and Bridge at width W vs its own weights at width 1, paired by seed."""
+    out = []
+    bridge = per_seed(runs, "bridge", lambda s: s, "score")
+    pmatch = per_seed(runs, "pmatch", lambda s: s, "score")
+    alone = per_seed(runs, "bridge", lambda s: 1, "score")
+    for s in SIZES:
+        for other, arms in ((pmatch, ("Bridge", "P-Match")), (alone, (f"Bridge at width {s}", "its weights at width 1"))):
+            if set(bridge[s]) & set(other[s]):  # a comparison needs a seed both arms have
+                out.append(paired.compare(bridge[s], other[s], arms, s, "score per answer"))
+    return out
+
+
+def comparison_lines(comps):
+    lines = ["| comparison (score per answer, points) | W | per-seed differences | mean | 95% interval "
+             "(seeds as the unit) | seeds higher / tied / lower | detectable |", "|---|---|---|---|---|---|---|"]
+    for c in comps:
+        if not c["differences"]:
+            continue
+        diffs = ", ".join(f"{100 * d:+.1f}" for d in c["differences"])
+        lo_hi = "—" if c["interval"] is None else f"[{100 * c['interval'][0]:+.1f}, {100 * c['interval'][1]:+.1f}]"
+        det = "—" if c["detectable"] is None else f"{100 * c['detectable']:.1f}"
+        lines.append(f"| {c['arms'][0]} − {c['arms'][1]} | {c['width']} | {diffs} | {100 * c['mean']:+.1f} | "
+                     f"{lo_hi} | {c['wins']} / {c['ties']} / {c['losses']} | {det} |")
+    return lines
+
+
+def control_lines(path=CONTROL):
+    if not Path(path).is_file():
+        return ["No positive-control result yet: `python tools/positive_control.py --steps 150`."]
+    r = json.loads(Path(path).read_text())
+    lines = [f"Each of W = {r['width']} rows reads `Ticket: d` (its own digit, {r['tickets']} values) and must "
+             f"predict the largest ticket of its group. From its own row no model can beat the floor "
+             f"H(max | own ticket) = **{r['floor']:.3f} nats** (exact). Only the blocks train "
+             f"({r['heads']} heads x {r['head_dim']}, Adam lr {r['lr']:g}, {r['groups']} groups per step, "
+             f"{r['steps']} steps, the base frozen; `python tools/positive_control.py --steps {r['steps']}`, "
+             f"{r['machine']}); the loss is on {r['eval_groups']} fresh groups.", "",
+             "| blocks | loss at step 0 | at the last step | same weights at width 1 | floor | minutes |",
+             "|---|---|---|---|---|---|"]
+    for kind, arm in r["arms"].items():
+        first, last = arm["curve"][0], arm["curve"][-1]
+        lines.append(f"| {dict(bridge='Bridge', pmatch='P-Match')[kind]} | {first['loss']:.3f} | {last['loss']:.3f} | "
+                     f"{last['loss_width1']:.3f} | {r['floor']:.3f} | {arm['seconds'] / 60:.0f} |")
+    lines += ["", "![positive control](results/positive_control.png)"]
+    return lines
+
+
+def protocol_line(runs, res=RES):
+    if not runs:
+        return "No trained arm has results yet: `bash runs/siblings.sh seed 0`."
+    one = next(iter(runs.values()))["protocol"]
+    seeds = {a: sorted(s for (b, s) in runs if b == a) for a in ARMS}
+    steps = {}
+    for (arm, seed) in runs:
+        log = Path(res) / f"seed{seed}_{arm}.log.jsonl"
+        if log.is_file():
+            steps[arm] = len(log.read_text().splitlines())
+    return (f"Protocol: task `distinct` (K = 9), {one['problems']} held-out questions, n = {one['n']} answers "
+            f"each at widths {', '.join(map(str, one['widths']))}, temperature {one['temperature']:g}, at most "
+            f"{one['max_new_tokens']} new tokens; GRPO at width 4 for "
+            + ", ".join(f"{ARMS[a]} {steps.get(a, '?')} steps (seeds {', '.join(map(str, s)) or 'none'})"
+                        for a, s in seeds.items())
+            + ". Cells: the mean over seeds (the lowest and highest seed in brackets).")
+
+
+def verdict(runs, comps):
+    """A plain sentence from the numbers: does Bridge pass the ceiling, and does it beat P-Match?"""
+    seeds = sorted(s for (a, s) in runs if a == "bridge")
+    if len(seeds) < 2:
+        return "**Verdict:** not yet: fewer than two Bridge seeds have results."
+    parts = []
+    bridge = per_seed(runs, "bridge", lambda s: s, "score")
+    for s in SIZES:
+        ceiling = float(independent_ceiling(9, s)[0])
+        _, means = mean_of(bridge[s])
+        above = sum(m > ceiling for m in means)
+        parts.append(f"at W = {s} {above} of {len(means)} Bridge seeds score above the independent ceiling")
+    vs = [c for c in comps if c["arms"] == ["Bridge", "P-Match"] and c["interval"]]
+    tail = "; ".join(f"Bridge − P-Match at W = {c['width']}: {100 * c['mean']:+.1f} points, interval "
+                     f"[{100 * c['interval'][0]:+.1f}, {100 * c['interval'][1]:+.1f}]" for c in vs)
+    return f"**Verdict:** {'; '.join(parts)}. {tail}."
+
+
+def section(res=RES, control=CONTROL):
+    runs, base = load(res)
+    comps = comparisons(runs)
+    out = [BEGIN, "", "**Positive control: information flows between siblings.**", ""] + control_lines(control)
+    out += ["", "**The set-level task.** " + protocol_line(runs, res), ""]
+    out += table(runs, base, "score") + [""] + table(runs, base, "distinct") + [""]
+    out += (comparison_lines(comps) if comps else ["No paired comparison yet (it needs a seed both arms have)."])
+    out += ["", verdict(runs, comps), "", END]
+    return "\n".join(out)
+
+
+def splice(readme, text):
+    if BEGIN not in readme or END not in readme:
+        raise ValueError(f"README.md has no siblings markers ({BEGIN!r} ... {END!r})")
+    head, rest = readme.split(BEGIN, 1)
+    return head + text + rest.split(END, 1)[1]
+
+
+def plot(res, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs, base = load(res)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(SIZES, [float(independent_ceiling(9, s)[0]) for s in SIZES], "k--", label="independent ceiling (exact)")
+    if base:
+        ax.plot(SIZES, [statistics.fmean(v[0] for v in per_problem(base, s, s)) for s in SIZES], "o:", label="base model")
+    for arm, name in ARMS.items():
+        means = [mean_of(per_seed(runs, arm, lambda s: s, "score")[s])[0] for s in SIZES]
+        if None not in means:
+            ax.plot(SIZES, means, "o-", label=name)
+    alone = [mean_of(per_seed(runs, "bridge", lambda s: 1, "score")[s])[0] for s in SIZES]
+    if None not in alone:
+        ax.plot(SIZES, alone, "s-.", label="Bridge weights at width 1, pooled")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(SIZES, [str(s) for s in SIZES])
+    ax.set_xlabel("group size W")
+    ax.set_ylabel("score per answer (distinct, K = 9)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main(argv=None):
+    p = Parser(description="Write the README's section 'Do the siblings matter?' from results/siblings.")
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
+    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded")
+    args = p.parse_args(argv)
+    text = section()
+    if args.json:
+        Path(args.json).write_text(json.dumps(comparisons(load()[0]), indent=1) + "\n")
+    readme = Path(args.readme).read_text()
+    new = splice(readme, text)
+    if args.check:
+        if new != readme:
+            print(f"{args.readme}: the siblings section is stale; run python tools/siblings_report.py", file=sys.stderr)
+            return 1
+        return 0
+    Path(args.readme).write_text(new)
+    try:
+        RES.mkdir(parents=True, exist_ok=True)
+        plot(RES, RES / "set_score.png")
+    except ImportError:
+        print("matplotlib is not installed: the plot was not redrawn", file=sys.stderr)
+    print(f"wrote the siblings section of {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
