@@ -314,11 +314,13 @@ def setup(args):
     """(model, tokenizer, bridge path or None): --model with --bridge, or the default Bridge."""
     from model import load_model
     bridge = args.bridge
-    if bridge is None and args.model is None and DEFAULT_BRIDGE.is_file():
-        bridge = DEFAULT_BRIDGE
+    # the blocks trained for --task (bridges/TASK.safetensors) where there are some, else the default
+    for_task = DEFAULT_BRIDGE.with_name(f"{args.task}.safetensors") if getattr(args, "task", None) else None
+    default = for_task if for_task is not None and for_task.is_file() else DEFAULT_BRIDGE
+    if bridge is None and args.model is None and default.is_file():
+        bridge = default
         state = "switched off by --no-bridge" if args.no_bridge else "--no-bridge to switch it off"
-        print(f"using the default Bridge {DEFAULT_BRIDGE.relative_to(DEFAULT_BRIDGE.parent.parent)} "
-              f"({state})", file=sys.stderr)
+        print(f"using the committed Bridge {default.relative_to(default.parent.parent)} ({state})", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], bridge=bridge)
     model.use_bridge = not args.no_bridge
     return model, tokenizer, bridge

@@ -106,7 +106,7 @@ case "${1:-}" in
     train_arm runs/seed0 0 bridge_new --arch bridge --train new \
       --init runs/seed0/sft_bridge/checkpoint/bridge.safetensors
     mkdir -p bridges
-    python -c "import sys, model; model.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
       runs/seed0/grpo_bridge_new/checkpoint/bridge.safetensors bridges/default.safetensors
     evaluate default_bridge --bridge bridges/default.safetensors
     ;;

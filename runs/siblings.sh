@@ -7,6 +7,7 @@
 #
 #   bash runs/siblings.sh base          # evaluate the base model
 #   bash runs/siblings.sh seed 0        # one seed: warm-ups, then per arm train + evaluate
+#   bash runs/siblings.sh blocks        # bridges/distinct.safetensors (blocks only), evaluated
 #   python tools/siblings_report.py     # the README section from results/siblings/*.json
 #
 # Every stage skips what is already done (the same rules as runs/reproduce.sh): an arm whose
@@ -98,7 +99,20 @@ case "${1:-}" in
     arm "$dir" "$seed" bridge "seed${seed}_bridge" --arch bridge --train all \
       --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
     ;;
+  blocks)
+    # the committed blocks-only Bridge for `distinct` (python sample.py --width 4 --task distinct):
+    # only the new blocks train (--train new, a file of a few MB), from seed 0's warm-up, stored in bf16
+    [ -f "$RES/distinct_bridge.json" ] && { echo "== $RES/distinct_bridge.json: done"; exit 0; }
+    sft runs/siblings/seed0 0 bridge
+    train_arm runs/siblings/seed0 0 bridge_new --arch bridge --train new \
+      --init runs/siblings/seed0/sft_bridge/checkpoint/bridge.safetensors
+    mkdir -p bridges
+    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+      runs/siblings/seed0/grpo_bridge_new/checkpoint/bridge.safetensors bridges/distinct.safetensors
+    evaluate distinct_bridge --bridge bridges/distinct.safetensors
+    cp runs/siblings/seed0/grpo_bridge_new/log.jsonl "$RES/distinct_bridge.log.jsonl"
+    ;;
   *)
-    echo "usage: bash runs/siblings.sh base | seed SEED" >&2; exit 2
+    echo "usage: bash runs/siblings.sh base | seed SEED | blocks" >&2; exit 2
     ;;
 esac
