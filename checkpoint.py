@@ -147,7 +147,7 @@ def checkpoint_dir(out):
     return None
 
 
-def write_checkpoint(out, model, optimizer, step, args, train):
+def write_checkpoint(out, model, optimizer, step, args, train, *, optimizer_state=None):
     """Write OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments), the new blocks
     (bridge.safetensors) and, with train == "all", the whole model as an HF-style directory.
     Written to checkpoint.tmp, then swapped in: a stop at any moment leaves a whole checkpoint."""
@@ -166,7 +166,10 @@ def write_checkpoint(out, model, optimizer, step, args, train):
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
             if (Path(model.source) / name).exists():
                 shutil.copy(Path(model.source) / name, tmp / name)
-    torch.save(dict(step=step, optimizer=optimizer.state_dict(), args=vars(args), train=train,
+    # optimizer_state: given whole by name for a sharded model (training.save_checkpoint)
+    layout = "torch" if optimizer_state is None else "by name"
+    torch.save(dict(step=step, optimizer=optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                    optimizer_layout=layout, args=vars(args), train=train,
                     torch_rng=torch.get_rng_state()), tmp / "state.pt")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -4,9 +4,14 @@ every process holds a full replica of the model and takes a contiguous share of 
 (or SFT groups), whole groups only; after its backward passes the gradients are summed over the
 processes (all_reduce_grads), so every replica takes the same optimizer step. Without torchrun
 none of this runs: no process group, no wrapper, and the helpers return their input.
+
+With --shard (FSDP2, `shard`) no process holds a whole replica: parameters, gradients and AdamW
+state are split over the processes, a decoder layer's weights gathered only while it runs.
+The groups still stay whole on one process, and the step is the same algorithm (tests/test_shard.py).
 """
 import os
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
@@ -141,3 +146,89 @@ def all_reduce_grads(params):
             p.grad = torch.zeros_like(p)
         torch.distributed.all_reduce(p.grad)  # SUM
 
+
+
+# -----------------------------------------------------------------------------
+# --shard: FSDP2 (torch.distributed.fsdp.fully_shard)
+
+
+def check_shard(shard):
+    """One-line error for --shard without torchrun (nothing to shard over); before the model loads."""
+    if shard and dist_env()[1] < 2:
+        raise ValueError("--shard splits the model over the processes of torchrun: "
+                         "run it as torchrun --nproc_per_node N (N >= 2) ... --shard")
+
+
+def shard(model):
+    """Shard the model's parameters (and so its gradients and AdamW state) over the processes.
+
+    # choice: one FSDP unit per decoder layer, the layer's Bridge/P-Match block inside it (the block
+    runs right after that layer's MLP, so its weights arrive with the layer's), then the rest
+    (embeddings, final norm, head) as the root unit. Without a process group: returned unchanged.
+    """
+    if not distributed():
+        return model
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    for layer in model.model.layers:
+        fully_shard(layer, reshard_after_forward=True)
+    # the root unit (embeddings, final norm, head) stays gathered from forward to backward: training
+    # calls model.hidden() and then lm_head, so the head must still be whole after hidden()
+    fully_shard(model, reshard_after_forward=False)
+    register_fsdp_forward_method(model, "hidden")  # hook hidden() like forward()
+    return model
+
+
+def is_sharded(model):
+    from torch.distributed.fsdp import FSDPModule
+    return isinstance(model, FSDPModule)
+
+
+@contextmanager
+def gathered(model):
+    """The whole sharded model gathered on every process for the block inside (sampling).
+
+    # choice: sampling runs one forward per generated token, and each process's groups end at
+    different steps, so the processes run different numbers of forwards: a forward may not
+    all-gather. Gathering every layer once before the rollout (and splitting them again after)
+    makes each forward local. The rollout then holds the full weights (no gradients, no optimizer
+    state: the parts that dominate training memory stay split). A model that is not sharded: nothing.
+    """
+    if not is_sharded(model):
+        yield model
+        return
+    from torch.distributed.fsdp import FSDPModule
+    layers = [m for m in model.modules() if isinstance(m, FSDPModule) and m is not model]
+    for m in layers:
+        m.set_reshard_after_forward(False)
+    for m in [model, *layers]:
+        m.unshard()
+    try:
+        yield model
+    finally:
+        for m in [model, *layers]:
+            m.reshard()
+        for m in layers:
+            m.set_reshard_after_forward(True)  # as shard() made them
+
+
+def full_states(model, optimizer):
+    """(model state, optimizer state) gathered whole, on the CPU; every process must call it.
+
+    The optimizer state is keyed by parameter name (torch.distributed.checkpoint's full layout),
+    which loads into a sharded or an unsharded model alike (load_optimizer_state).
+    """
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def full_value(x):
+    """A 0-d tensor's number; a sharded one (DTensor, e.g. the gradient norm under --shard) whole first."""
+    return (x.full_tensor() if hasattr(x, "full_tensor") else x).item()
+
+
+def load_optimizer_state(model, optimizer, state):
+    """Load an optimizer state written by full_states into this (sharded or not) model's optimizer."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -166,7 +166,7 @@ def rollout(model, tokenizer, indexed_problems, args):
     problems = [p for _, p in indexed_problems]
     gens = [torch.Generator(device).manual_seed(stable_seed("rollout", args.seed, i))
             for i, _ in indexed_problems]
-    with training.autocast(args):
+    with training.autocast(args), parallel.gathered(model):  # --shard: the whole model, gathered once
         r = sample(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
                    width=args.width, max_new_tokens=args.max_new_tokens,
                    temperature=args.temperature, generator=gens)
@@ -200,7 +200,19 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
     updated = parallel.all_sum(len(todo))        # step or no step: the same on every process
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
-    for rows in training.micro_batches(todo, args.micro_groups, W):
+    batches = list(training.micro_batches(todo, args.micro_groups, W)) if updated else []
+    sharded = parallel.is_sharded(model)
+    if sharded and updated:
+        # --shard: every forward and backward all-gathers and reduce-scatters across the processes,
+        # so all run the same number of micro-batches; a process with fewer runs its first group
+        # again with weight 0 (it adds exactly nothing to the gradient)
+        most = max(parallel.all_gather(len(batches)))
+        batches = [(rows, 1.0) for rows in batches] + [(slice(0, W), 0.0)] * (most - len(batches))
+    else:
+        batches = [(rows, 1.0) for rows in batches]
+    # FSDP2 averages the gradients over the processes where all_reduce_grads sums them
+    scale = parallel.dist_env()[1] if sharded else 1
+    for rows, keep in batches:
         prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
         with training.autocast(args):
             logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W,
@@ -215,17 +227,19 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
                               kl_coef=args.kl_coef, aggregate=args.aggregate)
         # weight: this micro-batch's share of the step's tokens (or answers), so that the sum of
         # the micro-batch losses is the loss over the whole step
-        weight = (s["tokens"] if args.aggregate == "token" else (answer_alive.sum(1) > 0).sum().item()) / total
-        (loss * weight).backward()
+        weight = keep * (s["tokens"] if args.aggregate == "token" else (answer_alive.sum(1) > 0).sum().item()) / total
+        (loss * weight * scale).backward()
+        if not keep:
+            continue
         stats["loss"] += loss.item() * weight
         stats["clip_frac"] += s["clip_frac"] * s["tokens"]
         stats["kl"] += s["kl"] * s["tokens"]
         stats["ratio_max"] = max(stats["ratio_max"], s["ratio_max"])
         stats["tokens"] += s["tokens"]
     params = [p for p in model.parameters() if p.requires_grad]
-    if updated:
+    if updated and not sharded:
         parallel.all_reduce_grads(params)        # the sum over processes = the one-process gradient
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item() if updated else 0.0
+    grad_norm = parallel.full_value(torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)) if updated else 0.0
     if updated:
         optimizer.step()
     if parallel.distributed():  # the step's numbers: sums over the processes, and the largest ratio
@@ -316,9 +330,13 @@ def setup(args):
             return load_model(model_dir or args.model, device=args.device, bridge=bridge)
         model, tokenizer, state = load_checkpoint(args.out, builder)
         first = state["step"] + 1
+    if args.shard:  # FSDP2: the optimizer is built over the sharded parameters
+        parallel.shard(model)
+        if ref_model is not None:
+            parallel.shard(ref_model)
     optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
     if args.resume:
-        optimizer.load_state_dict(state["optimizer"])
+        training.restore_optimizer(model, optimizer, state)
     return model, tokenizer, optimizer, ref_model, first
 
 

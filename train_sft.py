@@ -205,22 +205,28 @@ def train_step(model, optimizer, batch, eos_id, args):
     total = sum(len(a) for _, answers in batch for a in answers)
     batch = sorted(parallel.my_share(batch), key=lambda g: len(g[1]))  # micro-batches of whole groups of one width
     optimizer.zero_grad(set_to_none=True)
-    loss_sum = 0.0
-    i = 0
+    loss_sum, chunks, i = 0.0, [], 0
     while i < len(batch):
         j = i
         while j < len(batch) and j - i < args.micro_groups and len(batch[j][1]) == len(batch[i][1]):
             j += 1
-        (prompt, prompt_alive, answer, answer_alive), width = pad_groups(batch[i:j], eos_id, args.device)
+        chunks.append((batch[i:j], 1.0))
+        i = j
+    sharded = parallel.is_sharded(model)
+    if sharded:  # the same number of forwards and backwards on every process (see train_grpo.update)
+        chunks += [(chunks[0][0], 0.0)] * (max(parallel.all_gather(len(chunks))) - len(chunks))
+    scale = parallel.dist_env()[1] if sharded else 1  # FSDP2 averages the gradients; we sum them
+    for groups, keep in chunks:
+        (prompt, prompt_alive, answer, answer_alive), width = pad_groups(groups, eos_id, args.device)
         with training.autocast(args):
             logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
-        loss = -(logp * answer_alive).sum() / total  # this micro-batch's part of the step's token mean
-        loss.backward()
+        loss = -(logp * answer_alive).sum() / total * keep  # this micro-batch's part of the step's token mean
+        (loss * scale).backward()
         loss_sum += loss.item()
-        i = j
     params = [p for p in model.parameters() if p.requires_grad]
-    parallel.all_reduce_grads(params)  # the sum over processes = the one-process gradient
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm).item()
+    if not sharded:
+        parallel.all_reduce_grads(params)  # the sum over processes = the one-process gradient
+    grad_norm = parallel.full_value(torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm))
     optimizer.step()
     return parallel.all_sum(loss_sum), total, grad_norm
 
@@ -279,9 +285,11 @@ def main(argv=None):
     if not groups:
         raise ValueError(f"no problem had two right answers among {len(records)} tried: nothing to "
                          f"train on (try more --problems, an easier task, or more --shots)")
+    if args.shard:  # FSDP2, after the sampling (which runs on the whole model)
+        parallel.shard(model)
     optimizer = training.make_optimizer(model, "new", 0.0, args.lr_new)
     if args.resume:
-        optimizer.load_state_dict(state["optimizer"])
+        training.restore_optimizer(model, optimizer, state)
     if parallel.is_main():
         print(training.parameter_counts(model) + f" | arch {args.arch}", file=sys.stderr)
     # choice: a step never holds one group twice: with fewer groups than --groups-per-step, a step

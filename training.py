@@ -110,6 +110,8 @@ def common_args(p, *, width, lr_new):
     p.add_argument("--show-every", type=int, default=10, help="print one group's answers every k steps (default 10; 0 = never)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast with fp32 master weights (default fp32)")
+    p.add_argument("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state "
+                   "over the processes (FSDP2) instead of a full replica each")
 
 
 def check_common(args):
@@ -127,6 +129,7 @@ def check_common(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
+    parallel.check_shard(args.shard)
     out = Path(args.out)
     if args.resume and not checkpoint_dir(out):
         raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
@@ -193,12 +196,38 @@ def parameter_counts(model):
 # checkpoints (the format is checkpoint.py's) and the run directory
 
 
+class Gathered:
+    """What a checkpoint reads of a sharded model: its config, its blocks and its whole state."""
+
+    def __init__(self, model, state):
+        self.config, self.bridge_config, self.source, self._state = model.config, model.bridge_config, model.source, state
+
+    def state_dict(self):
+        return self._state
+
+
 def save_checkpoint(out, model, optimizer, step, args, train):
     """The main process writes the checkpoint (the replicas are equal); the others wait until it
-    is complete, so that none moves on or exits (e.g. after Ctrl-C) while it is being written."""
-    if parallel.is_main():
+    is complete, so that none moves on or exits (e.g. after Ctrl-C) while it is being written.
+    A sharded model is first gathered whole (every process takes part), and its optimizer state
+    is written by parameter name, a layout that resumes with or without --shard."""
+    if parallel.is_sharded(model):
+        state, optimizer_state = parallel.full_states(model, optimizer)
+        if parallel.is_main():
+            write_checkpoint(out, Gathered(model, state), None, step, args, train, optimizer_state=optimizer_state)
+    elif parallel.is_main():
         write_checkpoint(out, model, optimizer, step, args, train)
     parallel.barrier()
+
+
+def restore_optimizer(model, optimizer, state):
+    """Load the optimizer state of a checkpoint, in the layout it was written in (save_checkpoint)."""
+    if state.get("optimizer_layout") == "by name":
+        parallel.load_optimizer_state(model, optimizer, state["optimizer"])
+    elif parallel.is_sharded(model):
+        raise ValueError("this checkpoint was written without --shard: resume it without --shard")
+    else:
+        optimizer.load_state_dict(state["optimizer"])
 
 
 def start_run(args):

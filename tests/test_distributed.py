@@ -132,8 +132,10 @@ def two_updates(argv, rollout, out):
     quiet = torch.cat((adv[:len(adv) // 2], torch.zeros(len(adv) - len(adv) // 2)))
     for k, a in enumerate((adv, quiet)):
         stats = train_grpo.update(model, optimizer, mine, a[rows], args)
+        # a sharded model (--shard) is gathered whole first; every process takes part
+        state = parallel.full_states(model, optimizer)[0] if parallel.is_sharded(model) else model.state_dict()
         if parallel.is_main():
-            save_file({n: p.detach().clone() for n, p in model.named_parameters()}, str(out / f"update{k}.safetensors"))
+            save_file({n: p.detach().clone() for n, p in state.items()}, str(out / f"update{k}.safetensors"))
             (out / f"update{k}.json").write_text(json.dumps(stats))
     parallel.dist_exit()
 
