@@ -129,12 +129,12 @@ def control_lines(path=CONTROL):
              f"({r['heads']} heads x {r['head_dim']}, Adam lr {r['lr']:g}, {r['groups']} groups per step, "
              f"{r['steps']} steps, the base frozen; `python tools/positive_control.py --steps {r['steps']}`, "
              f"{r['machine']}); the loss is on {r['eval_groups']} fresh groups.", "",
-             "| blocks | loss at step 0 | at the last step | same weights at width 1 | floor | minutes |",
-             "|---|---|---|---|---|---|"]
+             "| blocks | loss at step 0 | at the last step | same weights at width 1 | floor |",
+             "|---|---|---|---|---|"]
     for kind, arm in r["arms"].items():
         first, last = arm["curve"][0], arm["curve"][-1]
         lines.append(f"| {dict(bridge='Bridge', pmatch='P-Match')[kind]} | {first['loss']:.3f} | {last['loss']:.3f} | "
-                     f"{last['loss_width1']:.3f} | {r['floor']:.3f} | {arm['seconds'] / 60:.0f} |")
+                     f"{last['loss_width1']:.3f} | {r['floor']:.3f} |")
     lines += ["", "![positive control](results/positive_control.png)"]
     return lines
 
