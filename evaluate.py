@@ -155,10 +155,12 @@ def format_table(result, timing):
 def summary_of(per_problem, width, args):
     """{metric: {"mean", "se"}} of one width. A set-level task (records with "choices") is scored by
     groups: at width W > 1 its own groups of W; at width 1 the n independent answers pooled into
-    pseudo-groups of every other width of the sweep (the rows the independent ceiling is about)."""
+    pseudo-groups of --set-sizes (default: every other width of the sweep), the rows the
+    independent ceiling is about."""
     if "choices" not in per_problem[0]:
         return summarize(per_problem, args.n, args.ks, args.taus)
-    sizes = [width] if width > 1 else [w for w in args.widths if w > 1] or [args.n]
+    pooled = getattr(args, "set_sizes", None) or [w for w in args.widths if w > 1] or [args.n]
+    sizes = [width] if width > 1 else pooled
     out = {}
     for size in sizes:
         for name, v in set_summary(per_problem, args.n, size).items():
@@ -298,6 +300,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
+    p.add_argument("--set-sizes", type=int, nargs="+", default=None,
+                   help="set-level task: pool the width-1 answers into groups of these sizes (default: the other widths)")
     p.add_argument("--out", default=None, help="the JSON file to write (default results.json), or the figure with --plot (default evaluate.png)")
     p.add_argument("--plot", nargs="+", default=None, metavar="JSON", help="plot these result files instead of evaluating")
     p.add_argument("--labels", nargs="+", default=None, help="one legend label per --plot file (default: from the protocol)")
@@ -315,6 +319,9 @@ def check_args(args):
     for w in args.widths:
         if w < 1 or n % w:
             raise ValueError(f"--widths: {w} must be >= 1 and divide n={n} (n answers = n/width groups of width)")
+    for size in args.set_sizes or []:
+        if size < 2 or n % size:
+            raise ValueError(f"--set-sizes: {size} must be >= 2 and divide n={n}")
     for k in args.ks:
         if not 1 <= k <= n:
             raise ValueError(f"--ks: k={k} must be in [1, n={n}]")

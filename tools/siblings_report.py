@@ -53,6 +53,13 @@ def per_problem(result, width, size):
     return out
 
 
+def sampled_at(arm):
+    """The run width whose answers are scored in groups of W: Bridge's own width W; the arms without a
+    path between rows (RLVR only, P-Match) were sampled at width 1 only (runs/siblings.sh), since
+    their answers are independent draws at any width."""
+    return (lambda size: size) if arm == "bridge" else (lambda size: 1)
+
+
 def per_seed(runs, arm, width_of, metric):
     """{seed: per-question values} of `arm`; width_of(size) -> the run width scored at that size."""
     k = 0 if metric == "score" else 1
@@ -80,9 +87,9 @@ def table(runs, base, metric):
     lines = [f"| {title}, groups of W | W = 2 | W = 4 | W = 8 |", "|---|---|---|---|"]
     if base:
         lines.append("| base model (independent rows) | " + " | ".join(
-            f"{statistics.fmean(v[k] for v in per_problem(base, s, s)):.3f}" for s in SIZES) + " |")
+            f"{statistics.fmean(v[k] for v in per_problem(base, 1, s)):.3f}" for s in SIZES) + " |")
     for arm, name in ARMS.items():
-        at_w = per_seed(runs, arm, lambda s: s, metric)
+        at_w = per_seed(runs, arm, sampled_at(arm), metric)
         lines.append(f"| {name} | " + " | ".join(cell(at_w[s]) for s in SIZES) + " |")
     at_1 = per_seed(runs, "bridge", lambda s: 1, metric)
     lines.append("| Bridge weights at width 1 (independent rows, pooled into groups of W) | "
@@ -96,7 +103,7 @@ def comparisons(runs):
     """Bridge vs P-Match and Bridge at width W vs its own weights at width 1, paired by seed."""
     out = []
     bridge = per_seed(runs, "bridge", lambda s: s, "score")
-    pmatch = per_seed(runs, "pmatch", lambda s: s, "score")
+    pmatch = per_seed(runs, "pmatch", sampled_at("pmatch"), "score")
     alone = per_seed(runs, "bridge", lambda s: 1, "score")
     for s in SIZES:
         for other, arms in ((pmatch, ("Bridge", "P-Match")), (alone, (f"Bridge at width {s}", "its weights at width 1"))):
@@ -201,9 +208,9 @@ def plot(res, out):
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ax.plot(SIZES, [float(independent_ceiling(9, s)[0]) for s in SIZES], "k--", label="independent ceiling (exact)")
     if base:
-        ax.plot(SIZES, [statistics.fmean(v[0] for v in per_problem(base, s, s)) for s in SIZES], "o:", label="base model")
+        ax.plot(SIZES, [statistics.fmean(v[0] for v in per_problem(base, 1, s)) for s in SIZES], "o:", label="base model")
     for arm, name in ARMS.items():
-        means = [mean_of(per_seed(runs, arm, lambda s: s, "score")[s])[0] for s in SIZES]
+        means = [mean_of(per_seed(runs, arm, sampled_at(arm), "score")[s])[0] for s in SIZES]
         if None not in means:
             ax.plot(SIZES, means, "o-", label=name)
     alone = [mean_of(per_seed(runs, "bridge", lambda s: 1, "score")[s])[0] for s in SIZES]
