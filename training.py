@@ -47,8 +47,9 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
         alive = torch.cat((prompt_alive.repeat_interleave(width, 0), answer_alive), dim=1)
         h = model.hidden(tokens, width=width, alive=alive)[:, P - 1:P + S - 1]          # (N, S, D)
     else:
-        dtype = torch.get_autocast_dtype(prompt.device.type) if torch.is_autocast_enabled(
-            prompt.device.type) else model.lm_head.weight.dtype
+        device = prompt.device.type  # ("meta": tools/memory.py counts this function's activations)
+        autocast = device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else model.lm_head.weight.dtype
         cache = KVCache(model.config, B, P + S, prompt.device, dtype)
         h_prompt = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)       # (B, P, D)
         cache = cache.repeat_rows(width)                                                 # N rows

@@ -1,0 +1,21 @@
+"""tools/memory.py: parameter counts of the public shapes, and what --shard divides."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+import memory  # noqa: E402
+
+
+def test_counts_and_shares(tmp_path):
+    memory.main(["--processes", "1", "4", "--out", str(tmp_path / "m.json")])
+    import json
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    default = [r for r in rows if r["model"].startswith("SmolLM2")]
+    # SmolLM2-135M has 134,515,008 parameters; 4 x 16 Bridge blocks add 4,440,960 (3.30%)
+    assert default[0]["parameters"] == 134_515_008 + 4_440_960 and default[0]["new_parameters"] == 4_440_960
+    assert [(r["processes"], r["mode"]) for r in default] == [(1, "replicas"), (4, "replicas"), (4, "--shard")]
+    one, four = default[0], default[2]
+    assert four["adamw_gib"] * 4 == one["adamw_gib"] and four["activations_gib"] == one["activations_gib"] > 0
+    assert (tmp_path / "m.md").read_text().count("| Qwen2-7B |") == 3
