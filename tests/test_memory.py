@@ -19,3 +19,14 @@ def test_counts_and_shares(tmp_path):
     one, four = default[0], default[2]
     assert four["adamw_gib"] * 4 == one["adamw_gib"] and four["activations_gib"] == one["activations_gib"] > 0
     assert (tmp_path / "m.md").read_text().count("| Qwen2-7B |") == 3
+
+
+def test_the_readme_table_is_the_committed_json():
+    import json
+    rows = json.loads((ROOT / "results" / "memory.json").read_text())["rows"]
+    readme = (ROOT / "README.md").read_text()
+    for name in ("SmolLM2-135M (default)", "Qwen2-1.5B", "Qwen2-7B"):
+        at8 = {r["mode"]: r for r in rows if r["model"] == name and r["processes"] == 8}
+        line = (f"| {name} | {at8['replicas']['total_gib']:.1f} GiB | {at8['--shard']['total_gib']:.1f} GiB | "
+                f"{at8['--shard']['rollout_gib']:.1f} GiB |")
+        assert line in readme, line
