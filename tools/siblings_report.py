@@ -182,14 +182,33 @@ def verdict(runs, comps):
     return f"**Verdict:** {'; '.join(parts)}. {tail}."
 
 
+def walltime_lines(res=RES):
+    """The minutes each kind of stage took (runs/siblings.sh appends every stage to walltime.jsonl)."""
+    path = Path(res) / "walltime.jsonl"
+    if not path.is_file():
+        return []
+    kinds = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        kind = ("evaluation" if r["stage"].startswith("eval/") else "warm-up" if "/sft_" in r["stage"]
+                else "GRPO" if "/grpo_" in r["stage"] else r["stage"])
+        kinds.setdefault(kind, []).append(r["seconds"] / 60)
+        machine = r["machine"]
+    parts = [f"{k} {min(v):.0f}–{max(v):.0f} min ({len(v)} runs)" if len(v) > 1 else f"{k} {v[0]:.0f} min"
+             for k, v in kinds.items()]
+    return ["", f"Wall time per stage ({machine}, from `results/siblings/walltime.jsonl`): " + "; ".join(parts) + "."]
+
+
 def section(res=RES, control=CONTROL):
     runs, base = load(res)
     comps = comparisons(runs)
     out = [BEGIN, "", "**Positive control: information flows between siblings.**", ""] + control_lines(control)
     out += ["", "**The set-level task.** " + protocol_line(runs, res), ""]
     out += table(runs, base, "score") + [""] + table(runs, base, "distinct") + [""]
+    if runs:
+        out += ["![score per answer against the independent ceiling](results/siblings/set_score.png)", ""]
     out += (comparison_lines(comps) if comps else ["No paired comparison yet (it needs a seed both arms have)."])
-    out += ["", verdict(runs, comps), "", END]
+    out += ["", verdict(runs, comps)] + walltime_lines(res) + ["", END]
     return "\n".join(out)
 
 
