@@ -324,3 +324,15 @@ def test_attention_map_without_siblings_or_bridge_is_a_clear_error(tiny, tmp_pat
     with pytest.raises(ValueError, match=needle):
         attention_map.main(["--model", str(path), "--prompt", "hi", "--max-new-tokens", "3",
                             "--out", str(tmp_path / "m.png"), *args])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 8), vocab=st.sampled_from([1, 5, 255, 256, 257, 3000]),
+       top_k=st.sampled_from([0, 1, 3]), top_p=st.sampled_from([1.0, 0.5]))
+def test_the_fast_draw_gives_the_plain_inverse_cdf_tokens(seed, rows, vocab, top_k, top_p):
+    from sample import draw, sample_from, sampling_logits
+    g = torch.Generator().manual_seed(seed)
+    z = sampling_logits(4 * torch.randn(rows, vocab, generator=g), top_k=top_k, top_p=top_p)
+    plain = sample_from(z.softmax(-1), torch.Generator().manual_seed(seed))
+    tokens = draw(z, torch.Generator().manual_seed(seed), block=16)
+    assert torch.equal(tokens, plain) and torch.isfinite(z.gather(-1, tokens[:, None])).all()
