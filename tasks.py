@@ -9,6 +9,13 @@ SmolLM2-135M-Instruct, gets each right with two worked examples: README, "Choosi
     abc   "What is 12 + 7 - 5?"                                                       (harder stretch)
     add1  "What is 7 + 1?"   mul1  "What is 6 * 7?"                                   (easy controls)
 
+and two candidates with headroom, whose test split holds out the arithmetic itself (see FACT_KEYS;
+not yet surveyed: tools/survey_tasks.py --configs headroom):
+
+    word2 "Tom has 23 apples. Tom buys 14 more apples and then gives away 9 apples. How many apples
+          does Tom have now?"                            (two steps; knobs lo=1, hi=30: numbers lo..hi)
+    mul2  "What is 12 * 7?"   (two digits times one digit, 2..9; knobs lo=10, hi=99: the two-digit factor)
+
 Users with GSM8K-style data (JSONL, `answer` ending in `#### N`) load it with load_jsonl().
 Training, evaluation and sample.py share ONE prompt (prompt_ids), ONE extractor (extract_answer)
 and ONE reward (group_reward: reward() of each answer, or the group's for a set-level family).
@@ -20,7 +27,10 @@ answer picks") has no right answer: its reward depends on the whole group (see C
 Decisions the paper does not make (each marked `# choice:` where the code makes it):
 1. Split: a question is a test question iff a blake2b hash of its text is odd. The split is a
    function of the text alone, so train and test never share a question, in any process, for any
-   seed or difficulty knob. About half of every family is test.
+   seed or difficulty knob. About half of every family is test. The families in FACT_KEYS hash
+   their arithmetic fact instead of the text, so train and test never share a fact either: with
+   small numbers (`word` up to 9 has 126 facts) every held-out question of a text-split family
+   reuses a fact the training pool holds, only worded differently.
 2. The default model needs worked examples (zero-shot it rarely writes the asked-for answer line),
    so messages() puts `shots` solved train problems of the same family before the question. They
    depend on the question alone, never on a run's seed: a problem is asked the same way in
@@ -68,6 +78,7 @@ THINGS = (("apple", "apples"), ("book", "books"), ("marble", "marbles"), ("penci
           ("cookie", "cookies"), ("sticker", "stickers"), ("coin", "coins"), ("shell", "shells"),
           ("card", "cards"), ("balloon", "balloons"), ("stamp", "stamps"), ("flower", "flowers"))
 VERBS = (("buys", +1), ("gets", +1), ("finds", +1), ("loses", -1), ("gives away", -1), ("sells", -1))
+VERBS_OF = {sign: tuple(word for word, s in VERBS if s == sign) for sign in (+1, -1)}  # for word2
 
 
 def _numbers(lo, hi):
@@ -81,15 +92,61 @@ def _word_axes(lo=1, hi=20):
     return [NAMES, THINGS, VERBS, nums, nums]
 
 
+def _noun(thing, x):
+    """The noun for x things: "1 apple", "2 apples"."""
+    return thing[0] if x == 1 else thing[1]
+
+
 def _word_render(name, thing, verb, a, b):
     word, sign = verb
     if sign < 0 and b > a:
         return None  # choice: one cannot give away more than one has, so answers are >= 0
-    noun = lambda x: thing[0] if x == 1 else thing[1]  # "1 apple", "2 apples"
     more, op, c = (" more", "+", a + b) if sign > 0 else ("", "-", a - b)
-    question = (f"{name} has {a} {noun(a)}. {name} {word} {b}{more} {noun(b)}. "
+    question = (f"{name} has {a} {_noun(thing, a)}. {name} {word} {b}{more} {_noun(thing, b)}. "
                 f"How many {thing[1]} does {name} have now?")
-    return question, c, f"{name} has {a} {noun(a)} and {word} {b}{more}, so {a} {op} {b} = {c}."
+    return question, c, f"{name} has {a} {_noun(thing, a)} and {word} {b}{more}, so {a} {op} {b} = {c}."
+
+
+def _word2_axes(lo=1, hi=30):
+    nums = _numbers(lo, hi)
+    return [nums, (+1, -1), nums, (+1, -1), nums]
+
+
+def _word2_wording(a, s1, b, s2, c):
+    """(name, thing, verb of step 1, verb of step 2), drawn from the numbers and signs alone."""
+    # choice: the wording is a function of the arithmetic, one question per (a, s1, b, s2, c): with
+    # names, things and verbs as free axes there would be 1,296 times as many questions (89 million
+    # at hi=30), too many for question_count to list, and held-out facts need no reworded copies
+    seed = stable_seed("word2-wording", a, s1, b, s2, c)
+    seed, name = divmod(seed, len(NAMES))
+    seed, thing = divmod(seed, len(THINGS))
+    seed, v1 = divmod(seed, len(VERBS_OF[s1]))
+    v2 = seed % len(VERBS_OF[s2])
+    return NAMES[name], THINGS[thing], VERBS_OF[s1][v1], VERBS_OF[s2][v2]
+
+
+def _word2_render(a, s1, b, s2, c):
+    mid = a + s1 * b
+    end = mid + s2 * c
+    if mid < 0 or end < 0:
+        return None  # choice: one cannot give away more than one has, at either step
+    name, thing, verb1, verb2 = _word2_wording(a, s1, b, s2, c)
+    more = lambda s: " more" if s > 0 else ""
+    op = lambda s: "+" if s > 0 else "-"
+    question = (f"{name} has {a} {_noun(thing, a)}. {name} {verb1} {b}{more(s1)} {_noun(thing, b)} and "
+                f"then {verb2} {c}{more(s2)} {_noun(thing, c)}. How many {thing[1]} does {name} have now?")
+    worked = (f"{name} has {a} {_noun(thing, a)}, {verb1} {b}{more(s1)} and then {verb2} {c}{more(s2)}, "
+              f"so {a} {op(s1)} {b} = {mid} and {mid} {op(s2)} {c} = {end}.")
+    return question, end, worked
+
+
+def _word2_fact(a, s1, b, s2, c):
+    # choice: the fact is the sorted signed terms, not the (a, op1, b, op2, c) tuple itself: the
+    # tuple's order of terms does not change the sum, so "23 + 14 - 9", "14 + 23 - 9" and
+    # "23 - 9 + 14" are one fact and land in one split. Coarser than the tuple, so no tuple is
+    # shared either. The one-step facts inside (23 + 14) are not held out: each occurs in
+    # dozens of two-step facts of both splits.
+    return tuple(sorted((a, s1 * b, s2 * c)))
 
 
 def _pair_axes(lo, hi):
@@ -107,6 +164,28 @@ def _add1_axes(lo=1, hi=9):
 
 def _mul1_axes(lo=1, hi=9):
     return _pair_axes(lo, hi)
+
+
+def _mul2_axes(lo=10, hi=99):
+    if not (isinstance(lo, int) and isinstance(hi, int) and 10 <= lo <= hi <= 99):
+        raise ValueError(f"mul2: the two-digit factor needs 10 <= lo <= hi <= 99 (integers), got lo={lo!r}, hi={hi!r}")
+    return [range(lo, hi + 1), range(2, 10)]
+
+
+def _mul2_render(a, b):
+    tens, units = a - a % 10, a % 10
+    if units == 0:
+        return f"What is {a} * {b}?", a * b, f"{a} * {b} = {a * b}."
+    # choice: the worked line splits the two-digit factor into tens and units, the one procedure a
+    # model can reuse on products it never saw (the test split holds out every product)
+    return (f"What is {a} * {b}?", a * b,
+            f"{a} * {b} = {tens} * {b} + {units} * {b} = {tens * b} + {units * b} = {a * b}.")
+
+
+def _mul2_fact(a, b):
+    # choice: one question per product (the two-digit factor always first), so the pair is the fact;
+    # with both orders a training prompt's worked example could be its own product reversed
+    return (a, b)
 
 
 def _add_render(a, b):
@@ -179,8 +258,13 @@ TASKS = {  # name -> (axes, render)
     "add1": (_add1_axes, _add_render),
     "mul1": (_mul1_axes, _mul_render),
     "distinct": (_distinct_axes, _distinct_render),
+    "word2": (_word2_axes, _word2_render),
+    "mul2": (_mul2_axes, _mul2_render),
 }
 SET_TASKS = {"distinct"}  # families scored as a group (group_reward), not answer by answer
+# Families whose split is decided by the arithmetic fact, not the question text: name -> fact(*params),
+# a tuple of ints. The other families keep the text split, so their questions and splits never change.
+FACT_KEYS = {"word2": _word2_fact, "mul2": _mul2_fact}
 
 
 # -----------------------------------------------------------------------------
@@ -202,6 +286,18 @@ def split_of(question):
     # choice: a cryptographic hash, not zlib.crc32: CRC bits are linear in the input bits, so a
     # crc split of "What is 47 + 38?" would follow a pattern in the digits (a biased test set)
     return "test" if stable_seed("split", question) % 2 else "train"
+
+
+def split_of_fact(task, fact):
+    """'test' or 'train' for a fact (FACT_KEYS) of a fact-split family, the same in every process."""
+    # choice: the family's name is hashed with the fact, so two families' splits are independent
+    return split_of(f"{task} fact {fact}")
+
+
+def _split(task, params, question):
+    """The split of one rendered problem: by its fact for the families in FACT_KEYS, else by its text."""
+    fact = FACT_KEYS.get(task)
+    return split_of(question) if fact is None else split_of_fact(task, fact(*params))
 
 
 def _check_task(task, split):
@@ -226,7 +322,7 @@ def _every(task, split, knobs):
     render = TASKS[task][1]
     for params in itertools.product(*_axes(task, knobs)):
         item = render(*params)
-        if item is not None and split_of(item[0]) == split:
+        if item is not None and _split(task, params, item[0]) == split:
             yield item
 
 
@@ -247,8 +343,9 @@ def _sample(task, n, rng, split, knobs, exclude=()):
     for _ in range(min(20 * n + 200, 3 * space) if n <= space else 0):
         if len(out) == n:
             break
-        item = render(*(rng.choice(axis) for axis in axes))
-        if item is None or item[0] in seen or split_of(item[0]) != split:
+        params = [rng.choice(axis) for axis in axes]
+        item = render(*params)
+        if item is None or item[0] in seen or _split(task, params, item[0]) != split:
             continue
         seen.add(item[0])
         out.append(item)
@@ -280,8 +377,9 @@ def messages(problem, *, shots=2, system=SYSTEM):
     """The chat for one problem: `shots` solved train problems of its family, then the question.
 
     Each user turn is the question plus INSTRUCTION; each worked answer is one line of working
-    and then answer_line(). The examples come from the train split with default knobs, never
-    include the problem itself, and depend only on (problem, shots).
+    and then answer_line(). The examples come from the train split with default knobs (train facts,
+    for the families in FACT_KEYS), never include the problem itself, and depend only on
+    (problem, shots).
     system: the system message the chat starts with; None (or '') leaves the chat template to add
     its default one (SmolLM2's makes the prompt 11 tokens longer than SYSTEM does).
     """

@@ -1,7 +1,10 @@
-"""Guarantees of tasks.py: reproducible problems, a clean train/test split, prompts that never
-leak the question or a test problem, and one answer extractor that is lenient and never raises."""
+"""Guarantees of tasks.py: reproducible problems, a clean train/test split (by the arithmetic fact
+where the family says so), prompts that never leak the question or a test problem, and one answer
+extractor that is lenient and never raises."""
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ from tasks import (INSTRUCTION, TASKS, Problem, answer_line, extract_answer, loa
                    make_problems, messages, question_count, reward, split_of)
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))  # survey_tasks imports benchkit from its folder
 ALL_TASKS = sorted(TASKS)
 ANSWER_TASKS = sorted(set(TASKS) - tasks.SET_TASKS)  # one right answer per problem
 
@@ -72,6 +76,17 @@ def test_extractor_documented_rules(text, value):
     assert extract_answer(text) == value
 
 
+GAINS, LOSSES = ("buys", "gets", "finds"), ("loses", "gives away", "sells")
+
+
+def story_terms(question):
+    """The signed numbers of a word problem, in order: "has 23 .. buys 14 .. sells 9" -> [23, 14, -9]."""
+    start = int(re.search(r" has (\d+) ", question)[1])
+    steps = re.findall(rf"\b({'|'.join(GAINS + LOSSES)}) (\d+)", question)
+    assert len(steps) == len(re.findall(r"\d+", question)) - 1  # every later number has its verb
+    return [start] + [int(n) if verb in GAINS else -int(n) for verb, n in steps]
+
+
 def solve(question):
     """An independent solver for the generated families, to check their answers."""
     if question.startswith("What is "):
@@ -80,8 +95,23 @@ def solve(question):
         for op, b in zip(rest[::2], rest[1::2]):
             value = {"+": value + int(b), "-": value - int(b), "*": value * int(b)}[op]
         return value
-    a, b = [int(w) for w in question.split() if w.isdigit()]
-    return a + b if " more " in question else a - b
+    return sum(story_terms(question))
+
+
+def fact_of(task, question):
+    """The arithmetic fact of a fact-split family's question, read from its text (as documented in
+    tasks.py: word2's sorted signed terms, mul2's ordered pair)."""
+    if task == "word2":
+        return tuple(sorted(story_terms(question)))
+    a, b = re.fullmatch(r"What is (\d+) \* (\d+)\?", question).groups()
+    return int(a), int(b)
+
+
+def split_of_problem(problem):
+    """The split a problem must come from: by its fact for the fact-split families, else by its text."""
+    if problem.task in tasks.FACT_KEYS:
+        return tasks.split_of_fact(problem.task, fact_of(problem.task, problem.question))
+    return split_of(problem.question)
 
 
 @pytest.mark.parametrize("task", ANSWER_TASKS)
@@ -111,16 +141,16 @@ def test_same_seed_same_problems_and_distinct_within_a_call(task, seed, split):
     a = make_problems(task, 15, seed=seed, split=split)
     assert a == make_problems(task, 15, seed=seed, split=split)
     assert len({p.question for p in a}) == 15
-    assert all(split_of(p.question) == split and p.task == task for p in a)
+    assert all(split_of_problem(p) == split and p.task == task for p in a)
 
 
 def test_same_seed_same_problems_in_another_process():
     code = ("from tasks import make_problems; "
-            "print([(p.question, p.answer) for t in ('word', 'add2', 'abc') "
+            "print([(p.question, p.answer) for t in ('word', 'add2', 'abc', 'word2', 'mul2') "
             "for p in make_problems(t, 5, seed=7, split='test')])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
-    here = [(p.question, p.answer) for t in ("word", "add2", "abc")
+    here = [(p.question, p.answer) for t in ("word", "add2", "abc", "word2", "mul2")
             for p in make_problems(t, 5, seed=7, split="test")]
     assert out.strip() == str(here)
 
@@ -132,7 +162,7 @@ def test_different_seeds_give_different_problems(task):
 
 @pytest.mark.parametrize("task", ALL_TASKS)
 def test_train_and_test_never_share_a_question(task):
-    n = 500 if task not in ("add1", "mul1", "distinct") else min(question_count(task, s) for s in tasks.SPLITS)
+    n = 500 if task not in ("add1", "mul1", "mul2", "distinct") else min(question_count(task, s) for s in tasks.SPLITS)
     train = {p.question for p in make_problems(task, n, split="train")}
     test = {p.question for p in make_problems(task, n, split="test")}
     assert len(train) == len(test) == n and not train & test
@@ -148,10 +178,78 @@ def test_a_whole_split_can_be_drawn_and_one_more_is_a_clear_error(task):
         make_problems(task, size + 1, split="test")
 
 
-def test_word_answers_are_never_negative_and_knobs_change_the_range():
+def test_answers_are_never_negative_and_knobs_change_the_range():
     assert all(p.answer >= 0 for p in make_problems("word", 300) + make_problems("abc", 300))
     big = make_problems("add2", 50, lo=100, hi=999)
     assert all(200 <= p.answer <= 1998 for p in big)
+    for p in make_problems("word2", 300, hi=12):  # never below zero, after either step
+        terms = story_terms(p.question)
+        assert min(itertools.accumulate(terms)) >= 0 and max(map(abs, terms)) <= 12
+    assert all(20 <= fact_of("mul2", p.question)[0] <= 29 for p in make_problems("mul2", 30, lo=20, hi=29))
+
+
+# ---- the split: pinned for the text-split families, by fact for the others ------------------------
+
+def test_text_split_families_keep_their_questions_and_splits():
+    """Committed studies depend on these: computed before the fact-level split existed."""
+    assert [p.question for p in make_problems("word", 2, seed=0, split="train", hi=9)] == [
+        "Leo has 6 cookies. Leo finds 3 more cookies. How many cookies does Leo have now?",
+        "Emma has 5 cookies. Emma buys 4 more cookies. How many cookies does Emma have now?"]
+    assert [p.question for p in make_problems("word", 2, seed=0, split="test", hi=9)] == [
+        "Mia has 9 books. Mia sells 4 books. How many books does Mia have now?",
+        "Maria has 8 cookies. Maria gets 9 more cookies. How many cookies does Maria have now?"]
+    assert [p.question for p in make_problems("add2", 2, seed=0, split="train")] == ["What is 60 + 66?", "What is 97 + 65?"]
+    assert [p.question for p in make_problems("add2", 2, seed=0, split="test")] == ["What is 68 + 75?", "What is 35 + 65?"]
+    assert {q: split_of(q) for q in ("What is 60 + 66?", "What is 68 + 75?", "What is 10 + 10?",
+                                     "Mia has 9 books. Mia sells 4 books. How many books does Mia have now?")} == {
+        "What is 60 + 66?": "train", "What is 68 + 75?": "test", "What is 10 + 10?": "train",
+        "Mia has 9 books. Mia sells 4 books. How many books does Mia have now?": "test"}
+    assert [question_count("add2", s) for s in tasks.SPLITS] == [4016, 4084]
+    assert [question_count("word", s, hi=9) for s in tasks.SPLITS] == [27155, 27277]
+    # and the worked examples of a prompt
+    chat = messages(make_problems("word", 1, seed=0, split="test", hi=9)[0], system=None)
+    assert [t["content"].removesuffix(" " + INSTRUCTION) for t in chat[:-1:2]] == [
+        "Jack has 17 apples. Jack loses 8 apples. How many apples does Jack have now?",
+        "Leo has 11 flowers. Leo gives away 4 flowers. How many flowers does Leo have now?"]
+
+
+def every_fact(task, lo, hi):
+    """Every allowed fact of a fact-split family with numbers lo..hi, and how many questions ask them."""
+    if task == "mul2":
+        facts = [(a, b) for a in range(lo, hi + 1) for b in range(2, 10)]
+        return set(facts), len(facts)
+    nums, signs = range(lo, hi + 1), (1, -1)
+    stories = [(a, s1 * b, s2 * c) for a, s1, b, s2, c in itertools.product(nums, signs, nums, signs, nums)
+               if a + s1 * b >= 0 and a + s1 * b + s2 * c >= 0]
+    return {tuple(sorted(t)) for t in stories}, len(stories)  # one question per story
+
+
+@pytest.mark.parametrize("task, lo, hi", [("word2", 1, 7), ("word2", 0, 4), ("mul2", 10, 99), ("mul2", 40, 55)])
+def test_fact_split_families_share_no_fact_between_train_and_test(task, lo, hi):
+    facts, questions = every_fact(task, lo, hi)
+    drawn = {}
+    for split in tasks.SPLITS:  # each whole split, as the independent parser reads it
+        problems = make_problems(task, question_count(task, split, lo=lo, hi=hi), split=split, lo=lo, hi=hi)
+        assert all(split_of_problem(p) == split and p.answer == solve(p.question) for p in problems)
+        drawn[split] = {fact_of(task, p.question) for p in problems}
+        assert len({p.question for p in problems}) == len(problems)
+    assert not drawn["train"] & drawn["test"]
+    assert drawn["train"] | drawn["test"] == facts
+    assert sum(question_count(task, s, lo=lo, hi=hi) for s in tasks.SPLITS) == questions
+    assert 0.3 < len(drawn["test"]) / len(facts) < 0.7  # about half the facts are held out
+
+
+def whole_split_facts(task, split, **knobs):
+    """The facts of every question of one split of a fact-split family."""
+    return {fact_of(task, p.question) for p in make_problems(task, question_count(task, split, **knobs),
+                                                             split=split, **knobs)}
+
+
+@pytest.mark.parametrize("task, small, large", [("word2", 5, 10), ("mul2", 20, 99)])
+def test_a_facts_split_does_not_depend_on_the_knobs(task, small, large):
+    held_out = whole_split_facts(task, "test", hi=small)
+    assert held_out <= whole_split_facts(task, "test", hi=large)
+    assert not held_out & whole_split_facts(task, "train", hi=large)
 
 
 @pytest.mark.parametrize("call, words", [
@@ -162,11 +260,18 @@ def test_word_answers_are_never_negative_and_knobs_change_the_range():
     (lambda: make_problems("add2", 3, hi=5), ["lo", "hi"]),
     (lambda: make_problems("add2", 3, size=5), ["lo", "hi"]),
     (lambda: messages(Problem("q", 1, "add1"), shots=-1), ["shots"]),
+    (lambda: make_problems("word2", 3, lo=5, hi=4), ["lo", "hi"]),
+    (lambda: make_problems("word2", 3, hi=-1), ["lo", "hi"]),
+    (lambda: make_problems("word2", 3, size=5), ["word2", "lo", "hi"]),
+    (lambda: make_problems("mul2", 3, hi=100), ["mul2", "10 <= lo <= hi <= 99"]),
+    (lambda: make_problems("mul2", 3, lo=5), ["mul2", "10 <= lo <= hi <= 99"]),
+    (lambda: make_problems("mul2", 3, hi=9.5), ["mul2", "integers"]),
+    (lambda: make_problems("mul2", 400, lo=10, hi=99), ["mul2", "train"]),
 ])
 def test_bad_requests_raise_value_error_naming_the_problem(call, words):
     with pytest.raises(ValueError) as e:
         call()
-    assert all(w in str(e.value) for w in words)
+    assert all(w in str(e.value) for w in words) and "\n" not in str(e.value)
 
 
 # ---- messages ------------------------------------------------------------------------------------
@@ -182,7 +287,7 @@ def test_messages_are_shots_pairs_then_the_question_and_never_leak(task, shots, 
     assert chat[-1]["content"] == f"{problem.question} {INSTRUCTION}"
     examples = [t["content"].removesuffix(" " + INSTRUCTION) for t in chat[:-1:2]]
     assert problem.question not in examples and len(set(examples)) == shots
-    assert all(split_of(q) == "train" for q in examples)  # so never a test problem
+    assert all(split_of_problem(Problem(q, 0, task)) == "train" for q in examples)  # so never a test problem (or fact)
 
 
 def test_messages_work_for_loaded_and_hand_made_problems():
@@ -219,10 +324,11 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "tasks.py", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def test_cli_prints_messages_and_answers():
-    done = run_cli("--task", "add2", "--n", "3", "--seed", "0", "--shots", "1")
+@pytest.mark.parametrize("task", ["add2", "word2", "mul2"])
+def test_cli_prints_messages_and_answers(task):
+    done = run_cli("--task", task, "--n", "3", "--seed", "0", "--shots", "1")
     assert done.returncode == 0, done.stderr
-    for p in make_problems("add2", 3, seed=0):
+    for p in make_problems(task, 3, seed=0):
         assert f"{p.question} {INSTRUCTION}" in done.stdout and f"answer: {p.answer}" in done.stdout
     assert done.stdout.count("assistant: ") == 3
 
@@ -233,3 +339,15 @@ def test_cli_bad_input_is_one_line_on_stderr_and_exit_2(args):
     done = run_cli(*args)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+# ---- the task survey -----------------------------------------------------------------------------
+
+def test_survey_default_run_is_unchanged_and_the_headroom_candidates_can_run():
+    import survey_tasks
+    assert survey_tasks.CONFIGS["default"] == [  # the rows of the committed results/tasks.md
+        ("word", 20, 2, None), ("word", 20, 2, "short"), ("word", 9, 2, "short"), ("word", 20, 1, "short"),
+        ("add2", None, 2, "short"), ("add2", None, 1, "short"), ("abc", 20, 2, "short"), ("abc", 9, 2, "short")]
+    for task, hi, shots, system in survey_tasks.CONFIGS["headroom"]:
+        assert task in tasks.FACT_KEYS and hi is not None  # the table prints `hi`, not a default
+        assert question_count(task, "train", hi=hi) >= 8  # one rollout step's prompts
