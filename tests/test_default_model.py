@@ -113,7 +113,7 @@ def test_sample_py_width_4_uses_the_committed_default_bridge_on_a_held_out_probl
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)
         assert Path(data["bridge"]) == DEFAULT_BRIDGE and data["bridge_on"] is on
-        assert data["bridge_config"]["kind"] == "bridge" and "default Bridge" in out.stderr
+        assert data["bridge_config"]["kind"] == "bridge" and "using the committed Bridge bridges/default.safetensors" in out.stderr
         (result,) = data["results"]
         assert result["prompt"] == problem.question and result["gold"] == problem.answer
         assert len(result["responses"]) == len(result["rewards"]) == 4
