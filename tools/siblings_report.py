@@ -156,12 +156,15 @@ def protocol_line(runs, res=RES):
         log = Path(res) / f"seed{seed}_{arm}.log.jsonl"
         if log.is_file():
             steps[arm] = len(log.read_text().splitlines())
+    bridge = next((r["protocol"] for (a, _), r in runs.items() if a == "bridge"), None)
+    widths = ", ".join(map(str, bridge["widths"])) if bridge else "(none yet)"
+    trained = [f"{ARMS[a]} {steps.get(a, '?')} steps (seeds {', '.join(map(str, s))})" for a, s in seeds.items() if s]
     return (f"Protocol: task `distinct` (K = 9), {one['problems']} held-out questions, n = {one['n']} answers "
-            f"each at widths {', '.join(map(str, one['widths']))}, temperature {one['temperature']:g}, at most "
-            f"{one['max_new_tokens']} new tokens; GRPO at width 4 for "
-            + ", ".join(f"{ARMS[a]} {steps.get(a, '?')} steps (seeds {', '.join(map(str, s)) or 'none'})"
-                        for a, s in seeds.items())
-            + ". Cells: the mean over seeds (the lowest and highest seed in brackets).")
+            f"each, temperature {one['temperature']:g}, at most {one['max_new_tokens']} new tokens. Bridge is "
+            f"sampled at widths {widths}; the base model, RLVR only and P-Match at width 1, their answers "
+            f"pooled into groups of W (rows without a path between them are independent at any width). "
+            f"GRPO at width 4: " + ", ".join(trained) + ". Cells: the mean over seeds (the lowest and "
+            f"highest seed in brackets).")
 
 
 def verdict(runs, comps):
@@ -194,8 +197,8 @@ def walltime_lines(res=RES):
                 else "GRPO" if "/grpo_" in r["stage"] else r["stage"])
         kinds.setdefault(kind, []).append(r["seconds"] / 60)
         machine = r["machine"]
-    parts = [f"{k} {min(v):.0f}–{max(v):.0f} min ({len(v)} runs)" if len(v) > 1 else f"{k} {v[0]:.0f} min"
-             for k, v in kinds.items()]
+    parts = [f"{k} {min(v):.0f}–{max(v):.0f} min ({len(v)} runs)" if round(min(v)) != round(max(v))
+             else f"{k} {v[0]:.0f} min ({len(v)} run{'s' * (len(v) > 1)})" for k, v in kinds.items()]
     return ["", f"Wall time per stage ({machine}, from `results/siblings/walltime.jsonl`): " + "; ".join(parts) + "."]
 
 
