@@ -117,3 +117,22 @@ def test_sample_py_width_4_uses_the_committed_default_bridge_on_a_held_out_probl
         (result,) = data["results"]
         assert result["prompt"] == problem.question and result["gold"] == problem.answer
         assert len(result["responses"]) == len(result["rewards"]) == 4
+
+
+@pytest.mark.slow
+def test_sample_py_task_distinct_uses_its_committed_bridge_and_scores_the_group():
+    """`python sample.py --width 4 --task distinct`: the blocks trained for the set-level task, its
+    first held-out question, the four answers scored together (tasks.group_reward)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    assert (root / "bridges" / "distinct.safetensors").is_file()
+    out = subprocess.run([sys.executable, "sample.py", "--width", "4", "--task", "distinct", "--max-new-tokens", "32",
+                          "--json"], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "using the committed Bridge bridges/distinct.safetensors" in out.stderr
+    result = json.loads(out.stdout)["results"][0]
+    assert "1 to 9" in result["prompt"] or "1 and 9" in result["prompt"]
+    assert len(result["rewards"]) == 4 and set(result["rewards"]) <= {0.0, 1.0}

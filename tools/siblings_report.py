@@ -37,8 +37,11 @@ def load(res=RES):
         seed, arm = path.stem.removeprefix("seed").split("_", 1)
         if arm in ARMS and seed.isdigit():
             runs[arm, int(seed)] = json.loads(path.read_text())
-    base = Path(res) / "base.json"
-    return runs, (json.loads(base.read_text()) if base.is_file() else None)
+    return runs, read(Path(res) / "base.json")
+
+
+def read(path):
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
 
 
 def per_problem(result, width, size):
@@ -81,7 +84,7 @@ def cell(values_by_seed):
     return f"{mean:.3f}{spread}"
 
 
-def table(runs, base, metric):
+def table(runs, base, metric, res=RES):
     k = 0 if metric == "score" else 1
     title = "score per answer" if metric == "score" else "share of groups all distinct"
     lines = [f"| {title}, groups of W | W = 2 | W = 4 | W = 8 |", "|---|---|---|---|"]
@@ -94,6 +97,11 @@ def table(runs, base, metric):
     at_1 = per_seed(runs, "bridge", lambda s: 1, metric)
     lines.append("| Bridge weights at width 1 (independent rows, pooled into groups of W) | "
                  + " | ".join(cell(at_1[s]) for s in SIZES) + " |")
+    blocks = read(Path(res) / "distinct_bridge.json")
+    if blocks:  # the committed blocks-only Bridge (runs/siblings.sh blocks), one run
+        for width_of, name in ((lambda s: s, "at width W"), (lambda s: 1, "at width 1, pooled")):
+            lines.append(f"| Bridge, blocks only (`bridges/distinct.safetensors`, seed 0) {name} | " + " | ".join(
+                f"{statistics.fmean(v[k] for v in per_problem(blocks, width_of(s), s)):.3f}" for s in SIZES) + " |")
     lines.append("| **independent ceiling** (exact) | " + " | ".join(
         f"**{float(independent_ceiling(9, s)[k]):.3f}**" for s in SIZES) + " |")
     return lines
@@ -207,7 +215,7 @@ def section(res=RES, control=CONTROL):
     comps = comparisons(runs)
     out = [BEGIN, "", "**Positive control: information flows between siblings.**", ""] + control_lines(control)
     out += ["", "**The set-level task.** " + protocol_line(runs, res), ""]
-    out += table(runs, base, "score") + [""] + table(runs, base, "distinct") + [""]
+    out += table(runs, base, "score", res) + [""] + table(runs, base, "distinct", res) + [""]
     if runs:
         out += ["![score per answer against the independent ceiling](results/siblings/set_score.png)", ""]
     out += (comparison_lines(comps) if comps else ["No paired comparison yet (it needs a seed both arms have)."])
@@ -238,6 +246,12 @@ def plot(res, out):
     alone = [mean_of(per_seed(runs, "bridge", lambda s: 1, "score")[s])[0] for s in SIZES]
     if None not in alone:
         ax.plot(SIZES, alone, "s-.", label="Bridge weights at width 1, pooled")
+    blocks = read(Path(res) / "distinct_bridge.json")
+    if blocks:
+        ax.plot(SIZES, [statistics.fmean(v[0] for v in per_problem(blocks, s, s)) for s in SIZES], "^-",
+                label="Bridge, blocks only (seed 0)")
+        ax.plot(SIZES, [statistics.fmean(v[0] for v in per_problem(blocks, 1, s)) for s in SIZES], "^:",
+                label="its weights at width 1, pooled")
     ax.set_xscale("log", base=2)
     ax.set_xticks(SIZES, [str(s) for s in SIZES])
     ax.set_xlabel("group size W")
