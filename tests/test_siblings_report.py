@@ -51,7 +51,10 @@ def test_scores_and_paired_differences_are_those_of_the_records(tmp_path):
     assert comps[("Bridge at width 2", "its weights at width 1"), 2]["differences"] == pytest.approx([1.0, 1.0])
     text = sr.section(tmp_path / "res", tmp_path / "no_control.json")
     assert "| Bridge | 1.000 (1.000–1.000) | 0.875 (0.750–1.000) | 0.000 (0.000–0.000) |" in text
-    assert "at W = 4 2 of 2 Bridge seeds score above the independent ceiling" in text
+    # the verdict weighs the gap to the ceiling against the noise: per-question means over seeds
+    # (1.0 and 0.75 at W = 4), their standard error over the two questions 0.125
+    assert "Bridge at W = 4: 0.875 ± 0.125, within 2 se of the ceiling 0.702" in text
+    assert "P-Match at W = 4: 0.000 ± 0.000, below the ceiling 0.702" in text
 
 
 def test_no_results_yet_is_a_section_that_says_so(tmp_path):

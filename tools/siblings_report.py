@@ -175,22 +175,36 @@ def protocol_line(runs, res=RES):
             f"highest seed in brackets).")
 
 
+def against_ceiling(values_by_seed, size):
+    """(mean, se, where): the per-question values averaged over seeds, their mean and standard error
+    over questions, and whether the mean is above, within or below 2 se of the independent ceiling."""
+    per_question = [statistics.fmean(v) for v in zip(*values_by_seed.values())]
+    mean = statistics.fmean(per_question)
+    se = statistics.stdev(per_question) / len(per_question) ** 0.5
+    gap = mean - float(independent_ceiling(9, size)[0])
+    return mean, se, "above" if gap > 2 * se else "below" if gap < -2 * se else "within 2 se of"
+
+
 def verdict(runs, comps):
-    """A plain sentence from the numbers: does Bridge pass the ceiling, and does it beat P-Match?"""
+    """A plain sentence from the numbers: is Bridge above the ceiling beyond the noise, and how does
+    P-Match (which cannot beat the ceiling in expectation) sit against it, as a gauge of that noise?"""
     seeds = sorted(s for (a, s) in runs if a == "bridge")
     if len(seeds) < 2:
         return "**Verdict:** not yet: fewer than two Bridge seeds have results."
     parts = []
-    bridge = per_seed(runs, "bridge", lambda s: s, "score")
-    for s in SIZES:
-        ceiling = float(independent_ceiling(9, s)[0])
-        _, means = mean_of(bridge[s])
-        above = sum(m > ceiling for m in means)
-        parts.append(f"at W = {s} {above} of {len(means)} Bridge seeds score above the independent ceiling")
+    for arm in ("bridge", "pmatch"):
+        values = per_seed(runs, arm, sampled_at(arm), "score")
+        if not all(values[s] for s in SIZES):
+            continue
+        for s in SIZES:
+            mean, se, where = against_ceiling(values[s], s)
+            parts.append(f"{ARMS[arm]} at W = {s}: {mean:.3f} ± {se:.3f}, {where} the ceiling "
+                         f"{float(independent_ceiling(9, s)[0]):.3f}")
     vs = [c for c in comps if c["arms"] == ["Bridge", "P-Match"] and c["interval"]]
     tail = "; ".join(f"Bridge − P-Match at W = {c['width']}: {100 * c['mean']:+.1f} points, interval "
                      f"[{100 * c['interval'][0]:+.1f}, {100 * c['interval'][1]:+.1f}]" for c in vs)
-    return f"**Verdict:** {'; '.join(parts)}. {tail}."
+    return (f"**Verdict** (mean over seeds ± standard error over the questions): {'; '.join(parts)}. "
+            f"{tail}.")
 
 
 def walltime_lines(res=RES):
