@@ -211,6 +211,17 @@ def gathered(model):
             m.set_reshard_after_forward(True)  # as shard() made them
 
 
+def equal_passes(items, filler, sharded):
+    """[(item, 1.0), ...] for this process's micro-batches; under --shard padded with (filler, 0.0)
+    up to the largest count over the processes: every forward and backward of a sharded model
+    all-gathers and reduce-scatters, so all processes must run the same number of them, and a
+    repeat with weight 0 adds exactly nothing to the gradient."""
+    out = [(item, 1.0) for item in items]
+    if sharded:
+        out += [(filler, 0.0)] * (max(all_gather(len(out))) - len(out))
+    return out
+
+
 def full_states(model, optimizer):
     """(model state, optimizer state) gathered whole, on the CPU; every process must call it.
 

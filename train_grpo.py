@@ -200,16 +200,9 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
     updated = parallel.all_sum(len(todo))        # step or no step: the same on every process
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
-    batches = list(training.micro_batches(todo, args.micro_groups, W)) if updated else []
     sharded = parallel.is_sharded(model)
-    if sharded and updated:
-        # --shard: every forward and backward all-gathers and reduce-scatters across the processes,
-        # so all run the same number of micro-batches; a process with fewer runs its first group
-        # again with weight 0 (it adds exactly nothing to the gradient)
-        most = max(parallel.all_gather(len(batches)))
-        batches = [(rows, 1.0) for rows in batches] + [(slice(0, W), 0.0)] * (most - len(batches))
-    else:
-        batches = [(rows, 1.0) for rows in batches]
+    # --shard: a process with fewer micro-batches repeats its first group with weight 0
+    batches = parallel.equal_passes(training.micro_batches(todo, args.micro_groups, W), slice(0, W), sharded)
     # FSDP2 averages the gradients over the processes where all_reduce_grads sums them
     scale = parallel.dist_env()[1] if sharded else 1
     for rows, keep in batches:

@@ -210,11 +210,10 @@ def train_step(model, optimizer, batch, eos_id, args):
         j = i
         while j < len(batch) and j - i < args.micro_groups and len(batch[j][1]) == len(batch[i][1]):
             j += 1
-        chunks.append((batch[i:j], 1.0))
+        chunks.append(batch[i:j])
         i = j
     sharded = parallel.is_sharded(model)
-    if sharded:  # the same number of forwards and backwards on every process (see train_grpo.update)
-        chunks += [(chunks[0][0], 0.0)] * (max(parallel.all_gather(len(chunks))) - len(chunks))
+    chunks = parallel.equal_passes(chunks, chunks[0], sharded)  # --shard: zero-weight repeats
     scale = parallel.dist_env()[1] if sharded else 1  # FSDP2 averages the gradients; we sum them
     for groups, keep in chunks:
         (prompt, prompt_alive, answer, answer_alive), width = pad_groups(groups, eos_id, args.device)
