@@ -4,6 +4,7 @@
     python tools/report.py --check      # exit 1 if README.md's section is not what the files give
     python tools/report.py --print      # print the section only
     python tools/report.py --json PATH  # also write every paired comparison, unrounded, as JSON
+    python tools/report.py --study headroom   # the same for the second study (results/headroom)
 
 Run from any directory: the files it reads and writes are found from the repository root.
 
@@ -32,13 +33,21 @@ sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli),
 
 from cli import Parser, run  # noqa: E402
 from paired import DETECTABLE, METHOD, POWER, TIES, compare  # noqa: E402
-from study import ARMS, RES, has_result, load, per_problem, per_seed  # noqa: E402
+from study import ARMS, RES, STUDIES, has_result, load, per_problem, per_seed, study_of  # noqa: E402
 
 TAUS = ("1/8", "1/2", "3/4", "1")
 TRAIN_WIDTH = 4  # the width every arm was trained at (runs/reproduce.sh)
 # the markers are matched verbatim in README.md (a new wording must change both)
 BEGIN = "<!-- results:begin (written by `python tools/report.py` from results/repro; do not edit by hand) -->"
 END = "<!-- results:end -->"
+
+
+def markers(study):
+    """(begin, end) of a study's section in README.md: the first study's are BEGIN and END."""
+    if study.name == "repro":
+        return BEGIN, END
+    return (f"<!-- {study.name}:begin (written by `python tools/report.py --study {study.name}` from "
+            f"results/{study.name}; do not edit by hand) -->", f"<!-- {study.name}:end -->")
 
 
 # -----------------------------------------------------------------------------
@@ -89,11 +98,14 @@ def settings(runs):
 
 
 def section(runs, res=RES):
+    study = study_of(res)
+    begin, end = markers(study)
     proto = runs["base"]["protocol"]
     widths, n = proto["widths"], proto["n"]
     rows = settings(runs)
     seeds = {arm: sorted(s) for arm, s in runs["arms"].items()}
-    out = [BEGIN, ""]
+    out = [begin, ""]
+    out += pilot_lines(res)
     out.append(f"Held-out split: {proto['problems']} test problems of `{proto['task']}` "
                f"(knobs {proto['knobs']}, {proto['shots']} worked examples), n = {n} answers per problem "
                f"at every width, temperature {proto['temperature']}, top-p {proto['top_p']}, "
@@ -157,13 +169,13 @@ def section(runs, res=RES):
 
     lines, verdict = comparison_lines(comparisons(runs))
     out += lines
-    out += ["", "![accuracy against width and G-Pass](results/repro/accuracy.png)", ""]
+    out += ["", f"![accuracy against width and G-Pass]({relative(res / 'accuracy.png')})", ""]
     out += reward_table(runs, res)
-    out += ["**Wall time** of every stage (runs/reproduce.sh's clock, summed over sittings), and the "
+    out += [f"**Wall time** of every stage ({study.script}'s clock, summed over sittings), and the "
             "GRPO training time from the step logs:", ""]
     out += walltime_table(res)
     out += ["", "**Verdict** (at the training width " + str(TRAIN_WIDTH) + "): " +
-            (" ".join(verdict) if verdict else "no Bridge arm has results yet."), "", END]
+            (" ".join(verdict) if verdict else "no Bridge arm has results yet."), "", end]
     return "\n".join(out)
 
 
@@ -244,11 +256,65 @@ def verdict_line(c):
     return head + sds + tail
 
 
+# the pilot's rule (runs/headroom.sh pilot), on the training split only: RLVR only's train reward
+# over its last 10 of 30 GRPO steps must lie in this band, and of the candidates inside it the
+# study takes the hardest. choice: the hardest, because the study trains for 60 steps, not 30: in
+# the first study RLVR only went from 0.67 (steps 21-30) to 0.92 (steps 51-60), and the study
+# needs it to end below 0.85 to leave room for an effect
+PILOT_BAND = (0.30, 0.75)
+
+
+def pilot(res):
+    """[(task, hi, log rewards)] of the pilot's RLVR-only runs, and the survey's rows; ([], []) if none."""
+    where = res / "pilot"
+    runs = []
+    for log in sorted(where.glob("*_hi*.log.jsonl")):
+        task, hi = log.name[:-len(".log.jsonl")].rsplit("_hi", 1)
+        runs.append((task, int(hi), [json.loads(line)["reward"] for line in log.read_text().splitlines()]))
+    survey = json.loads((where / "survey.json").read_text()) if (where / "survey.json").is_file() else []
+    return runs, survey
+
+
+def pilot_choice(runs):
+    """(task, hi) the rule picks from the pilot runs, or None when no candidate is inside the band."""
+    inside = [(statistics.fmean(r[-10:]), task, hi) for task, hi, r in runs
+              if PILOT_BAND[0] <= statistics.fmean(r[-10:]) <= PILOT_BAND[1]]
+    return min(inside)[1:] if inside else None
+
+
+def pilot_lines(res):
+    """The pilot's table and the choice it led to (the headroom study; nothing for the first study)."""
+    runs, survey = pilot(res)
+    if not runs:
+        return []
+    import tasks
+    base = {(r["task"], r["hi"]): r for r in survey}
+    lines = ["**The pilot** (`bash runs/headroom.sh pilot`, training split only): the survey's rollouts of "
+             "the base model (48 problems x 4 answers, seed 1), then RLVR only (GRPO from the base model, "
+             "all weights, the study's settings) for 30 steps per candidate; train reward = GRPO's own "
+             "rollouts, 8 problems x 4 answers per step.", "",
+             "| task | numbers up to | held-out problems | base accuracy | mixed groups | truncated | "
+             "RLVR train reward, steps 1-10 | steps 21-30 |", "|---|---|---|---|---|---|---|---|"]
+    for task, hi, r in runs:
+        b = base.get((task, hi))
+        cells = [f"{100 * b['acc']:.1f}%", f"{100 * b['mixed']:.0f}%", f"{100 * b['trunc']:.0f}%"] if b else ["-"] * 3
+        lines.append(f"| {task} | {hi} | {tasks.question_count(task, split='test', hi=hi)} | " + " | ".join(cells) +
+                     f" | {statistics.fmean(r[:10]):.2f} | {statistics.fmean(r[-10:]):.2f} |")
+    choice = pilot_choice(runs)
+    lo, hi_ = PILOT_BAND
+    rule = (f"The rule: RLVR only's train reward over steps 21-30 must lie between {lo:.2f} and {hi_:.2f}; "
+            "of the candidates inside, the hardest, because the study trains for 60 steps and needs RLVR only "
+            "to stay below 0.85.")
+    lines += ["", rule + (f" It chose `{choice[0]}` with numbers up to {choice[1]}." if choice else
+                          " No candidate is inside the band."), ""]
+    return lines
+
+
 def reward_table(runs, res=RES, window=10):
     """Train reward per window of GRPO steps, each arm averaged over its evaluated seeds (from the logs)."""
-    curves = {}
+    curves, study = {}, study_of(res)
     for arm, seeds in runs["arms"].items():
-        logs = [ROOT / "runs" / f"seed{s}" / f"grpo_{arm}" / "log.jsonl" for s in sorted(seeds)]
+        logs = [study.log(s, arm) for s in sorted(seeds)]
         logs = [[json.loads(line)["reward"] for line in p.read_text().splitlines()] for p in logs if p.is_file()]
         if logs:
             curves[ARMS[arm]] = logs
@@ -293,14 +359,23 @@ def walltime_table(res=RES):
     for stage, (seconds, machines) in stages.items():
         lines.append(f"| {stage} | {seconds / 60:.1f} | {', '.join(sorted(machines))} |")
     lines += ["", "| GRPO run | steps | minutes (sum of logged step times) |", "|---|---|---|"]
-    for log in sorted((ROOT / "runs").glob("seed*/grpo_*/log.jsonl")):
-        stage = str(log.parent.relative_to(ROOT / "runs"))
+    study = study_of(res)
+    logs = {str(p.parent.relative_to(study.runs)): p for p in study.runs.glob("seed*/grpo_*/log.jsonl")}
+    for p in res.glob("seed*_*.log.jsonl"):  # the copies beside the results (runs/stages.sh)
+        seed, arm = p.name[len("seed"):-len(".log.jsonl")].split("_", 1)
+        logs.setdefault(f"seed{seed}/grpo_{arm}", p)
+    for stage in sorted(logs):
         if not has_result(res, stage):
             continue
-        steps = [json.loads(line) for line in log.read_text().splitlines()]
-        lines.append(f"| {log.parent.relative_to(ROOT / 'runs')} | {len(steps)} | "
-                     f"{sum(s['step_s'] for s in steps) / 60:.1f} |")
+        steps = [json.loads(line) for line in logs[stage].read_text().splitlines()]
+        lines.append(f"| {stage} | {len(steps)} | {sum(s['step_s'] for s in steps) / 60:.1f} |")
     return lines
+
+
+def relative(path):
+    """A path as the README links it: from the repository root where it is inside it."""
+    where = Path(path).resolve()
+    return str(where.relative_to(ROOT)) if where.is_relative_to(ROOT) else str(where)
 
 
 def plot(runs, out):
@@ -334,19 +409,19 @@ def plot(runs, out):
     fig.savefig(out, dpi=110)
 
 
-def splice(readme, text):
-    """README text with the section between the markers replaced by `text`."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md has no results markers ({BEGIN!r} ... {END!r})")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+def splice(readme, text, study=STUDIES["repro"]):
+    """README text with the study's section between its markers replaced by `text`."""
+    begin, end = markers(study)
+    if begin not in readme or end not in readme:
+        raise ValueError(f"README.md has no markers for the {study.name} study ({begin!r} ... {end!r})")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
     return head + text + tail
 
 
 def write_json(runs, res, path):
     """Every paired comparison of the section, unrounded, so that anyone can check the numbers."""
-    where = res.resolve()
-    doc = dict(results=str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
+    doc = dict(results=relative(res),
                unit="share of answers right (0 to 1); the README prints 100 x, in points",
                comparisons=comparisons(runs))
     path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -354,14 +429,17 @@ def write_json(runs, res, path):
 
 
 def main(argv=None):
-    p = Parser(description="Write the README's results section from results/repro.")
+    p = Parser(description="Write a study's README section (default: the first study, results/repro).")
     p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
     p.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
-    p.add_argument("--results", default=str(RES), help="the result files (default results/repro)")
+    p.add_argument("--study", default="repro", choices=list(STUDIES),
+                   help="which study: repro (the first, saturated one) or headroom (default repro)")
+    p.add_argument("--results", default=None, help="the result files (default: the study's, results/STUDY)")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
     args = p.parse_args(argv)
-    res = Path(args.results)
+    res = Path(args.results) if args.results else STUDIES[args.study].res
+    study = study_of(res)
     runs = load(res)
     text = section(runs, res)
     if args.json:
@@ -370,12 +448,13 @@ def main(argv=None):
         print(text)
         return 0
     readme = Path(args.readme).read_text()
-    new = splice(readme, text)
+    new = splice(readme, text, study)
     if args.check:
         if new != readme:
-            print(f"{args.readme}: results section is stale; run python tools/report.py", file=sys.stderr)
+            print(f"{args.readme}: the {study.name} section is stale; run python tools/report.py "
+                  f"--study {study.name}", file=sys.stderr)
             return 1
-        print(f"{args.readme}: results section matches results/repro", file=sys.stderr)
+        print(f"{args.readme}: the {study.name} section matches {relative(res)}", file=sys.stderr)
         return 0
     Path(args.readme).write_text(new)
     try:

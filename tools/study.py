@@ -4,11 +4,14 @@ per-problem numbers every table of tools/report.py is computed from.
     runs = load()                        # {"base": run, "default": run or None, "arms": {arm: {seed: run}}}
     per_problem(runs["arms"]["bridge"][0], width=4)       # mean accuracy of each held-out problem
 
-A run is one evaluate.py result file. results/repro/ holds base.json (the base model),
-seed{S}_{arm}.json for arm in rlvr, pmatch, bridge (one per trained arm and seed) and
-default_bridge.json (the committed default Bridge); runs/reproduce.sh writes them.
+A run is one evaluate.py result file. A study's results directory holds base.json (the base
+model), seed{S}_{arm}.json for arm in rlvr, pmatch, bridge (one per trained arm and seed) and, in
+the first study, default_bridge.json (the committed default Bridge). Two studies (STUDIES):
+results/repro/ (runs/reproduce.sh, the saturated first study) and results/headroom/
+(runs/headroom.sh, a task with headroom).
 """
 import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +21,35 @@ sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate), wher
 from evaluate import read_result  # noqa: E402
 from metrics import g_pass_at_k, mean_accuracy  # noqa: E402
 
-RES = ROOT / "results" / "repro"
+
+
+@dataclass(frozen=True)
+class Study:
+    """Where one study's files are: its results, its training runs, the script that makes them."""
+    name: str
+    res: Path       # evaluate.py files, walltime.jsonl, and (newer studies) seed{S}_{arm}.log.jsonl
+    runs: Path      # seed{S}/grpo_{arm}/log.jsonl: the training logs
+    script: str     # the stages that write them
+
+    def log(self, seed, arm):
+        """The GRPO log of one arm and seed: the copy beside the results, else the run's own."""
+        copy = self.res / f"seed{seed}_{arm}.log.jsonl"
+        return copy if copy.is_file() else self.runs / f"seed{seed}" / f"grpo_{arm}" / "log.jsonl"
+
+
+STUDIES = {
+    "repro": Study("repro", ROOT / "results" / "repro", ROOT / "runs", "runs/reproduce.sh"),
+    "headroom": Study("headroom", ROOT / "results" / "headroom", ROOT / "runs" / "headroom", "runs/headroom.sh"),
+}
+RES = STUDIES["repro"].res
+
+
+def study_of(res):
+    """The Study whose results live in `res` (a path); an unknown directory is a study of its own."""
+    for study in STUDIES.values():
+        if Path(res).resolve() == study.res.resolve():
+            return study
+    return Study(Path(res).name, Path(res), Path(res), "runs/reproduce.sh")
 ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 # protocol fields that must agree between every file compared (what was asked, not who answered)
 SAME = ("task", "knobs", "split", "problems", "seeds", "widths", "n", "shots", "system",
@@ -29,7 +60,7 @@ def load(res=RES):
     """{"base": run, "default": run or None, "arms": {arm: {seed: run}}}; one-line errors if unusable."""
     base = res / "base.json"
     if not base.is_file():
-        raise FileNotFoundError(f"{base}: no base-model result yet (bash runs/reproduce.sh base)")
+        raise FileNotFoundError(f"{base}: no base-model result yet (bash {study_of(res).script} base)")
     runs = {"base": read_result(base), "arms": {arm: {} for arm in ARMS}, "default": None}
     for path in sorted(res.glob("seed*_*.json")):
         seed, arm = path.stem[len("seed"):].split("_", 1)
@@ -84,7 +115,7 @@ def has_result(res, stage):
 
 
 def result_of(stage):
-    """The results files a runs/reproduce.sh stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
+    """The results files a study's stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
     "seed1/sft_bridge"); the report lists a stage only once that file exists, so a half-done study
     gives a stable section."""
     head, tail = stage.split("/", 1)
