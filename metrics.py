@@ -290,3 +290,18 @@ def set_summary(per_problem, n, size):
         rows["all_distinct"].append(sum(all(distinct_scores(g)) for g in groups) / len(groups))
         rows["valid"].append(sum(c is not None for c in choices) / n)
     return {name: mean_se(values) for name, values in rows.items()}
+
+
+def agreement(values, size):
+    """Share of the consecutive groups of `size` in `values` (one problem's n answers, in the order
+    they were sampled) whose members are all equal; None counts as a value that equals nothing.
+
+    With the extracted numbers it is the share of groups that agree on one answer; with the texts,
+    the share that are word for word the same. At a Bridge width W the groups are its own groups of
+    W; at width 1 the same call pools independent answers into pseudo-groups of `size`.
+    """
+    _integer(size, "size")
+    if size < 1 or len(values) % size:
+        raise ValueError(f"groups of {size} do not divide {len(values)} answers")
+    groups = [values[i:i + size] for i in range(0, len(values), size)]
+    return sum(g[0] is not None and all(v == g[0] for v in g) for g in groups) / len(groups)

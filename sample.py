@@ -178,9 +178,30 @@ def left_pad(prompts_ids, pad_id, device):
     return tokens.to(device), alive.to(device)
 
 
+def decoder(model, compile=False):
+    """What a decode step calls: the model itself, or with compile=True torch.compile of its forward.
+
+    The compiled forward is the same computation (one forward over the new column, the KV cache
+    written in place) with the small ops of every layer fused into a few kernels; on CPU the
+    first call compiles it (about a minute or more for the default model; `--compile` in the
+    commands, README "Speed"). Its logits equal the plain forward's up to float rounding, so its
+    tokens are the plain path's except where rounding moves a draw across a CDF boundary
+    (tests/test_sample.py). # choice: dynamic=True, one compilation for every batch size and
+    cache length, since both change as sampling goes; kept on the model, so it compiles once.
+    """
+    if not compile:
+        return model
+    fn = model.__dict__.get("compiled_forward")
+    if fn is None:
+        fn = torch.compile(model.forward, dynamic=True)
+        model.__dict__["compiled_forward"] = fn  # a plain attribute: not a submodule, not saved
+    return fn
+
+
 @torch.no_grad()
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
-           top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1):
+           top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1,
+           compile=False):
     """Token-level sampler: prompts as id lists -> Rollout. See the module docstring.
 
     groups_per_prompt: R independent groups of `width` rows for every prompt, all from one prefill
@@ -188,6 +209,7 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     generator: one seeded torch.Generator for the batch, or a list with one per group
         (len(prompts_ids) * groups_per_prompt). With a list, finished groups leave the batch
         (drop_finished_groups); the tokens are those of the full batch (tests/test_sample.py).
+    compile: decode with torch.compile of the model's forward (decoder()).
     """
     from model import KVCache
     if width < 1:
@@ -227,6 +249,7 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     # 3. decode in lock-step. `batch` holds the rows still being run (all N until groups are
     # dropped, step 4); every output below covers all N rows.
     batch = Batch(rows=torch.arange(N, device=device), cache=cache, generator=generator)
+    forward = decoder(model, compile)                             # the model, or its compiled forward
     finished = torch.zeros(N, dtype=torch.bool, device=device)   # emitted EOS: dead from then on
     columns = []                                                  # per step: tokens, alive, logp
     seen = []                                                     # per step: logits (keep_logits)
@@ -249,8 +272,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         # rows would change the others' draws), nor with keep_logits (which records every row)
         if not isinstance(generator, torch.Generator) and not keep_logits:
             batch = drop_finished_groups(batch, finished, width)
-        logits = model(nxt[batch.rows, None], width=width, alive=is_alive[batch.rows, None],
-                       cache=batch.cache)[:, -1]
+        logits = forward(nxt[batch.rows, None], width=width, alive=is_alive[batch.rows, None],
+                         cache=batch.cache)[:, -1]
     new_tokens, new_alive, logprobs = (torch.stack(c, dim=1) for c in zip(*columns))
     return Rollout(tokens=torch.cat((tokens, new_tokens), 1), alive=torch.cat((alive, new_alive), 1),
                    prompt_len=P, width=width, logprobs=logprobs,
@@ -326,6 +349,8 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
+    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model (decoder(): the same "
+                   "tokens up to float rounding; the first call compiles, worth it for long runs; default off)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     p.add_argument("--task", default=None, help="without --prompt: ask the first held-out problem of this "
                    "task family of tasks.py and score the answers (default word)")
@@ -384,7 +409,7 @@ def run_sampler(model, tokenizer, ids, args):
     device = model.lm_head.weight.device
     return sample(model, ids, tokenizer.eos_ids, width=args.width, max_new_tokens=args.max_new_tokens,
                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                  generator=torch.Generator(device).manual_seed(args.seed))
+                  generator=torch.Generator(device).manual_seed(args.seed), compile=args.compile)
 
 
 def main(argv=None):
@@ -402,7 +427,7 @@ def main(argv=None):
     texts = [tokenizer.decode(c) for c in rollout.completions()]
     out = [texts[g * args.width:(g + 1) * args.width] for g in range(len(prompts))]
     settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
-                                              "seed", "device", "dtype")}
+                                              "seed", "device", "dtype", "compile")}
     settings["chat"] = not args.no_chat
     eos = set(tokenizer.eos_ids)
     finished = [bool(c) and c[-1] in eos for c in rollout.completions()]

@@ -336,3 +336,18 @@ def test_the_fast_draw_gives_the_plain_inverse_cdf_tokens(seed, rows, vocab, top
     plain = sample_from(z.softmax(-1), torch.Generator().manual_seed(seed))
     tokens = draw(z, torch.Generator().manual_seed(seed), block=16)
     assert torch.equal(tokens, plain) and torch.isfinite(z.gather(-1, tokens[:, None])).all()
+
+
+def test_the_compiled_decode_gives_the_plain_tokens(bridged64):
+    """sample(compile=True) decodes with torch.compile of the forward: in fp64 its logits equal the
+    plain forward's to rounding, so the tokens are the same, through padding, Bridge blocks and
+    groups leaving the batch (batch size and cache length change: one dynamic compilation)."""
+    eos = list(range(3, 40))
+    prompts = prompts_ids(7, [3, 6, 2])
+    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
+    a = sample(bridged64, prompts, eos, generator=group_generators(7, 6), **kw)
+    b = sample(bridged64, prompts, eos, generator=group_generators(7, 6), compile=True, **kw)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
+    live = a.alive[:, a.prompt_len:]
+    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-9)
+    assert not any(k.startswith("compiled") for k in bridged64.state_dict())  # nothing new is saved

@@ -95,6 +95,8 @@ def check_args(args):
         raise ValueError("--width must be 2 or more: a single answer has no siblings to attend to")
     if args.no_bridge:
         raise ValueError("the map draws the Bridge blocks: drop --no-bridge")
+    if args.compile:
+        raise ValueError("the map records the blocks with hooks, which a compiled model does not call: drop --compile")
     if not Path(args.out).resolve().parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: no such directory")
     try:

@@ -4,6 +4,7 @@ Throughput of our sampler, side by side with transformers' generate, and the cos
     python tools/bench_sampler.py                     # sampler vs HF: widths 1 4 16, fp32 and bf16, cpu (+cuda)
     python tools/bench_sampler.py --what bridge       # Bridge and P-Match, off vs on, at widths 1 4 16 64, fp32
     python tools/bench_sampler.py --what all --new-tokens 128 --out bench.json
+    python tools/bench_sampler.py --dtypes fp32 --widths 4 16 --compile   # also our sampler with --compile
 
 Every number is tokens generated per second of wall-clock time (prefill included), with no early
 stop in either engine (ours: ignore_eos; HF: min_new_tokens = max_new_tokens), one chat prompt,
@@ -56,9 +57,11 @@ def measure(job):
                 for p in model.bridge_parameters():
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
+        compiled = job["engine"] == "compiled"  # sample.decoder(model, compile=True)
 
         def run(k):
-            sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True)
+            sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
+                   compile=compiled)
 
     def timed():
         benchkit.sync(device)
@@ -66,7 +69,14 @@ def measure(job):
         run(n)
         benchkit.sync(device)
         return width * n / (time.perf_counter() - t0)
-    run(8)  # warm-up: first-call allocations and kernel selection
+    t0 = time.perf_counter()
+    # warm-up: first-call allocations and kernel selection (and for "compiled", the compilation,
+    # once per setting of the blocks)
+    for on in ((False, True) if job["table"] == "bridge" else (None,)):
+        if on is not None:
+            model.use_bridge = on
+        run(8)
+    warmup_s = time.perf_counter() - t0
     if job["table"] == "bridge":  # the same model with its blocks off and on, alternating; best of each
         speeds = {False: [], True: []}
         for _ in range(job["repeats"]):
@@ -75,7 +85,7 @@ def measure(job):
                 speeds[on].append(timed())
         return dict(job, tok_s_off=max(speeds[False]), tok_s=max(speeds[True]),
                     peak_mb=benchkit.peak_memory_mb(device))
-    return dict(job, tok_s=timed(), peak_mb=benchkit.peak_memory_mb(device))
+    return dict(job, tok_s=timed(), warmup_s=warmup_s, peak_mb=benchkit.peak_memory_mb(device))
 
 
 def jobs_for(args, devices):
@@ -85,15 +95,16 @@ def jobs_for(args, devices):
         for device in devices:
             for dtype in args.dtypes:
                 for width in args.widths:
-                    for engine in ("ours", "hf"):
+                    for engine in ("ours", "hf") + (("compiled",) if args.compile else ()):
                         jobs.append(dict(base, table="sampler", engine=engine, block="none",
                                          device=device, dtype=dtype, width=width))
     if args.what in ("bridge", "all"):
         for device in devices:
             for width in args.bridge_widths:
-                for block in ("bridge", "pmatch"):
-                    jobs.append(dict(base, table="bridge", engine="ours", block=block, device=device,
-                                     dtype="fp32", width=width, repeats=args.repeats))
+                for engine in ("ours",) + (("compiled",) if args.compile else ()):
+                    for block in ("bridge", "pmatch"):
+                        jobs.append(dict(base, table="bridge", engine=engine, block=block, device=device,
+                                         dtype="fp32", width=width, repeats=args.repeats))
     return jobs
 
 
@@ -114,30 +125,38 @@ def tables(results):
     keys = sorted({(r["device"], r["dtype"], r["width"]) for r in results if r["table"] == "sampler"},
                   key=lambda k: (k[0], k[1] != "fp32", k[2]))
     if keys:
-        lines += ["| device | dtype | width | ours tok/s | HF generate tok/s | ours / HF | ours peak MB | HF peak MB |",
-                  "|---|---|---|---|---|---|---|---|"]
+        compiled = any(r.get("engine") == "compiled" for r in results)
+        more = (" ours --compile tok/s | compiled / HF | compile s |", "---|---|---|") if compiled else ("", "")
+        lines += ["| device | dtype | width | ours tok/s | HF generate tok/s | ours / HF |" + more[0] +
+                  " ours peak MB | HF peak MB |", "|---|---|---|---|---|---|" + more[1] + "---|---|"]
         for device, dtype, width in keys:
             o = find(table="sampler", engine="ours", device=device, dtype=dtype, width=width)
             h = find(table="sampler", engine="hf", device=device, dtype=dtype, width=width)
+            c = find(table="sampler", engine="compiled", device=device, dtype=dtype, width=width)
             mem = lambda r: "-" if r is None or "error" in r else f"{r['peak_mb']:.0f}"
-            lines.append(f"| {device} | {dtype} | {width} | {fmt(o)} | {fmt(h)} | {ratio(o, h)} | {mem(o)} | {mem(h)} |")
+            cells = ""
+            if compiled:  # compile s: the warm-up call, which compiles (a plain warm-up takes well under a second)
+                secs = "-" if c is None or "error" in c else f"{c['warmup_s']:.0f}"
+                cells = f" {fmt(c)} | {ratio(c, h)} | {secs} |"
+            lines.append(f"| {device} | {dtype} | {width} | {fmt(o)} | {fmt(h)} | {ratio(o, h)} |{cells} {mem(o)} | {mem(h)} |")
         lines.append("")
-    keys = sorted({(r["device"], r["width"]) for r in results if r["table"] == "bridge"})
+    keys = sorted({(r["device"], r["width"], r["engine"]) for r in results if r["table"] == "bridge"})
     if keys:
         lines += ["| device | width | blocks off tok/s | Bridge on tok/s | Bridge on / off | "
                   "P-Match off tok/s | P-Match on tok/s | P-Match on / off | Bridge peak MB |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for device, width in keys:
+        for device, width, engine in keys:
             cells = []
             for kind in ("bridge", "pmatch"):
-                r = find(table="bridge", block=kind, device=device, width=width)
+                r = find(table="bridge", block=kind, device=device, width=width, engine=engine)
                 if r is None or "error" in r:
                     cells += ["error", "error", "-"]
                 else:
                     cells += [f"{r['tok_s_off']:.1f}", f"{r['tok_s']:.1f}", f"{r['tok_s'] / r['tok_s_off']:.2f}"]
-            b = find(table="bridge", block="bridge", device=device, width=width)
+            b = find(table="bridge", block="bridge", device=device, width=width, engine=engine)
             mem = "-" if b is None or "error" in b else f"{b['peak_mb']:.0f}"
-            lines.append(f"| {device} | {width} | " + " | ".join(cells) + f" | {mem} |")
+            label = f"{width} (--compile)" if engine == "compiled" else str(width)
+            lines.append(f"| {device} | {label} | " + " | ".join(cells) + f" | {mem} |")
     return "\n".join(lines)
 
 
@@ -150,6 +169,8 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES), help="dtypes for the sampler table (default fp32 bf16)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
+    p.add_argument("--compile", action="store_true", help="sampler table: also our sampler with torch.compile "
+                   "(sample.decoder), its compile time apart (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one configuration
@@ -166,7 +187,7 @@ def main(argv=None):
         results.append(r)
         elapsed = time.time() - t0
         eta = elapsed / i * (len(jobs) - i)
-        what = f"{r['engine']}/{r['block']}" if r["engine"] == "ours" else "hf"
+        what = f"{r['engine']}/{r['block']}" if r["engine"] != "hf" else "hf"
         off = f" (off: {r['tok_s_off']:.1f})" if "tok_s_off" in r else ""
         print(f"[{i}/{len(jobs)}] {job['device']} {job['dtype']} w={job['width']} {what}: "
               f"{fmt(r)} tok/s{off}{' ' + r['error'] if 'error' in r else ''}  (elapsed {elapsed:.0f}s, eta {eta:.0f}s)",

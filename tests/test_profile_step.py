@@ -1,0 +1,41 @@
+"""tools/profile_step.py on a tiny model: it runs, and its kinds add up to the measured step."""
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny import make_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import profile_step  # noqa: E402
+
+
+def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
+    path, _ = make_tiny_model(tmp_path / "m")
+    out = tmp_path / "p.json"
+    assert profile_step.main(["--model", str(path), "--width", "4", "--warmup", "1", "--steps", "3",
+                              "--bridge", "--out", str(out)]) == 0
+    import json
+    r = json.loads(out.read_text())
+    assert r["width"] == 4 and r["steps"] == 3 and r["step_ms"] > 0
+    # what no op accounts for is "Python and dispatch", so the kinds cover the whole step
+    assert sum(r["kinds_ms"].values()) >= r["step_ms"] * (1 - 1e-9)
+    assert r["kinds_ms"]["Python and dispatch"] >= 0
+    assert "matmul" in r["kinds_ms"]
+    assert "| matmul |" in capsys.readouterr().out
+
+
+def test_kind_of_sorts_the_ops():
+    assert profile_step.kind_of("aten::addmm") == "matmul"
+    assert profile_step.kind_of("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert profile_step.kind_of("aten::cumsum") == "sampling (vocabulary)"
+    assert profile_step.kind_of("aten::copy_") == "copies and indexing"
+    assert profile_step.kind_of("aten::rsqrt") == "elementwise"
+    assert profile_step.kind_of("aten::something_new") == "other ops"
+
+
+def test_bad_width_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        profile_step.main(["--width", "0"])
+    assert e.value.code == 2 and "--width must be >= 1" in capsys.readouterr().err

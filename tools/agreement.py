@@ -1,0 +1,97 @@
+"""How alike the answers of one group are: the share of held-out groups whose answers extract to the
+same number, and the share that are word for word the same (README, "What Bridge attends to").
+
+    python evaluate.py --bridge bridges/default.safetensors --widths 1 4 --save-texts \
+        --out results/agreement/default_bridge.json
+    python tools/agreement.py                # rewrite README.md between the agreement markers
+    python tools/agreement.py --check        # exit 1 if README.md's table is not what the files give
+
+Reads every evaluate.py file in results/agreement/ (written with --save-texts, so the texts are
+there) and the first study's trained Bridge runs, results/repro/seed*_bridge.json (numbers only:
+their texts were not kept). At a width W > 1 a group is one of the run's own groups of W
+interdependent answers; at width 1 the independent answers are pooled into pseudo-groups of
+--size (default 4, the training width), the same share for rows that cannot see each other.
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
+
+from cli import Parser, run  # noqa: E402
+from evaluate import label_of, read_result  # noqa: E402
+from metrics import agreement  # noqa: E402
+
+RES = ROOT / "results" / "agreement"
+BEGIN = "<!-- agreement:begin (written by `python tools/agreement.py` from results/agreement and results/repro; do not edit by hand) -->"
+END = "<!-- agreement:end -->"
+
+
+def rows(paths, size):
+    """One row per (file, width): label, width, group size, groups, same number, same text (or None)."""
+    out = []
+    for path in paths:
+        result = read_result(path)
+        label = label_of(result["protocol"])
+        if path.parent.name == "repro":  # the first study's runs: seed{S}_bridge.json
+            label = f"Bridge (first study, {path.stem.split('_')[0].replace('seed', 'seed ')})"
+        for r in result["results"]:
+            w, per = r["width"], r["per_problem"]
+            if w not in (1, size) or r["n"] % size:  # width 1 pooled, and the groups of `size` themselves
+                continue
+            g = size
+            numbers = [agreement(p["answers"], g) for p in per]
+            texts = [agreement(p["texts"], g) for p in per] if all("texts" in p for p in per) else None
+            out.append(dict(file=str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+                            label=label, width=w, size=g, groups=len(per) * r["n"] // g,
+                            same_number=sum(numbers) / len(numbers),
+                            same_text=None if texts is None else sum(texts) / len(texts)))
+    return out
+
+
+def table(found):
+    lines = [BEGIN, "",
+             "| setting | width | groups of | groups | same extracted number | word for word the same |",
+             "|---|---|---|---|---|---|"]
+    for r in found:
+        kind = "its own groups" if r["width"] > 1 else "pseudo-groups of independent answers"
+        same_text = "not kept" if r["same_text"] is None else f"{100 * r['same_text']:.1f}%"
+        lines.append(f"| {r['label']} | {r['width']} | {r['size']} ({kind}) | {r['groups']} | "
+                     f"{100 * r['same_number']:.1f}% | {same_text} |")
+    return "\n".join(lines + ["", END])
+
+
+def main(argv=None):
+    p = Parser(prog="agreement.py", description="Share of groups agreeing on one number, and word for word.")
+    p.add_argument("--size", type=int, default=4, help="pseudo-group size at width 1 (default 4, the training width)")
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
+    p.add_argument("--print", action="store_true", help="print the table instead of writing README.md")
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
+    args = p.parse_args(argv)
+    if args.size < 1:
+        p.error(f"--size must be >= 1, got {args.size}")
+    paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
+    if not paths:
+        raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
+    text = table(rows(paths, args.size))
+    if args.print:
+        print(text)
+        return 0
+    readme = Path(args.readme).read_text()
+    if BEGIN not in readme or END not in readme:
+        raise ValueError(f"{args.readme} has no agreement markers ({BEGIN!r} ... {END!r})")
+    head, rest = readme.split(BEGIN, 1)
+    new = head + text + rest.split(END, 1)[1]
+    if args.check:
+        if new != readme:
+            print(f"{args.readme}: the agreement table is stale; run python tools/agreement.py", file=sys.stderr)
+            return 1
+        print(f"{args.readme}: the agreement table matches the files", file=sys.stderr)
+        return 0
+    Path(args.readme).write_text(new)
+    print(f"wrote the agreement table of {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
