@@ -182,3 +182,50 @@ def test_the_command_runs_from_any_directory_and_bad_input_is_one_line(study, tm
                          cwd=tmp_path, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'none' / 'base.json'}: no base-model result yet (bash runs/reproduce.sh base)"]
+
+
+# --- the second study (results/headroom): its pilot, and its own section -------------------------
+
+def write_pilot(res, rewards):
+    (res / "pilot").mkdir(parents=True, exist_ok=True)
+    for (task, hi), r in rewards.items():
+        (res / "pilot" / f"{task}_hi{hi}.log.jsonl").write_text("".join(json.dumps(dict(step=i, reward=x)) + "\n"
+                                                                       for i, x in enumerate(r)))
+
+
+def test_the_pilot_picks_the_hardest_candidate_inside_the_band(tmp_path):
+    write_pilot(tmp_path, {("word2", 20): [0.1] * 20 + [0.6] * 10, ("word2", 30): [0.1] * 20 + [0.35] * 10,
+                           ("mul2", 99): [0.1] * 20 + [0.2] * 10})   # 0.2: below the band, not learning
+    runs, survey = report.pilot(tmp_path)
+    assert report.pilot_choice(runs) == ("word2", 30) and survey == []
+    lines = report.pilot_lines(tmp_path)
+    assert "| word2 | 30 |" in "\n".join(lines) and "It chose `word2` with numbers up to 30." in lines[-2]
+    write_pilot(tmp_path, {(t, h): [0.9] * 30 for t, h in (("word2", 20), ("word2", 30), ("mul2", 99))})
+    assert report.pilot_choice(report.pilot(tmp_path)[0]) is None
+    assert "No candidate is inside the band." in report.pilot_lines(tmp_path)[-2]
+
+
+def test_each_study_has_its_own_markers(study, tmp_path):
+    headroom = report.STUDIES["headroom"]
+    begin, end = report.markers(headroom)
+    readme = f"a\n{report.BEGIN}\nfirst\n{report.END}\nb\n{begin}\nold\n{end}\nc\n"
+    new = report.splice(readme, f"{begin}\nnew\n{end}", headroom)
+    assert new == f"a\n{report.BEGIN}\nfirst\n{report.END}\nb\n{begin}\nnew\n{end}\nc\n"
+    with pytest.raises(ValueError, match="no markers for the headroom study"):
+        report.splice("nothing", "x", headroom)
+
+
+def test_the_committed_headroom_section_is_what_its_results_give():
+    headroom = report.STUDIES["headroom"]
+    if not (headroom.res / "base.json").is_file():
+        pytest.skip("the headroom study has no base-model result yet")
+    assert report.main(["--study", "headroom", "--check"]) == 0
+
+
+def test_the_headroom_script_trains_the_task_its_committed_pilot_chose():
+    runs, _ = report.pilot(report.STUDIES["headroom"].res)
+    if len(runs) < 3:
+        pytest.skip("the pilot has not finished")
+    task, hi = report.pilot_choice(runs)
+    script = (ROOT / "runs" / "headroom.sh").read_text()
+    assert f'HEADROOM_TASK:-{task}}}' in script and f'HEADROOM_HI:-{hi}}}' in script
