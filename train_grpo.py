@@ -169,7 +169,7 @@ def rollout(model, tokenizer, indexed_problems, args):
     with training.autocast(args), parallel.gathered(model):  # --shard: the whole model, gathered once
         r = sample(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
                    width=args.width, max_new_tokens=args.max_new_tokens,
-                   temperature=args.temperature, generator=gens)
+                   temperature=args.temperature, generator=gens, compile=args.compile)
     completions, eos, W = r.completions(), set(tokenizer.eos_ids), args.width
     texts = [tokenizer.decode(c) for c in completions]
     finished = [bool(c) and c[-1] in eos for c in completions]

@@ -105,7 +105,8 @@ def sample_records(model, tokenizer, batch, first, args):
             for j in range(len(batch))]
     with training.autocast(args):
         r = sample(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
-                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens)
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens,
+                   compile=args.compile)
     answers, eos, k = r.completions(), set(tokenizer.eos_ids), args.samples_per_problem
     records = []
     for j, problem in enumerate(batch):

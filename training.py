@@ -111,6 +111,8 @@ def common_args(p, *, width, lr_new):
     p.add_argument("--show-every", type=int, default=10, help="print one group's answers every k steps (default 10; 0 = never)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast with fp32 master weights (default fp32)")
+    p.add_argument("--compile", action="store_true", help="sample (rollouts, warm-up data) with torch.compile of the "
+                   "model (sample.decoder: the same tokens up to float rounding; compiles once; default off)")
     p.add_argument("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state "
                    "over the processes (FSDP2) instead of a full replica each")
 
@@ -130,6 +132,9 @@ def check_common(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
+    if args.compile and args.shard:
+        raise ValueError("--compile samples with the whole model; with --shard it is gathered per rollout: "
+                         "use one or the other")
     parallel.check_shard(args.shard)
     out = Path(args.out)
     if args.resume and not checkpoint_dir(out):
