@@ -43,7 +43,7 @@ exit 0
 @pytest.fixture
 def study(tmp_path):
     (tmp_path / "runs").mkdir()
-    for name in ("stages.sh", "reproduce.sh", "headroom.sh"):
+    for name in ("stages.sh", "reproduce.sh", "headroom.sh", "siblings.sh"):
         shutil.copy(ROOT / "runs" / name, tmp_path / "runs" / name)
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -107,3 +107,15 @@ def test_headroom_passes_its_task_to_every_stage(study):
     assert all("--task" in line and "--max-new-tokens 96" in line for line in lines)
     assert all("--split test --problems 200" in line for line in lines if line.startswith("evaluate.py"))
     assert (root / "results/headroom/seed0_bridge.json").is_file()
+
+
+def test_siblings_evaluates_bridge_at_every_width_and_the_others_pooled(study):
+    root, run = study
+    done, _, calls = run("siblings.sh", "seed", "0")
+    assert done.returncode == 0, done.stderr
+    evals = {line.split("--out ")[1].split()[0]: line for line in calls.splitlines() if line.startswith("evaluate.py")}
+    assert "--widths 1 2 4 8" in evals["results/siblings/seed0_bridge.json.tmp"]
+    for arm in ("rlvr", "pmatch"):
+        assert "--widths 1 --set-sizes 2 4 8" in evals[f"results/siblings/seed0_{arm}.json.tmp"]
+    sft = [line for line in calls.splitlines() if line.startswith("train_sft.py")]
+    assert all("--problems 39 --samples-per-problem 16 --task distinct" in line for line in sft)
