@@ -55,6 +55,11 @@ def test_scores_and_paired_differences_are_those_of_the_records(tmp_path):
     # (1.0 and 0.75 at W = 4), their standard error over the two questions 0.125
     assert "Bridge at W = 4: 0.875 ± 0.125, within 2 se of the ceiling 0.702" in text
     assert "P-Match at W = 4: 0.000 ± 0.000, below the ceiling 0.702" in text
+    # in words: W = 2 is above the ceiling beyond 2 se (every answer scores), and Bridge scored higher
+    # than P-Match in both seeds everywhere but W = 8, where both clash alike
+    words = text.split("**In words.**")[1].split("\n")[0]
+    assert "Bridge passed the independent ceiling at W = 2," in words
+    assert "scored lower than P-Match" not in words
 
 
 def test_no_results_yet_is_a_section_that_says_so(tmp_path):

@@ -204,7 +204,40 @@ def verdict(runs, comps):
     tail = "; ".join(f"Bridge − P-Match at W = {c['width']}: {100 * c['mean']:+.1f} points, interval "
                      f"[{100 * c['interval'][0]:+.1f}, {100 * c['interval'][1]:+.1f}]" for c in vs)
     return (f"**Verdict** (mean over seeds ± standard error over the questions): {'; '.join(parts)}. "
-            f"{tail}.")
+            f"{tail}.\n\n" + in_words(runs, comps, len(seeds)))
+
+
+def in_words(runs, comps, n_seeds):
+    """The verdict in one plain paragraph, every clause decided by the numbers above."""
+    values = per_seed(runs, "bridge", sampled_at("bridge"), "score")
+    above = [s for s in SIZES if values[s] and against_ceiling(values[s], s)[2] == "above"]
+    side = lambda c: 0 if c["interval"] is None else 1 if c["interval"][0] > 0 else -1 if c["interval"][1] < 0 else 0
+    def summary(name, cs):
+        if not cs:
+            return f"no comparison with {name} yet"
+        better = [c["width"] for c in cs if side(c) > 0]
+        worse = [c["width"] for c in cs if side(c) < 0]
+        lower = [c["width"] for c in cs if c["losses"] == len(c["seeds"])]
+        words = (f"Bridge beat {name} at W = {', '.join(map(str, better))}" if better else
+                 f"Bridge beat {name} at no width")
+        if worse:
+            words += f" and lost to it at W = {', '.join(map(str, worse))}"
+        words += " (interval over seeds above 0)" if better else " (no interval over seeds above 0)"
+        if lower:
+            words += (f"; it scored lower than {name} in every one of the {n_seeds} seeds at W = "
+                      f"{', '.join(map(str, lower))}")
+        return words
+    vs_pmatch = [c for c in comps if c["arms"] == ["Bridge", "P-Match"]]
+    vs_alone = [c for c in comps if c["arms"][1] == "its weights at width 1"]
+    head = ("**In words.** The positive control shows that the siblings' information reaches a row through "
+            "Bridge and through nothing else. On the set-level task, ")
+    head += (f"Bridge passed the independent ceiling at W = {', '.join(map(str, above))}, which only reading the "
+             "siblings can do. " if above else
+             "GRPO at this scale did not teach Bridge to use it: at no width did Bridge pass the independent "
+             "ceiling, which only reading the siblings can do. ")
+    return (head + summary("P-Match", vs_pmatch) + ". Against the same weights sampled at width 1 (no "
+            "sibling to read), " + summary("its own weights at width 1", vs_alone)
+            + f". With {n_seeds} seeds the intervals are wide (the detectable column).")
 
 
 def walltime_lines(res=RES):
