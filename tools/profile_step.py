@@ -80,6 +80,18 @@ def profile(args):
             for _ in range(args.steps):
                 logits = step(logits)
             wall = time.perf_counter() - t0
+        # the floor: every weight is read once per decode step, whatever the width. The lm_head alone,
+        # timed as one matrix product on this step's rows, gives the rate at which this machine
+        # streams weights that do not fit in its caches
+        h = torch.randn(W, model.config.hidden_size, device=device, dtype=model.lm_head.weight.dtype)
+        head = model.lm_head.weight
+        torch.nn.functional.linear(h, head)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            torch.nn.functional.linear(h, head)
+        head_ms = 1e3 * (time.perf_counter() - t0) / 10
+    weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    gbps = head.numel() * head.element_size() / head_ms / 1e6
     kinds = {}
     for e in prof.key_averages():
         kinds[kind_of(e.key)] = kinds.get(kind_of(e.key), 0.0) + e.self_cpu_time_total / 1e3  # ms
@@ -88,7 +100,9 @@ def profile(args):
     per_step["Python and dispatch"] = max(0.0, wall_ms - sum(per_step.values()))
     return dict(model=model.source, width=W, dtype=args.dtype, device=args.device, bridge=args.bridge,
                 steps=args.steps, threads=torch.get_num_threads(), torch=torch.__version__,
-                step_ms=wall_ms, kinds_ms=dict(sorted(per_step.items(), key=lambda kv: -kv[1])))
+                step_ms=wall_ms, kinds_ms=dict(sorted(per_step.items(), key=lambda kv: -kv[1])),
+                weights_mb=weight_bytes / 2**20, lm_head_ms=head_ms, stream_gb_s=gbps,
+                floor_ms=weight_bytes / gbps / 1e6)
 
 
 def table(r):
@@ -98,6 +112,9 @@ def table(r):
              "| kind | ms per step | share |", "|---|---|---|"]
     for kind, ms in r["kinds_ms"].items():
         lines.append(f"| {kind} | {ms:.2f} | {100 * ms / r['step_ms']:.0f}% |")
+    lines += ["", f"The floor: the weights ({r['weights_mb']:.0f} MB) are read once per step; the lm_head alone as one "
+              f"matrix product took {r['lm_head_ms']:.1f} ms, {r['stream_gb_s']:.1f} GB/s, so reading all of them "
+              f"takes at least {r['floor_ms']:.0f} ms per step at that rate."]
     return "\n".join(lines)
 
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The measurements behind README "Speed": where a decode step goes, the sampler against
+# transformers' generate with and without --compile, Bridge on/off, and the end-to-end effect on one
+# evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
+# halves every number. Each part skips what its file already holds.
+#
+#   bash runs/speed.sh          # about 30 minutes on 2 CPU cores
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=results/speed
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1
+
+once() {  # $1 = file; then the command, whose stdout goes to the file (written whole, or not at all)
+  local file=$1; shift
+  [ -s "$file" ] && { echo "== $file: done"; return; }
+  "$@" > "$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+# 1. one decode step at width 16 (fp32), by kind of op
+once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
+# 2. the sampler against generate, fp32, widths 4 and 16, also with --compile
+once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 --widths 4 16 --compile \
+  --out "$OUT/sampler.json"
+# 3. Bridge and P-Match off/on at width 16, also with --compile
+once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --out "$OUT/bridge.json"
+# 4. end to end: one evaluation stage of the first study's protocol on 40 problems, plain and compiled
+for mode in plain compile; do
+  flag=(); [ "$mode" = compile ] && flag=(--compile)
+  once "$OUT/eval_$mode.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
+    --widths 1 2 4 8 --seed 0 "${flag[@]}" --out "$OUT/eval_$mode.json"
+done
+# 5. end to end: 6 GRPO steps of the first study's Bridge arm (from a fresh block), plain and compiled
+for mode in plain compile; do
+  flag=(); [ "$mode" = compile ] && flag=(--compile)
+  rm -rf "/tmp/speed_grpo_$mode"
+  once "$OUT/grpo_$mode.log.jsonl" bash -c "python train_grpo.py --out /tmp/speed_grpo_$mode --steps 6 --arch bridge \
+    --train all --seed 0 --show-every 0 ${flag[*]} > /dev/null && cat /tmp/speed_grpo_$mode/log.jsonl"
+done
+python -c "import evaluate; print(evaluate.machine('cpu'))" > "$OUT/machine.txt"
