@@ -33,6 +33,8 @@ def rows(paths, size):
     for path in paths:
         result = read_result(path)
         label = label_of(result["protocol"])
+        if label == "default":
+            label = "default Bridge (blocks only, `bridges/default.safetensors`)"
         if path.parent.name == "repro":  # the first study's runs: seed{S}_bridge.json
             label = f"Bridge (first study, {path.stem.split('_')[0].replace('seed', 'seed ')})"
         for r in result["results"]:
