@@ -17,9 +17,6 @@ DTYPE=${DTYPE:-fp32}
 DEVICE=${DEVICE:-cpu}
 RES=results/headroom
 PILOT_STEPS=30
-# the candidates of the pilot: (task, largest number). mul2 up to 49 is surveyed but not trained:
-# its test split holds 156 products, fewer than the 200 held-out problems of the protocol
-CANDIDATES=("word2 20" "word2 30" "mul2 99")
 MAX_NEW=96  # choice: word2's worked reply alone is about 48 tokens; 64 (the first study's) truncates
 # the task of the study, chosen by the pilot (README, "A task with headroom")
 TASK=(--task "${HEADROOM_TASK:-mul2}" --hi "${HEADROOM_HI:-99}" --max-new-tokens "$MAX_NEW")
@@ -36,17 +33,21 @@ pilot() {
       --out "$out/survey.json.tmp" > "$out/survey.md"
     mv "$out/survey.json.tmp" "$out/survey.json"
   fi
-  local c task hi dir
-  for c in "${CANDIDATES[@]}"; do
-    read -r task hi <<< "$c"
+  # the candidates the survey's screen lets through (tools/report.py pilot_screen: enough held-out
+  # problems, enough groups with mixed rewards), one "task hi" per line
+  local screened c task hi dir
+  screened=$(python -c "import json, sys; sys.path.insert(0, 'tools'); import report
+for task, hi in report.pilot_screen(json.load(open('$out/survey.json'))): print(task, hi)")
+  while read -r task hi; do
+    [ -n "$task" ] || continue
     dir=runs/headroom/pilot/${task}_hi$hi
     [ -f "$out/${task}_hi$hi.log.jsonl" ] && { echo "== $out/${task}_hi$hi: done"; continue; }
     # RLVR only from the base model (no warm-up, all weights train), the study's GRPO settings
     local TASK=(--task "$task" --hi "$hi" --max-new-tokens "$MAX_NEW") STEPS=$PILOT_STEPS
-    train_arm "$dir" 0 rlvr --arch none --train all
+    train_arm "$dir" 0 rlvr --arch none --train all < /dev/null  # (stdin is the list being read)
     cp "$dir/grpo_rlvr/log.jsonl" "$out/${task}_hi$hi.log.jsonl"
     rm -rf "$dir/grpo_rlvr/checkpoint"  # a full model: the pilot keeps only its log
-  done
+  done <<< "$screened"
 }
 
 case "${1:-}" in

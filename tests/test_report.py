@@ -193,13 +193,27 @@ def write_pilot(res, rewards):
                                                                        for i, x in enumerate(r)))
 
 
+def survey_row(task, hi, mixed):
+    return dict(task=task, hi=hi, acc=0.1, mixed=mixed, trunc=0.0)
+
+
+def test_the_screen_needs_held_out_problems_and_mixed_groups():
+    survey = [survey_row("word2", 20, 0.02), survey_row("mul2", 49, 0.25), survey_row("mul2", 99, 0.10),
+              survey_row("word2", 30, 0.05)]
+    # word2 20: too few mixed groups; mul2 49: 156 held-out products, fewer than the protocol's 200
+    assert report.pilot_screen(survey) == [("mul2", 99), ("word2", 30)]
+
+
 def test_the_pilot_picks_the_hardest_candidate_inside_the_band(tmp_path):
     write_pilot(tmp_path, {("word2", 20): [0.1] * 20 + [0.6] * 10, ("word2", 30): [0.1] * 20 + [0.35] * 10,
                            ("mul2", 99): [0.1] * 20 + [0.2] * 10})   # 0.2: below the band, not learning
-    runs, survey = report.pilot(tmp_path)
-    assert report.pilot_choice(runs) == ("word2", 30) and survey == []
+    survey = [survey_row(t, h, 0.5) for t, h in (("word2", 20), ("word2", 30), ("mul2", 99), ("mul2", 49))]
+    (tmp_path / "pilot" / "survey.json").write_text(json.dumps(survey))
+    runs, got = report.pilot(tmp_path)
+    assert report.pilot_choice(runs) == ("word2", 30) and got == survey
     lines = report.pilot_lines(tmp_path)
     assert "| word2 | 30 |" in "\n".join(lines) and "It chose `word2` with numbers up to 30." in lines[-2]
+    assert "| mul2 | 49 | 156 | 10.0% | 50% | 0% | not trained | not trained |" in lines
     write_pilot(tmp_path, {(t, h): [0.9] * 30 for t, h in (("word2", 20), ("word2", 30), ("mul2", 99))})
     assert report.pilot_choice(report.pilot(tmp_path)[0]) is None
     assert "No candidate is inside the band." in report.pilot_lines(tmp_path)[-2]
