@@ -17,8 +17,9 @@ DTYPE=${DTYPE:-fp32}
 DEVICE=${DEVICE:-cpu}
 RES=results/headroom
 PILOT_STEPS=30
-MAX_NEW=96  # choice: word2's worked reply alone is about 48 tokens; 64 (the first study's) truncates
-# the task of the study, chosen by the pilot (README, "A task with headroom")
+MAX_NEW=96  # choice: room for word2's worked reply (about 48 tokens alone); the study keeps the pilot's setting
+# the task of the study: the pilot's choice (README, "The comparison on a task with headroom"; a test
+# checks that these defaults are what the committed pilot's rule picks)
 TASK=(--task "${HEADROOM_TASK:-mul2}" --hi "${HEADROOM_HI:-99}" --max-new-tokens "$MAX_NEW")
 SFT_FLAGS=()
 EVAL=(--split test --problems 200 --n 8 --widths 1 2 4 8 --seed 0 --device "$DEVICE" "${TASK[@]}")
