@@ -458,9 +458,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     res = Path(args.results) if args.results else STUDIES[args.study].res
     study = study_of(res)
-    runs = load(res)
-    text = section(runs, res)
+    if not (res / "base.json").is_file() and pilot_lines(res):  # a study that has only its pilot so far
+        begin, end = markers(study)
+        text = "\n".join([begin, ""] + pilot_lines(res) +
+                          [f"No evaluation yet: `bash {study.script} base`, then `bash {study.script} seed 0`.", "", end])
+        runs = None
+    else:
+        runs = load(res)
+        text = section(runs, res)
     if args.json:
+        if runs is None:
+            raise FileNotFoundError(f"{res}: no comparisons without results (bash {study.script} base)")
         write_json(runs, res, Path(args.json))
     if args.print:
         print(text)
@@ -475,6 +483,9 @@ def main(argv=None):
         print(f"{args.readme}: the {study.name} section matches {relative(res)}", file=sys.stderr)
         return 0
     Path(args.readme).write_text(new)
+    if runs is None:
+        print(f"wrote the {study.name} section of {args.readme} (the pilot only)", file=sys.stderr)
+        return 0
     try:
         plot(runs, res / "accuracy.png")
         print(f"wrote {res / 'accuracy.png'}", file=sys.stderr)
