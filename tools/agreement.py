@@ -51,7 +51,29 @@ def rows(paths, size):
     return out
 
 
-def table(found):
+def rerun_lines(paths):
+    """For a file here with a namesake in results/repro (the same evaluation, made again with
+    --save-texts): how many extracted answers the rerun reproduced, width by width, and where each ran."""
+    lines = []
+    for path in paths:
+        old = ROOT / "results" / "repro" / path.name
+        if path.parent.name == "repro" or not old.is_file():
+            continue
+        new_run, old_run = read_result(path), read_result(old)
+        cells = []
+        for r in new_run["results"]:
+            before = next((o for o in old_run["results"] if o["width"] == r["width"]), None)
+            if before is None:
+                continue
+            pairs = [(x, y) for a, b in zip(r["per_problem"], before["per_problem"]) for x, y in zip(a["answers"], b["answers"])]
+            cells.append(f"width {r['width']}: {sum(x == y for x, y in pairs)} of {len(pairs)}")
+        lines.append(f"Rerun check: `{path.relative_to(ROOT)}` is the evaluation of `results/repro/{path.name}` made "
+                     f"again (same seeds) on {new_run['timing']['machine']}, the first on "
+                     f"{old_run['timing']['machine']}; it reproduced the extracted answers of " + "; ".join(cells) + ".")
+    return lines
+
+
+def table(found, reruns=()):
     lines = [BEGIN, "",
              "| setting | width | groups of | groups | same extracted number | word for word the same |",
              "|---|---|---|---|---|---|"]
@@ -60,6 +82,8 @@ def table(found):
         same_text = "not kept" if r["same_text"] is None else f"{100 * r['same_text']:.1f}%"
         lines.append(f"| {r['label']} | {r['width']} | {r['size']} ({kind}) | {r['groups']} | "
                      f"{100 * r['same_number']:.1f}% | {same_text} |")
+    if reruns:
+        lines += [""] + list(reruns)
     return "\n".join(lines + ["", END])
 
 
@@ -75,7 +99,7 @@ def main(argv=None):
     paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
     if not paths:
         raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
-    text = table(rows(paths, args.size))
+    text = table(rows(paths, args.size), rerun_lines(paths))
     if args.print:
         print(text)
         return 0
