@@ -34,11 +34,11 @@ pilot() {
       --out "$out/survey.json.tmp" > "$out/survey.md"
     mv "$out/survey.json.tmp" "$out/survey.json"
   fi
-  # the candidates the survey's screen lets through (tools/report.py pilot_screen: enough held-out
+  # the candidates the survey's screen lets through (tools/pilot.py pilot_screen: enough held-out
   # problems, enough groups with mixed rewards), one "task hi" per line
   local screened c task hi dir
-  screened=$(python -c "import json, sys; sys.path.insert(0, 'tools'); import report
-for task, hi in report.pilot_screen(json.load(open('$out/survey.json'))): print(task, hi)")
+  screened=$(python -c "import json, sys; sys.path.insert(0, 'tools'); import pilot
+for task, hi in pilot.pilot_screen(json.load(open('$out/survey.json'))): print(task, hi)")
   while read -r task hi; do
     [ -n "$task" ] || continue
     dir=runs/headroom/pilot/${task}_hi$hi

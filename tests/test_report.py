@@ -14,6 +14,7 @@ from metrics import g_pass_at_k, mean_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # the tools import each other from their folder
+import pilot  # noqa: E402
 import report  # noqa: E402
 PROTOCOL = dict(task="word", knobs={"hi": 9}, split="test", problems=12, seeds={"problems": 0, "sampling": 0},
                 widths=[1, 2, 4, 8], n=8, shots=2, system="s", temperature=1.0, top_p=1.0, max_new_tokens=64)
@@ -201,7 +202,7 @@ def test_the_screen_needs_held_out_problems_and_mixed_groups():
     survey = [survey_row("word2", 20, 0.02), survey_row("mul2", 49, 0.25), survey_row("mul2", 99, 0.10),
               survey_row("word2", 30, 0.05)]
     # word2 20: too few mixed groups; mul2 49: 156 held-out products, fewer than the protocol's 200
-    assert report.pilot_screen(survey) == [("mul2", 99), ("word2", 30)]
+    assert pilot.pilot_screen(survey) == [("mul2", 99), ("word2", 30)]
 
 
 def test_the_pilot_picks_the_hardest_candidate_inside_the_band(tmp_path):
@@ -209,14 +210,14 @@ def test_the_pilot_picks_the_hardest_candidate_inside_the_band(tmp_path):
                            ("mul2", 99): [0.1] * 20 + [0.2] * 10})   # 0.2: below the band, not learning
     survey = [survey_row(t, h, 0.5) for t, h in (("word2", 20), ("word2", 30), ("mul2", 99), ("mul2", 49))]
     (tmp_path / "pilot" / "survey.json").write_text(json.dumps(survey))
-    runs, got = report.pilot(tmp_path)
-    assert report.pilot_choice(runs) == ("word2", 30) and got == survey
-    lines = report.pilot_lines(tmp_path)
+    runs, got = pilot.pilot(tmp_path)
+    assert pilot.pilot_choice(runs) == ("word2", 30) and got == survey
+    lines = pilot.pilot_lines(tmp_path)
     assert "| word2 | 30 |" in "\n".join(lines) and "It chose `word2` with numbers up to 30." in lines[-2]
     assert "| mul2 | 49 | 156 | 10.0% | 50% | 0% | not trained | not trained |" in lines
     write_pilot(tmp_path, {(t, h): [0.9] * 30 for t, h in (("word2", 20), ("word2", 30), ("mul2", 99))})
-    assert report.pilot_choice(report.pilot(tmp_path)[0]) is None
-    assert "No candidate is inside the band." in report.pilot_lines(tmp_path)[-2]
+    assert pilot.pilot_choice(pilot.pilot(tmp_path)[0]) is None
+    assert "No candidate is inside the band." in pilot.pilot_lines(tmp_path)[-2]
 
 
 def test_each_study_has_its_own_markers(study, tmp_path):
@@ -237,9 +238,9 @@ def test_the_committed_headroom_section_is_what_its_results_give():
 
 
 def test_the_headroom_script_trains_the_task_its_committed_pilot_chose():
-    runs, survey = report.pilot(report.STUDIES["headroom"].res)
-    if not survey or {(t, h) for t, h, _ in runs} != set(report.pilot_screen(survey)):
+    runs, survey = pilot.pilot(report.STUDIES["headroom"].res)
+    if not survey or {(t, h) for t, h, _ in runs} != set(pilot.pilot_screen(survey)):
         pytest.skip("the pilot has not finished")
-    task, hi = report.pilot_choice(runs)
+    task, hi = pilot.pilot_choice(runs)
     script = (ROOT / "runs" / "headroom.sh").read_text()
     assert f'HEADROOM_TASK:-{task}}}' in script and f'HEADROOM_HI:-{hi}}}' in script

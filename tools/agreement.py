@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
 
+import readme_section  # noqa: E402  (next to this file)
 from cli import Parser, run  # noqa: E402
 from evaluate import label_of, read_result  # noqa: E402
 from metrics import agreement  # noqa: E402
@@ -103,20 +104,8 @@ def main(argv=None):
     if args.print:
         print(text)
         return 0
-    readme = Path(args.readme).read_text()
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"{args.readme} has no agreement markers ({BEGIN!r} ... {END!r})")
-    head, rest = readme.split(BEGIN, 1)
-    new = head + text + rest.split(END, 1)[1]
-    if args.check:
-        if new != readme:
-            print(f"{args.readme}: the agreement table is stale; run python tools/agreement.py", file=sys.stderr)
-            return 1
-        print(f"{args.readme}: the agreement table matches the files", file=sys.stderr)
-        return 0
-    Path(args.readme).write_text(new)
-    print(f"wrote the agreement table of {args.readme}", file=sys.stderr)
-    return 0
+    return readme_section.update(args.readme, text, BEGIN, END, check=args.check, what="agreement table",
+                                 command="python tools/agreement.py")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import readme_section  # noqa: E402  (next to this file)
 from cli import Parser, run  # noqa: E402
 
 RES = ROOT / "results" / "speed"
@@ -111,20 +112,8 @@ def main(argv=None):
     if args.print:
         print(text)
         return 0
-    readme = Path(args.readme).read_text()
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"{args.readme} has no speed markers ({BEGIN!r} ... {END!r})")
-    head, rest = readme.split(BEGIN, 1)
-    new = head + text + rest.split(END, 1)[1]
-    if args.check:
-        if new != readme:
-            print(f"{args.readme}: the speed section is stale; run python tools/speed_report.py", file=sys.stderr)
-            return 1
-        print(f"{args.readme}: the speed section matches results/speed", file=sys.stderr)
-        return 0
-    Path(args.readme).write_text(new)
-    print(f"wrote the speed section of {args.readme}", file=sys.stderr)
-    return 0
+    return readme_section.update(args.readme, text, BEGIN, END, check=args.check, what="speed section",
+                                 command="python tools/speed_report.py")
 
 
 if __name__ == "__main__":
