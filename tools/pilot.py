@@ -50,7 +50,6 @@ def pilot_lines(res):
     if not survey:
         return []
     import tasks
-    base = {(r["task"], r["hi"]): r for r in survey}
     trained = {(task, hi): r for task, hi, r in runs}
     lines = ["**The pilot** (`bash runs/headroom.sh pilot`, training split only): the survey's rollouts of "
              "the base model (48 problems x 4 answers, seed 1, `tools/survey_tasks.py --configs headroom`), then "
