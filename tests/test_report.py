@@ -226,7 +226,7 @@ def test_each_study_has_its_own_markers(study, tmp_path):
     readme = f"a\n{report.BEGIN}\nfirst\n{report.END}\nb\n{begin}\nold\n{end}\nc\n"
     new = report.splice(readme, f"{begin}\nnew\n{end}", headroom)
     assert new == f"a\n{report.BEGIN}\nfirst\n{report.END}\nb\n{begin}\nnew\n{end}\nc\n"
-    with pytest.raises(ValueError, match="no markers for the headroom study"):
+    with pytest.raises(ValueError, match="no markers .<!-- headroom:begin"):
         report.splice("nothing", "x", headroom)
 
 

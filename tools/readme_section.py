@@ -1,8 +1,8 @@
 """A generated section of README.md: the text between two marker lines, written or checked.
 
-Not a command: agreement.py and speed_report.py import it (found next to them). Each generator
-computes its section from committed files; this puts it between its markers, or with check=True
-only says whether the README already holds exactly that.
+Not a command: report.py, siblings_report.py, agreement.py and speed_report.py import it (found
+next to them). Each generator computes its section from committed files; this puts it between its
+markers, or with check=True only says whether the README already holds exactly that.
 """
 import sys
 from pathlib import Path

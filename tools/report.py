@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli),
 
 from cli import Parser, run  # noqa: E402
 from paired import DETECTABLE, METHOD, POWER, TIES, compare  # noqa: E402
+import readme_section  # noqa: E402  (next to this file)
 from pilot import pilot_lines  # noqa: E402
 from study import ARMS, RES, STUDIES, has_result, load, per_problem, per_seed, study_of  # noqa: E402
 
@@ -358,12 +359,7 @@ def plot(runs, out):
 
 def splice(readme, text, study=STUDIES["repro"]):
     """README text with the study's section between its markers replaced by `text`."""
-    begin, end = markers(study)
-    if begin not in readme or end not in readme:
-        raise ValueError(f"README.md has no markers for the {study.name} study ({begin!r} ... {end!r})")
-    head, rest = readme.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return head + text + tail
+    return readme_section.splice(readme, text, *markers(study))
 
 
 def write_json(runs, res, path):

@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import paired  # noqa: E402
+import readme_section  # noqa: E402
 from cli import Parser, run  # noqa: E402
 from metrics import distinct_scores, independent_ceiling  # noqa: E402
 
@@ -271,10 +272,7 @@ def section(res=RES, control=CONTROL):
 
 
 def splice(readme, text):
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md has no siblings markers ({BEGIN!r} ... {END!r})")
-    head, rest = readme.split(BEGIN, 1)
-    return head + text + rest.split(END, 1)[1]
+    return readme_section.splice(readme, text, BEGIN, END)
 
 
 def plot(res, out):
