@@ -3,8 +3,8 @@
 # (runs/reproduce.sh) saturates at 94-99%, so here the task is chosen, on the training split only,
 # where RLVR only stays well below the ceiling; its test split holds out the arithmetic facts too.
 #
-#   bash runs/headroom.sh pilot       # the survey and 30 RLVR-only GRPO steps per candidate (train split)
-#   bash runs/headroom.sh base        # evaluate the base model on the held-out split
+#   bash runs/headroom.sh pilot       # the survey and 30 RLVR-only GRPO steps per candidate (train split; 12 min)
+#   bash runs/headroom.sh base        # evaluate the base model on the held-out split (38 min, sharing the CPU)
 #   bash runs/headroom.sh seed 0      # one seed: warm-ups, then per arm train + evaluate (repeat for 1, 2, ...)
 #   python tools/report.py --study headroom    # the README section from results/headroom/*.json
 #
