@@ -244,3 +244,10 @@ def test_the_headroom_script_trains_the_task_its_committed_pilot_chose():
     task, hi = pilot.pilot_choice(runs)
     script = (ROOT / "runs" / "headroom.sh").read_text()
     assert f'HEADROOM_TASK:-{task}}}' in script and f'HEADROOM_HI:-{hi}}}' in script
+
+
+def test_a_stage_of_a_study_with_its_own_runs_dir_leads_to_its_result():
+    import study
+    assert study.result_of("headroom/seed0/grpo_rlvr") == study.result_of("seed0/grpo_rlvr") == ["seed0_rlvr"]
+    assert study.result_of("headroom/seed1/sft_pmatch") == ["seed1_pmatch"]
+    assert study.result_of("eval/seed0_bridge") == ["seed0_bridge"]

@@ -118,6 +118,8 @@ def result_of(stage):
     """The results files a study's stage leads to ("eval/seed1_rlvr", "seed1/grpo_rlvr",
     "seed1/sft_bridge"); the report lists a stage only once that file exists, so a half-done study
     gives a stable section."""
+    if stage.count("/") == 2 and not stage.startswith("eval/"):  # "headroom/seed0/grpo_rlvr": a study's own runs dir
+        stage = stage.split("/", 1)[1]
     head, tail = stage.split("/", 1)
     if head == "eval":
         return [tail]
