@@ -380,3 +380,26 @@ def test_compiled_rollouts_give_the_plain_run(tiny, tmp_path, fake_reward):
 def test_compile_with_shard_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="--compile samples with the whole model"):
         training.check_common(train_grpo.parse_args(["--out", str(tmp_path / "o"), "--compile", "--shard"]))
+
+
+def test_the_fused_adamw_step_is_the_default_kernels_step(tiny):
+    """make_optimizer picks PyTorch's fused AdamW on CPU (training.fused_adamw, for speed): three
+    steps of it move the weights as the default per-tensor kernel does, to float rounding."""
+    import copy
+    model = load_model(str(tiny), dtype=torch.float32)[0]
+    add_random_bridge(model, seed=1)
+    models = [model, copy.deepcopy(model)]
+    opts = [training.make_optimizer(m, "all", 1e-3, 1e-2) for m in models]
+    assert all(g["fused"] for g in opts[0].param_groups)
+    for g in opts[1].param_groups:
+        g["fused"] = None
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=gen) for p in model.parameters()]
+        for m, opt in zip(models, opts):
+            for p, grad in zip(m.parameters(), grads):
+                p.grad = grad.clone()
+            opt.step()
+    for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+    assert not torch.equal(models[0].lm_head.weight, load_model(str(tiny))[0].lm_head.weight)
