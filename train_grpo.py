@@ -215,7 +215,7 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
                 with torch.no_grad():
                     ref = training.answer_logprobs(ref_model, prompt, prompt_alive, answer, answer_alive, W,
                                                    temperature=args.temperature)
-        loss, s = policy_loss(logp, r.logprobs[rows], advantages[rows].to(logp.device), answer_alive,
+        loss, s = policy_loss(logp, r.logprobs[rows, :logp.shape[1]], advantages[rows].to(logp.device), answer_alive,
                               clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,
                               kl_coef=args.kl_coef, aggregate=args.aggregate)
         # weight: this micro-batch's share of the step's tokens (or answers), so that the sum of

@@ -62,11 +62,16 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
 
 
 def split_rollout(rollout, rows):
-    """The prompt (one row per group) and the answers of rows `rows` (a slice of whole groups)."""
+    """The prompt (one row per group) and the answers of rows `rows` (a slice of whole groups).
+
+    The answers end at the last position any of these rows is alive: the columns after it hold only
+    padding (the batch ran on for longer rows elsewhere), and leaving them out changes no log-prob."""
     W, P = rollout.width, rollout.prompt_len
     assert rows.start % W == 0 and rows.stop % W == 0, "a micro-batch must hold whole groups"
+    alive = rollout.alive[rows, P:]
+    S = max(int(alive.any(0).nonzero().max()) + 1 if alive.any() else 1, 1)
     return (rollout.tokens[rows.start:rows.stop:W, :P], rollout.alive[rows.start:rows.stop:W, :P],
-            rollout.tokens[rows, P:], rollout.alive[rows, P:])
+            rollout.tokens[rows, P:P + S], alive[:, :S])
 
 
 def micro_batches(group_ids, groups_per_batch, width):

@@ -90,6 +90,28 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
     assert (lp1 - r.logprobs)[answer_alive].abs().max() < 1e-9
 
 
+def test_a_micro_batch_leaves_out_the_columns_where_all_its_rows_have_ended(bridged64):
+    """split_rollout cuts the answers after the last position any of its rows is alive; the
+    log-probs of what is left are those of the uncut answers (the cut is only padding)."""
+    model, _ = bridged64
+    cut = 0
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        r = sample(model, [[5, 6, 7], [8, 9]], EOS, width=2, max_new_tokens=8, generator=g)
+        P = r.prompt_len
+        for rows in (slice(0, 2), slice(2, 4)):
+            prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
+            S = answer.shape[1]
+            assert answer_alive[:, -1].any() and not r.alive[rows, P + S:].any()
+            cut += S < r.tokens.shape[1] - P
+            with torch.no_grad():
+                short = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
+                full = training.answer_logprobs(model, prompt, prompt_alive, r.tokens[rows, P:],
+                                                r.alive[rows, P:], 2)
+            assert (short - full[:, :S])[answer_alive].abs().max() < 1e-12
+    assert cut > 0  # some micro-batch did end before the batch
+
+
 def test_micro_batches_are_runs_of_whole_groups():
     assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
     assert training.micro_batches([], 2, 3) == []
