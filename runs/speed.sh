@@ -4,7 +4,7 @@
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.
 #
-#   bash runs/speed.sh          # 37 minutes on 2 CPU cores (AMD EPYC, 2026-11-30)
+#   bash runs/speed.sh          # about 55 minutes on 2 CPU cores (AMD EPYC, 2026-11-30: the parts' times summed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed
@@ -20,8 +20,8 @@ once() {  # $1 = file; then the command, whose stdout goes to the file (written 
 
 # 1. one decode step at width 16 (fp32), by kind of op
 once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
-# 2. the sampler against generate, fp32, widths 4 and 16, also with --compile
-once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 --widths 4 16 --compile \
+# 2. the sampler against generate, fp32 and bf16 weights, widths 4 and 16, also with --compile
+once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --compile \
   --out "$OUT/sampler.json"
 # 3. Bridge and P-Match off/on at width 16, also with --compile
 once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --out "$OUT/bridge.json"
@@ -31,11 +31,19 @@ for mode in plain compile; do
   once "$OUT/eval_$mode.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
     --widths 1 2 4 8 --seed 0 "${flag[@]}" --out "$OUT/eval_$mode.json"
 done
+# 4b. the same evaluation in bf16 weights: its time, and how many answers move
+once "$OUT/eval_bf16.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
+  --widths 1 2 4 8 --seed 0 --dtype bf16 --out "$OUT/eval_bf16.json"
 # 5. end to end: 6 GRPO steps of the first study's Bridge arm (from a fresh block), plain and compiled
+#    (grpo_before.log.jsonl is this part's plain run at commit 9a9068b, before the fused AdamW
+#    kernel and the cut micro-batches; it is kept, not rerun)
 for mode in plain compile; do
   flag=(); [ "$mode" = compile ] && flag=(--compile)
   rm -rf "/tmp/speed_grpo_$mode"
   once "$OUT/grpo_$mode.log.jsonl" bash -c "python train_grpo.py --out /tmp/speed_grpo_$mode --steps 6 --arch bridge \
     --train all --seed 0 --show-every 0 ${flag[*]} > /dev/null && cat /tmp/speed_grpo_$mode/log.jsonl"
 done
+# 6. one GRPO step against TRL's GRPOTrainer, 3 timed steps each (needs pip install -e ".[bench]");
+#    TRL in micro-batches of 8 rows: its 32-row default peaks at 22 GB, this machine's whole memory
+once "$OUT/grpo_trl.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl.json"
 python -c "import evaluate; print(evaluate.machine('cpu'))" > "$OUT/machine.txt"

@@ -1,7 +1,7 @@
 """
 Seconds per GRPO optimizer step: ours (train_grpo.py) against TRL's GRPOTrainer, on the same work.
 
-    python tools/bench_grpo.py --grpo-steps 1 --out results/bench_grpo.json > results/bench_grpo.md
+    python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out grpo.json   # as runs/speed.sh
     python tools/bench_grpo.py --grpo-engines ours --grpo-steps 2      # ours only (no TRL needed)
 
 TRL is optional: pip install -e ".[bench]" (trl, datasets). Each engine runs in a fresh process
@@ -89,8 +89,8 @@ def grpo_ours(work, micro_groups=None):
     mean = lambda k: sum(r[k] for r in timed) / len(timed)
     return dict(work, engine="ours", s_per_step=mean("step_s"), gen_s=mean("rollout_s"), update_s=mean("update_s"),
                 peak_rss_mb=log[-1]["peak_rss_mb"], steps_timed=len(timed), step_s=[r["step_s"] for r in log],
-                groups_updated=mean("groups_updated"), len=mean("len"), acc=mean("acc"),
-                prompt_tokens=mean("prompt_tokens") / work["prompts"],
+                groups_updated=mean("groups_updated"), groups_per_step=[r["groups_updated"] for r in log],
+                len=mean("len"), acc=mean("acc"), prompt_tokens=mean("prompt_tokens") / work["prompts"],
                 micro_batch=args_used["micro_groups"] * work["width"], grad_accum=None,
                 versions=dict(torch=torch.__version__))
 

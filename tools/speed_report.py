@@ -1,11 +1,13 @@
 """README "Speed": the measured part, written from results/speed/ (runs/speed.sh) and nothing else.
 
-    bash runs/speed.sh                  # the measurements (37 minutes on 2 CPU cores, run alone)
+    bash runs/speed.sh                  # the measurements (about 55 minutes on 2 CPU cores, run alone)
     python tools/speed_report.py        # rewrite README.md between the speed markers
     python tools/speed_report.py --check
 
 Reads profile_w16.json (tools/profile_step.py), sampler.json and bridge.json (tools/bench_sampler.py),
-eval_{plain,compile}.json (evaluate.py) and grpo_{plain,compile}.log.jsonl (train_grpo.py's step log).
+eval_{plain,compile,bf16}.json (evaluate.py), grpo_{plain,compile}.log.jsonl (train_grpo.py's step
+log), grpo_trl.json (tools/bench_grpo.py), and grpo_before.log.jsonl: speed.sh's plain GRPO run at
+commit 9a9068b, before the fused AdamW kernel and the cut micro-batches (kept as it was measured).
 """
 import json
 import statistics
@@ -24,17 +26,25 @@ END = "<!-- speed:end -->"
 
 
 def load(res):
-    need = ["profile_w16.json", "sampler.json", "bridge.json", "eval_plain.json", "eval_compile.json",
-            "grpo_plain.log.jsonl", "grpo_compile.log.jsonl", "machine.txt"]
+    need = ["profile_w16.json", "sampler.json", "bridge.json", "eval_plain.json",
+            "eval_compile.json", "eval_bf16.json", "grpo_before.log.jsonl", "grpo_plain.log.jsonl",
+            "grpo_compile.log.jsonl", "grpo_trl.json", "machine.txt"]
     missing = [n for n in need if not (res / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{res}: missing {', '.join(missing)} (bash runs/speed.sh)")
     read = lambda n: json.loads((res / n).read_text())
     log = lambda n: [json.loads(line) for line in (res / n).read_text().splitlines()]
     return dict(profile=read("profile_w16.json"), sampler=read("sampler.json"), bridge=read("bridge.json"),
-                eval={m: read(f"eval_{m}.json") for m in ("plain", "compile")},
-                grpo={m: log(f"grpo_{m}.log.jsonl") for m in ("plain", "compile")},
-                machine=(res / "machine.txt").read_text().strip())
+                eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
+                grpo={m: log(f"grpo_{m}.log.jsonl") for m in ("before", "plain", "compile")},
+                trl=read("grpo_trl.json"), machine=(res / "machine.txt").read_text().strip())
+
+
+def same_answers(a, b):
+    """(answers of evaluation b equal to a's, all answers): the extracted answers, position by position."""
+    same = sum(x == y for ra, rb in zip(a["results"], b["results"])
+               for pa, pb in zip(ra["per_problem"], rb["per_problem"]) for x, y in zip(pa["answers"], pb["answers"]))
+    return same, sum(len(p["answers"]) for r in a["results"] for p in r["per_problem"])
 
 
 def find(rows, **kw):
@@ -57,16 +67,26 @@ def section(d):
                 f"{p['lm_head_ms']:.1f} ms ({p['stream_gb_s']:.1f} GB/s), so at that rate no fp32 decode step can "
                 f"take less than {p['floor_ms']:.0f} ms here, in this engine or in `generate`."]
     s = d["sampler"]
-    out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 "
-            "--widths 4 16 --compile`): tokens per second, 128 new tokens per row, no early stop, prefill "
+    out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 bf16 "
+            "--widths 4 16 --compile`, one run): tokens per second, 128 new tokens per row, no early stop, prefill "
             "included; `--compile` is `sample.decoder(model, compile=True)`, its compile time (the first call) "
-            "apart.", "",
-            "| width | ours | ours --compile | generate | ours / generate | --compile / generate | compile s |",
-            "|---|---|---|---|---|---|---|"]
-    for w in sorted({r["width"] for r in s}):
-        o, c, h = (find(s, engine=e, width=w) for e in ("ours", "compiled", "hf"))
-        out.append(f"| {w} | {o['tok_s']:.1f} | {c['tok_s']:.1f} | {h['tok_s']:.1f} | {o['tok_s'] / h['tok_s']:.2f} | "
-                   f"{c['tok_s'] / h['tok_s']:.2f} | {c['warmup_s']:.0f} |")
+            "apart. In bf16 both engines hold bf16 weights: this CPU multiplies bf16 matrices natively, and every "
+            "weight read is half the bytes.", "",
+            "| weights | width | ours | ours --compile | generate | ours / generate | --compile / generate | compile s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for dtype in ("fp32", "bf16"):
+        for w in sorted({r["width"] for r in s if r["dtype"] == dtype}):
+            o, c, h = (find(s, engine=e, width=w, dtype=dtype) for e in ("ours", "compiled", "hf"))
+            out.append(f"| {dtype} | {w} | {o['tok_s']:.1f} | {c['tok_s']:.1f} | {h['tok_s']:.1f} | "
+                       f"{o['tok_s'] / h['tok_s']:.2f} | {c['tok_s'] / h['tok_s']:.2f} | {c['warmup_s']:.0f} |")
+    out += ["", "bf16 weights against the fp32 engines of the same run, tokens per second over tokens per second:", "",
+            "| width | ours bf16 / ours fp32 | ours bf16 / generate fp32 | ours bf16 --compile / generate fp32 |",
+            "|---|---|---|---|"]
+    for w in sorted({r["width"] for r in s if r["dtype"] == "bf16"}):
+        o16, c16, o32, h32 = (find(s, engine=e, width=w, dtype=t) for e, t in
+                              (("ours", "bf16"), ("compiled", "bf16"), ("ours", "fp32"), ("hf", "fp32")))
+        out.append(f"| {w} | {o16['tok_s'] / o32['tok_s']:.2f} | {o16['tok_s'] / h32['tok_s']:.2f} | "
+                   f"{c16['tok_s'] / h32['tok_s']:.2f} |")
     b = d["bridge"]
     out += ["", "**The cost of the blocks** (`python tools/bench_sampler.py --what bridge --bridge-widths 16 "
             "--compile`): the same model with its blocks off and on, alternating, best of 3 each.", "",
@@ -78,9 +98,7 @@ def section(d):
                    f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s'] / pm['tok_s_off']:.2f} |")
     e = d["eval"]
     proto = e["plain"]["protocol"]
-    same = sum(a == b for ra, rb in zip(e["plain"]["results"], e["compile"]["results"])
-               for pa, pb in zip(ra["per_problem"], rb["per_problem"]) for a, b in zip(pa["answers"], pb["answers"]))
-    total = sum(len(p["answers"]) for r in e["plain"]["results"] for p in r["per_problem"])
+    same, total = same_answers(e["plain"], e["compile"])
     t = {m: e[m]["timing"]["total_seconds"] for m in e}
     late = {m: sum(e[m]["timing"]["widths"][w]["seconds"] for w in ("4", "8")) for m in e}
     g = {m: d["grpo"][m] for m in d["grpo"]}
@@ -98,8 +116,61 @@ def section(d):
             f"| of which rollout | {roll['plain']:.1f} | {roll['compile']:.1f} | {roll['plain'] / roll['compile']:.2f} |",
             "", f"The compiled evaluation extracted the same answer as the plain one for {same} of {total} answers "
             "(the two differ only where float rounding moves a draw across a token boundary, after which the "
-            "answer goes its own way).", "", END]
+            "answer goes its own way)."]
+    out += bf16_eval(e) + grpo_steps(d) + [END]
     return "\n".join(out)
+
+
+def bf16_eval(e):
+    """The evaluation stage in bf16 weights: its time, its accuracy next to fp32's, the answers that moved."""
+    same, total = same_answers(e["plain"], e["bf16"])
+    acc = lambda m, r: 100 * e[m]["results"][r]["summary"]["accuracy"]["mean"]
+    widths = [r["width"] for r in e["plain"]["results"]]
+    t32, t16 = e["plain"]["timing"]["total_seconds"], e["bf16"]["timing"]["total_seconds"]
+    out = ["", f"The same evaluation in bf16 weights (`evaluate.py --dtype bf16`) took {t16:.0f} s against {t32:.0f} s "
+           f"in fp32 (a speed-up of {t32 / t16:.2f}). Rounding the weights to bf16 changes the distribution a little, "
+           f"so the draws go their own way: {same} of {total} extracted answers are the fp32 ones. Accuracy, % of "
+           "answers:", "",
+           "| width | " + " | ".join(map(str, widths)) + " |", "|---|" + "---|" * len(widths)]
+    for m, label in (("plain", "fp32"), ("bf16", "bf16")):
+        out.append(f"| {label} | " + " | ".join(f"{acc(m, i):.1f}" for i in range(len(widths))) + " |")
+    return out
+
+
+def grpo_steps(d):
+    """GRPO step times before and after this section's changes, and one step against TRL's GRPOTrainer."""
+    mean = lambda rows, k: statistics.fmean(r[k] for r in rows[1:])
+    g = d["grpo"]
+    out = ["", f"**A GRPO step**, the first study's Bridge arm as above (`train_grpo.py --arch bridge --train all`, "
+           f"steps 2-{len(g['plain'])}): {mean(g['before'], 'step_s'):.1f} s before the fused AdamW kernel and "
+           f"micro-batches cut where their rows end (`grpo_before.log.jsonl`), {mean(g['plain'], 'step_s'):.1f} s after; "
+           f"the update alone {mean(g['before'], 'update_s'):.1f} s before, {mean(g['plain'], 'update_s'):.1f} s after. "
+           "The same steps sample the same prompts, but the answers, hence the groups with a reward signal, "
+           "differ once the weights do.", ""]
+    rows = d["trl"]
+    ours, trl = (next(r for r in rows if r["engine"] == e) for e in ("ours", "trl"))
+    out += ["**One GRPO step against TRL's `GRPOTrainer`** (`python tools/bench_grpo.py --grpo-steps 3 "
+            f"--trl-micro-batch {trl['micro_batch']}`): the RLVR-only step (every weight trained) of the default model on "
+            f"the default task, {ours['prompts']} prompts x {ours['width']} answers, at most {ours['max_new_tokens']} new "
+            "tokens, fp32, the same prompts at each step; the comment at the top of `tools/bench_grpo.py` lists what "
+            "the two share and where they differ. Ours skips the forward and backward of groups whose rewards "
+            "are all equal (their gradient is exactly 0), so its time depends on how many groups have a signal; "
+            f"TRL runs all {ours['prompts']} every step. Seconds per step, after one untimed warm-up step:", "",
+            "| step | ours | groups ours updated | TRL | TRL / ours |", "|---|---|---|---|---|"]
+    per_group = []
+    for k, (a, b) in enumerate(zip(ours["step_s"][1:], trl["step_s"][1:]), 2):
+        out.append(f"| {k} | {a:.1f} | {ours['groups_per_step'][k - 1]} of {ours['prompts']} | {b:.1f} | {b / a:.2f} |")
+    out.append(f"| mean | {ours['s_per_step']:.1f} | {ours['groups_updated']:.1f} | {trl['s_per_step']:.1f} | "
+               f"{trl['s_per_step'] / ours['s_per_step']:.2f} |")
+    per_group = ours["update_s"] / max(ours["groups_updated"], 1e-9)
+    worst = ours["gen_s"] + per_group * ours["prompts"]
+    out += ["", f"Peak memory: ours {ours['peak_rss_mb'] / 1024:.1f} GB, TRL {trl['peak_rss_mb'] / 1024:.1f} GB (in "
+            f"micro-batches of {trl['micro_batch']} rows; at its default of 32 rows TRL's peak nears this machine's 24 GB). "
+            f"With all {ours['prompts']} groups updated, our step would take about {worst:.0f} s (the mean rollout, "
+            f"{ours['gen_s']:.1f} s, plus the measured update cost per group, {per_group:.1f} s, times "
+            f"{ours['prompts']}), {trl['s_per_step'] / worst:.1f}x faster than TRL's mean step: the least this "
+            "engine gains at this shape."]
+    return out
 
 
 def main(argv=None):
