@@ -64,8 +64,10 @@ def section(d):
     if "floor_ms" in p:
         out += ["", f"**The floor.** Every weight is read once per decode step, whatever the width: "
                 f"{p['weights_mb']:.0f} MB. The lm_head alone, timed as one matrix product on these rows, took "
-                f"{p['lm_head_ms']:.1f} ms ({p['stream_gb_s']:.1f} GB/s), so at that rate no fp32 decode step can "
-                f"take less than {p['floor_ms']:.0f} ms here, in this engine or in `generate`."]
+                f"{p['lm_head_ms']:.1f} ms at best ({p['stream_gb_s']:.1f} GB/s), so streaming all the weights at "
+                f"that rate takes about {p['floor_ms']:.0f} ms: an estimate of the least an fp32 decode step costs "
+                "here, in this engine or in `generate` (smaller matrices may stream somewhat faster, and the rate "
+                "varies from run to run)."]
     s = d["sampler"]
     out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 bf16 "
             "--widths 4 16 --compile`, one run): tokens per second, 128 new tokens per row, no early stop, prefill "
