@@ -251,3 +251,13 @@ def test_a_stage_of_a_study_with_its_own_runs_dir_leads_to_its_result():
     assert study.result_of("headroom/seed0/grpo_rlvr") == study.result_of("seed0/grpo_rlvr") == ["seed0_rlvr"]
     assert study.result_of("headroom/seed1/sft_pmatch") == ["seed1_pmatch"]
     assert study.result_of("eval/seed0_bridge") == ["seed0_bridge"]
+
+
+def test_the_wall_time_table_sums_sittings_and_shows_a_hand_written_note(study):
+    lines = [dict(stage="eval/seed0_rlvr", seconds=600, machine="m"),
+             dict(stage="eval/seed0_rlvr", seconds=300, machine="m", note="stopped 2 min while a benchmark ran"),
+             dict(stage="eval/seed9_rlvr", seconds=60, machine="m")]  # no result: not listed
+    (study / "walltime.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    table = report.walltime_table(study)
+    assert "| eval/seed0_rlvr | 15.0 (stopped 2 min while a benchmark ran) | m |" in table
+    assert not any("seed9" in line for line in table)

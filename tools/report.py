@@ -10,7 +10,8 @@ Run from any directory: the files it reads and writes are found from the reposit
 
 Reads results/repro/: base.json (the base model), seed{S}_{arm}.json for arm in rlvr, pmatch,
 bridge (evaluate.py files, one per trained arm and seed), default_bridge.json (the committed
-default Bridge, trained with --train new), walltime.jsonl (runs/reproduce.sh's wall clock), and
+default Bridge, trained with --train new), walltime.jsonl (runs/reproduce.sh's wall clock; a
+record may carry a "note", added by hand where the clock also counted something else), and
 the training logs runs/seed{S}/grpo_{arm}/log.jsonl. Every number printed is computed here from
 the per-problem correct counts in those files with the metric functions of metrics.py, so the section
 is reproducible to the last digit (`--check` is run by the test suite, tests/test_report.py).
@@ -301,11 +302,14 @@ def walltime_table(res=RES):
             rec = json.loads(line)
             if not has_result(res, rec["stage"]):
                 continue
-            s = stages.setdefault(rec["stage"], [0, set()])
+            s = stages.setdefault(rec["stage"], [0, set(), []])
             s[0] += rec["seconds"]
             s[1].add(rec["machine"])
-    for stage, (seconds, machines) in stages.items():
-        lines.append(f"| {stage} | {seconds / 60:.1f} | {', '.join(sorted(machines))} |")
+            if rec.get("note"):  # written by hand beside a clock that counted something else too
+                s[2].append(rec["note"])
+    for stage, (seconds, machines, notes) in stages.items():
+        note = "".join(f" ({n})" for n in notes)
+        lines.append(f"| {stage} | {seconds / 60:.1f}{note} | {', '.join(sorted(machines))} |")
     lines += ["", "| GRPO run | steps | minutes (sum of logged step times) |", "|---|---|---|"]
     study = study_of(res)
     logs = {str(p.parent.relative_to(study.runs)): p for p in study.runs.glob("seed*/grpo_*/log.jsonl")}
