@@ -261,3 +261,16 @@ def test_the_wall_time_table_sums_sittings_and_shows_a_hand_written_note(study):
     table = report.walltime_table(study)
     assert "| eval/seed0_rlvr | 15.0 (stopped 2 min while a benchmark ran) | m |" in table
     assert not any("seed9" in line for line in table)
+
+
+def test_a_later_study_reports_whether_its_task_leaves_rlvr_room(study, tmp_path):
+    other = tmp_path / "later"
+    other.mkdir()
+    for f in study.glob("*.json"):
+        (other / f.name).write_text(f.read_text())
+    for s in range(3):  # 20 steps; the last 10 average 0.5 + s / 10 -> 0.6 over the seeds
+        rewards = [0.1] * 10 + [0.5 + s / 10] * 10
+        (other / f"seed{s}_rlvr.log.jsonl").write_text("".join(json.dumps(dict(reward=r)) + "\n" for r in rewards))
+    text = "\n".join(report.reward_table(report.load(other), other))
+    assert "over its last 10 steps stays below 0.85: it is 0.60." in text
+    assert "sized from" not in text
