@@ -199,9 +199,9 @@ def make_optimizer(model, train, lr, lr_new):
 
 
 def fused_adamw(model):
-    """Whether AdamW uses PyTorch's fused kernel: the same update in one pass over each tensor, about
-    ten times faster than the default per-tensor loop for the default model on CPU (about 0.4 s of a
-    GRPO step with --train all; tools/bench_grpo.py). It also runs on FSDP2's sharded parameters."""
+    """Whether AdamW uses PyTorch's fused kernel: the same update in one pass over each tensor instead
+    of the default's loop of small ops per tensor. For the default model with --train all on the
+    2-core CPU, a one-off timing gave 0.05 s a step against 0.46 s. It also runs on FSDP2's shards."""
     devices = {p.device.type for p in model.parameters()}
     return True if devices <= {"cpu", "cuda"} else None
 
