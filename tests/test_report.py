@@ -128,6 +128,7 @@ def test_one_seed_gives_no_interval_and_no_crash(study):
     text = report.section(report.load(study), study)
     assert "| none (1 seed) | none (1 seed) |" in text
     assert "pairs only 1 training seed so far: no interval over seeds exists" in text
+    assert "in its one seed, Bridge scored higher" in text and "over the 1 seeds" not in text
 
 
 def test_json_is_the_comparisons_of_the_section(study, tmp_path):

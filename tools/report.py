@@ -231,6 +231,9 @@ def read_interval(c):
 
 def seed_count(c):
     """Higher / tied / lower per seed, in words."""
+    if len(c["seeds"]) == 1:
+        side = "higher" if c["wins"] else "lower" if c["losses"] else "the same"
+        return f"in its one seed, {c['arms'][0]} scored {side}"
     return (f"over the {len(c['seeds'])} seeds, {c['arms'][0]} scored higher in {c['wins']}, tied in "
             f"{c['ties']} and lower in {c['losses']}")
 
