@@ -69,7 +69,7 @@ def split_rollout(rollout, rows):
     W, P = rollout.width, rollout.prompt_len
     assert rows.start % W == 0 and rows.stop % W == 0, "a micro-batch must hold whole groups"
     alive = rollout.alive[rows, P:]
-    S = max(int(alive.any(0).nonzero().max()) + 1 if alive.any() else 1, 1)
+    S = int(alive.any(0).nonzero().max()) + 1 if alive.any() else 1
     return (rollout.tokens[rows.start:rows.stop:W, :P], rollout.alive[rows.start:rows.stop:W, :P],
             rollout.tokens[rows, P:P + S], alive[:, :S])
 
