@@ -425,3 +425,17 @@ def test_the_fused_adamw_step_is_the_default_kernels_step(tiny):
     for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
     assert not torch.equal(models[0].lm_head.weight, load_model(str(tiny))[0].lm_head.weight)
+
+
+def test_a_resumed_optimizer_keeps_this_runs_kernel_whatever_wrote_the_checkpoint(tiny):
+    """A checkpoint written by the default AdamW kernel resumes into the fused one (and steps)."""
+    model = load_model(str(tiny), dtype=torch.float32)[0]
+    old = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)  # the default kernel
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    old.step()
+    new = training.make_optimizer(model, "all", 1e-3, 1e-2)
+    training.restore_optimizer(model, new, dict(optimizer=old.state_dict(), optimizer_layout="torch"))
+    assert all(g["fused"] for g in new.param_groups)
+    new.step()
+    assert all(s["step"].item() == 2 for s in new.state.values())
