@@ -33,6 +33,9 @@ What we chose where the paper is silent:
   step and invisible from the next step on; left padding is dead too. Dead rows are still queries
   (their outputs are computed, never used: their logits are never sampled nor trained on).
 """
+import contextlib
+import weakref
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,6 +57,66 @@ class RMSNorm(nn.Module):
         h = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
+
+
+# choice: the products of sampling on CPU. F.linear with the few rows of a decode step (one per
+# generation) runs far below this CPU's matmul rate: MKL re-packs the whole weight on every call.
+# oneDNN packs a weight once into the blocked layout its kernel reads, and the sampler reuses that
+# copy for every step (README, Speed, measures both). A pack is only valid while its weight does not
+# change, and an optimizer step may change a weight without any sign on the tensor (the fused AdamW
+# kernel leaves its version counter alone), so packs live inside `packed_weights()`, which the sampler
+# opens around one call and which drops them at its end. The packed ops are PyTorch's own (what
+# torch.compile uses on CPU) but internal, so Linear falls back to F.linear where they are missing.
+PACKED_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_packing = {"on": PACKED_OPS, "open": 0}
+_packs = weakref.WeakKeyDictionary()  # Linear -> (the weight it was packed from, the pack)
+
+
+@contextlib.contextmanager
+def packed_weights():
+    """Inside this block, a Linear's CPU inference product reads a copy of its weight packed for
+    oneDNN on first use. The weights must not change inside (sampling does not); the copies, a
+    second copy of every weight used, are dropped at its end."""
+    _packing["open"] += 1
+    try:
+        yield
+    finally:
+        _packing["open"] -= 1
+        if not _packing["open"]:
+            _packs.clear()
+
+
+@contextlib.contextmanager
+def plain_products():
+    """Inside this block every Linear calls F.linear (tests compare the two paths; benchmarks time them)."""
+    before, _packing["on"] = _packing["on"], False
+    try:
+        yield
+    finally:
+        _packing["on"] = before
+
+
+def packable(x, weight):
+    """Whether this call may use a packed weight: inside packed_weights(), CPU inference in fp32 or
+    bf16. Training, autocast and torch.compile (which packs weights its own way) keep F.linear."""
+    return (_packing["on"] and _packing["open"] > 0 and x.device.type == "cpu" and x.dtype == weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+
+
+class Linear(nn.Linear):
+    """nn.Linear (the same parameters and checkpoint keys) whose CPU inference product, inside
+    packed_weights(), reads a packed copy of the weight: the same product up to float rounding."""
+
+    def forward(self, x):
+        if not packable(x, self.weight):
+            return F.linear(x, self.weight, self.bias)
+        w = self.weight.detach()
+        held = _packs.get(self)
+        if held is None or held[0].data_ptr() != w.data_ptr():  # first use, or another tensor now
+            held = (w, torch.ops.mkldnn._reorder_linear_weight(w))
+            _packs[self] = held
+        return torch.ops.mkldnn._linear_pointwise(x, held[1], self.bias, "none", [], "")
 
 
 def bridge_mask(alive, width):
@@ -81,8 +144,8 @@ class Bridge(nn.Module):
         # then W_K, then W_V. One matmul instead of three: the blocks' small matmuls are
         # latency-bound on CPU (with SDPA below, tools/bench_sampler.py --what bridge at width 16 went from
         # 0.88 to 0.91 of the speed without blocks).
-        self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
-        self.o_proj = nn.Linear(inner, dim, bias=False)
+        self.qkv_proj = Linear(dim, 3 * inner, bias=False)
+        self.o_proj = Linear(inner, dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):
@@ -138,8 +201,8 @@ class PMatch(nn.Module):
         super().__init__()
         hidden = 2 * n_heads * head_dim
         self.norm = RMSNorm(dim, eps)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, dim, bias=False)
+        self.up_proj = Linear(dim, hidden, bias=False)
+        self.down_proj = Linear(hidden, dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):

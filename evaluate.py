@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cli
 import tasks
+from bridge import packed_weights
 from cli import Parser, progress
 from metrics import mean_se, set_summary, summarize, threshold
 
@@ -188,7 +189,8 @@ def evaluate(args):
     t_all = time.time()
     for width in args.widths:
         t0 = time.time()
-        completions = sample_width(model, tokenizer, prompts, width, args, step)
+        with packed_weights():  # the weights stay fixed: pack them once for all of this width's calls
+            completions = sample_width(model, tokenizer, prompts, width, args, step)
         seconds = time.time() - t0
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
         result = dict(width=width, groups=args.n // width, n=args.n,

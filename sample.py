@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bridge import packed_weights
+
 # -----------------------------------------------------------------------------
 # sampling functions: logits (N, V) -> token ids (N,)
 
@@ -199,6 +201,7 @@ def decoder(model, compile=False):
 
 
 @torch.no_grad()
+@packed_weights()  # the products read weights packed once per call on CPU (bridge.Linear; README, Speed)
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
            top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1,
            compile=False):

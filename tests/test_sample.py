@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+import bridge as bridge_module
 import sample as sample_cli
 from checkpoint import save_bridge
 from model import load_model
@@ -351,3 +352,26 @@ def test_the_compiled_decode_gives_the_plain_tokens(bridged64):
     live = a.alive[:, a.prompt_len:]
     assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-9)
     assert not any(k.startswith("compiled") for k in bridged64.state_dict())  # nothing new is saved
+
+
+@pytest.mark.skipif(not bridge_module.PACKED_OPS, reason="this PyTorch build has no oneDNN packed linear")
+def test_the_packed_products_give_the_plain_tokens(tmp_path):
+    """fp32 sampling on CPU multiplies by packed weights (bridge.Linear): the same tokens as F.linear,
+    and log-probs equal to float rounding, through padding, Bridge blocks and groups leaving."""
+    path, _ = make_tiny_model(tmp_path, "qwen2", seed=5)
+    model = add_random_bridge(load_model(str(path))[0])
+    eos = list(range(3, 40))
+    prompts = prompts_ids(11, [3, 6, 2])
+    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
+    made = []
+    real = torch.ops.mkldnn._reorder_linear_weight
+    with pytest.MonkeyPatch.context() as mp:  # count the packs the sampler makes
+        mp.setattr(bridge_module.torch.ops.mkldnn, "_reorder_linear_weight", lambda w: made.append(w) or real(w))
+        a = sample(model, prompts, eos, generator=group_generators(11, 6), **kw)
+    n_linear = sum(isinstance(m, bridge_module.Linear) for m in model.modules())
+    assert len(made) == n_linear and not bridge_module._packs  # each weight once per call, then dropped
+    with bridge_module.plain_products():
+        b = sample(model, prompts, eos, generator=group_generators(11, 6), **kw)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
+    live = a.alive[:, a.prompt_len:]
+    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-4)
