@@ -36,3 +36,12 @@ def test_compile_adds_its_engine_and_compile_time(tmp_path, capsys):
                                                            ("bridge", "compiled")}
     assert "| ours --compile tok/s | compiled / HF | compile s |" in text
     assert "| cpu | 2 (--compile) |" in text and "| cpu | 2 |" in text
+
+
+def test_plain_adds_the_f_linear_engine(tmp_path, capsys):
+    results, text = run(tmp_path, capsys, "--plain")
+    assert {(r["table"], r["engine"]) for r in results} == {("sampler", "ours"), ("sampler", "hf"),
+                                                           ("sampler", "plain"), ("bridge", "ours"),
+                                                           ("bridge", "plain")}
+    assert "| ours F.linear tok/s | F.linear / HF |" in text
+    assert "| cpu | 2 (F.linear) |" in text and "| cpu | 2 |" in text

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import bridge
+
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,19 @@ def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
     assert r["kinds_ms"]["Python and dispatch"] >= 0
     assert "matmul" in r["kinds_ms"]
     assert "| matmul |" in capsys.readouterr().out
+    assert r["read_ms"] > 0 and r["packed"] == bridge.PACKED_OPS
+
+
+def test_plain_profiles_f_linear(tmp_path, capsys):
+    path, _ = make_tiny_model(tmp_path / "m")
+    out = tmp_path / "p.json"
+    assert profile_step.main(["--model", str(path), "--width", "2", "--warmup", "0", "--steps", "2",
+                              "--plain", "--out", str(out)]) == 0
+    import json
+    r = json.loads(out.read_text())
+    assert r["packed"] is False and r["kinds_ms"]["matmul"] > 0
+    assert "Products: F.linear" in capsys.readouterr().out
+    assert bridge._packing["on"] == bridge.PACKED_OPS  # the switch is back as it was
 
 
 def test_kind_of_sorts_the_ops():

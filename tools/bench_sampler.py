@@ -5,6 +5,7 @@ Throughput of our sampler, side by side with transformers' generate, and the cos
     python tools/bench_sampler.py --what bridge       # Bridge and P-Match, off vs on, at widths 1 4 16 64, fp32
     python tools/bench_sampler.py --what all --new-tokens 128 --out bench.json
     python tools/bench_sampler.py --dtypes fp32 --widths 4 16 --compile   # also our sampler with --compile
+    python tools/bench_sampler.py --widths 4 16 --plain   # also ours with F.linear instead of packed weights
 
 Every number is tokens generated per second of wall-clock time (prefill included), with no early
 stop in either engine (ours: ignore_eos; HF: min_new_tokens = max_new_tokens), one chat prompt,
@@ -58,10 +59,15 @@ def measure(job):
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
         compiled = job["engine"] == "compiled"  # sample.decoder(model, compile=True)
+        import contextlib
+
+        import bridge  # "plain": every product through F.linear, not bridge.Linear's packed weights
+        products = bridge.plain_products if job["engine"] == "plain" else contextlib.nullcontext
 
         def run(k):
-            sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
-                   compile=compiled)
+            with products():
+                sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
+                       compile=compiled)
 
     def timed():
         benchkit.sync(device)
@@ -95,13 +101,13 @@ def jobs_for(args, devices):
         for device in devices:
             for dtype in args.dtypes:
                 for width in args.widths:
-                    for engine in ("ours", "hf") + (("compiled",) if args.compile else ()):
+                    for engine in ("ours", "hf") + (("compiled",) if args.compile else ()) + (("plain",) if args.plain else ()):
                         jobs.append(dict(base, table="sampler", engine=engine, block="none",
                                          device=device, dtype=dtype, width=width))
     if args.what in ("bridge", "all"):
         for device in devices:
             for width in args.bridge_widths:
-                for engine in ("ours",) + (("compiled",) if args.compile else ()):
+                for engine in ("ours",) + (("compiled",) if args.compile else ()) + (("plain",) if args.plain else ()):
                     for block in ("bridge", "pmatch"):
                         jobs.append(dict(base, table="bridge", engine=engine, block=block, device=device,
                                          dtype="fp32", width=width, repeats=args.repeats))
@@ -127,6 +133,9 @@ def tables(results):
     if keys:
         compiled = any(r.get("engine") == "compiled" for r in results)
         more = (" ours --compile tok/s | compiled / HF | compile s |", "---|---|---|") if compiled else ("", "")
+        plain = any(r.get("engine") == "plain" for r in results)
+        if plain:
+            more = (more[0] + " ours F.linear tok/s | F.linear / HF |", more[1] + "---|---|")
         lines += ["| device | dtype | width | ours tok/s | HF generate tok/s | ours / HF |" + more[0] +
                   " ours peak MB | HF peak MB |", "|---|---|---|---|---|---|" + more[1] + "---|---|"]
         for device, dtype, width in keys:
@@ -138,6 +147,9 @@ def tables(results):
             if compiled:  # compile s: the warm-up call, which compiles (a plain warm-up takes well under a second)
                 secs = "-" if c is None or "error" in c else f"{c['warmup_s']:.0f}"
                 cells = f" {fmt(c)} | {ratio(c, h)} | {secs} |"
+            if plain:
+                f = find(table="sampler", engine="plain", device=device, dtype=dtype, width=width)
+                cells += f" {fmt(f)} | {ratio(f, h)} |"
             lines.append(f"| {device} | {dtype} | {width} | {fmt(o)} | {fmt(h)} | {ratio(o, h)} |{cells} {mem(o)} | {mem(h)} |")
         lines.append("")
     keys = sorted({(r["device"], r["width"], r["engine"]) for r in results if r["table"] == "bridge"})
@@ -155,7 +167,7 @@ def tables(results):
                     cells += [f"{r['tok_s_off']:.1f}", f"{r['tok_s']:.1f}", f"{r['tok_s'] / r['tok_s_off']:.2f}"]
             b = find(table="bridge", block="bridge", device=device, width=width, engine=engine)
             mem = "-" if b is None or "error" in b else f"{b['peak_mb']:.0f}"
-            label = f"{width} (--compile)" if engine == "compiled" else str(width)
+            label = f"{width} (--compile)" if engine == "compiled" else f"{width} (F.linear)" if engine == "plain" else str(width)
             lines.append(f"| {device} | {label} | " + " | ".join(cells) + f" | {mem} |")
     return "\n".join(lines)
 
@@ -171,6 +183,8 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
     p.add_argument("--compile", action="store_true", help="sampler table: also our sampler with torch.compile "
                    "(sample.decoder), its compile time apart (default off)")
+    p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
+                   "(bridge.plain_products), not bridge.Linear's packed weights (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one configuration

@@ -47,6 +47,8 @@ def kind_of(name):
 
 def profile(args):
     import torch
+
+    import bridge
     from model import KVCache, load_model
     from sample import DTYPES, sample_next
     torch.manual_seed(0)
@@ -61,7 +63,7 @@ def profile(args):
     W, total = args.width, args.warmup + args.steps
     device = model.lm_head.weight.device
     gen = torch.Generator(device).manual_seed(0)
-    with torch.no_grad():
+    with torch.no_grad(), bridge.packed_weights():  # as sample.sample() multiplies
         tokens = torch.tensor([ids], device=device)
         cache = KVCache(model.config, 1, len(ids) + total + 1, device, model.lm_head.weight.dtype)
         logits = model.lm_head(model.hidden(tokens, cache=cache)[:, -1]).repeat_interleave(W, 0)
@@ -80,20 +82,19 @@ def profile(args):
             for _ in range(args.steps):
                 logits = step(logits)
             wall = time.perf_counter() - t0
-        # the floor: every weight is read once per decode step, whatever the width. The lm_head alone,
-        # timed as one matrix product on this step's rows, gives the rate at which this machine
-        # streams weights that do not fit in its caches
-        h = torch.randn(W, model.config.hidden_size, device=device, dtype=model.lm_head.weight.dtype)
-        head = model.lm_head.weight
-        torch.nn.functional.linear(h, head)
+    # the floor: every weight is read once per decode step, whatever the width. Summing each weight
+    # tensor once reads exactly those bytes from memory and does little else; the fastest of 10
+    # passes is the least a step can spend reading its weights here
+    params = list({id(p): p for p in model.parameters()}.values())
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    with torch.no_grad():
         times = []
-        for _ in range(10):  # the fastest of 10: the rate the machine can reach, not its average
+        for _ in range(10):
             t0 = time.perf_counter()
-            torch.nn.functional.linear(h, head)
+            for p in params:
+                p.sum()
             times.append(time.perf_counter() - t0)
-        head_ms = 1e3 * min(times)
-    weight_bytes = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
-    gbps = head.numel() * head.element_size() / head_ms / 1e6
+    read_ms = 1e3 * min(times)
     kinds = {}
     for e in prof.key_averages():
         kinds[kind_of(e.key)] = kinds.get(kind_of(e.key), 0.0) + e.self_cpu_time_total / 1e3  # ms
@@ -103,8 +104,8 @@ def profile(args):
     return dict(model=model.source, width=W, dtype=args.dtype, device=args.device, bridge=args.bridge,
                 steps=args.steps, threads=torch.get_num_threads(), torch=torch.__version__,
                 step_ms=wall_ms, kinds_ms=dict(sorted(per_step.items(), key=lambda kv: -kv[1])),
-                weights_mb=weight_bytes / 2**20, lm_head_ms=head_ms, stream_gb_s=gbps,
-                floor_ms=weight_bytes / gbps / 1e6)
+                weights_mb=weight_bytes / 2**20, read_ms=read_ms, read_gb_s=weight_bytes / read_ms / 1e6,
+                packed=bridge.PACKED_OPS and not args.plain)
 
 
 def table(r):
@@ -114,9 +115,9 @@ def table(r):
              "| kind | ms per step | share |", "|---|---|---|"]
     for kind, ms in r["kinds_ms"].items():
         lines.append(f"| {kind} | {ms:.2f} | {100 * ms / r['step_ms']:.0f}% |")
-    lines += ["", f"The floor: the weights ({r['weights_mb']:.0f} MB) are read once per step; the lm_head alone as one "
-              f"matrix product took {r['lm_head_ms']:.1f} ms at best, {r['stream_gb_s']:.1f} GB/s, so reading all of "
-              f"them at that rate takes about {r['floor_ms']:.0f} ms per step."]
+    lines += ["", f"Products: {'packed weights (bridge.Linear)' if r['packed'] else 'F.linear'}. The floor: the weights "
+              f"({r['weights_mb']:.0f} MB) are read once per step; reading each once (a sum) took {r['read_ms']:.1f} ms "
+              f"at best, {r['read_gb_s']:.1f} GB/s."]
     return "\n".join(lines)
 
 
@@ -127,6 +128,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="(default fp32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--bridge", action="store_true", help="add random Bridge blocks (default: none)")
+    p.add_argument("--plain", action="store_true", help="multiply with F.linear, not the packed weights of "
+                   "bridge.Linear (bridge.plain_products; default: packed where available)")
     p.add_argument("--warmup", type=int, default=8, help="decode steps run before profiling (default 8)")
     p.add_argument("--steps", type=int, default=32, help="decode steps profiled (default 32)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")
@@ -138,7 +141,11 @@ def main(argv=None):
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     from model import check_device
     check_device(args.device)
-    r = profile(args)
+    import contextlib
+
+    import bridge
+    with bridge.plain_products() if args.plain else contextlib.nullcontext():
+        r = profile(args)
     print(table(r))
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=1) + "\n")
