@@ -4,7 +4,7 @@
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.
 #
-#   bash runs/speed.sh          # about 55 minutes on 2 CPU cores (AMD EPYC, 2026-11-30: the parts' times summed)
+#   bash runs/speed.sh          # about 37 minutes on 2 CPU cores (AMD EPYC, 2026-11-30, all parts in one run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed
@@ -18,15 +18,21 @@ once() {  # $1 = file; then the command, whose stdout goes to the file (written 
   mv "$file.tmp" "$file"
 }
 
-# 1. one decode step at width 16 (fp32), by kind of op
+# (before/ holds the earlier runs the report compares with, named by the commit they measured)
+# 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear
 once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
-# 2. the sampler against generate, fp32 and bf16 weights, widths 4 and 16, also with --compile
+once "$OUT/profile_w16_plain.md" python tools/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json"
+# 2. the sampler against generate, fp32 and bf16 weights, widths 4 and 16, also with --compile and
+#    with F.linear in place of the packed weights
 once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --compile \
-  --out "$OUT/sampler.json"
-# 3. Bridge and P-Match off/on at width 16, also with --compile
-once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --out "$OUT/bridge.json"
-# 4. end to end: one evaluation stage of the first study's protocol on 40 problems, plain and compiled
-for mode in plain compile; do
+  --plain --out "$OUT/sampler.json"
+# 3. Bridge and P-Match off/on at width 16, also with --compile and with F.linear
+once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --plain \
+  --out "$OUT/bridge.json"
+# 4. end to end: one evaluation stage of the first study's protocol on 40 problems. (With --compile,
+#    the same command plus --compile and the GRPO run of part 5 plus --compile, were measured at
+#    commit 57c38b0 and are kept in before/: the packed weights do not reach a compiled decode step.)
+for mode in plain; do
   flag=(); [ "$mode" = compile ] && flag=(--compile)
   once "$OUT/eval_$mode.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
     --widths 1 2 4 8 --seed 0 "${flag[@]}" --out "$OUT/eval_$mode.json"
@@ -34,10 +40,8 @@ done
 # 4b. the same evaluation in bf16 weights: its time, and how many answers move
 once "$OUT/eval_bf16.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
   --widths 1 2 4 8 --seed 0 --dtype bf16 --out "$OUT/eval_bf16.json"
-# 5. end to end: 6 GRPO steps of the first study's Bridge arm (from a fresh block), plain and compiled
-#    (grpo_before.log.jsonl is this part's plain run at commit 9a9068b, before the fused AdamW
-#    kernel and the cut micro-batches; it is kept, not rerun)
-for mode in plain compile; do
+# 5. end to end: 6 GRPO steps of the first study's Bridge arm (from a fresh block)
+for mode in plain; do
   flag=(); [ "$mode" = compile ] && flag=(--compile)
   rm -rf "/tmp/speed_grpo_$mode"
   once "$OUT/grpo_$mode.log.jsonl" bash -c "python train_grpo.py --out /tmp/speed_grpo_$mode --steps 6 --arch bridge \

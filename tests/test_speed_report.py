@@ -23,16 +23,16 @@ def test_missing_measurements_are_one_line(tmp_path):
 def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
     """Each step's ratio is TRL's time over ours at that step; the step with every group updated is
     our mean rollout plus our update time per updated group, times the groups of a step."""
-    log = lambda s, u: [dict(step_s=s[i], update_s=u[i]) for i in range(len(s))]
     ours = dict(engine="ours", prompts=8, width=4, max_new_tokens=64, step_s=[30.0, 20.0, 25.0],
                 groups_per_step=[3, 4, 6], s_per_step=22.5, groups_updated=5.0, gen_s=10.0, update_s=12.5,
                 peak_rss_mb=4096.0)
     trl = dict(engine="trl", step_s=[120.0, 100.0, 90.0], s_per_step=95.0, micro_batch=8, peak_rss_mb=8192.0)
-    d = dict(grpo={m: log([9.0, 8.0, 6.0], [4.0, 3.0, 2.0]) for m in ("before", "plain")}, trl=[ours, trl])
+    before = [dict(ours, s_per_step=30.0, groups_updated=4.0), dict(trl, s_per_step=120.0)]
+    d = dict(trl=[ours, trl], trl_before=before)
     text = "\n".join(speed_report.grpo_steps(d))
     assert "| 2 | 20.0 | 4 of 8 | 100.0 | 5.00 |" in text
     assert "| 3 | 25.0 | 6 of 8 | 90.0 | 3.60 |" in text
     assert "| mean | 22.5 | 5.0 | 95.0 | 4.22 |" in text
     # every group: 10 + 12.5 / 5 * 8 = 30 s, and 95 / 30 = 3.2x
     assert "about 30 s" in text and "3.2x faster than TRL's mean step" in text
-    assert "7.0 s before" in text  # steps 2.. only: the mean of 8 and 6
+    assert "ours 30.0 s and TRL 120.0 s a step (4.00x), with 4.0 groups of 8" in text

@@ -1,13 +1,15 @@
 """README "Speed": the measured part, written from results/speed/ (runs/speed.sh) and nothing else.
 
-    bash runs/speed.sh                  # the measurements (about 55 minutes on 2 CPU cores, run alone)
+    bash runs/speed.sh                  # the measurements (about 37 minutes on 2 CPU cores, run alone)
     python tools/speed_report.py        # rewrite README.md between the speed markers
     python tools/speed_report.py --check
 
-Reads profile_w16.json (tools/profile_step.py), sampler.json and bridge.json (tools/bench_sampler.py),
-eval_{plain,compile,bf16}.json (evaluate.py), grpo_{plain,compile}.log.jsonl (train_grpo.py's step
-log), grpo_trl.json (tools/bench_grpo.py), and grpo_before.log.jsonl: speed.sh's plain GRPO run at
-commit 9a9068b, before the fused AdamW kernel and the cut micro-batches (kept as it was measured).
+Reads profile_w16{,_plain}.json (tools/profile_step.py), sampler.json and bridge.json
+(tools/bench_sampler.py), eval_{plain,bf16}.json (evaluate.py), grpo_plain.log.jsonl
+(train_grpo.py's step log), grpo_trl.json (tools/bench_grpo.py), and in before/ the same parts as
+measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
+the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
+also the end-to-end runs with --compile, which the packed weights do not reach.
 """
 import json
 import statistics
@@ -23,21 +25,28 @@ from cli import Parser, run  # noqa: E402
 RES = ROOT / "results" / "speed"
 BEGIN = "<!-- speed:begin (written by `python tools/speed_report.py` from results/speed; do not edit by hand) -->"
 END = "<!-- speed:end -->"
+# the earlier measurements in results/speed/before, by the commit they measured
+# (--compile's end-to-end runs too: the packed weights do not reach a compiled decode step)
+BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b0.log.jsonl",
+          "grpo compile": "grpo_compile_57c38b0.log.jsonl", "eval": "eval_57c38b0.json",
+          "eval compile": "eval_compile_57c38b0.json", "trl": "grpo_trl_57c38b0.json"}
 
 
 def load(res):
-    need = ["profile_w16.json", "sampler.json", "bridge.json", "eval_plain.json",
-            "eval_compile.json", "eval_bf16.json", "grpo_before.log.jsonl", "grpo_plain.log.jsonl",
-            "grpo_compile.log.jsonl", "grpo_trl.json", "machine.txt"]
+    need = ["profile_w16.json", "profile_w16_plain.json", "sampler.json", "bridge.json", "eval_plain.json",
+            "eval_bf16.json", "grpo_plain.log.jsonl", "grpo_trl.json", "machine.txt"] + [f"before/{n}" for n in BEFORE.values()]
     missing = [n for n in need if not (res / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{res}: missing {', '.join(missing)} (bash runs/speed.sh)")
     read = lambda n: json.loads((res / n).read_text())
     log = lambda n: [json.loads(line) for line in (res / n).read_text().splitlines()]
-    return dict(profile=read("profile_w16.json"), sampler=read("sampler.json"), bridge=read("bridge.json"),
-                eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
-                grpo={m: log(f"grpo_{m}.log.jsonl") for m in ("before", "plain", "compile")},
-                trl=read("grpo_trl.json"), machine=(res / "machine.txt").read_text().strip())
+    grpo = {"plain": log("grpo_plain.log.jsonl")}
+    grpo.update({k: log(f"before/{n}") for k, n in BEFORE.items() if k.startswith("grpo")})
+    return dict(profile=read("profile_w16.json"), profile_plain=read("profile_w16_plain.json"),
+                sampler=read("sampler.json"), bridge=read("bridge.json"),
+                eval={m: read(f"eval_{m}.json") for m in ("plain", "bf16")} | {"compile": read(f"before/{BEFORE['eval compile']}")},
+                eval_before=read(f"before/{BEFORE['eval']}"), grpo=grpo, trl=read("grpo_trl.json"),
+                trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip())
 
 
 def same_answers(a, b):
@@ -52,36 +61,43 @@ def find(rows, **kw):
 
 
 def section(d):
-    p, out = d["profile"], [BEGIN, ""]
+    p, f, out = d["profile"], d["profile_plain"], [BEGIN, ""]
     out += [f"Measured with `bash runs/speed.sh` on {d['machine']} ({p['threads']} threads, torch {p['torch']}), "
             "each part alone on the machine.", "",
-            f"**Where one decode step goes** (`python tools/profile_step.py --width 16`): {p['step_ms']:.1f} ms at "
-            f"width {p['width']} in {p['dtype']}, the kinds of op by their own time, averaged over {p['steps']} "
-            "profiled steps. \"Python and dispatch\" is the wall time no op accounts for.", "",
-            "| kind | ms per step | share |", "|---|---|---|"]
+            f"**Where one decode step goes** (`python tools/profile_step.py --width 16`, and with `--plain`): width "
+            f"{p['width']}, {p['dtype']}, the kinds of op by their own time, averaged over {p['steps']} profiled steps. "
+            "\"Python and dispatch\" is the wall time no op accounts for. The products multiply by weights packed once "
+            "for oneDNN (`bridge.Linear`), or, with `--plain`, call `F.linear` as the model did before.", "",
+            "| kind | F.linear, ms per step | packed, ms per step | share (packed) |", "|---|---|---|---|"]
     for kind, ms in p["kinds_ms"].items():
-        out.append(f"| {kind} | {ms:.1f} | {100 * ms / p['step_ms']:.0f}% |")
-    if "floor_ms" in p:
-        out += ["", f"**The floor.** Every weight is read once per decode step, whatever the width: "
-                f"{p['weights_mb']:.0f} MB. The lm_head alone, timed as one matrix product on these rows, took "
-                f"{p['lm_head_ms']:.1f} ms at best ({p['stream_gb_s']:.1f} GB/s), so streaming all the weights at "
-                f"that rate takes about {p['floor_ms']:.0f} ms: an estimate of the least an fp32 decode step costs "
-                "here, in this engine or in `generate` (smaller matrices may stream somewhat faster, and the rate "
-                "varies from run to run)."]
+        out.append(f"| {kind} | {f['kinds_ms'].get(kind, 0.0):.1f} | {ms:.1f} | {100 * ms / p['step_ms']:.0f}% |")
+    out += [f"| **step** | **{f['step_ms']:.1f}** | **{p['step_ms']:.1f}** | |", "",
+            f"**The floor.** Every weight is read once per decode step, whatever the width: {p['weights_mb']:.0f} MB. "
+            f"Reading each once (a sum over it, the fastest of 10 passes) took {p['read_ms']:.1f} ms "
+            f"({p['read_gb_s']:.1f} GB/s), so memory is not what bounds a step here: the products are. With "
+            "`F.linear`, a product of a few rows runs far below this CPU's matmul rate (MKL re-packs the whole weight "
+            "on every call); the packed weights are read in the layout oneDNN's kernel wants."]
     s = d["sampler"]
     out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 bf16 "
-            "--widths 4 16 --compile`, one run): tokens per second, 128 new tokens per row, no early stop, prefill "
-            "included; `--compile` is `sample.decoder(model, compile=True)`, its compile time (the first call) "
-            "apart. In bf16 both engines hold bf16 weights: this CPU multiplies bf16 matrices natively, and every "
-            "weight read is half the bytes.", "",
-            "| weights | width | ours | ours --compile | generate | ours / generate | --compile / generate | compile s |",
-            "|---|---|---|---|---|---|---|---|"]
+            "--widths 4 16 --compile --plain`, one run): tokens per second, 128 new tokens per row, no early stop, "
+            "prefill included; \"F.linear\" is our sampler inside `bridge.plain_products()`; `--compile` is "
+            "`sample.decoder(model, compile=True)` (its products are torch.compile's own), its compile time (the "
+            "first call) apart. In bf16 both engines hold bf16 weights: this CPU multiplies bf16 matrices natively, "
+            "and every weight read is half the bytes.", "",
+            "| weights | width | ours | ours F.linear | ours --compile | generate | ours / generate | F.linear / generate "
+            "| --compile / generate | compile s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for dtype in ("fp32", "bf16"):
         for w in sorted({r["width"] for r in s if r["dtype"] == dtype}):
-            o, c, h = (find(s, engine=e, width=w, dtype=dtype) for e in ("ours", "compiled", "hf"))
-            out.append(f"| {dtype} | {w} | {o['tok_s']:.1f} | {c['tok_s']:.1f} | {h['tok_s']:.1f} | "
-                       f"{o['tok_s'] / h['tok_s']:.2f} | {c['tok_s'] / h['tok_s']:.2f} | {c['warmup_s']:.0f} |")
-    out += ["", "bf16 weights against the fp32 engines of the same run, tokens per second over tokens per second:", "",
+            o, pl, c, h = (find(s, engine=e, width=w, dtype=dtype) for e in ("ours", "plain", "compiled", "hf"))
+            out.append(f"| {dtype} | {w} | {o['tok_s']:.1f} | {pl['tok_s']:.1f} | {c['tok_s']:.1f} | {h['tok_s']:.1f} | "
+                       f"**{o['tok_s'] / h['tok_s']:.2f}** | {pl['tok_s'] / h['tok_s']:.2f} | {c['tok_s'] / h['tok_s']:.2f} | "
+                       f"{c['warmup_s']:.0f} |")
+    mem = {(r["engine"], r["dtype"]): r["peak_mb"] for r in s if r["width"] == max(x["width"] for x in s)}
+    out += ["", f"Peak memory at width {max(r['width'] for r in s)} in fp32: ours {mem[('ours', 'fp32')]:.0f} MB "
+            f"(the packed copy of the weights included), F.linear {mem[('plain', 'fp32')]:.0f} MB, generate "
+            f"{mem[('hf', 'fp32')]:.0f} MB.", "",
+            "bf16 weights against the fp32 engines of the same run, tokens per second over tokens per second:", "",
             "| width | ours bf16 / ours fp32 | ours bf16 / generate fp32 | ours bf16 --compile / generate fp32 |",
             "|---|---|---|---|"]
     for w in sorted({r["width"] for r in s if r["dtype"] == "bf16"}):
@@ -91,36 +107,49 @@ def section(d):
                    f"{c16['tok_s'] / h32['tok_s']:.2f} |")
     b = d["bridge"]
     out += ["", "**The cost of the blocks** (`python tools/bench_sampler.py --what bridge --bridge-widths 16 "
-            "--compile`): the same model with its blocks off and on, alternating, best of 3 each.", "",
+            "--compile --plain`): the same model with its blocks off and on, alternating, best of 3 each.", "",
             "| width | decode | blocks off tok/s | Bridge on tok/s | Bridge on / off | P-Match on / off |",
             "|---|---|---|---|---|---|"]
-    for r in sorted((r for r in b if r["block"] == "bridge"), key=lambda r: (r["width"], r["engine"] != "ours")):
+    label = {"ours": "packed", "plain": "F.linear", "compiled": "--compile"}
+    for r in sorted((r for r in b if r["block"] == "bridge"), key=lambda r: (r["width"], list(label).index(r["engine"]))):
         pm = find(b, block="pmatch", width=r["width"], engine=r["engine"])
-        out.append(f"| {r['width']} | {'--compile' if r['engine'] == 'compiled' else 'plain'} | {r['tok_s_off']:.1f} | "
+        out.append(f"| {r['width']} | {label[r['engine']]} | {r['tok_s_off']:.1f} | "
                    f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s'] / pm['tok_s_off']:.2f} |")
-    e = d["eval"]
+    out += end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + [END]
+    return "\n".join(out)
+
+
+def end_to_end(d):
+    """One evaluation stage and GRPO steps: at the earlier commits, now, and with --compile (57c38b0)."""
+    e, g = d["eval"], d["grpo"]
     proto = e["plain"]["protocol"]
-    same, total = same_answers(e["plain"], e["compile"])
     t = {m: e[m]["timing"]["total_seconds"] for m in e}
     late = {m: sum(e[m]["timing"]["widths"][w]["seconds"] for w in ("4", "8")) for m in e}
-    g = {m: d["grpo"][m] for m in d["grpo"]}
+    t0 = d["eval_before"]["timing"]["total_seconds"]
+    late0 = sum(d["eval_before"]["timing"]["widths"][w]["seconds"] for w in ("4", "8"))
     step = {m: statistics.fmean(r["step_s"] for r in g[m][1:]) for m in g}
     roll = {m: statistics.fmean(r["rollout_s"] for r in g[m][1:]) for m in g}
-    out += ["", "**End to end.** One evaluation stage (`evaluate.py`, the default Bridge, "
-            f"{proto['problems']} held-out problems, n = {proto['n']}, widths {' '.join(map(str, proto['widths']))}; "
-            "sampling time, the model load not counted, the compilation counted) and GRPO steps (`train_grpo.py --arch bridge --train all`, "
-            f"steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not counted):", "",
-            "| seconds | plain | --compile | speed-up of --compile |", "|---|---|---|---|",
-            f"| evaluation, all widths | {t['plain']:.0f} | {t['compile']:.0f} | {t['plain'] / t['compile']:.2f} |",
-            f"| evaluation, widths 4 and 8 (compiled by then) | {late['plain']:.0f} | {late['compile']:.0f} | "
-            f"{late['plain'] / late['compile']:.2f} |",
-            f"| GRPO step | {step['plain']:.1f} | {step['compile']:.1f} | {step['plain'] / step['compile']:.2f} |",
-            f"| of which rollout | {roll['plain']:.1f} | {roll['compile']:.1f} | {roll['plain'] / roll['compile']:.2f} |",
-            "", f"The compiled evaluation extracted the same answer as the plain one for {same} of {total} answers "
-            "(the two differ only where float rounding moves a draw across a token boundary, after which the "
-            "answer goes its own way)."]
-    out += bf16_eval(e) + grpo_steps(d) + [END]
-    return "\n".join(out)
+    same, total = same_answers(e["plain"], e["compile"])
+    same0, _ = same_answers(d["eval_before"], e["plain"])
+    out = ["", "**End to end.** One evaluation stage (`evaluate.py`, the default Bridge, "
+           f"{proto['problems']} held-out problems, n = {proto['n']}, widths {' '.join(map(str, proto['widths']))}; "
+           "sampling time, the model load not counted, the compilation counted) and GRPO steps (`train_grpo.py --arch "
+           f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
+           "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
+           "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights.", "",
+           "| seconds | 9a9068b | 57c38b0 | now | --compile (57c38b0) | 57c38b0 / now |", "|---|---|---|---|---|---|",
+           f"| evaluation, all widths | | {t0:.0f} | {t['plain']:.0f} | {t['compile']:.0f} | {t0 / t['plain']:.2f} |",
+           f"| evaluation, widths 4 and 8 | | {late0:.0f} | {late['plain']:.0f} | {late['compile']:.0f} | "
+           f"{late0 / late['plain']:.2f} |"]
+    for k, name in (("step", "GRPO step"), ("roll", "of which rollout")):
+        v = step if k == "step" else roll
+        out.append(f"| {name} | {v['grpo 9a9068b']:.1f} | {v['grpo 57c38b0']:.1f} | {v['plain']:.1f} | "
+                   f"{v['grpo compile']:.1f} | {v['grpo 57c38b0'] / v['plain']:.2f} |")
+    out += ["", f"The evaluation now extracted the same answer as at 57c38b0 for {same0} of {total} answers, and the "
+            f"compiled one (57c38b0) the same as the plain one for {same} of {total}: they differ only where float rounding "
+            "moves a draw across a token boundary, after which the answer goes its own way. The GRPO steps sample "
+            "the same prompts, but the answers, hence the groups with a reward signal, differ once the weights do."]
+    return out
 
 
 def bf16_eval(e):
@@ -140,15 +169,8 @@ def bf16_eval(e):
 
 
 def grpo_steps(d):
-    """GRPO step times before and after this section's changes, and one step against TRL's GRPOTrainer."""
-    mean = lambda rows, k: statistics.fmean(r[k] for r in rows[1:])
-    g = d["grpo"]
-    out = ["", f"**A GRPO step**, the first study's Bridge arm as above (`train_grpo.py --arch bridge --train all`, "
-           f"steps 2-{len(g['plain'])}): {mean(g['before'], 'step_s'):.1f} s before the fused AdamW kernel and "
-           f"micro-batches cut where their rows end (`grpo_before.log.jsonl`), {mean(g['plain'], 'step_s'):.1f} s after; "
-           f"the update alone {mean(g['before'], 'update_s'):.1f} s before, {mean(g['plain'], 'update_s'):.1f} s after. "
-           "The same steps sample the same prompts, but the answers, hence the groups with a reward signal, "
-           "differ once the weights do.", ""]
+    """One GRPO step against TRL's GRPOTrainer: every step, the mean, the step with every group updated."""
+    out = [""]
     rows = d["trl"]
     ours, trl = (next(r for r in rows if r["engine"] == e) for e in ("ours", "trl"))
     out += ["**One GRPO step against TRL's `GRPOTrainer`** (`python tools/bench_grpo.py --grpo-steps 3 "
@@ -172,6 +194,11 @@ def grpo_steps(d):
             f"{ours['gen_s']:.1f} s, plus the measured update cost per group, {per_group:.1f} s, times "
             f"{ours['prompts']}), {trl['s_per_step'] / worst:.1f}x faster than TRL's mean step: the least this "
             "engine gains at this shape."]
+    if "trl_before" in d:
+        o0, t0 = (next(r for r in d["trl_before"] if r["engine"] == e) for e in ("ours", "trl"))
+        out += ["", f"At 57c38b0, before the packed weights, the same benchmark gave ours {o0['s_per_step']:.1f} s and "
+                f"TRL {t0['s_per_step']:.1f} s a step ({t0['s_per_step'] / o0['s_per_step']:.2f}x), with "
+                f"{o0['groups_updated']:.1f} groups of {o0['prompts']} updated a step."]
     return out
 
 
