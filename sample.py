@@ -353,7 +353,7 @@ def add_arguments(p):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
     p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model (decoder(): the same "
-                   "tokens up to float rounding; the first call compiles; it pays for one prompt at a small width, README Speed; default off)")
+                   "tokens up to float rounding; the first call compiles; on CPU the default packed weights are faster, README Speed; default off)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     p.add_argument("--task", default=None, help="without --prompt: ask the first held-out problem of this "
                    "task family of tasks.py and score the answers (default word)")
