@@ -34,6 +34,7 @@ What we chose where the paper is silent:
   (their outputs are computed, never used: their logits are never sampled nor trained on).
 """
 import contextlib
+import os
 import weakref
 
 import torch
@@ -67,7 +68,10 @@ class RMSNorm(nn.Module):
 # kernel leaves its version counter alone), so packs live inside `packed_weights()`, which the sampler
 # opens around one call and which drops them at its end. The packed ops are PyTorch's own (what
 # torch.compile uses on CPU) but internal, so Linear falls back to F.linear where they are missing.
-PACKED_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# BRIDGE_PACKED=0 in the environment turns packing off (the copies double the weights' memory while
+# a call samples, which a model near the machine's memory may not have room for)
+PACKED_OPS = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+              and os.environ.get("BRIDGE_PACKED", "1") != "0")
 _packing = {"on": PACKED_OPS, "open": 0}
 _packs = weakref.WeakKeyDictionary()  # Linear -> (the weight it was packed from, the pack)
 

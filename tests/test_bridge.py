@@ -489,3 +489,12 @@ def test_gradients_autocast_other_dtypes_and_outside_the_block_keep_f_linear():
                 assert not bridge_module.packable(x, lin.weight)
             with plain_products():
                 assert not bridge_module.packable(x, lin.weight)
+
+
+def test_bridge_packed_0_in_the_environment_turns_packing_off():
+    code = "import bridge; print(bridge.PACKED_OPS, bridge._packing['on'])"
+    run = lambda env: subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                                     text=True, check=True).stdout.split()
+    import os
+    assert run(dict(os.environ, BRIDGE_PACKED="0")) == ["False", "False"]
+    assert run(dict(os.environ, BRIDGE_PACKED="1")) == [str(bridge_module.PACKED_OPS)] * 2
