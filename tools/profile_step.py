@@ -93,6 +93,8 @@ def profile(args):
             t0 = time.perf_counter()
             for p in params:
                 p.sum()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     read_ms = 1e3 * min(times)
     kinds = {}
