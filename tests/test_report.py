@@ -142,23 +142,29 @@ def test_json_is_the_comparisons_of_the_section(study, tmp_path):
         assert {"width", "metric", "differences", "mean", "interval", "method", "detectable"} <= set(c)
 
 
-def test_committed_bridge_minus_pmatch_at_width_4_recomputed_from_the_raw_files(tmp_path):
-    """Independent of report.py and study.py: per-seed accuracy straight from the per-problem counts."""
-    if not (report.RES / "base.json").is_file():
-        pytest.skip("no committed results yet")
+@pytest.mark.parametrize("name", ["repro", "headroom"])
+@pytest.mark.parametrize("other", ["pmatch", "rlvr"])
+def test_committed_comparisons_at_width_4_recomputed_from_the_raw_files(tmp_path, name, other):
+    """Independent of report.py and study.py: per-seed accuracy straight from the per-problem counts,
+    then the mean and the t interval over the seeds (t quantile of 2, 3 or 4 degrees of freedom)."""
+    res = ROOT / "results" / name
+    seeds = [s for s in range(10) if (res / f"seed{s}_bridge.json").is_file() and (res / f"seed{s}_{other}.json").is_file()]
+    if not (res / "base.json").is_file() or len(seeds) < 3:
+        pytest.skip("fewer than 3 committed seeds of both arms")
 
     def accuracy(arm, seed):
-        run = json.loads((report.RES / f"seed{seed}_{arm}.json").read_text())
+        run = json.loads((res / f"seed{seed}_{arm}.json").read_text())
         (r,) = [r for r in run["results"] if r["width"] == 4]
         return sum(p["correct"] for p in r["per_problem"]) / (r["n"] * len(r["per_problem"]))
 
-    diffs = [accuracy("bridge", s) - accuracy("pmatch", s) for s in range(3)]
+    diffs = [accuracy("bridge", s) - accuracy(other, s) for s in seeds]
     out = tmp_path / "cmp.json"
-    assert report.main(["--print", "--json", str(out)]) == 0
-    (c,) = [c for c in json.loads(out.read_text())["comparisons"]
-            if c["arms"] == ["Bridge", "P-Match"] and c["width"] == 4]
-    assert c["seeds"] == [0, 1, 2] and c["differences"] == pytest.approx(diffs, abs=1e-12)
-    mean, half = statistics.fmean(diffs), 4.302653 * statistics.stdev(diffs) / 3 ** 0.5
+    assert report.main(["--study", name, "--print", "--json", str(out)]) == 0
+    label = {"pmatch": "P-Match", "rlvr": "RLVR only"}[other]
+    (c,) = [c for c in json.loads(out.read_text())["comparisons"] if c["arms"] == ["Bridge", label] and c["width"] == 4]
+    assert c["seeds"] == seeds and c["differences"] == pytest.approx(diffs, abs=1e-12)
+    t975 = {3: 4.302653, 4: 3.182446, 5: 2.776445}[len(seeds)]
+    mean, half = statistics.fmean(diffs), t975 * statistics.stdev(diffs) / len(seeds) ** 0.5
     assert c["mean"] == pytest.approx(mean, abs=1e-12)
     assert c["interval"] == pytest.approx([mean - half, mean + half], abs=1e-6)
 
