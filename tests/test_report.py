@@ -89,6 +89,31 @@ def test_verdict_says_when_bridge_wins_loses_or_ties(study):
     assert "no warm-up" in verdict  # the gap over RLVR only is never read as the siblings' alone
 
 
+def test_a_lead_over_pmatch_already_there_at_width_1_is_not_credited_to_the_siblings(study):
+    """Every width of a run holds the same counts, and Bridge = P-Match + 2 right answers per problem:
+    Bridge leads at width 4 and at width 1, and its width 4 equals its width 1, so the verdict says
+    the lead cannot be credited to the siblings. When width 4 then gains, it no longer says so."""
+    for s in range(3):
+        p = json.loads((study / f"seed{s}_pmatch.json").read_text())
+        for r in p["results"]:
+            r["per_problem"] = [dict(q) for q in p["results"][0]["per_problem"]]
+        write(study, f"seed{s}_pmatch", p)
+        for r in p["results"]:
+            r["per_problem"] = [{"correct": min(q["correct"] + 2, 8)} for q in r["per_problem"]]
+        write(study, f"seed{s}_bridge", p)
+    verdict = report.section(report.load(study), study).split("**Verdict**")[1]
+    assert "Bridge beat P-Match by" in verdict and "the siblings add nothing measurable" in verdict
+    assert "cannot be credited to reading the siblings: at width 1, where no row has one, the same weights lead" in verdict
+    assert "over the problems, the difference has a standard error of" in verdict
+    for s in range(3):  # now the siblings help: width 4 gets 2 more right answers per problem
+        b = json.loads((study / f"seed{s}_bridge.json").read_text())
+        (r4,) = [r for r in b["results"] if r["width"] == 4]
+        r4["per_problem"] = [{"correct": min(q["correct"] + 2, 8)} for q in r4["per_problem"]]
+        write(study, f"seed{s}_bridge", b)
+    verdict = report.section(report.load(study), study).split("**Verdict**")[1]
+    assert "the siblings help" in verdict and "cannot be credited" not in verdict
+
+
 def test_read_interval_sides():
     assert report.read_interval(dict(mean=0.03, interval=[0.01, 0.05]))[2] == 1
     assert report.read_interval(dict(mean=-0.03, interval=[-0.05, -0.01]))[2] == -1

@@ -162,7 +162,7 @@ def section(runs, res=RES):
     out.append("| | " + " | ".join(f"width {w}" for w in widths) + " |")
     out.append("|---|" + "---|" * len(widths))
     for a in trained:
-        out.append(f"| {ARMS[a]} | " + " | ".join(f"{100 * (mean_acc[a][w] - base[w]):+.1f}" for w in widths) + " |")
+        out.append(f"| {ARMS[a]} | " + " | ".join(signed(100 * (mean_acc[a][w] - base[w])) for w in widths) + " |")
     if "bridge" in trained and "rlvr" in trained:
         rel = []
         for w in widths:
@@ -197,14 +197,15 @@ def comparison_lines(comps):
              "| comparison | width | per seed (seed: difference) | mean | 95% interval (seeds) | "
              "detectable | se (problems) | seeds higher / tied / lower |", "|---|---|---|---|---|---|---|---|"]
     for c in comps:
-        lo_hi = "none (1 seed)" if c["interval"] is None else "[{:+.1f}, {:+.1f}]".format(*pts(c["interval"]))
+        lo_hi = "none (1 seed)" if c["interval"] is None else "[{}, {}]".format(*map(signed, pts(c["interval"])))
         found = "none (1 seed)" if c["detectable"] is None else f"{100 * c['detectable']:.1f}"
-        each = ", ".join(f"{s}: {100 * d:+.1f}" for s, d in zip(c["seeds"], c["differences"]))
-        lines.append(f"| {c['arms'][0]} - {c['arms'][1]} | {c['width']} | {each} | {100 * c['mean']:+.1f} | "
+        each = ", ".join(f"{s}: {signed(100 * d)}" for s, d in zip(c["seeds"], c["differences"]))
+        lines.append(f"| {c['arms'][0]} - {c['arms'][1]} | {c['width']} | {each} | {signed(100 * c['mean'])} | "
                      f"{lo_hi} | {found} | {100 * c['se_problems']:.1f} | {c['wins']} / {c['ties']} / {c['losses']} |")
     at_train = [c for c in comps if c["width"] == TRAIN_WIDTH]
     verdict = [verdict_line(c) for c in at_train if c["arms"][1] != "Bridge at width 1"]
     verdict += [sibling_line(c) for c in at_train if c["arms"][1] == "Bridge at width 1"]
+    verdict += attribution_line(comps)
     k = min(len(c["seeds"]) for c in comps)
     if k < 3:
         why = ("no interval over seeds exists" if k < 2 else
@@ -219,6 +220,12 @@ def pts(values):
     return [100 * v for v in values]
 
 
+def signed(x):
+    """A signed number of points to one decimal, where a tiny negative rounds to +0.0, not -0.0."""
+    text = f"{x:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
 def read_interval(c):
     """A comparison's mean in percentage points, its 95% interval as words, and where the interval
     lies: 1 above 0, -1 below, 0 across it or none (one seed)."""
@@ -226,7 +233,7 @@ def read_interval(c):
     if c["interval"] is None:
         return d, "no interval (one seed)", 0
     lo, hi = pts(c["interval"])
-    return d, f"95% interval over seeds {lo:+.1f} to {hi:+.1f}", 1 if lo > 0 else -1 if hi < 0 else 0
+    return d, f"95% interval over seeds {signed(lo)} to {signed(hi)}", 1 if lo > 0 else -1 if hi < 0 else 0
 
 
 def seed_count(c):
@@ -254,9 +261,10 @@ def verdict_line(c):
            f"({bridge}) and {100 * statistics.stdev(c['means_b']):.1f} ({other}) points")
     head = {1: f"{bridge} beat {other} by {d:.1f} points ({interval})",
             -1: f"{bridge} lost to {other} by {-d:.1f} points ({interval})",
-            0: f"{bridge} and {other} are not distinguishable: {d:+.1f} points, {interval}"
+            0: f"{bridge} and {other} are not distinguishable: {signed(d)} points, {interval}"
                + (", which contains 0" if c["interval"] is not None else "")}[side]
-    tail = f"; {seed_count(c)}{design(c)}."
+    tail = (f"; {seed_count(c)}{design(c)}. The interval holds these problems fixed; over the problems, "
+            f"the difference has a standard error of {100 * c['se_problems']:.1f} points.")
     if other == ARMS["rlvr"]:  # the confound the reading guide above explains
         tail += " (RLVR only gets no warm-up: this gap is warm-up plus blocks, not the siblings alone.)"
     return head + sds + tail
@@ -299,9 +307,26 @@ def sibling_line(c):
     w = c["width"]
     what = {1: f"the siblings help: width {w} scored {d:.1f} points above width 1 with the same weights",
             -1: f"the siblings hurt: width {w} scored {-d:.1f} points below width 1 with the same weights",
-            0: (f"the siblings add nothing measurable: the same Bridge weights score {d:+.1f} points at "
+            0: (f"the siblings add nothing measurable: the same Bridge weights score {signed(d)} points at "
                 f"width {w} against width 1, where there is no sibling to attend to")}[side]
     return f"Within Bridge, {what} ({interval}; {seed_count(c)}{design(c)})."
+
+
+def attribution_line(comps):
+    """Whether Bridge's lead over P-Match can be credited to the siblings: [] or one sentence.
+
+    Said only when Bridge leads P-Match at the training width while the same Bridge weights score
+    no measurably different at that width than at width 1: then the lead is also there, in part or
+    whole, where no row has a sibling to read."""
+    find = {(tuple(c["arms"]), c["width"]): c for c in comps}
+    lead = find.get((("Bridge", ARMS["pmatch"]), TRAIN_WIDTH))
+    alone = find.get((("Bridge", ARMS["pmatch"]), 1))
+    within = find.get((("Bridge at width " + str(TRAIN_WIDTH), "Bridge at width 1"), TRAIN_WIDTH))
+    if not (lead and alone and within) or read_interval(lead)[2] != 1 or read_interval(within)[2] != 0:
+        return []
+    d, interval, _ = read_interval(alone)
+    return [f"So Bridge's lead over P-Match cannot be credited to reading the siblings: at width 1, "
+            f"where no row has one, the same weights lead P-Match's by {signed(d)} points ({interval})."]
 
 
 def walltime_table(res=RES):
