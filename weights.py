@@ -33,7 +33,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import gguf
 import numpy as np
 from huggingface_hub import snapshot_download
 from safetensors import safe_open
@@ -232,6 +231,9 @@ def _f32(x):
 
 def convert_gguf(gguf_path, out_dir):
     """Write an HF-style directory (float32 safetensors, config, tokenizer) from a llama GGUF file."""
+    # imported here, not at the top: only the conversion reads GGUF, so loading a local model
+    # directory (or an earlier conversion) works where the gguf package is not installed
+    import gguf
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     try:
         reader = gguf.GGUFReader(gguf_path)

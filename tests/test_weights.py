@@ -388,3 +388,19 @@ def test_default_model_cache_is_current(default_converted):
         assert (d / f).read_text() == (fresh / f).read_text(), f"{f}: {stale}"
     cached, new = load_dir(d), load_dir(fresh)
     assert set(cached) == set(new) and all(np.array_equal(cached[k], new[k]) for k in new), stale
+
+
+def test_a_local_model_directory_loads_and_samples_without_the_gguf_package(tmp_path):
+    """Only the conversion of the default weights reads GGUF: a machine without the gguf package
+    (a GPU image with torch and transformers, say) still loads and samples a local model directory."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import make_tiny_model
+    make_tiny_model(tmp_path / "m", "llama")
+    code = ("import sys; sys.modules['gguf'] = None\n"  # `import gguf` now raises ImportError
+            "from model import load_model; from sample import generate\n"
+            f"m, tok = load_model({str(tmp_path / 'm')!r})\n"
+            "print(len(generate(m, tok, 'hi', max_new_tokens=3, width=2, seed=0)[0]))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "2"
