@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))  # the tools import each other from their folder
 import pilot  # noqa: E402
 import report  # noqa: E402
+import verdict  # noqa: E402
 PROTOCOL = dict(task="word", knobs={"hi": 9}, split="test", problems=12, seeds={"problems": 0, "sampling": 0},
                 widths=[1, 2, 4, 8], n=8, shots=2, system="s", temperature=1.0, top_p=1.0, max_new_tokens=64)
 
@@ -115,10 +116,10 @@ def test_a_lead_over_pmatch_already_there_at_width_1_is_not_credited_to_the_sibl
 
 
 def test_read_interval_sides():
-    assert report.read_interval(dict(mean=0.03, interval=[0.01, 0.05]))[2] == 1
-    assert report.read_interval(dict(mean=-0.03, interval=[-0.05, -0.01]))[2] == -1
-    assert report.read_interval(dict(mean=0.01, interval=[-0.01, 0.03]))[2] == 0
-    assert report.read_interval(dict(mean=0.01, interval=None)) == (1.0, "no interval (one seed)", 0)
+    assert verdict.read_interval(dict(mean=0.03, interval=[0.01, 0.05]))[2] == 1
+    assert verdict.read_interval(dict(mean=-0.03, interval=[-0.05, -0.01]))[2] == -1
+    assert verdict.read_interval(dict(mean=0.01, interval=[-0.01, 0.03]))[2] == 0
+    assert verdict.read_interval(dict(mean=0.01, interval=None)) == (1.0, "no interval (one seed)", 0)
 
 
 def test_the_committed_readme_is_what_the_committed_results_give():
