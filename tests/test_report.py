@@ -104,7 +104,7 @@ def test_a_lead_over_pmatch_already_there_at_width_1_is_not_credited_to_the_sibl
         write(study, f"seed{s}_bridge", p)
     verdict = report.section(report.load(study), study).split("**Verdict**")[1]
     assert "Bridge beat P-Match by" in verdict and "the siblings add nothing measurable" in verdict
-    assert "cannot be credited to reading the siblings: at width 1, where no row has one, the same weights lead" in verdict
+    assert "cannot be credited to reading the siblings: at width 1, where no row has one, Bridge's weights score +" in verdict
     assert "over the problems, the difference has a standard error of" in verdict
     for s in range(3):  # now the siblings help: width 4 gets 2 more right answers per problem
         b = json.loads((study / f"seed{s}_bridge.json").read_text())

@@ -393,7 +393,6 @@ def test_default_model_cache_is_current(default_converted):
 def test_a_local_model_directory_loads_and_samples_without_the_gguf_package(tmp_path):
     """Only the conversion of the default weights reads GGUF: a machine without the gguf package
     (a GPU image with torch and transformers, say) still loads and samples a local model directory."""
-    sys.path.insert(0, str(REPO / "tests"))
     from tiny import make_tiny_model
     make_tiny_model(tmp_path / "m", "llama")
     code = ("import sys; sys.modules['gguf'] = None\n"  # `import gguf` now raises ImportError

@@ -93,4 +93,4 @@ def attribution_line(comps):
         return []
     d, interval, _ = read_interval(alone)
     return [f"So Bridge's lead over P-Match cannot be credited to reading the siblings: at width 1, "
-            f"where no row has one, the same weights lead P-Match's by {signed(d)} points ({interval})."]
+            f"where no row has one, Bridge's weights score {signed(d)} points against P-Match's ({interval})."]
