@@ -184,21 +184,31 @@ def grpo_runs(tiny, tmp_path_factory):
     return dict(one=one, two=two, straight=straight, events_one=events_one, events_two=events_two)
 
 
-def test_update_on_two_processes_equals_one_process_on_the_same_rollout(tiny, tmp_path):
-    argv = ["--model", str(tiny), "--out", str(tmp_path / "unused"), "--prompts-per-step", "4", "--width", "3",
-            "--train", "all", "--lr", "1e-3", "--lr-new", "1e-2", *SMALL]
-    args = train_grpo.parse_args(argv)  # one rollout of 4 groups
+def rollout_and_one_process_updates(argv, tmp_path):
+    """One rollout of 4 groups of 3 (argv's settings), saved with fixed advantages to
+    tmp_path/rollout.pt, and two_updates() on it in this process, into tmp_path/one.
+
+    update() reads only the advantages: fixed rewards give a signal to groups on both halves of the
+    batch (both processes' groups, when two split it), and none to one group."""
+    args = train_grpo.parse_args(argv)
     model, tokenizer, _, _, _ = train_grpo.setup(args)
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
     r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
-    # update() reads only the advantages: fixed rewards with signal on both halves, one group without
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)
-    torch.save((r, adv), tmp_path / "rollout.pt")
-    one, two = tmp_path / "one", tmp_path / "two"
+    path, one = tmp_path / "rollout.pt", tmp_path / "one"
+    torch.save((r, adv), path)
     one.mkdir()
     with one_thread():
-        two_updates(argv, tmp_path / "rollout.pt", one)
-    results = spawn([__file__, "update", str(two), str(tmp_path / "rollout.pt"), *argv], two)
+        two_updates(argv, path, one)
+    return path, adv, one
+
+
+def test_update_on_two_processes_equals_one_process_on_the_same_rollout(tiny, tmp_path):
+    argv = ["--model", str(tiny), "--out", str(tmp_path / "unused"), "--prompts-per-step", "4", "--width", "3",
+            "--train", "all", "--lr", "1e-3", "--lr-new", "1e-2", *SMALL]
+    rollout, adv, one = rollout_and_one_process_updates(argv, tmp_path)
+    two = tmp_path / "two"
+    results = spawn([__file__, "update", str(two), str(rollout), *argv], two)
     assert all(code == 0 for code, _ in results), results
     # the second update keeps the advantages of the first half of the groups only (two_updates)
     signal = [adv.view(-1, 3).ne(0).any(1), adv.view(-1, 3).ne(0).any(1) & (torch.arange(4) < 2)]

@@ -1,4 +1,5 @@
 """tools/profile_step.py on a tiny model: it runs, and its kinds add up to the measured step."""
+import json
 import sys
 from pathlib import Path
 
@@ -13,13 +14,16 @@ sys.path.insert(0, str(ROOT / "tools"))
 import profile_step  # noqa: E402
 
 
-def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
+def profile(tmp_path, *flags):
+    """profile_step on a fresh tiny model with these flags: the result it wrote as JSON."""
     path, _ = make_tiny_model(tmp_path / "m")
     out = tmp_path / "p.json"
-    assert profile_step.main(["--model", str(path), "--width", "4", "--warmup", "1", "--steps", "3",
-                              "--bridge", "--out", str(out)]) == 0
-    import json
-    r = json.loads(out.read_text())
+    assert profile_step.main(["--model", str(path), *flags, "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
+    r = profile(tmp_path, "--width", "4", "--warmup", "1", "--steps", "3", "--bridge")
     assert r["width"] == 4 and r["steps"] == 3 and r["step_ms"] > 0
     # what no op accounts for is "Python and dispatch", so the kinds cover the whole step
     assert sum(r["kinds_ms"].values()) >= r["step_ms"] * (1 - 1e-9)
@@ -30,12 +34,7 @@ def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
 
 
 def test_plain_profiles_f_linear(tmp_path, capsys):
-    path, _ = make_tiny_model(tmp_path / "m")
-    out = tmp_path / "p.json"
-    assert profile_step.main(["--model", str(path), "--width", "2", "--warmup", "0", "--steps", "2",
-                              "--plain", "--out", str(out)]) == 0
-    import json
-    r = json.loads(out.read_text())
+    r = profile(tmp_path, "--width", "2", "--warmup", "0", "--steps", "2", "--plain")
     assert r["packed"] is False and r["kinds_ms"]["matmul"] > 0
     assert "Products: F.linear" in capsys.readouterr().out
     assert bridge._packing["on"] == bridge.PACKED_OPS  # the switch is back as it was

@@ -16,7 +16,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_distributed as td  # noqa: E402  (helpers only: spawn, run_one, run_two, two_updates, ...)
 import torch  # noqa: E402
-import train_grpo  # noqa: E402
 from model import load_model  # noqa: E402
 from tiny import SMALL, make_training_model  # noqa: E402
 
@@ -32,19 +31,11 @@ def argv(tiny, out, *extra):
 
 
 def test_a_sharded_update_equals_the_one_process_update_on_the_same_rollout(tiny, tmp_path):
-    args = train_grpo.parse_args(argv(tiny, tmp_path / "unused"))
-    model, tokenizer, _, _, _ = train_grpo.setup(args)
-    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
-    r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
     # signal on both processes' groups, then (second update) on the first process's only: the
     # second process then runs zero-weight micro-batches to keep the collectives in step
-    adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)
-    torch.save((r, adv), tmp_path / "rollout.pt")
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir()
-    with td.one_thread():
-        td.two_updates(argv(tiny, tmp_path / "unused"), tmp_path / "rollout.pt", one)
-    results = td.spawn([td.__file__, "update", str(two), str(tmp_path / "rollout.pt"),
+    rollout, _, one = td.rollout_and_one_process_updates(argv(tiny, tmp_path / "unused"), tmp_path)
+    two = tmp_path / "two"
+    results = td.spawn([td.__file__, "update", str(two), str(rollout),
                         *argv(tiny, tmp_path / "unused", "--shard")], two)
     assert all(code == 0 for code, _ in results), results
     for k in (0, 1):

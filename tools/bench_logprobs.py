@@ -20,6 +20,17 @@ import benchkit  # noqa: E402  (next to this file)
 from cli import Parser  # noqa: E402
 
 
+def bf16_instructions():
+    """The CPU's instructions for bf16 products that /proc/cpuinfo lists (empty: none, or not Linux).
+    With them a bf16 product runs at about twice fp32's rate; without them, autocast only adds casts."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(set(flags) & {"avx512_bf16", "amx_bf16"})
+
+
 def bench_logprobs(args):
     """(result dict, table): seconds of one step's forward+backward both ways, and the bf16 drift."""
     import torch
@@ -27,6 +38,7 @@ def bench_logprobs(args):
     import train_grpo
     import training
     from model import load_model
+    from evaluate import machine
     from sample import sample
     d = train_grpo.parse_args(["--out", "x"])  # the defaults of a GRPO run
     model, tok = load_model(args.model)
@@ -57,16 +69,17 @@ def bench_logprobs(args):
     diff = (logps["bf16", True] - logps["fp32", True]).abs()
     drift = dict(mean_abs=diff.mean().item(), max_abs=diff.max().item(),
                  share_over_0_2=(diff > 0.2).float().mean().item())  # 0.2: outside the PPO clip range
-    P = r.prompt_len
+    P, cpu, bf16 = r.prompt_len, machine("cpu"), bf16_instructions()
     lines = [f"# one GRPO step's forward+backward: 8 prompts ({P} tokens, padded) x 4 answers x 64 tokens, "
              f"micro-batches of {d.micro_groups} groups, all parameters, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, best of {args.repeats}\n",
+             f"{torch.get_num_threads()} threads, best of {args.repeats}",
+             f"# {cpu}; bf16 product instructions: {', '.join(bf16) or 'none'}\n",
              "| dtype | prompt once per group (s) | plain N rows (s) | speed-up |", "|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['dtype']} | {row['shared_s']:.1f} | {row['plain_s']:.1f} | {row['plain_s'] / row['shared_s']:.2f} |")
     lines.append(f"\nbf16 autocast vs fp32 log-probs of the same 2048 answer tokens: mean |diff| "
                  f"{drift['mean_abs']:.4f}, max {drift['max_abs']:.3f}, share above 0.2: {drift['share_over_0_2']:.4f}")
-    return dict(rows=rows, drift=drift, prompt_len=P), "\n".join(lines)
+    return dict(rows=rows, drift=drift, prompt_len=P, machine=cpu, bf16_instructions=bf16), "\n".join(lines)
 
 
 def main(argv=None):

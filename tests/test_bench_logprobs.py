@@ -1,0 +1,27 @@
+"""tools/bench_logprobs.py on a tiny model: both ways and both dtypes run, and the table names the CPU."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny import make_training_model
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import bench_logprobs  # noqa: E402
+
+
+@pytest.mark.slow  # the fixed GRPO shape: 8 prompts x 4 answers x 64 tokens, each way, each dtype
+def test_both_ways_in_both_dtypes_and_the_machine(tmp_path, capsys):
+    path = make_training_model(tmp_path / "m", seed=1)
+    out = tmp_path / "b.json"
+    bench_logprobs.main(["--model", str(path), "--repeats", "1", "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert [row["dtype"] for row in r["rows"]] == ["fp32", "bf16"]
+    assert all(row["shared_s"] > 0 and row["plain_s"] > 0 for row in r["rows"])
+    assert 0 <= r["drift"]["mean_abs"] <= r["drift"]["max_abs"]
+    # whether bf16 autocast pays depends on the CPU: the result says which one, and what it offers
+    assert r["machine"] and set(r["bf16_instructions"]) <= {"avx512_bf16", "amx_bf16"}
+    text = capsys.readouterr().out
+    assert "| fp32 |" in text and "| bf16 |" in text and "bf16 product instructions:" in text
