@@ -37,8 +37,8 @@ def bench_logprobs(args):
     import tasks
     import train_grpo
     import training
-    from model import load_model
     from evaluate import machine
+    from model import load_model
     from sample import sample
     d = train_grpo.parse_args(["--out", "x"])  # the defaults of a GRPO run
     model, tok = load_model(args.model)
