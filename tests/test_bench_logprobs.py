@@ -3,8 +3,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 from tiny import make_training_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -12,7 +10,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 import bench_logprobs  # noqa: E402
 
 
-@pytest.mark.slow  # the fixed GRPO shape: 8 prompts x 4 answers x 64 tokens, each way, each dtype
 def test_both_ways_in_both_dtypes_and_the_machine(tmp_path, capsys):
     path = make_training_model(tmp_path / "m", seed=1)
     out = tmp_path / "b.json"
