@@ -86,7 +86,7 @@ def sample_width(model, tokenizer, prompts, width, args, step):
                 for p in batch for g in range(groups)]
         rollout = sample(model, [prompts[p] for p in batch], tokenizer.eos_ids, width=width,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p, generator=gens, groups_per_prompt=groups, compile=args.compile)
+                         top_p=args.top_p, generator=gens, groups_per_prompt=groups, compile="frozen" if args.compile else False)
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
@@ -301,8 +301,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="sampling seed; each call's generator is derived from it (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
-    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model (sample.decoder: "
-                   "the same answers up to float rounding; the first call compiles; default off)")
+    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
+                   "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
+                   "a few minutes on CPU; then the fastest decode step on CPU, README Speed; default off)")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
     p.add_argument("--set-sizes", type=int, nargs="+", default=None,
                    help="set-level task: pool the width-1 answers into groups of these sizes (default: the other widths)")

@@ -166,7 +166,10 @@ class KVCache:
 
     def repeat_rows(self, width):
         """A cache with every row repeated `width` times (rows g*width .. g*width+width-1 = row g)."""
-        return self._rows(lambda t: t.repeat_interleave(width, dim=0))
+        # (index_select, not repeat_interleave, whose result is a view: a compiled decode step guards on
+        # whether its inputs are views, and the rows select_rows keeps are not, so it compiled twice)
+        rows = torch.arange(self.alive.shape[0], device=self.alive.device)
+        return self.select_rows(rows.repeat_interleave(width))
 
     def select_rows(self, index):
         """A cache of only the rows in `index` (a 1-D LongTensor), in that order."""

@@ -181,23 +181,59 @@ def left_pad(prompts_ids, pad_id, device):
 
 
 def decoder(model, compile=False):
-    """What a decode step calls: the model itself, or with compile=True torch.compile of its forward.
+    """What a decode step calls: the model itself, or torch.compile of its forward.
 
-    The compiled forward is the same computation (one forward over the new column, the KV cache
-    written in place) with the small ops of every layer fused into a few kernels; on CPU the
-    first call compiles it (about a minute or more for the default model; `--compile` in the
-    commands, README "Speed"). Its logits equal the plain forward's up to float rounding, so its
-    tokens are the plain path's except where rounding moves a draw across a CDF boundary
-    (tests/test_sample.py). # choice: dynamic=True, one compilation for every batch size and
-    cache length, since both change as sampling goes; kept on the model, so it compiles once.
+    compile=True: the compiled forward is the same computation (one forward over the new column, the
+    KV cache written in place) with the small ops of every layer fused into a few kernels; the first
+    call compiles it (about a minute or more for the default model on CPU; `--compile` in the
+    training commands, README "Speed"). It reads the weights at every step, so it serves a model
+    that trains between calls (GRPO's rollouts).
+    compile="frozen": the same, for weights that no longer change (evaluation, the sample command:
+    their `--compile`). Inductor reads the weights once, as constants ("freezing": on CPU it packs
+    them for oneDNN's products and folds what depends only on them), and a C++ wrapper calls the
+    kernels (`cpp_wrapper`: no Python between them). On CPU this is the fastest decode step we
+    have (README, Speed). A frozen step would keep using the old weights if they changed, so every
+    call checks a fingerprint of them and raises if they did.
+    Either way the logits equal the plain forward's up to float rounding, so the tokens are the
+    plain path's except where rounding moves a draw across a CDF boundary (tests/test_sample.py).
+    # choice: dynamic=True, one compilation for every batch size and cache length, since both change
+    as sampling goes; kept on the model (a plain attribute, never saved), so it compiles once.
     """
     if not compile:
         return model
-    fn = model.__dict__.get("compiled_forward")
-    if fn is None:
-        fn = torch.compile(model.forward, dynamic=True)
-        model.__dict__["compiled_forward"] = fn  # a plain attribute: not a submodule, not saved
-    return fn
+    if compile not in (True, "frozen"):
+        raise ValueError(f"compile must be False, True or 'frozen', got {compile!r}")
+    if compile is True:
+        fn = model.__dict__.get("compiled_forward")
+        if fn is None:
+            fn = torch.compile(model.forward, dynamic=True)
+            model.__dict__["compiled_forward"] = fn
+        return fn
+    now = weights_fingerprint(model)
+    held = model.__dict__.get("frozen_forward")
+    if held is None:
+        compiled = torch.compile(model.forward, dynamic=True)
+
+        def frozen(*args, **kwargs):
+            # (the settings must hold where inductor runs, the call that compiles: given to torch.compile
+            # as options=..., freezing did not take, measured with torch 2.13)
+            import torch._inductor.config as inductor
+            with inductor.patch(freezing=True, cpp_wrapper=True):
+                return compiled(*args, **kwargs)
+        held = (frozen, now)
+        model.__dict__["frozen_forward"] = held
+    elif not (held[1][0] == now[0] and torch.equal(held[1][1], now[1])):
+        raise RuntimeError("the model's weights changed since its frozen compile, which still holds the old "
+                           "ones: sample with compile=True (reads the weights at every step) or a new model")
+    return held[0]
+
+
+def weights_fingerprint(model):
+    """Where every parameter lives and the fp64 sum of its entries: an optimizer step, a loaded state
+    dict or a new block changes it. (A sum reads each weight once: ~0.1 s for the default model.)"""
+    params = list(model.parameters())
+    return (tuple((p.data_ptr(), p.shape, p.dtype) for p in params),
+            torch.stack([p.detach().sum(dtype=torch.float64) for p in params]).cpu())
 
 
 @torch.no_grad()
@@ -212,7 +248,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     generator: one seeded torch.Generator for the batch, or a list with one per group
         (len(prompts_ids) * groups_per_prompt). With a list, finished groups leave the batch
         (drop_finished_groups); the tokens are those of the full batch (tests/test_sample.py).
-    compile: decode with torch.compile of the model's forward (decoder()).
+    compile: decode with torch.compile of the model's forward: True, or "frozen" for weights that no
+        longer change (decoder()).
     """
     from model import KVCache
     if width < 1:
@@ -352,8 +389,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
-    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model (decoder(): the same "
-                   "tokens up to float rounding; the first call compiles; on CPU the default packed weights are faster, README Speed; default off)")
+    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
+                   "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
+                   "a few minutes on CPU; then the fastest decode step on CPU, README Speed; default off)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     p.add_argument("--task", default=None, help="without --prompt: ask the first held-out problem of this "
                    "task family of tasks.py and score the answers (default word)")
@@ -412,7 +450,7 @@ def run_sampler(model, tokenizer, ids, args):
     device = model.lm_head.weight.device
     return sample(model, ids, tokenizer.eos_ids, width=args.width, max_new_tokens=args.max_new_tokens,
                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                  generator=torch.Generator(device).manual_seed(args.seed), compile=args.compile)
+                  generator=torch.Generator(device).manual_seed(args.seed), compile="frozen" if args.compile else False)
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import bridge as bridge_module
 import sample as sample_cli
 from checkpoint import save_bridge
-from model import load_model
+from model import KVCache, load_model
 from sample import generate, sample, sample_from, sample_next, token_logprobs
 from tiny import add_random_bridge, make_tiny_model
 
@@ -352,6 +352,52 @@ def test_the_compiled_decode_gives_the_plain_tokens(bridged64):
     live = a.alive[:, a.prompt_len:]
     assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-9)
     assert not any(k.startswith("compiled") for k in bridged64.state_dict())  # nothing new is saved
+
+
+def test_the_frozen_compile_gives_the_plain_tokens_and_refuses_changed_weights(tiny):
+    """sample(compile="frozen"), the --compile of the evaluate and sample commands, reads the weights
+    once as constants (on CPU in fp32, packed for oneDNN by inductor): the same tokens as the plain
+    path and log-probs to fp32 rounding, through padding, Bridge blocks and groups leaving; a second
+    call reuses the compilation; once the weights change it raises instead of sampling the old ones."""
+    _, _, path = tiny
+    model, _ = load_model(str(path), dtype=torch.float32)
+    model = add_random_bridge(model, seed=3)
+    eos = list(range(3, 40))
+    prompts = prompts_ids(5, [3, 6, 2])
+    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
+    a = sample(model, prompts, eos, generator=group_generators(5, 6), **kw)
+    b = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
+    held = model.frozen_forward[0]
+    c = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
+    assert model.frozen_forward[0] is held
+    for x in (b, c):
+        assert torch.equal(a.tokens, x.tokens) and torch.equal(a.alive, x.alive)
+        live = a.alive[:, a.prompt_len:]
+        assert torch.allclose(a.logprobs[live], x.logprobs[live], atol=1e-4)
+    assert (a.alive[:, a.prompt_len:].sum(1) < 10).any()  # some rows ended early (groups left)
+    # one decode step from a fixed cache (one group of 3 rows), the frozen step and the plain forward
+    cache = KVCache(model.config, 3, 8)
+    with torch.no_grad():
+        model.hidden(torch.tensor([[5, 9, 11, 4]] * 3), width=3, alive=torch.ones(3, 4, dtype=torch.bool), cache=cache)
+    column, column_alive = torch.tensor([[7], [8], [9]]), torch.ones(3, 1, dtype=torch.bool)
+
+    @torch.no_grad()
+    def step(fn):
+        return fn(column, width=3, alive=column_alive, cache=cache.repeat_rows(1))[:, -1]
+    before = step(held)
+    assert torch.allclose(before, step(model), atol=1e-4)
+    block = next(m for m in model.modules() if isinstance(m, bridge_module.Bridge))
+    with torch.no_grad():
+        block.qkv_proj.weight.mul_(1.5)  # as an optimizer step would, in place
+    with pytest.raises(RuntimeError, match="weights changed since its frozen compile"):
+        sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
+    # why it must raise: inductor froze the weights of the first call (it packed this product's
+    # weight), so the frozen step no longer gives what the model now computes
+    now = step(model)
+    assert not torch.allclose(now, before, atol=1e-3)
+    assert not torch.allclose(step(held), now, atol=1e-3)
+    with pytest.raises(ValueError, match="compile must be False, True or 'frozen'"):
+        sample(model, prompts, eos, compile="fast", **kw)
 
 
 @pytest.mark.skipif(not bridge_module.PACKED_OPS, reason="this PyTorch build has no oneDNN packed linear")

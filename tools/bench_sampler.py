@@ -58,7 +58,8 @@ def measure(job):
                 for p in model.bridge_parameters():
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
-        compiled = job["engine"] == "compiled"  # sample.decoder(model, compile=True)
+        # "compiled": what --compile of the sample and evaluate commands runs, sample.decoder(model, "frozen")
+        compiled = "frozen" if job["engine"] == "compiled" else False
         import contextlib
 
         import bridge  # "plain": every product through F.linear, not bridge.Linear's packed weights

@@ -5,11 +5,11 @@
     python tools/speed_report.py --check
 
 Reads profile_w16{,_plain}.json (tools/profile_step.py), sampler.json and bridge.json
-(tools/bench_sampler.py), eval_{plain,bf16}.json (evaluate.py), grpo_plain.log.jsonl
+(tools/bench_sampler.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
 (train_grpo.py's step log), grpo_trl.json (tools/bench_grpo.py), and in before/ the same parts as
 measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
 the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
-also the end-to-end runs with --compile, which the packed weights do not reach.
+also GRPO with --compile (its rollouts compile without freezing the weights, which change).
 """
 import json
 import statistics
@@ -26,15 +26,15 @@ RES = ROOT / "results" / "speed"
 BEGIN = "<!-- speed:begin (written by `python tools/speed_report.py` from results/speed; do not edit by hand) -->"
 END = "<!-- speed:end -->"
 # the earlier measurements in results/speed/before, by the commit they measured
-# (--compile's end-to-end runs too: the packed weights do not reach a compiled decode step)
+# (GRPO with --compile too: its rollouts compile without freezing, and the packed weights do not reach them)
 BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b0.log.jsonl",
           "grpo compile": "grpo_compile_57c38b0.log.jsonl", "eval": "eval_57c38b0.json",
-          "eval compile": "eval_compile_57c38b0.json", "trl": "grpo_trl_57c38b0.json"}
+          "trl": "grpo_trl_57c38b0.json"}
 
 
 def load(res):
     need = ["profile_w16.json", "profile_w16_plain.json", "sampler.json", "bridge.json", "eval_plain.json",
-            "eval_bf16.json", "grpo_plain.log.jsonl", "grpo_trl.json", "machine.txt"] + [f"before/{n}" for n in BEFORE.values()]
+            "eval_compile.json", "eval_bf16.json", "grpo_plain.log.jsonl", "grpo_trl.json", "machine.txt"] + [f"before/{n}" for n in BEFORE.values()]
     missing = [n for n in need if not (res / n).is_file()]
     if missing:
         raise FileNotFoundError(f"{res}: missing {', '.join(missing)} (bash runs/speed.sh)")
@@ -44,7 +44,7 @@ def load(res):
     grpo.update({k: log(f"before/{n}") for k, n in BEFORE.items() if k.startswith("grpo")})
     return dict(profile=read("profile_w16.json"), profile_plain=read("profile_w16_plain.json"),
                 sampler=read("sampler.json"), bridge=read("bridge.json"),
-                eval={m: read(f"eval_{m}.json") for m in ("plain", "bf16")} | {"compile": read(f"before/{BEFORE['eval compile']}")},
+                eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
                 eval_before=read(f"before/{BEFORE['eval']}"), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip())
 
@@ -80,10 +80,12 @@ def section(d):
     s = d["sampler"]
     out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 bf16 "
             "--widths 4 16 --compile --plain`, one run): tokens per second, 128 new tokens per row, no early stop, "
-            "prefill included; \"F.linear\" is our sampler inside `bridge.plain_products()`; `--compile` is "
-            "`sample.decoder(model, compile=True)` (its products are torch.compile's own), its compile time (the "
-            "first call) apart. In bf16 both engines hold bf16 weights: this CPU multiplies bf16 matrices natively, "
-            "and every weight read is half the bytes.", "",
+            "prefill included; \"F.linear\" is our sampler inside `bridge.plain_products()`; `--compile` is what the "
+            "evaluate and sample commands run with `--compile`, `sample.decoder(model, \"frozen\")`: inductor with the "
+            "weights frozen as constants (on CPU packed for oneDNN at compile time) and a C++ wrapper calling its "
+            "kernels, its compile time (the warm-up call, which compiles the decode step) apart. In bf16 both "
+            "engines hold bf16 weights: this CPU multiplies bf16 matrices natively, and every weight read is half "
+            "the bytes.", "",
             "| weights | width | ours | ours F.linear | ours --compile | generate | ours / generate | F.linear / generate "
             "| --compile / generate | compile s |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -120,7 +122,7 @@ def section(d):
 
 
 def end_to_end(d):
-    """One evaluation stage and GRPO steps: at the earlier commits, now, and with --compile (57c38b0)."""
+    """One evaluation stage and GRPO steps: at the earlier commits, now, and with --compile (GRPO's: 57c38b0)."""
     e, g = d["eval"], d["grpo"]
     proto = e["plain"]["protocol"]
     t = {m: e[m]["timing"]["total_seconds"] for m in e}
@@ -133,11 +135,14 @@ def end_to_end(d):
     same0, _ = same_answers(d["eval_before"], e["plain"])
     out = ["", "**End to end.** One evaluation stage (`evaluate.py`, the default Bridge, "
            f"{proto['problems']} held-out problems, n = {proto['n']}, widths {' '.join(map(str, proto['widths']))}; "
-           "sampling time, the model load not counted, the compilation counted) and GRPO steps (`train_grpo.py --arch "
+           "sampling time, the model load not counted, the compilation counted; `--compile` freezes the weights) "
+           "and GRPO steps (`train_grpo.py --arch "
            f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
            "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
-           "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights.", "",
-           "| seconds | 9a9068b | 57c38b0 | now | --compile (57c38b0) | 57c38b0 / now |", "|---|---|---|---|---|---|",
+           "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights. GRPO's "
+           "`--compile` was measured at 57c38b0: its rollouts read weights that change every step, so they compile "
+           "without freezing, which the packed weights do not reach.", "",
+           "| seconds | 9a9068b | 57c38b0 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |", "|---|---|---|---|---|---|",
            f"| evaluation, all widths | | {t0:.0f} | {t['plain']:.0f} | {t['compile']:.0f} | {t0 / t['plain']:.2f} |",
            f"| evaluation, widths 4 and 8 | | {late0:.0f} | {late['plain']:.0f} | {late['compile']:.0f} | "
            f"{late0 / late['plain']:.2f} |"]
@@ -146,7 +151,7 @@ def end_to_end(d):
         out.append(f"| {name} | {v['grpo 9a9068b']:.1f} | {v['grpo 57c38b0']:.1f} | {v['plain']:.1f} | "
                    f"{v['grpo compile']:.1f} | {v['grpo 57c38b0'] / v['plain']:.2f} |")
     out += ["", f"The evaluation now extracted the same answer as at 57c38b0 for {same0} of {total} answers, and the "
-            f"compiled one (57c38b0) the same as the plain one for {same} of {total}: they differ only where float rounding "
+            f"`--compile` one the same as the plain one for {same} of {total}: they differ only where float rounding "
             "moves a draw across a token boundary, after which the answer goes its own way. The GRPO steps sample "
             "the same prompts, but the answers, hence the groups with a reward signal, differ once the weights do."]
     return out
