@@ -4,7 +4,9 @@
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.
 #
-#   bash runs/speed.sh          # about 37 minutes on 2 CPU cores (AMD EPYC, 2026-11-30, all parts in one run)
+#   bash runs/speed.sh          # about an hour on 2 CPU cores (AMD EPYC): 37 minutes for all parts in one run
+#                               # on 2026-11-30, before parts 2-4 grew the frozen --compile, which measured
+#                               # 11 (sampler), 15 (blocks) and 15 minutes (the --compile evaluation) that day
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed

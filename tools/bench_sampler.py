@@ -182,8 +182,8 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES), help="dtypes for the sampler table (default fp32 bf16)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
-    p.add_argument("--compile", action="store_true", help="sampler table: also our sampler with torch.compile "
-                   "(sample.decoder), its compile time apart (default off)")
+    p.add_argument("--compile", action="store_true", help="also our sampler with --compile as evaluate.py and "
+                   "sample.py run it (sample.decoder(model, 'frozen')), its compile time apart (default off)")
     p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
                    "(bridge.plain_products), not bridge.Linear's packed weights (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
