@@ -303,7 +303,7 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
     p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
                    "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
-                   "a few minutes on CPU; then the fastest decode step on CPU, README Speed; default off)")
+                   "minutes per width class on CPU, and at evaluation's batch shapes it gains little: README Speed; default off)")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
     p.add_argument("--set-sizes", type=int, nargs="+", default=None,
                    help="set-level task: pool the width-1 answers into groups of these sizes (default: the other widths)")

@@ -191,13 +191,15 @@ def decoder(model, compile=False):
     compile="frozen": the same, for weights that no longer change (evaluation, the sample command:
     their `--compile`). Inductor reads the weights once, as constants ("freezing": on CPU it packs
     them for oneDNN's products and folds what depends only on them), and a C++ wrapper calls the
-    kernels (`cpp_wrapper`: no Python between them). On CPU this is the fastest decode step we
-    have (README, Speed). A frozen step would keep using the old weights if they changed, so every
-    call checks a fingerprint of them and raises if they did.
+    kernels (`cpp_wrapper`: no Python between them). On CPU this is our fastest decode step for a
+    few prompts; at evaluation's batch shapes it gains little (README, Speed). A frozen step would
+    keep using the old weights if they changed, so every call checks a fingerprint of them and
+    raises if they did.
     Either way the logits equal the plain forward's up to float rounding, so the tokens are the
     plain path's except where rounding moves a draw across a CDF boundary (tests/test_sample.py).
     # choice: dynamic=True, one compilation for every batch size and cache length, since both change
-    as sampling goes; kept on the model (a plain attribute, never saved), so it compiles once.
+    as sampling goes (a width of 1 is specialised: a second one); kept on the model (a plain
+    attribute, never saved), so it compiles once.
     """
     if not compile:
         return model
@@ -391,7 +393,7 @@ def add_arguments(p):
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="weights and activations (default fp32)")
     p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
                    "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
-                   "a few minutes on CPU; then the fastest decode step on CPU, README Speed; default off)")
+                   "minutes on CPU; then the fastest decode step on CPU for a few prompts, README Speed; default off)")
     p.add_argument("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     p.add_argument("--task", default=None, help="without --prompt: ask the first held-out problem of this "
                    "task family of tasks.py and score the answers (default word)")

@@ -366,10 +366,13 @@ def test_the_frozen_compile_gives_the_plain_tokens_and_refuses_changed_weights(t
     prompts = prompts_ids(5, [3, 6, 2])
     kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
     a = sample(model, prompts, eos, generator=group_generators(5, 6), **kw)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     b = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
     held = model.frozen_forward[0]
     c = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
     assert model.frozen_forward[0] is held
+    # one graph for both calls, though the batch shrank as groups left (its cache rows re-selected)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 1
     for x in (b, c):
         assert torch.equal(a.tokens, x.tokens) and torch.equal(a.alive, x.alive)
         live = a.alive[:, a.prompt_len:]
