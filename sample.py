@@ -198,8 +198,8 @@ def decoder(model, compile=False):
     Either way the logits equal the plain forward's up to float rounding, so the tokens are the
     plain path's except where rounding moves a draw across a CDF boundary (tests/test_sample.py).
     # choice: dynamic=True, one compilation for every batch size and cache length, since both change
-    as sampling goes (a width of 1 is specialised: a second one); kept on the model (a plain
-    attribute, never saved), so it compiles once.
+    as sampling goes (a size of 1, as width 1 or a last row, is specialised: another graph); kept
+    on the model (a plain attribute, never saved), so it compiles once per graph.
     """
     if not compile:
         return model
