@@ -136,6 +136,23 @@ def bridge_mask(alive, width):
     return same_group & (key_alive | is_self)                         # (T, N, N)
 
 
+def sibling_mask(alive, width, dtype=None):
+    """Who may attend to whom inside a group at each timestep, (B*T, 1, W, W) for Bridge's attention.
+
+    True where row i may attend to sibling j (j alive at t, or j == i): bridge_mask's blocks on the
+    diagonal, laid out per (group, timestep). With a float `dtype`, the additive form the attention
+    reads directly: 0 where allowed, -inf where not.
+    """
+    N, T = alive.shape
+    B, W = N // width, width
+    key_alive = alive.view(B, W, T).transpose(1, 2).reshape(B * T, 1, 1, W)    # (B*T, 1, 1, W)
+    is_self = torch.eye(W, dtype=torch.bool, device=alive.device)             # (W, W)
+    allowed = key_alive | is_self                                             # (B*T, 1, W, W)
+    if dtype is None:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=alive.device).masked_fill_(~allowed, float("-inf"))
+
+
 class Bridge(nn.Module):
     """One Bridge block: returns the residual update for x (N, T, D), attending across the W rows."""
 
@@ -158,21 +175,21 @@ class Bridge(nn.Module):
         nn.init.zeros_(self.o_proj.weight)  # the block starts as an exact no-op
         nn.init.ones_(self.norm.weight)
 
-    def _qkv_mask(self, x, width, alive):
+    def _qkv(self, x, width):
         N, T, D = x.shape
         B, W, H, hd = N // width, width, self.n_heads, self.head_dim
         h = self.norm(x).view(B, W, T, D).transpose(1, 2)                     # (B, T, W, D)
-        qkv = self.qkv_proj(h).view(B * T, W, 3, H, hd)                       # (B*T, W, 3, H, hd)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)                                  # 3 x (B*T, H, W, hd)
-        # who may attend to whom inside a group at one timestep: alive keys, and always yourself
-        key_alive = alive.view(B, W, T).transpose(1, 2).reshape(B * T, 1, 1, W)  # (B*T, 1, 1, W)
-        is_self = torch.eye(W, dtype=torch.bool, device=x.device)            # (W, W)
-        return q, k, v, key_alive | is_self                                   # mask (B*T, 1, W, W)
+        qkv = self.qkv_proj(h).view(B * T, W, 3 * H, hd).transpose(1, 2)      # (B*T, 3H, W, hd)
+        return qkv.split(H, dim=1)                        # q, k, v (W_Q's heads first): 3 x (B*T, H, W, hd)
 
-    def forward(self, x, width, alive):
+    def forward(self, x, width, alive, mask=None):
+        """mask: sibling_mask(alive, width, x.dtype). It depends on neither x nor the layer, so the
+        model builds it once per forward for all its blocks; built here when not given."""
         N, T, D = x.shape
         B, W = N // width, width
-        q, k, v, mask = self._qkv_mask(x, width, alive)
+        if mask is None:
+            mask = sibling_mask(alive, width, x.dtype)
+        q, k, v = self._qkv(x, width)
         # softmax(q k^T / sqrt(hd), masked) v: attention over the W rows, per (group, timestep, head)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # (B*T, H, W, hd)
         y = y.transpose(1, 2).reshape(B, T, W, -1)                            # (B, T, W, H*hd)
@@ -186,9 +203,9 @@ class Bridge(nn.Module):
         (i, :) sums to 1, and masked siblings get exactly 0.
         """
         N, T, _ = x.shape
-        q, k, _, mask = self._qkv_mask(x, width, alive)
+        q, k, _ = self._qkv(x, width)
         scores = (q @ k.transpose(-1, -2)) * self.head_dim ** -0.5            # (B*T, H, W, W)
-        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        weights = scores.masked_fill(~sibling_mask(alive, width), float("-inf")).softmax(dim=-1)
         return weights.view(N // width, T, self.n_heads, width, width)
 
 
@@ -215,7 +232,8 @@ class PMatch(nn.Module):
         nn.init.zeros_(self.down_proj.weight)
         nn.init.ones_(self.norm.weight)
 
-    def forward(self, x, width, alive):
+    def forward(self, x, width, alive, mask=None):
+        """The update for x (N, T, D), row by row: width, alive and mask are unused (no row sees another)."""
         return self.down_proj(F.silu(self.up_proj(self.norm(x))))
 
 

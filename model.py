@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bridge import Linear, RMSNorm  # shared with the blocks: nn.Linear with a packed CPU inference path; the norm
+from bridge import Linear, RMSNorm, sibling_mask  # shared with the blocks: nn.Linear with a packed CPU inference path; the norm; Bridge's mask
 from checkpoint import load_bridge, read_safetensors
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
@@ -241,11 +241,11 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(config)
         self.bridge = None  # a Bridge or PMatch block, set by Transformer.add_bridge
 
-    def forward(self, x, cos, sin, mask, width, alive, cache=None, layer=0, use_bridge=True):
+    def forward(self, x, cos, sin, mask, width, alive, cache=None, layer=0, use_bridge=True, sibling_mask=None):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
         x = x + self.mlp(self.post_attention_layernorm(x))
         if self.bridge is not None and use_bridge:
-            x = x + self.bridge(x, width, alive)
+            x = x + self.bridge(x, width, alive, sibling_mask)
         return x
 
 # -----------------------------------------------------------------------------
@@ -289,8 +289,12 @@ class Transformer(nn.Module):
         causal = k_col[None, :] <= q_col[:, None]                                 # (T, S)
         mask = causal & (keys_alive[:, None, :] | (k_col[None, :] == q_col[:, None]))  # (N, T, S)
         mask = mask[:, None]                                                      # (N, 1, T, S)
+        # Bridge's mask across siblings depends only on alive and width: built once for all layers
+        siblings = None
+        if self.use_bridge and self.bridge_config is not None and self.bridge_config["kind"] == "bridge":
+            siblings = sibling_mask(alive, width, x.dtype)                        # (B*T, 1, W, W)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, cos, sin, mask, width, alive, cache, i, self.use_bridge)
+            x = layer(x, cos, sin, mask, width, alive, cache, i, self.use_bridge, siblings)
         if cache is not None:
             cache.alive[:, start:start + T] = alive
             cache.n_real += alive.sum(dim=1)

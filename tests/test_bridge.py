@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import bridge as bridge_module
-from bridge import Bridge, Linear, PMatch, bridge_mask, count_parameters, packed_weights, plain_products
+from bridge import Bridge, Linear, PMatch, bridge_mask, count_parameters, packed_weights, plain_products, sibling_mask
 from checkpoint import convert_bridge, fingerprint, save_bridge
 from model import Config, Transformer, load_model
 from sample import generate, sample
@@ -130,6 +130,22 @@ def test_grouped_reshape_equals_flat_attention_under_the_paper_mask(seed, B, W, 
         att = (q @ k.transpose(-2, -1) / math.sqrt(hd)).masked_fill(~mask[:, None], float("-inf"))
         flat = block.o_proj((att.softmax(-1) @ v).transpose(1, 2).reshape(T, N, H * hd)).transpose(0, 1)
         assert torch.allclose(block(x, W, alive), flat, atol=1e-12)
+
+
+@given(**sizes)
+def test_the_sibling_mask_is_the_flat_masks_diagonal_blocks_and_its_additive_form(seed, B, W, T):
+    """The (B*T, 1, W, W) mask the blocks read (built once per forward by the model) is bridge_mask's
+    group blocks; the additive form is 0 there and -inf elsewhere; passing it changes nothing."""
+    block, (x, alive) = random_block(seed), random_inputs(seed, B, W, T)
+    flat = bridge_mask(alive, W)                                           # (T, N, N)
+    grouped = sibling_mask(alive, W).view(B, T, W, W)
+    for g in range(B):
+        rows = slice(g * W, (g + 1) * W)
+        assert torch.equal(grouped[g], flat[:, rows, rows])
+    additive = sibling_mask(alive, W, x.dtype).view(B, T, W, W)
+    assert (additive[grouped] == 0).all() and (additive[~grouped] == float("-inf")).all()
+    with torch.no_grad():
+        assert torch.equal(block(x, W, alive), block(x, W, alive, sibling_mask(alive, W, x.dtype)))
 
 
 def test_bridge_mask_blocks_other_prompts_and_dead_keys_but_never_self():

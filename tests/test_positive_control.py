@@ -77,12 +77,12 @@ def test_a_token_wise_block_with_as_many_parameters_cannot_beat_the_floor(tiny):
 
 def test_bridge_with_the_sibling_path_cut_cannot_beat_the_floor(tiny, monkeypatch):
     """A self-only mask (each row attends only to itself) turns Bridge into a token-wise block."""
-    real = Bridge._qkv_mask
+    real = Bridge.forward
 
-    def self_only(self, x, width, alive):
-        q, k, v, mask = real(self, x, width, alive)
-        return q, k, v, mask & torch.eye(width, dtype=torch.bool, device=x.device)
-    monkeypatch.setattr(Bridge, "_qkv_mask", self_only)
+    def self_only(self, x, width, alive, mask=None):  # whatever mask the model built, attend to yourself
+        eye = torch.eye(width, dtype=torch.bool, device=x.device)
+        return real(self, x, width, alive, torch.zeros(width, width, dtype=x.dtype).masked_fill_(~eye, float("-inf")))
+    monkeypatch.setattr(Bridge, "forward", self_only)
     model, lead, digits = trained(tiny, "bridge")
     assert pc.fresh_loss(model, W, lead, digits) > pc.floor(K, W)
 

@@ -28,7 +28,7 @@ def record_bridge(model):
 
     def hook(i):
         def keep(block, inputs, update):
-            x, width, alive = inputs
+            x, width, alive = inputs[:3]  # (the fourth, the sibling mask the model built, is not needed)
             if x.shape[1] != 1 or width < 2:  # the prefill runs once per prompt, at width 1
                 return
             weights = block.attention_weights(x, width, alive)[0, 0].mean(dim=0)   # (W, W)
