@@ -4,9 +4,11 @@
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.
 #
-#   bash runs/speed.sh          # about an hour on 2 CPU cores (AMD EPYC): 37 minutes for all parts in one run
+#   bash runs/speed.sh          # about 80 minutes on 2 CPU cores (AMD EPYC): 37 minutes for all parts in one run
 #                               # on 2026-11-30, before parts 2-4 grew the frozen --compile, which measured
-#                               # 11 (sampler), 15 (blocks) and 15 minutes (the --compile evaluation) that day
+#                               # 11 (sampler), 15 (blocks) and 15 minutes (the --compile evaluation) that day;
+#                               # later that day the blocks with --repeats 5 took 20 minutes, each profile about
+#                               # one, and the second GRPO-against-TRL run 9
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed
@@ -21,15 +23,17 @@ once() {  # $1 = file; then the command, whose stdout goes to the file (written 
 }
 
 # (before/ holds the earlier runs the report compares with, named by the commit they measured)
-# 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear
+# 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear,
 once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
 once "$OUT/profile_w16_plain.md" python tools/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json"
+#    and the packed step with 30 random non-zero Bridge blocks: what the blocks add, by kind of op
+once "$OUT/profile_w16_bridge.md" python tools/profile_step.py --width 16 --bridge --out "$OUT/profile_w16_bridge.json"
 # 2. the sampler against generate, fp32 and bf16 weights, widths 4 and 16, also with --compile and
 #    with F.linear in place of the packed weights
 once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --compile \
   --plain --out "$OUT/sampler.json"
 # 3. Bridge and P-Match off/on at width 16, also with --compile and with F.linear
-once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --plain \
+once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --plain --repeats 5 \
   --out "$OUT/bridge.json"
 # 4. end to end: one evaluation stage of the first study's protocol on 40 problems, and the same with
 #    --compile (evaluate.py's compile freezes the weights, sample.decoder(model, "frozen"))
@@ -53,4 +57,6 @@ done
 # 6. one GRPO step against TRL's GRPOTrainer, 3 timed steps each (needs pip install -e ".[bench]");
 #    TRL in micro-batches of 8 rows: its 32-row default peaks at 22 GB, this machine's whole memory
 once "$OUT/grpo_trl.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl.json"
+#    and a second run of the same (the step time of either engine moves from run to run; 9 minutes)
+once "$OUT/grpo_trl_run2.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run2.json"
 python -c "import evaluate; print(evaluate.machine('cpu'))" > "$OUT/machine.txt"

@@ -30,9 +30,15 @@ def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
     before = [dict(ours, s_per_step=30.0, groups_updated=4.0), dict(trl, s_per_step=120.0)]
     d = dict(trl=[ours, trl], trl_before=before)
     text = "\n".join(speed_report.grpo_steps(d))
-    assert "| 2 | 20.0 | 4 of 8 | 100.0 | 5.00 |" in text
-    assert "| 3 | 25.0 | 6 of 8 | 90.0 | 3.60 |" in text
-    assert "| mean | 22.5 | 5.0 | 95.0 | 4.22 |" in text
+    assert "| 1 | 2 | 20.0 | 4 of 8 | 100.0 | 5.00 |" in text
+    assert "| 1 | 3 | 25.0 | 6 of 8 | 90.0 | 3.60 |" in text
+    assert "| 1 | mean | 22.5 | 5.0 | 95.0 | **4.22** |" in text
     # every group: 10 + 12.5 / 5 * 8 = 30 s, and 95 / 30 = 3.2x
-    assert "about 30 s" in text and "3.2x faster than TRL's mean step" in text
+    assert "about 30 s" in text and "3.2x faster than TRL's mean step:" in text
     assert "ours 30.0 s and TRL 120.0 s a step (4.00x), with 4.0 groups of 8" in text
+    # a second run of the same code gets its own rows and its own every-group ratio
+    ours2 = dict(ours, step_s=[31.0, 18.0, 27.0], s_per_step=22.5, gen_s=12.0, update_s=10.0)
+    trl2 = dict(trl, step_s=[110.0, 108.0, 81.0], s_per_step=94.5)
+    text = "\n".join(speed_report.grpo_steps(dict(d, trl_more=[[ours2, trl2]])))
+    assert "| 2 | 2 | 18.0 | 4 of 8 | 108.0 | 6.00 |" in text and "| 2 | mean | 22.5 | 5.0 | 94.5 | **4.20** |" in text
+    assert "3.2x faster than TRL's mean step (run 2: 3.4x):" in text  # 12 + 10 / 5 * 8 = 28 s; 94.5 / 28

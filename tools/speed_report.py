@@ -4,9 +4,9 @@
     python tools/speed_report.py        # rewrite README.md between the speed markers
     python tools/speed_report.py --check
 
-Reads profile_w16{,_plain}.json (tools/profile_step.py), sampler.json and bridge.json
+Reads profile_w16{,_plain,_bridge}.json (tools/profile_step.py), sampler.json and bridge.json
 (tools/bench_sampler.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
-(train_grpo.py's step log), grpo_trl.json (tools/bench_grpo.py), and in before/ the same parts as
+(train_grpo.py's step log), grpo_trl.json and any grpo_trl_run*.json (tools/bench_grpo.py, later runs of the same code), and in before/ the same parts as
 measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
 the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
 also GRPO with --compile (its rollouts compile without freezing the weights, which change).
@@ -33,7 +33,7 @@ BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b
 
 
 def load(res):
-    need = ["profile_w16.json", "profile_w16_plain.json", "sampler.json", "bridge.json", "eval_plain.json",
+    need = ["profile_w16.json", "profile_w16_plain.json", "profile_w16_bridge.json", "sampler.json", "bridge.json", "eval_plain.json",
             "eval_compile.json", "eval_bf16.json", "grpo_plain.log.jsonl", "grpo_trl.json", "machine.txt"] + [f"before/{n}" for n in BEFORE.values()]
     missing = [n for n in need if not (res / n).is_file()]
     if missing:
@@ -43,10 +43,12 @@ def load(res):
     grpo = {"plain": log("grpo_plain.log.jsonl")}
     grpo.update({k: log(f"before/{n}") for k, n in BEFORE.items() if k.startswith("grpo")})
     return dict(profile=read("profile_w16.json"), profile_plain=read("profile_w16_plain.json"),
+                profile_bridge=read("profile_w16_bridge.json"),
                 sampler=read("sampler.json"), bridge=read("bridge.json"),
                 eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
                 eval_before=read(f"before/{BEFORE['eval']}"), grpo=grpo, trl=read("grpo_trl.json"),
-                trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip())
+                trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
+                trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))])
 
 
 def same_answers(a, b):
@@ -61,22 +63,33 @@ def find(rows, **kw):
 
 
 def section(d):
-    p, f, out = d["profile"], d["profile_plain"], [BEGIN, ""]
+    p, f, br, out = d["profile"], d["profile_plain"], d["profile_bridge"], [BEGIN, ""]
     out += [f"Measured with `bash runs/speed.sh` on {d['machine']} ({p['threads']} threads, torch {p['torch']}), "
             "each part alone on the machine.", "",
-            f"**Where one decode step goes** (`python tools/profile_step.py --width 16`, and with `--plain`): width "
-            f"{p['width']}, {p['dtype']}, the kinds of op by their own time, averaged over {p['steps']} profiled steps. "
-            "\"Python and dispatch\" is the wall time no op accounts for. The products multiply by weights packed once "
-            "for oneDNN (`bridge.Linear`), or, with `--plain`, call `F.linear` as the model did before.", "",
-            "| kind | F.linear, ms per step | packed, ms per step | share (packed) |", "|---|---|---|---|"]
+            f"**Where one decode step goes** (`python tools/profile_step.py --width 16`, with `--plain`, and with "
+            f"`--bridge`): width {p['width']}, {p['dtype']}, the kinds of op by their own time, averaged over "
+            f"{p['steps']} profiled steps. \"Python and dispatch\" is the wall time no op accounts for. The products "
+            "multiply by weights packed once for oneDNN (`bridge.Linear`), or, with `--plain`, call `F.linear` as the "
+            "model did before. `--bridge` is the packed step with 30 random non-zero Bridge blocks; its last column is "
+            "what the blocks add (one profile each, so the difference carries the noise of two).", "",
+            "| kind | F.linear, ms per step | packed, ms per step | share (packed) | packed + Bridge | Bridge adds |",
+            "|---|---|---|---|---|---|"]
     for kind, ms in p["kinds_ms"].items():
-        out.append(f"| {kind} | {f['kinds_ms'].get(kind, 0.0):.1f} | {ms:.1f} | {100 * ms / p['step_ms']:.0f}% |")
-    out += [f"| **step** | **{f['step_ms']:.1f}** | **{p['step_ms']:.1f}** | |", "",
+        on = br["kinds_ms"].get(kind, 0.0)
+        out.append(f"| {kind} | {f['kinds_ms'].get(kind, 0.0):.1f} | {ms:.1f} | {100 * ms / p['step_ms']:.0f}% | "
+                   f"{on:.1f} | {on - ms:+.1f} |")
+    out += [f"| **step** | **{f['step_ms']:.1f}** | **{p['step_ms']:.1f}** | | **{br['step_ms']:.1f}** | "
+            f"**{br['step_ms'] - p['step_ms']:+.1f}** |", "",
             f"**The floor.** Every weight is read once per decode step, whatever the width: {p['weights_mb']:.0f} MB. "
             f"Reading each once (a sum over it, the fastest of 10 passes) took {p['read_ms']:.1f} ms "
             f"({p['read_gb_s']:.1f} GB/s), so memory is not what bounds a step here: the products are. With "
             "`F.linear`, a product of a few rows runs far below this CPU's matmul rate (MKL re-packs the whole weight "
-            "on every call); the packed weights are read in the layout oneDNN's kernel wants."]
+            "on every call); the packed weights are read in the layout oneDNN's kernel wants. The blocks add "
+            f"{br['weights_mb'] - p['weights_mb']:.0f} MB of weights ({100 * (br['weights_mb'] / p['weights_mb'] - 1):.1f}%), "
+            "and as large a share of the products' work: at the rate of the rest of the step, that alone would leave "
+            f"{p['weights_mb'] / br['weights_mb']:.3f} of the speed without them; the small ops of each block "
+            "(its norm, the attention over siblings, the residual add, the Python between them), 30 times a step, "
+            "are the rest of the cost."]
     s = d["sampler"]
     out += ["", "**The sampler against `transformers.generate`** (`python tools/bench_sampler.py --dtypes fp32 bf16 "
             "--widths 4 16 --compile --plain`, one run): tokens per second, 128 new tokens per row, no early stop, "
@@ -108,15 +121,19 @@ def section(d):
         out.append(f"| {w} | {o16['tok_s'] / o32['tok_s']:.2f} | {o16['tok_s'] / h32['tok_s']:.2f} | "
                    f"{c16['tok_s'] / h32['tok_s']:.2f} |")
     b = d["bridge"]
+    reps = b[0]["repeats"]
     out += ["", "**The cost of the blocks** (`python tools/bench_sampler.py --what bridge --bridge-widths 16 "
-            "--compile --plain`): the same model with its blocks off and on, alternating, best of 3 each.", "",
-            "| width | decode | blocks off tok/s | Bridge on tok/s | Bridge on / off | P-Match on / off |",
-            "|---|---|---|---|---|---|"]
+            f"--compile --plain --repeats {reps}`): the same model with its blocks off and on, alternating, best of "
+            f"{reps} each. The Bridge and P-Match rows measure \"off\" separately, the same model twice: how far "
+            "those two differ is this measurement's own noise.", "",
+            "| width | decode | blocks off tok/s | Bridge on tok/s | Bridge on / off | P-Match off tok/s | P-Match on / off "
+            "| Bridge peak MB |", "|---|---|---|---|---|---|---|---|"]
     label = {"ours": "packed", "plain": "F.linear", "compiled": "--compile"}
     for r in sorted((r for r in b if r["block"] == "bridge"), key=lambda r: (r["width"], list(label).index(r["engine"]))):
         pm = find(b, block="pmatch", width=r["width"], engine=r["engine"])
         out.append(f"| {r['width']} | {label[r['engine']]} | {r['tok_s_off']:.1f} | "
-                   f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s'] / pm['tok_s_off']:.2f} |")
+                   f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s_off']:.1f} | "
+                   f"{pm['tok_s'] / pm['tok_s_off']:.2f} | {r['peak_mb']:.0f} |")
     out += end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + [END]
     return "\n".join(out)
 
@@ -174,31 +191,38 @@ def bf16_eval(e):
 
 
 def grpo_steps(d):
-    """One GRPO step against TRL's GRPOTrainer: every step, the mean, the step with every group updated."""
+    """One GRPO step against TRL's GRPOTrainer, run by run: every step, the mean, the step with every group updated."""
     out = [""]
-    rows = d["trl"]
-    ours, trl = (next(r for r in rows if r["engine"] == e) for e in ("ours", "trl"))
+    runs = [d["trl"]] + d.get("trl_more", [])
+    pairs = [tuple(next(r for r in rows if r["engine"] == e) for e in ("ours", "trl")) for rows in runs]
+    ours, trl = pairs[0]
     out += ["**One GRPO step against TRL's `GRPOTrainer`** (`python tools/bench_grpo.py --grpo-steps 3 "
             f"--trl-micro-batch {trl['micro_batch']}`): the RLVR-only step (every weight trained) of the default model on "
             f"the default task, {ours['prompts']} prompts x {ours['width']} answers, at most {ours['max_new_tokens']} new "
             "tokens, fp32, the same prompts at each step; the comment at the top of `tools/bench_grpo.py` lists what "
             "the two share and where they differ. Ours skips the forward and backward of groups whose rewards "
             "are all equal (their gradient is exactly 0), so its time depends on how many groups have a signal; "
-            f"TRL runs all {ours['prompts']} every step. Seconds per step, after one untimed warm-up step:", "",
-            "| step | ours | groups ours updated | TRL | TRL / ours |", "|---|---|---|---|---|"]
-    per_group = []
-    for k, (a, b) in enumerate(zip(ours["step_s"][1:], trl["step_s"][1:]), 2):
-        out.append(f"| {k} | {a:.1f} | {ours['groups_per_step'][k - 1]} of {ours['prompts']} | {b:.1f} | {b / a:.2f} |")
-    out.append(f"| mean | {ours['s_per_step']:.1f} | {ours['groups_updated']:.1f} | {trl['s_per_step']:.1f} | "
-               f"{trl['s_per_step'] / ours['s_per_step']:.2f} |")
-    per_group = ours["update_s"] / max(ours["groups_updated"], 1e-9)
-    worst = ours["gen_s"] + per_group * ours["prompts"]
+            f"TRL runs all {ours['prompts']} every step. Seconds per step, after one untimed warm-up step"
+            + (f", in {len(pairs)} runs of the same code (the step time of either engine moves from run to run):"
+               if len(pairs) > 1 else ":"), "",
+            "| run | step | ours | groups ours updated | TRL | TRL / ours |", "|---|---|---|---|---|---|"]
+    worst = []
+    for run_no, (o, t) in enumerate(pairs, 1):
+        for k, (a, b) in enumerate(zip(o["step_s"][1:], t["step_s"][1:]), 2):
+            out.append(f"| {run_no} | {k} | {a:.1f} | {o['groups_per_step'][k - 1]} of {o['prompts']} | {b:.1f} | "
+                       f"{b / a:.2f} |")
+        out.append(f"| {run_no} | mean | {o['s_per_step']:.1f} | {o['groups_updated']:.1f} | {t['s_per_step']:.1f} | "
+                   f"**{t['s_per_step'] / o['s_per_step']:.2f}** |")
+        per_group = o["update_s"] / max(o["groups_updated"], 1e-9)
+        worst.append((o["gen_s"] + per_group * o["prompts"], o["gen_s"], per_group, t["s_per_step"]))
+    w, gen, per_group, t_mean = worst[0]
     out += ["", f"Peak memory: ours {ours['peak_rss_mb'] / 1024:.1f} GB, TRL {trl['peak_rss_mb'] / 1024:.1f} GB (in "
             f"micro-batches of {trl['micro_batch']} rows; at its default of 32 rows TRL's peak nears this machine's 24 GB). "
-            f"With all {ours['prompts']} groups updated, our step would take about {worst:.0f} s (the mean rollout, "
-            f"{ours['gen_s']:.1f} s, plus the measured update cost per group, {per_group:.1f} s, times "
-            f"{ours['prompts']}), {trl['s_per_step'] / worst:.1f}x faster than TRL's mean step: the least this "
-            "engine gains at this shape."]
+            f"With all {ours['prompts']} groups updated, our step would take about {w:.0f} s (the mean rollout, "
+            f"{gen:.1f} s, plus the measured update cost per group, {per_group:.1f} s, times "
+            f"{ours['prompts']}), {t_mean / w:.1f}x faster than TRL's mean step"
+            + "".join(f" (run {i}: {tm / x:.1f}x)" for i, (x, _, _, tm) in enumerate(worst[1:], 2))
+            + ": the least this engine gains at this shape."]
     if "trl_before" in d:
         o0, t0 = (next(r for r in d["trl_before"] if r["engine"] == e) for e in ("ours", "trl"))
         out += ["", f"At 57c38b0, before the packed weights, the same benchmark gave ours {o0['s_per_step']:.1f} s and "
