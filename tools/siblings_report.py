@@ -171,9 +171,9 @@ def protocol_line(runs, res=RES):
     return (f"Protocol: task `distinct` (K = 9), {one['problems']} held-out questions, n = {one['n']} answers "
             f"each, temperature {one['temperature']:g}, at most {one['max_new_tokens']} new tokens. Bridge is "
             f"sampled at widths {widths}; the base model, RLVR only and P-Match at width 1, their answers "
-            f"pooled into groups of W (rows without a path between them are independent at any width). "
-            f"GRPO at width 4: " + ", ".join(trained) + ". Cells: the mean over seeds (the lowest and "
-            f"highest seed in brackets).")
+            "pooled into groups of W (rows without a path between them are independent at any width). "
+            "GRPO at width 4: " + ", ".join(trained) + ". Cells: the mean over seeds (the lowest and "
+            "highest seed in brackets).")
 
 
 def against_ceiling(values_by_seed, size):
