@@ -241,11 +241,11 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(config)
         self.bridge = None  # a Bridge or PMatch block, set by Transformer.add_bridge
 
-    def forward(self, x, cos, sin, mask, width, alive, cache=None, layer=0, use_bridge=True, sibling_mask=None):
+    def forward(self, x, cos, sin, mask, width, alive, cache=None, layer=0, use_bridge=True, siblings=None):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
         x = x + self.mlp(self.post_attention_layernorm(x))
         if self.bridge is not None and use_bridge:
-            x = x + self.bridge(x, width, alive, sibling_mask)
+            x = x + self.bridge(x, width, alive, siblings)  # siblings: the model's sibling_mask
         return x
 
 # -----------------------------------------------------------------------------
