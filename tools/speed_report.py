@@ -1,6 +1,6 @@
 """README "Speed": the measured part, written from results/speed/ (runs/speed.sh) and nothing else.
 
-    bash runs/speed.sh                  # the measurements (about an hour on 2 CPU cores, run alone)
+    bash runs/speed.sh                  # the measurements (about 80 minutes on 2 CPU cores, run alone; the parts are timed in runs/speed.sh)
     python tools/speed_report.py        # rewrite README.md between the speed markers
     python tools/speed_report.py --check
 
