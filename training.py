@@ -36,6 +36,7 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     answer_alive: N = B * width rows, grouped prompt-major, alive up to and including EOS.
     temperature: the log-probs are those of the distribution the sampler drew from at this
     temperature (sample.token_logprobs, the sampler's own rule); 1 for the model's own.
+    Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
     shared_prompt=False runs the plain forward over N full rows (the reference it must equal).
     """
     B, P = prompt.shape
@@ -56,9 +57,85 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
         # the last prompt position predicts answer token 0; answer token s predicts token s + 1
         h = h_prompt[:, -1:].repeat_interleave(width, 0)                                 # (N, 1, D)
         if S > 1:
-            rest = model.hidden(answer[:, :-1], width=width, alive=answer_alive[:, :-1], cache=cache)
+            rest = answers_on_cache(model, cache, answer[:, :-1], answer_alive[:, :-1], width)
             h = torch.cat((h, rest), dim=1)                                              # (N, S, D)
-    return token_logprobs(model.lm_head(h), answer, temperature)                         # (N, S)
+    # the vocabulary product only where a token is scored: for the default model it costs about a
+    # fifth of a position's forward and backward, and the padding after EOS is often half the answers
+    if answer.device.type == "meta":  # shapes only (tools/memory.py): every position scored
+        return token_logprobs(model.lm_head(h), answer, temperature)
+    picked = token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
+    return picked.new_zeros(N, S).index_put((answer_alive,), picked)                    # (N, S)
+
+
+def answer_chunks(alive, width, overhead=64):
+    """How answers_on_cache cuts the answer columns into runs: [(start, end, w, rows, real), ...].
+
+    A row is needed up to its last alive column (its EOS, a key for its siblings at that step);
+    after it, its positions are padding that nothing reads. Each run [start, end) computes only
+    the groups with a row still needed at `start`, each as w slots, w the most such rows in one
+    group: rows (G * w,) says which answer row fills each slot, real (G * w,) whether it is one of
+    them or a group's padding (a copy of one of its rows, alive False for the whole run, never
+    read). Bridge has no order along the batch axis, so a group's rows may sit in any slots.
+    The cuts minimise rows x columns computed plus `overhead` per run, exactly (a dynamic programme
+    over the columns where some row ends). # choice: overhead 64: on this CPU one more run of the
+    default model (a forward and a backward through every layer, the cache copied to the kept rows)
+    cost about 0.25 s, what 45-50 rows x columns cost (a 224-token prompt, answers of 64).
+    """
+    N, T = alive.shape
+    B, W = N // width, width
+    if alive.device.type == "meta":  # shapes only (tools/memory.py): every row to the end, one run
+        return [(0, T, W, torch.arange(N), torch.ones(N, dtype=torch.bool))]
+    ends = (alive.cpu().flip(1).cumsum(1) > 0).sum(1).tolist()        # (N,) row n is needed at 0 .. end-1
+    cuts = sorted({0, T} | {e for e in ends if 0 < e < T})
+    live = {a: [[n for n in range(g * W, (g + 1) * W) if ends[n] > a] for g in range(B)] for a in cuts}
+    slots = {a: sum(1 for rows in live[a] if rows) * max(map(len, live[a])) for a in cuts}
+    best = {0: (0, None)}                                        # cut -> (least cost up to it, the cut before)
+    for j, b in enumerate(cuts[1:], 1):
+        best[b] = min((best[a][0] + slots[a] * (b - a) + overhead, a) for a in cuts[:j])
+    bounds, b = [], T
+    while b:
+        bounds.insert(0, (best[b][1], b))
+        b = best[b][1]
+    chunks = []
+    for start, end in bounds:
+        w = max(map(len, live[start]))
+        if w == 0:  # no row is needed from here on
+            break
+        rows, real = [], []
+        for group in live[start]:
+            if group:
+                rows += group + group[:1] * (w - len(group))
+                real += [True] * len(group) + [False] * (w - len(group))
+        chunks.append((start, end, w, torch.tensor(rows, dtype=torch.long), torch.tensor(real)))
+    return chunks
+
+
+def answers_on_cache(model, cache, tokens, alive, width):
+    """Hidden states (N, T, D) of answer tokens (N, T) on top of `cache` (the prompts, N rows), in the
+    runs answer_chunks plans; a row's columns after its last alive one are 0 (never computed).
+
+    The same numbers as one model.hidden over all N rows (tests/test_training.py) without the
+    padding: with one answer cut at --max-new-tokens and its siblings ending at half of it, a
+    group of 4 is over a third padding.
+    """
+    N, T = tokens.shape
+    out, held = None, list(range(N))   # held[i]: the answer row whose keys and values are cache row i
+    for start, end, w, rows, real in answer_chunks(alive, width):
+        place = {row: i for i, row in enumerate(held) if row is not None}
+        slots = rows.tolist()
+        if start > 0 or slots != held:  # a fresh copy (the last run's backward still reads the old one)
+            cache = cache.select_rows(torch.tensor([place[row] for row in slots], device=tokens.device))
+        rows_d, real_d = rows.to(tokens.device), real.to(tokens.device)
+        h = model.hidden(tokens[rows_d, start:end], width=w, alive=alive[rows_d, start:end] & real_d[:, None],
+                         cache=cache)                                                  # (G * w, run, D)
+        if out is None:
+            out = h.new_zeros(N, T, h.shape[-1])
+        kept = real.nonzero().squeeze(1)
+        out[rows[kept].to(tokens.device), start:end] = h[kept.to(tokens.device)]
+        held = [row if r else None for row, r in zip(slots, real.tolist())]
+    if out is None:  # no row alive anywhere
+        out = torch.zeros(N, T, model.config.hidden_size, dtype=cache.k[0].dtype, device=tokens.device)
+    return out
 
 
 def split_rollout(rollout, rows):

@@ -112,6 +112,62 @@ def test_a_micro_batch_leaves_out_the_columns_where_all_its_rows_have_ended(brid
     assert cut > 0  # some micro-batch did end before the batch
 
 
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 4), groups=st.integers(1, 3), T=st.integers(1, 12),
+       overhead=st.sampled_from([0, 4, 32]))
+def test_answer_runs_compute_each_row_to_its_last_alive_column_in_whole_groups(seed, width, groups, T, overhead):
+    g = torch.Generator().manual_seed(seed)
+    N = groups * width
+    ends = torch.randint(0, T + 1, (N,), generator=g)
+    alive = torch.arange(T)[None, :] < ends[:, None]                     # (N, T), alive up to its end
+    chunks = training.answer_chunks(alive, width, overhead=overhead)
+    covered = torch.zeros(N, T, dtype=torch.long)
+    previous = 0
+    for start, end, w, rows, real in chunks:
+        assert start == previous and start < end <= T and len(rows) == len(real) and len(rows) % w == 0
+        previous = end
+        for k in range(len(rows) // w):                                    # w slots per kept group
+            slot_rows, slot_real = rows[k * w:(k + 1) * w], real[k * w:(k + 1) * w]
+            assert len(set((slot_rows // width).tolist())) == 1 and slot_real.any()
+            assert len(set(slot_rows[slot_real].tolist())) == int(slot_real.sum())  # no row twice
+        assert (ends[rows[real]] > start).all()   # a run holds only rows still needed when it starts
+        covered[rows[real], start:end] += 1
+    need = torch.arange(T)[None, :] < ends[:, None]
+    assert covered.max() <= 1 and (covered[need] == 1).all()   # every needed column exactly once
+    cost = sum(len(rows) * (end - start) + overhead for start, end, _, rows, _ in chunks)
+    assert cost <= N * T + overhead or not bool(need.any())  # never worse than one run of every row
+
+
+def test_trimmed_answers_give_the_plain_forwards_log_probs_and_gradients(bridged64, monkeypatch):
+    """Rows ending at very different columns, cut into runs (no overhead, so every cut is taken):
+    the log-probs and the gradients are those of the plain N-row forward."""
+    model, _ = bridged64
+    plans = []
+    real_chunks = training.answer_chunks
+    monkeypatch.setattr(training, "answer_chunks", lambda alive, width: plans.append(real_chunks(alive, width, 0))
+                        or plans[-1])
+    g = torch.Generator().manual_seed(3)
+    width, lengths = 3, [1, 12, 5, 0, 7, 7, 2, 3, 12]                   # a row with no answer at all
+    N, S = len(lengths), 12
+    prompt = torch.randint(3, 259, (3, 6), generator=g)
+    prompt_alive = torch.ones(3, 6, dtype=torch.bool)
+    prompt_alive[1, :2] = False                                           # left padding
+    answer = torch.randint(3, 259, (N, S), generator=g)
+    answer_alive = torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]
+    results = []
+    for shared in (True, False):
+        model.zero_grad()
+        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
+                                        shared_prompt=shared)
+        (logp * torch.linspace(0.5, 1.5, S, dtype=logp.dtype)).sum().backward()
+        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (lp1, g1), (lp2, g2) = results
+    assert len(plans) == 1 and len(plans[0]) >= 3                         # the answers did run in pieces
+    assert (lp1 - lp2).abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
+    for name in g1:
+        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
+
+
 def test_micro_batches_are_runs_of_whole_groups():
     assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
     assert training.micro_batches([], 2, 3) == []
