@@ -11,6 +11,7 @@ width-1 result, so the prompt runs at B rows, its keys and values are copied int
 rows, and the answers run on top of them. Gradients flow back through the copy into the shared
 prompt (the copy's backward sums the rows). tests/test_training.py shows it equals the plain
 N-row forward, log-probs and gradients, with non-zero Bridge blocks, ragged prompts and early EOS.
+The answers then run in pieces that leave out the padding after each row's EOS (answer_chunks).
 """
 import random
 from contextlib import nullcontext
@@ -29,7 +30,7 @@ from tasks import DEFAULT_KNOBS, SYSTEM, TASKS, prompt_ids, stable_seed
 
 
 def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *, temperature=1.0,
-                    shared_prompt=True):
+                    shared_prompt=True, pieces=True):
     """log p(answer[n, s] | prompt, answer[n, :s], the siblings' answers up to s): (N, S) fp32.
 
     prompt (B, P) and prompt_alive: one left-padded prompt per group. answer (N, S) and
@@ -37,7 +38,9 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     temperature: the log-probs are those of the distribution the sampler drew from at this
     temperature (sample.token_logprobs, the sampler's own rule); 1 for the model's own.
     Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
-    shared_prompt=False runs the plain forward over N full rows (the reference it must equal).
+    shared_prompt=False runs the plain forward over N full rows (the reference it must equal);
+    pieces=False runs the answers on the shared prompt in one piece, every row to the end
+    (answers_on_cache: what the pieces save).
     """
     B, P = prompt.shape
     N, S = answer.shape
@@ -57,7 +60,7 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
         # the last prompt position predicts answer token 0; answer token s predicts token s + 1
         h = h_prompt[:, -1:].repeat_interleave(width, 0)                                 # (N, 1, D)
         if S > 1:
-            rest = answers_on_cache(model, cache, answer[:, :-1], answer_alive[:, :-1], width)
+            rest = answers_on_cache(model, cache, answer[:, :-1], answer_alive[:, :-1], width, pieces)
             h = torch.cat((h, rest), dim=1)                                              # (N, S, D)
     # the vocabulary product only where a token is scored: for the default model it costs about a
     # fifth of a position's forward and backward, and the padding after EOS is often half the answers
@@ -68,23 +71,23 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
 
 
 def answer_chunks(alive, width, overhead=64):
-    """How answers_on_cache cuts the answer columns into runs: [(start, end, w, rows, real), ...].
+    """How answers_on_cache cuts the answer columns into pieces: [(start, end, w, rows, real), ...].
 
     A row is needed up to its last alive column (its EOS, a key for its siblings at that step);
-    after it, its positions are padding that nothing reads. Each run [start, end) computes only
+    after it, its positions are padding that nothing reads. The piece [start, end) computes only
     the groups with a row still needed at `start`, each as w slots, w the most such rows in one
     group: rows (G * w,) says which answer row fills each slot, real (G * w,) whether it is one of
-    them or a group's padding (a copy of one of its rows, alive False for the whole run, never
+    them or a group's padding (a copy of one of its rows, alive False for the whole piece, never
     read). Bridge has no order along the batch axis, so a group's rows may sit in any slots.
-    The cuts minimise rows x columns computed plus `overhead` per run, exactly (a dynamic programme
-    over the columns where some row ends). # choice: overhead 64: on this CPU one more run of the
-    default model (a forward and a backward through every layer, the cache copied to the kept rows)
-    cost about 0.25 s, what 45-50 rows x columns cost (a 224-token prompt, answers of 64).
+    The cuts minimise rows x columns computed plus `overhead` per piece, exactly (a dynamic
+    programme over the columns where some row ends). # choice: overhead 64: on this CPU one more
+    piece of the default model (a forward and a backward through every layer, the cache copied to
+    the kept rows) cost about 0.25 s, what 45-50 rows x columns cost (a 224-token prompt, answers of 64).
     """
     N, T = alive.shape
     B, W = N // width, width
-    if alive.device.type == "meta":  # shapes only (tools/memory.py): every row to the end, one run
-        return [(0, T, W, torch.arange(N), torch.ones(N, dtype=torch.bool))]
+    if alive.device.type == "meta":  # shapes only (tools/memory.py): every row to the end, one piece
+        return whole_run(N, T, width)
     ends = (alive.cpu().flip(1).cumsum(1) > 0).sum(1).tolist()        # (N,) row n is needed at 0 .. end-1
     cuts = sorted({0, T} | {e for e in ends if 0 < e < T})
     live = {a: [[n for n in range(g * W, (g + 1) * W) if ends[n] > a] for g in range(B)] for a in cuts}
@@ -110,24 +113,32 @@ def answer_chunks(alive, width, overhead=64):
     return chunks
 
 
-def answers_on_cache(model, cache, tokens, alive, width):
+def whole_run(N, T, width):
+    """The plan of one piece, every row to the end (the work of one model.hidden over all N rows)."""
+    return [(0, T, width, torch.arange(N), torch.ones(N, dtype=torch.bool))]
+
+
+def answers_on_cache(model, cache, tokens, alive, width, pieces=True):
     """Hidden states (N, T, D) of answer tokens (N, T) on top of `cache` (the prompts, N rows), in the
-    runs answer_chunks plans; a row's columns after its last alive one are 0 (never computed).
+    pieces answer_chunks plans; a row's columns after its last alive one are 0 (never computed).
 
     The same numbers as one model.hidden over all N rows (tests/test_training.py) without the
     padding: with one answer cut at --max-new-tokens and its siblings ending at half of it, a
-    group of 4 is over a third padding.
+    group of 4 is over a third padding. pieces=False: one piece, every row to the end.
     """
     N, T = tokens.shape
+    # --shard: every process must run the same passes (FSDP2 gathers a layer's weights for each), and
+    # the pieces depend on the answers, so a sharded model runs every row to the end in one piece
+    plan = answer_chunks(alive, width) if pieces and not parallel.is_sharded(model) else whole_run(N, T, width)
     out, held = None, list(range(N))   # held[i]: the answer row whose keys and values are cache row i
-    for start, end, w, rows, real in answer_chunks(alive, width):
+    for start, end, w, rows, real in plan:
         place = {row: i for i, row in enumerate(held) if row is not None}
         slots = rows.tolist()
-        if start > 0 or slots != held:  # a fresh copy (the last run's backward still reads the old one)
+        if start > 0 or slots != held:  # a fresh copy (the last piece's backward still reads the old one)
             cache = cache.select_rows(torch.tensor([place[row] for row in slots], device=tokens.device))
         rows_d, real_d = rows.to(tokens.device), real.to(tokens.device)
         h = model.hidden(tokens[rows_d, start:end], width=w, alive=alive[rows_d, start:end] & real_d[:, None],
-                         cache=cache)                                                  # (G * w, run, D)
+                         cache=cache)                                                # (G * w, piece, D)
         if out is None:
             out = h.new_zeros(N, T, h.shape[-1])
         kept = real.nonzero().squeeze(1)

@@ -22,3 +22,14 @@ def test_both_ways_in_both_dtypes_and_the_machine(tmp_path, capsys):
     assert r["machine"] and set(r["bf16_instructions"]) <= {"avx512_bf16", "amx_bf16"}
     text = capsys.readouterr().out
     assert "| fp32 |" in text and "| bf16 |" in text and "bf16 product instructions:" in text
+
+
+def test_with_eos_the_answers_in_one_piece_are_timed_too(tmp_path, capsys):
+    path = make_training_model(tmp_path / "m", seed=1)
+    out = tmp_path / "b.json"
+    bench_logprobs.main(["--model", str(path), "--repeats", "1", "--eos", "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["eos"] and all(row["one_piece_s"] > 0 for row in r["rows"])
+    assert 0 < r["answer_tokens"] <= 8 * 4 * 64
+    assert r["cells"]["shared"] <= r["cells"]["one_piece"] < r["cells"]["plain"]
+    assert "answers in one piece (s)" in capsys.readouterr().out

@@ -1,0 +1,34 @@
+"""tools/block_cost.py on a tiny model: every stage is timed in a step and alone, and the blocks' on/off is a ratio."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import bridge
+from tiny import make_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import block_cost  # noqa: E402
+
+
+def test_every_stage_is_timed_and_bridge_forward_is_put_back(tmp_path, capsys):
+    path, _ = make_tiny_model(tmp_path / "m")
+    out = tmp_path / "b.json"
+    forward = bridge.Bridge.forward
+    assert block_cost.main(["--model", str(path), "--width", "4", "--steps", "2", "--rounds", "2",
+                            "--repeats", "3", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["in_step_us"]) == set(r["alone_us"]) == set(block_cost.STAGES)
+    assert all(v > 0 for v in [*r["in_step_us"].values(), *r["alone_us"].values()])
+    assert len(r["ms_off"]) == len(r["ms_on"]) == 2 and r["on_off"] > 0
+    assert bridge.Bridge.forward is forward
+    text = capsys.readouterr().out
+    assert "| attention over siblings |" in text and "| **block** |" in text
+
+
+def test_bad_counts_are_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        block_cost.main(["--steps", "0"])
+    assert e.value.code == 2 and "--steps must be >= 1" in capsys.readouterr().err

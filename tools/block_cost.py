@@ -1,0 +1,154 @@
+"""What one Bridge block costs, stage by stage: alone (the same call repeated) and inside decode steps.
+
+    python tools/block_cost.py                        # the default model, width 16, fp32, cpu
+    python tools/block_cost.py --width 4 --out results/speed/block_cost.json
+
+The model gets random non-zero Bridge blocks (so that W_O = 0 cannot make them look cheap) and
+one chat prompt prefilled at `--width` rows. Every block then runs an instrumented copy of
+Bridge.forward (the same ops, checked equal to it) that reads the clock between its stages:
+- "in a step": during `--steps` decode steps with the weights packed as the sampler packs them;
+- "alone": one block called `--repeats` times in a row on one decode step's input.
+It also times whole decode steps with the blocks off and on, alternating, `--rounds` times.
+Run it alone: 2 cores are easily shared.
+"""
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cli import Parser, run  # noqa: E402
+
+PROMPT = "What is the capital of France? Answer in one sentence."
+STAGES = ("norm", "q, k, v product", "split into heads", "attention over siblings", "W_O product", "back to rows")
+
+
+def timed_forward(block, x, width, mask, clock):
+    """Bridge.forward(x, width, alive, mask) with the clock read between stages (clock: stage -> seconds)."""
+    import torch.nn.functional as F
+    N, T, D = x.shape
+    B, W, H, hd = N // width, width, block.n_heads, block.head_dim
+    t = [time.perf_counter()]
+    h = block.norm(x)
+    t.append(time.perf_counter())
+    qkv = block.qkv_proj(h.view(B, W, T, D).transpose(1, 2))
+    t.append(time.perf_counter())
+    q, k, v = qkv.view(B * T, W, 3 * H, hd).transpose(1, 2).split(H, dim=1)
+    t.append(time.perf_counter())
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    t.append(time.perf_counter())
+    y = block.o_proj(y.transpose(1, 2).reshape(B, T, W, -1))
+    t.append(time.perf_counter())
+    y = y.transpose(1, 2).reshape(N, T, D)
+    t.append(time.perf_counter())
+    for stage, a, b in zip(STAGES, t, t[1:]):
+        clock[stage] = clock.get(stage, 0.0) + b - a
+    return y
+
+
+def measure(args):
+    import torch
+
+    import bridge
+    from model import KVCache, load_model
+    torch.manual_seed(0)
+    model, tok = load_model(args.model, device="cpu")
+    model.add_bridge("bridge", verbose=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.bridge_parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    W, ids = args.width, tok.encode_chat([{"role": "user", "content": PROMPT}])
+    P = len(ids)
+    cache = KVCache(model.config, W, P + args.steps * (args.rounds * 2 + 2) + 8)
+    alive = torch.ones(W, 1, dtype=torch.bool)
+    clock, seen = {}, {}
+    original = bridge.Bridge.forward
+
+    def instrumented(block, x, width, alive_, mask=None):
+        mask = bridge.sibling_mask(alive_, width, x.dtype) if mask is None else mask
+        if "input" not in seen:  # the first block's first input, for the timing alone
+            seen["input"] = (block, x.clone(), width, mask)
+        return timed_forward(block, x, width, mask, clock)
+
+    def steps(n):  # n decode steps (greedy: the token does not change the cost); ms per step each
+        tokens, out = torch.zeros(W, 1, dtype=torch.long), []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            logits = model.lm_head(model.hidden(tokens, width=W, alive=alive, cache=cache)[:, -1])
+            tokens = logits.argmax(-1, keepdim=True)
+            out.append(1e3 * (time.perf_counter() - t0))
+        return out
+
+    with torch.no_grad(), bridge.packed_weights():
+        model.hidden(torch.tensor([ids] * W), width=1, cache=cache)
+        start = cache.length
+        steps(4)                                                            # warm-up
+        ms = {False: [], True: []}
+        for _ in range(args.rounds):                                        # whole steps, off and on
+            for on in (False, True):
+                model.use_bridge = on
+                cache.length, cache.n_real[:] = start, P
+                ms[on].append(statistics.median(steps(args.steps)))
+        bridge.Bridge.forward = instrumented
+        try:
+            cache.length, cache.n_real[:] = start, P
+            steps(args.steps)
+        finally:
+            bridge.Bridge.forward = original
+        calls = args.steps * model.config.num_hidden_layers
+        in_step = {s: 1e6 * clock[s] / calls for s in STAGES}
+        block, x, width, mask = seen["input"]
+        assert torch.equal(timed_forward(block, x, width, mask, {}), original(block, x, width, None, mask))
+        clock.clear()
+        for _ in range(args.repeats):
+            timed_forward(block, x, width, mask, clock)
+        alone = {s: 1e6 * clock[s] / args.repeats for s in STAGES}
+    ratios = [off / on for off, on in zip(ms[False], ms[True])]
+    return dict(width=W, layers=model.config.num_hidden_layers, steps=args.steps, rounds=args.rounds, repeats=args.repeats, prompt_tokens=P,
+                ms_off=ms[False], ms_on=ms[True], on_off=statistics.median(ratios),
+                in_step_us=in_step, alone_us=alone, torch=torch.__version__, threads=torch.get_num_threads())
+
+
+def markdown(r):
+    lines = [f"One Bridge block at width {r['width']}, fp32, cpu ({r['threads']} threads, torch {r['torch']}): "
+             f"microseconds per call, each stage timed inside {r['steps']} decode steps (x {r['layers']} blocks) and alone "
+             f"({r['repeats']} calls in a row on one step's input).", "",
+             "| stage | alone, µs | in a step, µs | in a step / alone |", "|---|---|---|---|"]
+    for s in STAGES:
+        a, b = r["alone_us"][s], r["in_step_us"][s]
+        lines.append(f"| {s} | {a:.1f} | {b:.1f} | {b / a:.1f} |")
+    a, b = sum(r["alone_us"].values()), sum(r["in_step_us"].values())
+    off, on = statistics.median(r["ms_off"]), statistics.median(r["ms_on"])
+    lines += [f"| **block** | **{a:.1f}** | **{b:.1f}** | **{b / a:.1f}** |", "",
+              f"Whole decode steps, blocks off and on alternating ({r['rounds']} rounds, median of each round's "
+              f"{r['steps']} steps): off {off:.1f} ms, on {on:.1f} ms; on/off, the median of the rounds' ratios: "
+              f"{r['on_off']:.3f}. The blocks' share of the step by the stage clocks: "
+              f"{r['layers'] * b / 1e3:.1f} ms."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = Parser(prog="block_cost.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="local HF-style directory (default: the default model)")
+    p.add_argument("--width", type=int, default=16, help="rows, one group (default 16)")
+    p.add_argument("--steps", type=int, default=16, help="decode steps per measurement (default 16)")
+    p.add_argument("--rounds", type=int, default=8, help="off/on rounds of whole steps (default 8)")
+    p.add_argument("--repeats", type=int, default=2000, help="calls of the block alone (default 2000)")
+    p.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    args = p.parse_args(argv)
+    for name in ("width", "steps", "rounds", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    r = measure(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(r, indent=1) + "\n")
+    print(markdown(r), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
