@@ -35,6 +35,8 @@ once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp3
 # 3. Bridge and P-Match off/on at width 16, also with --compile and with F.linear
 once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --compile --plain --repeats 5 \
   --out "$OUT/bridge.json"
+#    and one Bridge block stage by stage, alone and inside decode steps (about 2 minutes)
+once "$OUT/block_cost.md" python tools/block_cost.py --out "$OUT/block_cost.json"
 # 4. end to end: one evaluation stage of the first study's protocol on 40 problems, and the same with
 #    --compile (evaluate.py's compile freezes the weights, sample.decoder(model, "frozen"))
 for mode in plain compile; do

@@ -42,3 +42,7 @@ def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
     text = "\n".join(speed_report.grpo_steps(dict(d, trl_more=[[ours2, trl2]])))
     assert "| 2 | 2 | 18.0 | 4 of 8 | 108.0 | 6.00 |" in text and "| 2 | mean | 22.5 | 5.0 | 94.5 | **4.20** |" in text
     assert "3.2x faster than TRL's mean step (run 2: 3.4x):" in text  # 12 + 10 / 5 * 8 = 28 s; 94.5 / 28
+    # the runs before the answers ran without their padding: their mean ratio and update cost per group
+    padded = [[dict(ours, s_per_step=25.0, update_s=15.0), dict(trl, s_per_step=100.0)]]
+    text = "\n".join(speed_report.grpo_steps(dict(d, trl_padded=padded)))
+    assert "gave 4.00x on average, the update costing 3.00 s per group updated; now 2.50 s." in text

@@ -5,11 +5,13 @@
     python tools/speed_report.py --check
 
 Reads profile_w16{,_plain,_bridge}.json (tools/profile_step.py), sampler.json and bridge.json
-(tools/bench_sampler.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
+(tools/bench_sampler.py), block_cost.json (tools/block_cost.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
 (train_grpo.py's step log), grpo_trl.json and any grpo_trl_run*.json (tools/bench_grpo.py, later runs of the same code), and in before/ the same parts as
 measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
 the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
-also GRPO with --compile (its rollouts compile without freezing the weights, which change).
+also GRPO with --compile (its rollouts compile without freezing the weights, which change); 3225dc8
+and b45ea49 (GRPO and the two runs against TRL), before the answers ran without their padding
+(training.answer_chunks).
 """
 import json
 import statistics
@@ -29,11 +31,12 @@ END = "<!-- speed:end -->"
 # (GRPO with --compile too: its rollouts compile without freezing, and the packed weights do not reach them)
 BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b0.log.jsonl",
           "grpo compile": "grpo_compile_57c38b0.log.jsonl", "eval": "eval_57c38b0.json",
-          "trl": "grpo_trl_57c38b0.json"}
+          "trl": "grpo_trl_57c38b0.json", "grpo 3225dc8": "grpo_3225dc8.log.jsonl",
+          "trl padded": "grpo_trl_3225dc8.json", "trl padded run2": "grpo_trl_run2_b45ea49.json"}
 
 
 def load(res):
-    need = ["profile_w16.json", "profile_w16_plain.json", "profile_w16_bridge.json", "sampler.json", "bridge.json", "eval_plain.json",
+    need = ["profile_w16.json", "profile_w16_plain.json", "profile_w16_bridge.json", "sampler.json", "bridge.json", "block_cost.json", "eval_plain.json",
             "eval_compile.json", "eval_bf16.json", "grpo_plain.log.jsonl", "grpo_trl.json", "machine.txt"] + [f"before/{n}" for n in BEFORE.values()]
     missing = [n for n in need if not (res / n).is_file()]
     if missing:
@@ -44,11 +47,12 @@ def load(res):
     grpo.update({k: log(f"before/{n}") for k, n in BEFORE.items() if k.startswith("grpo")})
     return dict(profile=read("profile_w16.json"), profile_plain=read("profile_w16_plain.json"),
                 profile_bridge=read("profile_w16_bridge.json"),
-                sampler=read("sampler.json"), bridge=read("bridge.json"),
+                sampler=read("sampler.json"), bridge=read("bridge.json"), block=read("block_cost.json"),
                 eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
                 eval_before=read(f"before/{BEFORE['eval']}"), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
-                trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))])
+                trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))],
+                trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")])
 
 
 def same_answers(a, b):
@@ -134,8 +138,26 @@ def section(d):
         out.append(f"| {r['width']} | {label[r['engine']]} | {r['tok_s_off']:.1f} | "
                    f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s_off']:.1f} | "
                    f"{pm['tok_s'] / pm['tok_s_off']:.2f} | {r['peak_mb']:.0f} |")
-    out += end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + [END]
+    out += block_stages(d["block"]) + end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + [END]
     return "\n".join(out)
+
+
+def block_stages(r):
+    """One Bridge block's stages, alone and inside decode steps (tools/block_cost.py)."""
+    import block_cost
+    a, b = r["alone_us"], r["in_step_us"]
+    off, on = statistics.median(r["ms_off"]), statistics.median(r["ms_on"])
+    out = ["", f"**One block, stage by stage** (`python tools/block_cost.py`): a Bridge block at width {r['width']}, "
+           f"fp32, each stage timed by the clock inside {r['steps']} decode steps (x {r['layers']} blocks) and alone "
+           f"({r['repeats']} calls in a row on one step's input); microseconds per call.", "",
+           "| stage | alone | in a step |", "|---|---|---|"]
+    out += [f"| {s} | {a[s]:.1f} | {b[s]:.1f} |" for s in block_cost.STAGES]
+    out += [f"| **block** | **{sum(a.values()):.1f}** | **{sum(b.values()):.1f}** |", "",
+            f"In the same run, whole decode steps with the blocks off and on, alternating ({r['rounds']} rounds): "
+            f"{off:.1f} and {on:.1f} ms a step, on/off {r['on_off']:.3f} (the median of the rounds' ratios); the "
+            f"stage clocks account for {r['layers'] * sum(b.values()) / 1e3:.1f} ms of the {on - off:.1f} ms the "
+            "blocks add."]
+    return out
 
 
 def end_to_end(d):
@@ -156,17 +178,18 @@ def end_to_end(d):
            "and GRPO steps (`train_grpo.py --arch "
            f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
            "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
-           "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights. GRPO's "
+           "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights, 3225dc8 "
+           "before the answers ran without their padding (`training.answer_chunks`; GRPO only). GRPO's "
            "`--compile` was measured at 57c38b0: its rollouts read weights that change every step, so they compile "
            "without freezing, which the packed weights do not reach.", "",
-           "| seconds | 9a9068b | 57c38b0 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |", "|---|---|---|---|---|---|",
-           f"| evaluation, all widths | | {t0:.0f} | {t['plain']:.0f} | {t['compile']:.0f} | {t0 / t['plain']:.2f} |",
-           f"| evaluation, widths 4 and 8 | | {late0:.0f} | {late['plain']:.0f} | {late['compile']:.0f} | "
+           "| seconds | 9a9068b | 57c38b0 | 3225dc8 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |",
+           "|---|---|---|---|---|---|---|",
+           f"| evaluation, all widths | | {t0:.0f} | | {t['plain']:.0f} | {t['compile']:.0f} | {t0 / t['plain']:.2f} |",
+           f"| evaluation, widths 4 and 8 | | {late0:.0f} | | {late['plain']:.0f} | {late['compile']:.0f} | "
            f"{late0 / late['plain']:.2f} |"]
-    for k, name in (("step", "GRPO step"), ("roll", "of which rollout")):
-        v = step if k == "step" else roll
-        out.append(f"| {name} | {v['grpo 9a9068b']:.1f} | {v['grpo 57c38b0']:.1f} | {v['plain']:.1f} | "
-                   f"{v['grpo compile']:.1f} | {v['grpo 57c38b0'] / v['plain']:.2f} |")
+    for v, name in ((step, "GRPO step"), (roll, "of which rollout")):
+        out.append(f"| {name} | {v['grpo 9a9068b']:.1f} | {v['grpo 57c38b0']:.1f} | {v['grpo 3225dc8']:.1f} | "
+                   f"{v['plain']:.1f} | {v['grpo compile']:.1f} | {v['grpo 57c38b0'] / v['plain']:.2f} |")
     out += ["", f"The evaluation now extracted the same answer as at 57c38b0 for {same0} of {total} answers, and the "
             f"`--compile` one the same as the plain one for {same} of {total}: they differ only where float rounding "
             "moves a draw across a token boundary, after which the answer goes its own way. The GRPO steps sample "
@@ -223,6 +246,14 @@ def grpo_steps(d):
             f"{ours['prompts']}), {t_mean / w:.1f}x faster than TRL's mean step"
             + "".join(f" (run {i}: {tm / x:.1f}x)" for i, (x, _, _, tm) in enumerate(worst[1:], 2))
             + ": the least this engine gains at this shape."]
+    if d.get("trl_padded"):
+        old = [tuple(next(r for r in rows if r["engine"] == e) for e in ("ours", "trl")) for rows in d["trl_padded"]]
+        per = lambda o: o["update_s"] / max(o["groups_updated"], 1e-9)
+        out += ["", "Before the answers ran without their padding (3225dc8 and b45ea49, `results/speed/before`), two runs "
+                "of the same benchmark gave " + " and ".join(f"{t['s_per_step'] / o['s_per_step']:.2f}x" for o, t in old)
+                + " on average, the update costing "
+                + " and ".join(f"{per(o):.2f} s" for o, _ in old) + " per group updated; now "
+                + " and ".join(f"{per(o):.2f} s" for o, _ in pairs) + "."]
     if "trl_before" in d:
         o0, t0 = (next(r for r in d["trl_before"] if r["engine"] == e) for e in ("ours", "trl"))
         out += ["", f"At 57c38b0, before the packed weights, the same benchmark gave ours {o0['s_per_step']:.1f} s and "
