@@ -17,9 +17,9 @@ How it works (naive but honest: every step is a plain forward of the model in mo
    of tokens. A row that emits EOS keeps that EOS alive and is dead from the next step on; dead
    rows are fed a padding token that nothing ever attends to. Stop when every row has finished,
    or at max_new_tokens.
-4. (With one generator per group) groups whose rows have all finished leave the batch
-   (drop_finished_groups), so late steps run on the rows still writing. The tokens are those of
-   the full batch; it is a speed-up, not a change of the algorithm.
+4. (With one generator per group) rows that have finished leave the batch (drop_finished_rows),
+   each group padded to the width of the fullest, so late steps run on the rows still writing.
+   The tokens are those of the full batch; it is a speed-up, not a change of the algorithm.
 
 The log-prob of a sampled token is taken from the distribution it was drawn from
 (sampling_logits: temperature, top-k, top-p), and training computes its log-probs with the same
@@ -144,6 +144,10 @@ def uniforms(n, generator, device):
     """
     if isinstance(generator, torch.Generator):
         return torch.rand(n, 1, generator=generator, device=device, dtype=torch.float64)
+    if isinstance(generator, GroupDraws):  # each group draws for all its rows; a slot takes its row's
+        whole = uniforms(len(generator.generators) * generator.width, generator.generators, device)
+        group = torch.arange(n, device=device) // (n // len(generator.generators))
+        return whole[group * generator.width + generator.index.to(device)]
     per = n // len(generator)
     return torch.cat([torch.rand(per, 1, generator=g, device=device, dtype=torch.float64)
                       for g in generator])
@@ -248,8 +252,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     groups_per_prompt: R independent groups of `width` rows for every prompt, all from one prefill
         (rows [(b*R + r)*width, (b*R + r + 1)*width) are group r of prompt b).
     generator: one seeded torch.Generator for the batch, or a list with one per group
-        (len(prompts_ids) * groups_per_prompt). With a list, finished groups leave the batch
-        (drop_finished_groups); the tokens are those of the full batch (tests/test_sample.py).
+        (len(prompts_ids) * groups_per_prompt). With a list, finished rows leave the batch
+        (drop_finished_rows); the tokens are those of the full batch (tests/test_sample.py).
     compile: decode with torch.compile of the model's forward: True, or "frozen" for weights that no
         longer change (decoder()).
     """
@@ -288,18 +292,20 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     tokens, alive = tokens.repeat_interleave(copies, 0), alive.repeat_interleave(copies, 0)
     N = tokens.shape[0]
 
-    # 3. decode in lock-step. `batch` holds the rows still being run (all N until groups are
+    # 3. decode in lock-step. `batch` holds the rows still being run (all N until rows are
     # dropped, step 4); every output below covers all N rows.
-    batch = Batch(rows=torch.arange(N, device=device), cache=cache, generator=generator)
+    batch = Batch(rows=torch.arange(N, device=device), real=torch.ones(N, dtype=torch.bool, device=device),
+                  width=width, cache=cache, generator=generator)
     forward = decoder(model, compile)                             # the model, or its compiled forward
     finished = torch.zeros(N, dtype=torch.bool, device=device)   # emitted EOS: dead from then on
     columns = []                                                  # per step: tokens, alive, logp
     seen = []                                                     # per step: logits (keep_logits)
     for step in range(max_new_tokens):
-        picked, picked_logp = sample_next(logits, batch.generator, temperature, top_k, top_p)
+        picked, picked_logp = sample_next(logits, batch.draws(width), temperature, top_k, top_p)
         nxt = torch.full((N,), pad, dtype=torch.long, device=device)  # rows not in the batch: pad
         logp = torch.zeros(N, dtype=picked_logp.dtype, device=device)
-        nxt[batch.rows], logp[batch.rows] = picked, picked_logp
+        held = batch.rows[batch.real]
+        nxt[held], logp[held] = picked[batch.real], picked_logp[batch.real]
         is_alive = ~finished
         nxt = torch.where(is_alive, nxt, pad)        # finished rows get a pad nobody attends to
         columns.append((nxt, is_alive, logp))
@@ -309,13 +315,13 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
             finished = finished | torch.isin(nxt, eos)
         if finished.all() or step == max_new_tokens - 1:
             break
-        # 4. (one generator per group) let groups that have all finished leave the batch
+        # 4. (one generator per group) let the rows that are no longer needed leave the batch
         # choice: not with one generator for the whole batch, whose stream all rows share (dropping
         # rows would change the others' draws), nor with keep_logits (which records every row)
         if not isinstance(generator, torch.Generator) and not keep_logits:
-            batch = drop_finished_groups(batch, finished, width)
-        logits = forward(nxt[batch.rows, None], width=width, alive=is_alive[batch.rows, None],
-                         cache=batch.cache)[:, -1]
+            batch = drop_finished_rows(batch, is_alive, finished, width, whole_groups=bool(compile))
+        logits = forward(nxt[batch.rows, None], width=batch.width,
+                         alive=(is_alive[batch.rows] & batch.real)[:, None], cache=batch.cache)[:, -1]
     new_tokens, new_alive, logprobs = (torch.stack(c, dim=1) for c in zip(*columns))
     return Rollout(tokens=torch.cat((tokens, new_tokens), 1), alive=torch.cat((alive, new_alive), 1),
                    prompt_len=P, width=width, logprobs=logprobs,
@@ -324,26 +330,69 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
 
 @dataclass
 class Batch:
-    """The rows a decode step runs: their indices among all N rows, their cache, their generators."""
-    rows: torch.Tensor          # (n,) indices into the N rows, whole groups, in order
-    cache: object               # model.KVCache of those n rows
+    """The rows a decode step runs, as `width` slots per group: which row each slot holds, their
+    cache, their generators."""
+    rows: torch.Tensor          # (n,) the row (among all N) each slot holds, `width` slots per group
+    real: torch.Tensor          # (n,) bool: False for a group's padding slot (a copy of one of its rows)
+    width: int                  # slots per group: the full width until rows leave (drop_finished_rows)
+    cache: object               # model.KVCache of the n slots
     generator: object           # one torch.Generator, or a list with one per group in `rows`
 
+    def draws(self, width):
+        """What a step draws from: the generator, or the groups' generators with each slot's place."""
+        if isinstance(self.generator, torch.Generator) or (self.width == width and bool(self.real.all())):
+            return self.generator                                     # (whole groups, rows in order)
+        return GroupDraws(self.generator, width, self.rows % width)
 
-def drop_finished_groups(batch, finished, width):
-    """The batch without the groups whose rows have all finished, once they are a quarter of it.
 
-    A finished group only feeds pads that nobody attends to, and its generator would only draw
-    numbers nobody uses, so dropping it changes no token of the others.
-    # choice: wait until a quarter of the batch is done: each drop copies the cache, which costs
+@dataclass
+class GroupDraws:
+    """One generator per group of a batch that may hold only some of each group's rows: every
+    generator draws `width` numbers a step, as for its whole group, and each slot takes the number
+    of the row it holds (index: the row's place in its group), so what a row draws does not depend
+    on which of its siblings are still in the batch."""
+    generators: list
+    width: int
+    index: torch.Tensor
+
+
+def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
+    """The batch without the rows no later step needs, once that frees a quarter of its slots.
+
+    A row is needed while the token it just got is alive (an EOS is still a key for its siblings
+    at its own step) and its group has a row still writing. Every kept group gets as many slots as
+    the fullest one, its padding slots copies of one of its rows, dead for the step (Bridge has no
+    order along the batch axis, and its mask leaves dead slots out). Nothing a needed row computes
+    changes, nor what it draws (GroupDraws), so the tokens are those of the full batch.
+    whole_groups: drop only groups that have all finished (a compiled decode step would compile
+    again for every new width).
+    # choice: wait until a quarter of the slots would go: each drop copies the cache, which costs
     # about one decode step's attention
     """
-    done = finished[batch.rows].view(-1, width).all(dim=1)                       # (groups in batch,)
-    if done.sum() * 4 < done.numel():
+    rows = batch.rows.tolist()
+    W, w = width, batch.width
+    done = finished.view(-1, W).all(dim=1)                                          # (all groups,)
+    needed = (is_alive & ~done.repeat_interleave(W)).tolist()                       # (N,)
+    blocks = [[r for r, real in zip(rows[k:k + w], batch.real[k:k + w].tolist()) if real]
+              for k in range(0, len(rows), w)]                                      # the rows per group
+    if whole_groups:
+        keep = [b if any(needed[r] for r in b) else [] for b in blocks]
+    else:
+        keep = [[r for r in b if needed[r]] for b in blocks]
+    new_w = max(map(len, keep))
+    if new_w == 0 or sum(1 for k in keep if k) * new_w * 4 > len(rows) * 3:
         return batch
-    keep = (~done).repeat_interleave(width).nonzero().squeeze(1)
-    return Batch(rows=batch.rows[keep], cache=batch.cache.select_rows(keep),
-                 generator=[g for g, d in zip(batch.generator, done.tolist()) if not d])
+    slot = {r: i for i, r in enumerate(rows) if batch.real[i]}                       # row -> its slot now
+    new_rows, new_real, gens = [], [], []
+    for k, g in zip(keep, batch.generator):
+        if k:
+            new_rows += k + k[:1] * (new_w - len(k))
+            new_real += [True] * len(k) + [False] * (new_w - len(k))
+            gens.append(g)
+    device = batch.rows.device
+    take = torch.tensor([slot[r] for r in new_rows], device=device)
+    return Batch(rows=torch.tensor(new_rows, device=device), real=torch.tensor(new_real, device=device),
+                 width=new_w, cache=batch.cache.select_rows(take), generator=gens)
 
 
 def encode_prompts(tokenizer, prompts, chat=True):

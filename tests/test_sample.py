@@ -245,7 +245,7 @@ def group_generators(seed, n):
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**16), width=st.integers(1, 3), groups=st.integers(1, 3),
        lengths=st.lists(st.integers(1, 8), min_size=1, max_size=3))
-def test_dropping_finished_groups_changes_no_token(bridged64, seed, width, groups, lengths):
+def test_dropping_finished_rows_changes_no_token(bridged64, seed, width, groups, lengths):
     """Compaction (per-group generators) gives the tokens of the full batch; keep_logits turns it off."""
     eos = list(range(3, 40))  # many EOS ids: groups finish at very different steps
     prompts = prompts_ids(seed, lengths)
@@ -256,6 +256,51 @@ def test_dropping_finished_groups_changes_no_token(bridged64, seed, width, group
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
     live = a.alive[:, a.prompt_len:]
     assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
+
+
+def test_finished_rows_leave_their_groups_and_no_token_changes(bridged64, monkeypatch):
+    """Rows ending at different steps: later steps run narrower groups (padded to the fullest), and
+    the tokens and log-probs are those of the full batch."""
+    eos = list(range(3, 60))
+    prompts = prompts_ids(7, [3, 5, 2])
+    widths_run = []
+    forward = type(bridged64).forward
+    monkeypatch.setattr(type(bridged64), "forward",
+                        lambda self, tokens, width=1, alive=None, cache=None:
+                        widths_run.append((tokens.shape[0], width)) or forward(self, tokens, width, alive, cache))
+    a = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3))
+    b = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3),
+               keep_logits=True)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
+    live = a.alive[:, a.prompt_len:]
+    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
+    narrower = [(n, w) for n, w in widths_run if w < 4 and n > 1]
+    assert narrower, "no step ran a narrower group"
+    assert live.sum(1).min() < live.sum(1).max()            # the rows did end at different steps
+
+
+def test_which_rows_leave_and_how_groups_are_padded(tiny):
+    """Group 0: rows 1 and 2 dead; group 1: row 5 just ended (its EOS is still a key), 6 and 7 dead.
+    Rows leave (padding copies a kept row, dead), or with whole_groups only finished groups do."""
+    from model import KVCache
+    from sample import Batch, drop_finished_rows
+    model, _, _ = tiny
+    gens = group_generators(0, 3)
+    batch = Batch(rows=torch.arange(12), real=torch.ones(12, dtype=torch.bool), width=4,
+                  cache=KVCache(model.config, 12, 4), generator=gens)
+    is_alive = torch.tensor([1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=torch.bool)
+    finished = torch.tensor([0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1], dtype=torch.bool)
+    out = drop_finished_rows(batch, is_alive, finished, 4)
+    assert out.width == 2 and out.rows.tolist() == [0, 3, 4, 5] and out.real.all()
+    assert out.generator == gens[:2] and out.cache.k[0].shape[0] == 4
+    is_alive[3] = False                                        # group 0 keeps one row: padded
+    out = drop_finished_rows(batch, is_alive, finished, 4)
+    assert out.rows.tolist() == [0, 0, 4, 5] and out.real.tolist() == [True, False, True, True]
+    assert out.draws(4).index.tolist() == [0, 0, 0, 1]        # each slot draws its row's number
+    out = drop_finished_rows(batch, is_alive, finished, 4, whole_groups=True)
+    assert out.width == 4 and out.rows.tolist() == list(range(8)) and out.generator == gens[:2]
+    # nothing to gain (every row still writing): the batch as it was
+    assert drop_finished_rows(batch, torch.ones(12, dtype=torch.bool), torch.zeros(12, dtype=torch.bool), 4) is batch
 
 
 @settings(max_examples=10, deadline=None)
