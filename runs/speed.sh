@@ -8,7 +8,7 @@
 #                               # on 2026-11-30, before parts 2-4 grew the frozen --compile, which measured
 #                               # 11 (sampler), 15 (blocks) and 15 minutes (the --compile evaluation) that day;
 #                               # later that day the blocks with --repeats 5 took 20 minutes, each profile about
-#                               # one, and the second GRPO-against-TRL run 9
+#                               # one, and the second GRPO-against-TRL run 9; block_cost.py takes about 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed

@@ -45,4 +45,5 @@ def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
     # the runs before the answers ran without their padding: their mean ratio and update cost per group
     padded = [[dict(ours, s_per_step=25.0, update_s=15.0), dict(trl, s_per_step=100.0)]]
     text = "\n".join(speed_report.grpo_steps(dict(d, trl_padded=padded)))
-    assert "gave 4.00x on average, the update costing 3.00 s per group updated; now 2.50 s." in text
+    assert ("gave 4.00x on average, the update costing 3.00 s per group updated and the rollout 10.0 s a step; "
+            "now 2.50 s, and 10.0 s.") in text

@@ -10,8 +10,8 @@ Reads profile_w16{,_plain,_bridge}.json (tools/profile_step.py), sampler.json an
 measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
 the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
 also GRPO with --compile (its rollouts compile without freezing the weights, which change); 3225dc8
-and b45ea49 (GRPO and the two runs against TRL), before the answers ran without their padding
-(training.answer_chunks).
+and b45ea49 (GRPO and the two runs against TRL) and 7b27b40 (the evaluation), before the answers ran
+in pieces (training.answer_chunks) and finished rows left their groups (sample.drop_finished_rows).
 """
 import json
 import statistics
@@ -32,7 +32,8 @@ END = "<!-- speed:end -->"
 BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b0.log.jsonl",
           "grpo compile": "grpo_compile_57c38b0.log.jsonl", "eval": "eval_57c38b0.json",
           "trl": "grpo_trl_57c38b0.json", "grpo 3225dc8": "grpo_3225dc8.log.jsonl",
-          "trl padded": "grpo_trl_3225dc8.json", "trl padded run2": "grpo_trl_run2_b45ea49.json"}
+          "trl padded": "grpo_trl_3225dc8.json", "trl padded run2": "grpo_trl_run2_b45ea49.json",
+          "eval rows": "eval_7b27b40.json"}
 
 
 def load(res):
@@ -49,7 +50,7 @@ def load(res):
                 profile_bridge=read("profile_w16_bridge.json"),
                 sampler=read("sampler.json"), bridge=read("bridge.json"), block=read("block_cost.json"),
                 eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
-                eval_before=read(f"before/{BEFORE['eval']}"), grpo=grpo, trl=read("grpo_trl.json"),
+                eval_before=read(f"before/{BEFORE['eval']}"), eval_rows=read(f"before/{BEFORE['eval rows']}"), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
                 trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))],
                 trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")])
@@ -172,6 +173,9 @@ def end_to_end(d):
     roll = {m: statistics.fmean(r["rollout_s"] for r in g[m][1:]) for m in g}
     same, total = same_answers(e["plain"], e["compile"])
     same0, _ = same_answers(d["eval_before"], e["plain"])
+    same1, _ = same_answers(d["eval_rows"], e["plain"])
+    t1 = d["eval_rows"]["timing"]["total_seconds"]
+    late1 = sum(d["eval_rows"]["timing"]["widths"][w]["seconds"] for w in ("4", "8"))
     out = ["", "**End to end.** One evaluation stage (`evaluate.py`, the default Bridge, "
            f"{proto['problems']} held-out problems, n = {proto['n']}, widths {' '.join(map(str, proto['widths']))}; "
            "sampling time, the model load not counted, the compilation counted; `--compile` freezes the weights) "
@@ -179,18 +183,21 @@ def end_to_end(d):
            f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
            "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
            "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights, 3225dc8 "
-           "before the answers ran without their padding (`training.answer_chunks`; GRPO only). GRPO's "
+           "(GRPO) and 7b27b40 (evaluation) before the answers ran in pieces (`training.answer_chunks`) and "
+           "finished rows left their groups (`sample.drop_finished_rows`). GRPO's "
            "`--compile` was measured at 57c38b0: its rollouts read weights that change every step, so they compile "
            "without freezing, which the packed weights do not reach.", "",
-           "| seconds | 9a9068b | 57c38b0 | 3225dc8 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |",
+           "| seconds | 9a9068b | 57c38b0 | 3225dc8 / 7b27b40 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |",
            "|---|---|---|---|---|---|---|",
-           f"| evaluation, all widths | | {t0:.0f} | | {t['plain']:.0f} | {t['compile']:.0f} | {t0 / t['plain']:.2f} |",
-           f"| evaluation, widths 4 and 8 | | {late0:.0f} | | {late['plain']:.0f} | {late['compile']:.0f} | "
+           f"| evaluation, all widths | | {t0:.0f} | {t1:.0f} | {t['plain']:.0f} | {t['compile']:.0f} | "
+           f"{t0 / t['plain']:.2f} |",
+           f"| evaluation, widths 4 and 8 | | {late0:.0f} | {late1:.0f} | {late['plain']:.0f} | {late['compile']:.0f} | "
            f"{late0 / late['plain']:.2f} |"]
     for v, name in ((step, "GRPO step"), (roll, "of which rollout")):
         out.append(f"| {name} | {v['grpo 9a9068b']:.1f} | {v['grpo 57c38b0']:.1f} | {v['grpo 3225dc8']:.1f} | "
                    f"{v['plain']:.1f} | {v['grpo compile']:.1f} | {v['grpo 57c38b0'] / v['plain']:.2f} |")
-    out += ["", f"The evaluation now extracted the same answer as at 57c38b0 for {same0} of {total} answers, and the "
+    out += ["", f"The evaluation now extracted the same answer as at 57c38b0 for {same0} of {total} answers, as at "
+            f"7b27b40 for {same1}, and the "
             f"`--compile` one the same as the plain one for {same} of {total}: they differ only where float rounding "
             "moves a draw across a token boundary, after which the answer goes its own way. The GRPO steps sample "
             "the same prompts, but the answers, hence the groups with a reward signal, differ once the weights do."]
@@ -249,11 +256,14 @@ def grpo_steps(d):
     if d.get("trl_padded"):
         old = [tuple(next(r for r in rows if r["engine"] == e) for e in ("ours", "trl")) for rows in d["trl_padded"]]
         per = lambda o: o["update_s"] / max(o["groups_updated"], 1e-9)
-        out += ["", "Before the answers ran without their padding (3225dc8 and b45ea49, `results/speed/before`), two runs "
+        out += ["", "Before the answers ran in pieces and finished rows left their groups (3225dc8 and b45ea49, "
+                "`results/speed/before`), two runs "
                 "of the same benchmark gave " + " and ".join(f"{t['s_per_step'] / o['s_per_step']:.2f}x" for o, t in old)
                 + " on average, the update costing "
-                + " and ".join(f"{per(o):.2f} s" for o, _ in old) + " per group updated; now "
-                + " and ".join(f"{per(o):.2f} s" for o, _ in pairs) + "."]
+                + " and ".join(f"{per(o):.2f} s" for o, _ in old) + " per group updated and the rollout "
+                + " and ".join(f"{o['gen_s']:.1f} s" for o, _ in old) + " a step; now "
+                + " and ".join(f"{per(o):.2f} s" for o, _ in pairs) + ", and "
+                + " and ".join(f"{o['gen_s']:.1f} s" for o, _ in pairs) + "."]
     if "trl_before" in d:
         o0, t0 = (next(r for r in d["trl_before"] if r["engine"] == e) for e in ("ours", "trl"))
         out += ["", f"At 57c38b0, before the packed weights, the same benchmark gave ours {o0['s_per_step']:.1f} s and "
