@@ -369,11 +369,10 @@ def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
     # choice: wait until a quarter of the slots would go: each drop copies the cache, which costs
     # about one decode step's attention
     """
-    rows = batch.rows.tolist()
-    W, w = width, batch.width
+    rows, real, W, w = batch.rows.tolist(), batch.real.tolist(), width, batch.width
     done = finished.view(-1, W).all(dim=1)                                          # (all groups,)
     needed = (is_alive & ~done.repeat_interleave(W)).tolist()                       # (N,)
-    blocks = [[r for r, real in zip(rows[k:k + w], batch.real[k:k + w].tolist()) if real]
+    blocks = [[r for r, ok in zip(rows[k:k + w], real[k:k + w]) if ok]
               for k in range(0, len(rows), w)]                                      # the rows per group
     if whole_groups:
         keep = [b if any(needed[r] for r in b) else [] for b in blocks]
@@ -382,7 +381,7 @@ def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
     new_w = max(map(len, keep))
     if new_w == 0 or sum(1 for k in keep if k) * new_w * 4 > len(rows) * 3:
         return batch
-    slot = {r: i for i, r in enumerate(rows) if batch.real[i]}                       # row -> its slot now
+    slot = {r: i for i, (r, ok) in enumerate(zip(rows, real)) if ok}                 # row -> its slot now
     new_rows, new_real, gens = [], [], []
     for k, g in zip(keep, batch.generator):
         if k:
