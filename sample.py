@@ -356,14 +356,28 @@ class GroupDraws:
     index: torch.Tensor
 
 
+def group_slots(groups):
+    """Rows kept per group -> (rows, real, w): every group that keeps a row gets w slots, w the most
+    any group keeps, the extra ones copies of its first row (real False: dead, never read). Bridge
+    has no order along the batch axis, so a group may sit in any slots. The sampler's batch
+    (drop_finished_rows) and training's answers (training.answer_chunks) are laid out by it."""
+    w = max(map(len, groups), default=0)
+    rows, real = [], []
+    for g in groups:
+        if g:
+            rows += g + g[:1] * (w - len(g))
+            real += [True] * len(g) + [False] * (w - len(g))
+    return rows, real, w
+
+
 def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
     """The batch without the rows no later step needs, once that frees a quarter of its slots.
 
     A row is needed while the token it just got is alive (an EOS is still a key for its siblings
-    at its own step) and its group has a row still writing. Every kept group gets as many slots as
-    the fullest one, its padding slots copies of one of its rows, dead for the step (Bridge has no
-    order along the batch axis, and its mask leaves dead slots out). Nothing a needed row computes
-    changes, nor what it draws (GroupDraws), so the tokens are those of the full batch.
+    at its own step) and its group has a row still writing. The kept rows are laid out by
+    group_slots (padding slots are dead for the step: Bridge's mask leaves them out). Nothing a
+    needed row computes changes, nor what it draws (GroupDraws), so the tokens are those of the
+    full batch.
     whole_groups: drop only groups that have all finished (a compiled decode step would compile
     again for every new width).
     # choice: wait until a quarter of the slots would go: each drop copies the cache, which costs
@@ -378,16 +392,11 @@ def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
         keep = [b if any(needed[r] for r in b) else [] for b in blocks]
     else:
         keep = [[r for r in b if needed[r]] for b in blocks]
-    new_w = max(map(len, keep))
-    if new_w == 0 or sum(1 for k in keep if k) * new_w * 4 > len(rows) * 3:
+    new_rows, new_real, new_w = group_slots(keep)
+    if new_w == 0 or len(new_rows) * 4 > len(rows) * 3:
         return batch
     slot = {r: i for i, (r, ok) in enumerate(zip(rows, real)) if ok}                 # row -> its slot now
-    new_rows, new_real, gens = [], [], []
-    for k, g in zip(keep, batch.generator):
-        if k:
-            new_rows += k + k[:1] * (new_w - len(k))
-            new_real += [True] * len(k) + [False] * (new_w - len(k))
-            gens.append(g)
+    gens = [g for k, g in zip(keep, batch.generator) if k]
     device = batch.rows.device
     take = torch.tensor([slot[r] for r in new_rows], device=device)
     return Batch(rows=torch.tensor(new_rows, device=device), real=torch.tensor(new_real, device=device),

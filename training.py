@@ -22,7 +22,7 @@ import torch
 import parallel
 from checkpoint import checkpoint_dir, load_bridge, write_args, write_checkpoint
 from model import KVCache, load_model
-from sample import token_logprobs
+from sample import group_slots, token_logprobs
 from tasks import DEFAULT_KNOBS, SYSTEM, TASKS, prompt_ids, stable_seed
 
 # -----------------------------------------------------------------------------
@@ -75,10 +75,9 @@ def answer_chunks(alive, width, overhead=64):
 
     A row is needed up to its last alive column (its EOS, a key for its siblings at that step);
     after it, its positions are padding that nothing reads. The piece [start, end) computes only
-    the groups with a row still needed at `start`, each as w slots, w the most such rows in one
-    group: rows (G * w,) says which answer row fills each slot, real (G * w,) whether it is one of
-    them or a group's padding (a copy of one of its rows, alive False for the whole piece, never
-    read). Bridge has no order along the batch axis, so a group's rows may sit in any slots.
+    the rows still needed at `start`, laid out by sample.group_slots as w slots per group: rows
+    (G * w,) says which answer row fills each slot, real (G * w,) whether it is one of them or a
+    group's padding (alive False for the whole piece, never read).
     The cuts minimise rows x columns computed plus `overhead` per piece, exactly (a dynamic
     programme over the columns where some row ends). # choice: overhead 64: on this CPU one more
     piece of the default model (a forward and a backward through every layer, the cache copied to
@@ -91,7 +90,7 @@ def answer_chunks(alive, width, overhead=64):
     ends = (alive.cpu().flip(1).cumsum(1) > 0).sum(1).tolist()        # (N,) row n is needed at 0 .. end-1
     cuts = sorted({0, T} | {e for e in ends if 0 < e < T})
     live = {a: [[n for n in range(g * W, (g + 1) * W) if ends[n] > a] for g in range(B)] for a in cuts}
-    slots = {a: sum(1 for rows in live[a] if rows) * max(map(len, live[a])) for a in cuts}
+    slots = {a: len(group_slots(live[a])[0]) for a in cuts}     # rows computed from cut a on
     best = {0: (0, None)}                                        # cut -> (least cost up to it, the cut before)
     for j, b in enumerate(cuts[1:], 1):
         best[b] = min((best[a][0] + slots[a] * (b - a) + overhead, a) for a in cuts[:j])
@@ -101,14 +100,9 @@ def answer_chunks(alive, width, overhead=64):
         b = best[b][1]
     chunks = []
     for start, end in bounds:
-        w = max(map(len, live[start]))
+        rows, real, w = group_slots(live[start])
         if w == 0:  # no row is needed from here on
             break
-        rows, real = [], []
-        for group in live[start]:
-            if group:
-                rows += group + group[:1] * (w - len(group))
-                real += [True] * len(group) + [False] * (w - len(group))
         chunks.append((start, end, w, torch.tensor(rows, dtype=torch.long), torch.tensor(real)))
     return chunks
 
