@@ -86,7 +86,7 @@ def answer_chunks(alive, width, overhead=64):
     N, T = alive.shape
     B, W = N // width, width
     if alive.device.type == "meta":  # shapes only (tools/memory.py): every row to the end, one piece
-        return whole_run(N, T, width)
+        return one_piece(N, T, width)
     ends = (alive.cpu().flip(1).cumsum(1) > 0).sum(1).tolist()        # (N,) row n is needed at 0 .. end-1
     cuts = sorted({0, T} | {e for e in ends if 0 < e < T})
     live = {a: [[n for n in range(g * W, (g + 1) * W) if ends[n] > a] for g in range(B)] for a in cuts}
@@ -107,7 +107,7 @@ def answer_chunks(alive, width, overhead=64):
     return chunks
 
 
-def whole_run(N, T, width):
+def one_piece(N, T, width):
     """The plan of one piece, every row to the end (the work of one model.hidden over all N rows)."""
     return [(0, T, width, torch.arange(N), torch.ones(N, dtype=torch.bool))]
 
@@ -123,7 +123,7 @@ def answers_on_cache(model, cache, tokens, alive, width, pieces=True):
     N, T = tokens.shape
     # --shard: every process must run the same passes (FSDP2 gathers a layer's weights for each), and
     # the pieces depend on the answers, so a sharded model runs every row to the end in one piece
-    plan = answer_chunks(alive, width) if pieces and not parallel.is_sharded(model) else whole_run(N, T, width)
+    plan = answer_chunks(alive, width) if pieces and not parallel.is_sharded(model) else one_piece(N, T, width)
     out, held = None, list(range(N))   # held[i]: the answer row whose keys and values are cache row i
     for start, end, w, rows, real in plan:
         place = {row: i for i, row in enumerate(held) if row is not None}

@@ -168,6 +168,28 @@ def test_trimmed_answers_give_the_plain_forwards_log_probs_and_gradients(bridged
         assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
 
 
+def test_a_sharded_model_runs_the_answers_in_one_piece(bridged64, monkeypatch):
+    """Under --shard every process must make the same passes (FSDP2 gathers weights for each), and
+    the pieces depend on the answers: a sharded model runs one piece, every row to the end."""
+    model, _ = bridged64
+    passes = []
+    hidden = type(model).hidden
+    monkeypatch.setattr(type(model), "hidden", lambda self, tokens, *a, **k: passes.append(tokens.shape)
+                        or hidden(self, tokens, *a, **k))
+    g = torch.Generator().manual_seed(1)
+    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
+    answer = torch.randint(3, 259, (4, 60), generator=g)
+    answer_alive = torch.arange(60)[None, :] < torch.tensor([2, 60, 3, 4])[:, None]
+    with torch.no_grad():
+        pieces = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
+        assert len(passes) > 2                                  # the prompt, then more than one piece
+        passes.clear()
+        monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
+        one = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
+    assert passes == [(2, 4), (4, 59)]                          # the prompt, then every row to the end
+    assert (pieces - one).abs().max() < 1e-9
+
+
 def test_micro_batches_are_runs_of_whole_groups():
     assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
     assert training.micro_batches([], 2, 3) == []

@@ -79,14 +79,16 @@ def bench_logprobs(args):
     P, cpu, bf16 = r.prompt_len, machine("cpu"), bf16_instructions()
     n = int(r.alive[:, P:].sum())
     cells = dict(shared=0, one_piece=0, plain=0)  # positions each way computes (prompt positions included)
+    longest = []                                  # each micro-batch's longest answer
     for mb in batches:
         prompt, _, answer, answer_alive = training.split_rollout(r, mb)
         (B, P_), (N, S) = prompt.shape, answer.shape
+        longest.append(str(S))
         cells["plain"] += N * (P_ + S - 1)
         cells["one_piece"] += B * P_ + N * (S - 1)
         cells["shared"] += B * P_ + sum(len(slots) * (end - start) for start, end, _, slots, _ in
                                         training.answer_chunks(answer_alive[:, :-1], 4))
-    longest = " ".join(str(training.split_rollout(r, rows)[2].shape[1]) for rows in batches)
+    longest = " ".join(longest)
     answers = (f"answers ending at their EOS (at most 64 tokens; {n} answer tokens; the longest of each "
                f"micro-batch: {longest})" if args.eos else "64-token answers")
     lines = [f"# one GRPO step's forward+backward: 8 prompts ({P} tokens, padded) x 4 {answers}, "
