@@ -1,4 +1,4 @@
-"""tools/block_cost.py on a tiny model: every stage is timed in a step and alone, and the blocks' on/off is a ratio."""
+"""tools/block_cost.py on a tiny model: every stage is timed in a step and alone; on/off and the products-only floor are ratios."""
 import json
 import sys
 from pathlib import Path
@@ -22,10 +22,10 @@ def test_every_stage_is_timed_and_bridge_forward_is_put_back(tmp_path, capsys):
     r = json.loads(out.read_text())
     assert set(r["in_step_us"]) == set(r["alone_us"]) == set(block_cost.STAGES)
     assert all(v > 0 for v in [*r["in_step_us"].values(), *r["alone_us"].values()])
-    assert len(r["ms_off"]) == len(r["ms_on"]) == 2 and r["on_off"] > 0
+    assert len(r["ms_off"]) == len(r["ms_on"]) == len(r["ms_products"]) == 2 and r["on_off"] > 0 and r["products_off"] > 0
     assert bridge.Bridge.forward is forward
     text = capsys.readouterr().out
-    assert "| attention over siblings |" in text and "| **block** |" in text
+    assert "| attention over siblings |" in text and "| **block** |" in text and "products-only/off" in text
 
 
 def test_bad_counts_are_one_line(capsys):

@@ -8,7 +8,10 @@ one chat prompt prefilled at `--width` rows. Every block then runs an instrument
 Bridge.forward (the same ops, checked equal to it) that reads the clock between its stages:
 - "in a step": during `--steps` decode steps with the weights packed as the sampler packs them;
 - "alone": one block called `--repeats` times in a row on one decode step's input.
-It also times whole decode steps with the blocks off and on, alternating, `--rounds` times.
+It also times whole decode steps, `--rounds` times in turn: blocks off, blocks on, and blocks cut down
+to their two products ("products only": W_O (W_QKV x) on the same packed weights, no norm, no
+attention, no reshapes). That last arm is not Bridge; it is a floor: no rewrite of the block's other
+ops can make on/off better than what its two products, as they run, cost inside a step.
 Run it alone: 2 cores are easily shared.
 """
 import json
@@ -74,6 +77,9 @@ def measure(args):
             seen["input"] = (block, x.clone(), width, mask)
         return timed_forward(block, x, width, mask, clock)
 
+    def products_only(block, x, width, alive_, mask=None):  # the floor arm: the block's two products, nothing else
+        return block.o_proj(block.qkv_proj(x)[..., :block.o_proj.in_features])
+
     def steps(n):  # n decode steps (greedy: the token does not change the cost); ms per step each
         tokens, out = torch.zeros(W, 1, dtype=torch.long), []
         for _ in range(n):
@@ -87,14 +93,16 @@ def measure(args):
         model.hidden(torch.tensor([ids] * W), width=1, cache=cache)
         start = cache.length
         steps(4)                                                            # warm-up
-        ms = {False: [], True: []}
-        for _ in range(args.rounds):                                        # whole steps, off and on
-            for on in (False, True):
-                model.use_bridge = on
-                cache.length, cache.n_real[:] = start, P
-                ms[on].append(statistics.median(steps(args.steps)))
-        bridge.Bridge.forward = instrumented
+        ms = {"off": [], "on": [], "products": []}
         try:
+            for _ in range(args.rounds):                          # whole steps: off, on, products only
+                for arm in ms:
+                    model.use_bridge = arm != "off"
+                    bridge.Bridge.forward = products_only if arm == "products" else original
+                    cache.length, cache.n_real[:] = start, P
+                    ms[arm].append(statistics.median(steps(args.steps)))
+            model.use_bridge = True
+            bridge.Bridge.forward = instrumented
             cache.length, cache.n_real[:] = start, P
             steps(args.steps)
         finally:
@@ -107,9 +115,11 @@ def measure(args):
         for _ in range(args.repeats):
             timed_forward(block, x, width, mask, clock)
         alone = {s: 1e6 * clock[s] / args.repeats for s in STAGES}
-    ratios = [off / on for off, on in zip(ms[False], ms[True])]
+    def ratio(arm):  # the median over rounds of off / arm, each round's pair timed back to back
+        return statistics.median(off / t for off, t in zip(ms["off"], ms[arm]))
     return dict(width=W, layers=model.config.num_hidden_layers, steps=args.steps, rounds=args.rounds, repeats=args.repeats, prompt_tokens=P,
-                ms_off=ms[False], ms_on=ms[True], on_off=statistics.median(ratios),
+                ms_off=ms["off"], ms_on=ms["on"], ms_products=ms["products"], on_off=ratio("on"),
+                products_off=ratio("products"),
                 in_step_us=in_step, alone_us=alone, torch=torch.__version__, threads=torch.get_num_threads())
 
 
@@ -122,12 +132,15 @@ def markdown(r):
         a, b = r["alone_us"][s], r["in_step_us"][s]
         lines.append(f"| {s} | {a:.1f} | {b:.1f} | {b / a:.1f} |")
     a, b = sum(r["alone_us"].values()), sum(r["in_step_us"].values())
-    off, on = statistics.median(r["ms_off"]), statistics.median(r["ms_on"])
+    off, on, prods = (statistics.median(r[k]) for k in ("ms_off", "ms_on", "ms_products"))
     lines += [f"| **block** | **{a:.1f}** | **{b:.1f}** | **{b / a:.1f}** |", "",
-              f"Whole decode steps, blocks off and on alternating ({r['rounds']} rounds, median of each round's "
+              f"Whole decode steps, blocks off, on and products-only in turn ({r['rounds']} rounds, median of each round's "
               f"{r['steps']} steps): off {off:.1f} ms, on {on:.1f} ms; on/off, the median of the rounds' ratios: "
               f"{r['on_off']:.3f}. The blocks' share of the step by the stage clocks: "
-              f"{r['layers'] * b / 1e3:.1f} ms."]
+              f"{r['layers'] * b / 1e3:.1f} ms.", "",
+              f"The floor: with every block cut down to its two products (the same packed weights, nothing else), "
+              f"a step takes {prods:.1f} ms, products-only/off {r['products_off']:.3f}. While the products run as they do, no "
+              f"rewrite of the norm, the attention or the reshapes can take on/off above that."]
     return "\n".join(lines) + "\n"
 
 
