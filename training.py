@@ -59,9 +59,13 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
         cache = cache.repeat_rows(width)                                                 # N rows
         # the last prompt position predicts answer token 0; answer token s predicts token s + 1
         h = h_prompt[:, -1:].repeat_interleave(width, 0)                                 # (N, 1, D)
-        if S > 1:
-            rest = answers_on_cache(model, cache, answer[:, :-1], answer_alive[:, :-1], width, pieces)
-            h = torch.cat((h, rest), dim=1)                                              # (N, S, D)
+        if S > 1 or parallel.is_sharded(model):
+            # --shard: every process must make the same passes, forward and backward (FSDP2 gathers a
+            # layer's weights for each), so a micro-batch of one-token answers still runs the answers'
+            # pass: over its one column, which predicts nothing; sliced off, it stays in the graph
+            cols = slice(0, max(S - 1, 1))
+            rest = answers_on_cache(model, cache, answer[:, cols], answer_alive[:, cols], width, pieces)
+            h = torch.cat((h, rest), dim=1)[:, :S]                                       # (N, S, D)
     # the vocabulary product only where a token is scored: for the default model it costs about a
     # fifth of a position's forward and backward, and the padding after EOS is often half the answers
     if answer.device.type == "meta":  # shapes only (tools/memory.py): every position scored

@@ -190,6 +190,41 @@ def test_a_sharded_model_runs_the_answers_in_one_piece(bridged64, monkeypatch):
     assert (pieces - one).abs().max() < 1e-9
 
 
+def test_a_sharded_model_runs_the_answers_pass_for_one_token_answers(bridged64, monkeypatch):
+    """With --shard, a micro-batch whose answers are all one token long still makes the answers' pass,
+    forward and backward, as a process with longer answers does (or FSDP2's gathers would not pair up
+    and the processes would wait on each other for ever); its log-probs and gradients do not change."""
+    model, _ = bridged64
+    passes, reached = [], []
+    hidden = type(model).hidden
+
+    def counted(self, tokens, *a, **k):
+        passes.append(tokens.shape)
+        out = hidden(self, tokens, *a, **k)
+        if out.requires_grad:
+            out.register_hook(lambda grad: reached.append(tokens.shape))
+        return out
+    monkeypatch.setattr(type(model), "hidden", counted)
+    g = torch.Generator().manual_seed(2)
+    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
+    answer, answer_alive = torch.randint(3, 259, (4, 1), generator=g), torch.ones(4, 1, dtype=torch.bool)
+
+    def logp_and_grads():
+        model.zero_grad(set_to_none=True)
+        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
+        logp.sum().backward()
+        return logp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    plain, plain_grads = logp_and_grads()
+    assert passes == [(2, 4)] and reached == [(2, 4)]           # one process alone: the prompt only
+    passes.clear(), reached.clear()
+    monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
+    sharded, sharded_grads = logp_and_grads()
+    assert passes == [(2, 4), (4, 1)]                           # the prompt, then the answers' one column
+    assert sorted(reached) == [(2, 4), (4, 1)]                  # and both passes' backward
+    assert (plain - sharded).abs().max() < 1e-12
+    assert len(plain_grads) == len(sharded_grads)
+    assert all((a - b).abs().max() < 1e-12 for a, b in zip(plain_grads, sharded_grads))
+
 def test_micro_batches_are_runs_of_whole_groups():
     assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
     assert training.micro_batches([], 2, 3) == []
