@@ -184,16 +184,19 @@ def grpo_runs(tiny, tmp_path_factory):
     return dict(one=one, two=two, straight=straight, events_one=events_one, events_two=events_two)
 
 
-def rollout_and_one_process_updates(argv, tmp_path):
+def rollout_and_one_process_updates(argv, tmp_path, edit=None):
     """One rollout of 4 groups of 3 (argv's settings), saved with fixed advantages to
     tmp_path/rollout.pt, and two_updates() on it in this process, into tmp_path/one.
 
     update() reads only the advantages: fixed rewards give a signal to groups on both halves of the
-    batch (both processes' groups, when two split it), and none to one group."""
+    batch (both processes' groups, when two split it), and none to one group (group 2).
+    edit: a function that changes the rollout before it is saved."""
     args = train_grpo.parse_args(argv)
     model, tokenizer, _, _, _ = train_grpo.setup(args)
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
     r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
+    if edit is not None:
+        edit(r)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)
     path, one = tmp_path / "rollout.pt", tmp_path / "one"
     torch.save((r, adv), path)

@@ -42,6 +42,24 @@ def test_a_sharded_update_equals_the_one_process_update_on_the_same_rollout(tiny
         td.assert_same_parameters(one, two, f"update{k}.safetensors")
 
 
+
+def test_a_process_whose_answers_are_one_token_long_keeps_in_step(tiny, tmp_path):
+    """The second process's groups (2 and 3) answer in one token each, the first's in more: both must
+    still make the same passes (FSDP2 gathers each layer's weights for every forward and backward),
+    or they wait on each other until the spawn's timeout. The update equals one process's."""
+    def one_token_answers(r):
+        r.alive[6:, r.prompt_len + 1:] = False                  # rows 6-11: groups 2 and 3
+    rollout, _, one = td.rollout_and_one_process_updates(argv(tiny, tmp_path / "unused"), tmp_path,
+                                                         edit=one_token_answers)
+    r, _ = torch.load(rollout, weights_only=False)
+    assert r.alive[:6, r.prompt_len + 1:].any()                 # the first process's answers are longer
+    two = tmp_path / "two"
+    results = td.spawn([td.__file__, "update", str(two), str(rollout),
+                        *argv(tiny, tmp_path / "unused", "--shard")], two, timeout=120)
+    assert all(code == 0 for code, _ in results), results
+    for k in (0, 1):
+        td.assert_same_parameters(one, two, f"update{k}.safetensors")
+
 @pytest.fixture(scope="module")
 def sharded_runs(tiny, tmp_path_factory):
     """One GRPO step on one process; one on two sharded processes, then resumed to step 2."""
