@@ -226,6 +226,12 @@ def bf16_eval(e):
     return out
 
 
+def listed(items):
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def grpo_steps(d):
     """One GRPO step against TRL's GRPOTrainer, run by run: every step, the mean, the step with every group updated."""
     out = [""]
@@ -257,19 +263,20 @@ def grpo_steps(d):
             f"With all {ours['prompts']} groups updated, our step would take about {w:.0f} s (the mean rollout, "
             f"{gen:.1f} s, plus the measured update cost per group, {per_group:.1f} s, times "
             f"{ours['prompts']}), {t_mean / w:.1f}x faster than TRL's mean step"
-            + "".join(f" (run {i}: {tm / x:.1f}x)" for i, (x, _, _, tm) in enumerate(worst[1:], 2))
+            + (" (" + "; ".join(f"run {i}: {tm / x:.1f}x" for i, (x, _, _, tm) in enumerate(worst[1:], 2)) + ")"
+               if len(worst) > 1 else "")
             + ": the least this engine gains at this shape."]
     if d.get("trl_padded"):
         old = [tuple(next(r for r in rows if r["engine"] == e) for e in ("ours", "trl")) for rows in d["trl_padded"]]
         per = lambda o: o["update_s"] / max(o["groups_updated"], 1e-9)
         out += ["", "Before the answers ran in pieces and finished rows left their groups (3225dc8 and b45ea49, "
                 "`results/speed/before`), two runs "
-                "of the same benchmark gave " + " and ".join(f"{t['s_per_step'] / o['s_per_step']:.2f}x" for o, t in old)
+                "of the same benchmark gave " + listed(f"{t['s_per_step'] / o['s_per_step']:.2f}x" for o, t in old)
                 + " on average, the update costing "
-                + " and ".join(f"{per(o):.2f} s" for o, _ in old) + " per group updated and the rollout "
-                + " and ".join(f"{o['gen_s']:.1f} s" for o, _ in old) + " a step; now "
-                + " and ".join(f"{per(o):.2f} s" for o, _ in pairs) + ", and "
-                + " and ".join(f"{o['gen_s']:.1f} s" for o, _ in pairs) + "."]
+                + listed(f"{per(o):.2f} s" for o, _ in old) + " per group updated and the rollout "
+                + listed(f"{o['gen_s']:.1f} s" for o, _ in old) + " a step; now "
+                + listed(f"{per(o):.2f} s" for o, _ in pairs) + ", and "
+                + listed(f"{o['gen_s']:.1f} s" for o, _ in pairs) + "."]
     if "trl_before" in d:
         o0, t0 = (next(r for r in d["trl_before"] if r["engine"] == e) for e in ("ours", "trl"))
         out += ["", f"At 57c38b0, before the packed weights, the same benchmark gave ours {o0['s_per_step']:.1f} s and "
