@@ -42,7 +42,6 @@ def test_a_sharded_update_equals_the_one_process_update_on_the_same_rollout(tiny
         td.assert_same_parameters(one, two, f"update{k}.safetensors")
 
 
-
 def test_a_process_whose_answers_are_one_token_long_keeps_in_step(tiny, tmp_path):
     """The second process's groups (2 and 3) answer in one token each, the first's in more: both must
     still make the same passes (FSDP2 gathers each layer's weights for every forward and backward),
@@ -59,6 +58,7 @@ def test_a_process_whose_answers_are_one_token_long_keeps_in_step(tiny, tmp_path
     assert all(code == 0 for code, _ in results), results
     for k in (0, 1):
         td.assert_same_parameters(one, two, f"update{k}.safetensors")
+
 
 @pytest.fixture(scope="module")
 def sharded_runs(tiny, tmp_path_factory):

@@ -225,6 +225,7 @@ def test_a_sharded_model_runs_the_answers_pass_for_one_token_answers(bridged64, 
     assert len(plain_grads) == len(sharded_grads)
     assert all((a - b).abs().max() < 1e-12 for a, b in zip(plain_grads, sharded_grads))
 
+
 def test_micro_batches_are_runs_of_whole_groups():
     assert training.micro_batches([0, 1, 2, 4, 5, 7], 2, 3) == [slice(0, 6), slice(6, 9), slice(12, 18), slice(21, 24)]
     assert training.micro_batches([], 2, 3) == []

@@ -158,12 +158,11 @@ def block_stages(r):
             f"{off:.1f} and {on:.1f} ms a step, on/off {r['on_off']:.3f} (the median of the rounds' ratios); the "
             f"stage clocks account for {r['layers'] * sum(b.values()) / 1e3:.1f} ms of the {on - off:.1f} ms the "
             "blocks add."]
-    if "products_off" in r:  # block_cost.py's third arm (files written before it lack it): only the two products
-        out += ["", f"**The floor of these blocks here**: in the same rounds, with every block cut down to its two "
-                f"products and nothing else (`W_O (W_QKV x)` on the same packed weights: not Bridge, a bound), a "
-                f"step takes {statistics.median(r['ms_products']):.1f} ms, products-only/off "
-                f"{r['products_off']:.3f}. While the products run as they do, no rewrite of the norm, the attention or "
-                "the reshapes can take on/off above that."]
+    out += ["", f"**The floor of these blocks here**: in the same rounds, with every block cut down to its two "
+            f"products and nothing else (`W_O (W_QKV x)` on the same packed weights: not Bridge, a bound), a "
+            f"step takes {statistics.median(r['ms_products']):.1f} ms, products-only/off "
+            f"{r['products_off']:.3f}. While the products run as they do, no rewrite of the norm, the attention or "
+            "the reshapes can take on/off above that."]
     return out
 
 
