@@ -23,9 +23,12 @@ def test_every_stage_is_timed_and_bridge_forward_is_put_back(tmp_path, capsys):
     assert set(r["in_step_us"]) == set(r["alone_us"]) == set(block_cost.STAGES)
     assert all(v > 0 for v in [*r["in_step_us"].values(), *r["alone_us"].values()])
     assert len(r["ms_off"]) == len(r["ms_on"]) == len(r["ms_products"]) == 2 and r["on_off"] > 0 and r["products_off"] > 0
+    assert set(r["probe_us"]) == {"warm", "product", "layer", "step"} and all(v > 0 for v in r["probe_us"].values())
+    assert 0 < r["layer_mb"] < r["step_mb"]
     assert bridge.Bridge.forward is forward
     text = capsys.readouterr().out
     assert "| attention over siblings |" in text and "| **block** |" in text and "products-only/off" in text
+    assert "right after another add" in text
 
 
 def test_bad_counts_are_one_line(capsys):

@@ -8,6 +8,9 @@ one chat prompt prefilled at `--width` rows. Every block then runs an instrument
 Bridge.forward (the same ops, checked equal to it) that reads the clock between its stages:
 - "in a step": during `--steps` decode steps with the weights packed as the sampler packs them;
 - "alone": one block called `--repeats` times in a row on one decode step's input.
+It also times one small op (an add on a (width, D) tensor) right after another one, and right after reading
+as many other bytes as one decoder layer's weights and as all the weights one decode step reads: the
+weights a step streams push the code and data of the ops between the products out of the caches.
 It also times whole decode steps, `--rounds` times in turn: blocks off, blocks on, and blocks cut down
 to their two products ("products only": W_O (W_QKV x) on the same packed weights, no norm, no
 attention, no reshapes). That last arm is not Bridge; it is a floor: no rewrite of the block's other
@@ -50,6 +53,37 @@ def timed_forward(block, x, width, mask, clock):
     for stage, a, b in zip(STAGES, t, t[1:]):
         clock[stage] = clock.get(stage, 0.0) + b - a
     return y
+
+
+def l3_mb():
+    """This CPU's last-level cache in MiB as Linux reports it (None where it does not)."""
+    try:
+        size = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+    except OSError:
+        return None
+    scale = {"K": 1 / 1024, "M": 1, "G": 1024}.get(size[-1:].upper())
+    return int(size[:-1]) * scale if scale and size[:-1].isdigit() else None
+
+
+def cache_probe(width, dim, product, layer_bytes, step_bytes, repeats=100):
+    """Microseconds (median of `repeats`) for one add on a (width, dim) fp32 tensor: right after another
+    add ("warm"), right after `product()` (one of the block's products, "product"), and after summing a
+    buffer of `layer_bytes` ("layer") and one of `step_bytes` ("step")."""
+    import torch
+    x, y = torch.zeros(width, dim), torch.zeros(width, dim)
+    before = {"warm": lambda: y.add(1.0), "product": product}
+    for name, size in (("layer", layer_bytes), ("step", step_bytes)):
+        before[name] = torch.ones(max(1, size // 4)).sum
+    out = {}
+    for name, first in before.items():
+        times = []
+        for _ in range(repeats + 3):
+            first()
+            t0 = time.perf_counter()
+            x.add(1.0)
+            times.append(time.perf_counter() - t0)
+        out[name] = 1e6 * statistics.median(times[3:])
+    return out
 
 
 def measure(args):
@@ -115,12 +149,18 @@ def measure(args):
         for _ in range(args.repeats):
             timed_forward(block, x, width, mask, clock)
         alone = {s: 1e6 * clock[s] / args.repeats for s in STAGES}
+        layer_bytes = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())  # its block included
+        step_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        h = block.norm(x)
+        probe = cache_probe(W, model.config.hidden_size, lambda: block.qkv_proj(h), layer_bytes, step_bytes)
+
     def ratio(arm):  # the median over rounds of off / arm, each round's pair timed back to back
         return statistics.median(off / t for off, t in zip(ms["off"], ms[arm]))
     return dict(width=W, layers=model.config.num_hidden_layers, steps=args.steps, rounds=args.rounds, repeats=args.repeats, prompt_tokens=P,
                 ms_off=ms["off"], ms_on=ms["on"], ms_products=ms["products"], on_off=ratio("on"),
                 products_off=ratio("products"),
-                in_step_us=in_step, alone_us=alone, torch=torch.__version__, threads=torch.get_num_threads())
+                in_step_us=in_step, alone_us=alone, probe_us=probe, layer_mb=layer_bytes / 2**20,
+                step_mb=step_bytes / 2**20, l3_mb=l3_mb(), torch=torch.__version__, threads=torch.get_num_threads())
 
 
 def markdown(r):
@@ -140,8 +180,22 @@ def markdown(r):
               f"{r['layers'] * b / 1e3:.1f} ms.", "",
               f"The floor: with every block cut down to its two products (the same packed weights, nothing else), "
               f"a step takes {prods:.1f} ms, products-only/off {r['products_off']:.3f}. While the products run as they do, no "
-              f"rewrite of the norm, the attention or the reshapes can take on/off above that."]
+              f"rewrite of the norm, the attention or the reshapes can take on/off above that.", "",
+              probe_line(r)]
     return "\n".join(lines) + "\n"
+
+
+def probe_line(r):
+    """The cache probe in one sentence (the README's speed section prints the same)."""
+    u = r["probe_us"]
+    l3 = f"; this CPU's last-level cache holds {r['l3_mb']:.0f} MB" if r.get("l3_mb") else ""
+    return (f"What runs before a small op sets its cost: one add on a {r['width']} x D tensor takes {u['warm']:.1f} µs "
+            f"right after another add, {u['product']:.1f} µs right after one of the block's q, k, v products, "
+            f"{u['layer']:.1f} µs right after reading one layer's weights' worth of other memory "
+            f"({r['layer_mb']:.1f} MB) and {u['step']:.1f} µs after one step's ({r['step_mb']:.0f} MB{l3}). "
+            "An op whose code and data were pushed out of the caches pays memory latency on top of its work: "
+            f"right after the block's own product, the add costs {u['product'] / u['warm']:.1f} times what it costs "
+            "back to back.")
 
 
 def main(argv=None):

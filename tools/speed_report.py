@@ -162,7 +162,7 @@ def block_stages(r):
             f"products and nothing else (`W_O (W_QKV x)` on the same packed weights: not Bridge, a bound), a "
             f"step takes {statistics.median(r['ms_products']):.1f} ms, products-only/off "
             f"{r['products_off']:.3f}. While the products run as they do, no rewrite of the norm, the attention or "
-            "the reshapes can take on/off above that."]
+            "the reshapes can take on/off above that.", "", block_cost.probe_line(r)]
     return out
 
 
