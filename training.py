@@ -182,7 +182,8 @@ def micro_batches(group_ids, groups_per_batch, width):
 
 def common_args(p, *, width, lr_new):
     """The flags both training scripts take (each adds its own)."""
-    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, "
+                   "converted once: the base of the committed Bridges)")
     p.add_argument("--task", default="word", choices=list(TASKS), help="task family of tasks.py (default word)")
     p.add_argument("--hi", type=int, default=None, help="largest number in the problems (task knob; default: 9 for word, else the task's own)")
     p.add_argument("--shots", type=int, default=2, help="worked examples before each question (default 2)")

