@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's comparison on a task with headroom (README, "A task with headroom"): the first study
+# The paper's comparison on a task with headroom (README, "The comparison on a task with headroom"): the first study
 # (runs/reproduce.sh) saturates at 94-99%, so here the task is chosen, on the training split only,
 # where RLVR only stays well below the ceiling; its test split holds out the arithmetic facts too.
 #

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-200}     # GRPO steps per arm
 CHUNK=${CHUNK:-10}      # GRPO steps per arm before moving to the next arm
-DTYPE=${DTYPE:-fp32}  # bf16 autocast was slower for training on this CPU (README, bench --what logprobs)
+DTYPE=${DTYPE:-fp32}  # bf16 autocast was slower for training on this CPU (README, "Training speed": tools/bench_logprobs.py)
 SEED=${SEED:-0}
 OUT=${OUT:-runs/seed$SEED}
 COMMON=(--seed "$SEED" --dtype "$DTYPE" --show-every 10)
@@ -51,5 +51,5 @@ for ((target = CHUNK; target <= STEPS; target += CHUNK)); do
   grpo_chunk pmatch "$target" --arch pmatch --train all --init "$OUT/sft_pmatch/checkpoint/bridge.safetensors"
   grpo_chunk bridge "$target" --arch bridge --train all --init "$OUT/sft_bridge/checkpoint/bridge.safetensors"
 done
-python training.py "$OUT/grpo_rlvr" "$OUT/grpo_pmatch" "$OUT/grpo_bridge" --out "$OUT/reward.png" \
+python tools/reward_curves.py "$OUT/grpo_rlvr" "$OUT/grpo_pmatch" "$OUT/grpo_bridge" --out "$OUT/reward.png" \
   --labels "RLVR only" "P-Match" "Bridge"
