@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 BRIDGE_FORMAT = "bridge-ref/1"
+BRIDGE_KEYS = ("kind", "n_heads", "head_dim", "base_model_type", "base_hidden_size", "base_num_layers", "base_fingerprint")
 
 
 def read_safetensors(path):
@@ -95,6 +96,9 @@ def bridge_metadata(path):
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
     if meta.get("format") != BRIDGE_FORMAT:
         raise ValueError(f"{path}: not a Bridge checkpoint (no '{BRIDGE_FORMAT}' metadata)")
+    missing = [k for k in BRIDGE_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: a damaged Bridge checkpoint (no {', '.join(missing)} in its metadata)")
     return meta
 
 

@@ -7,11 +7,12 @@ log, and Ctrl-C that finishes the current step.
     p = Parser(prog="x.py", description="...")
     ...
     if __name__ == "__main__":
-        run(main)            # ValueError / FileNotFoundError -> "error: ..." and exit code 1
+        run(main)            # ValueError / OSError -> "error: ..." and exit code 1
 """
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,11 +26,62 @@ class Parser(argparse.ArgumentParser):
 
 
 def run(main):
-    """Call main(); a ValueError or FileNotFoundError (bad input) ends as one line, exit code 1."""
+    """Call main(); a ValueError or an OSError (bad input: a missing file, a directory where a file
+    goes, no permission) ends as one line, exit code 1."""
     try:
         return main()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
+
+
+def check_out_file(path, flag="--out"):
+    """Raise ValueError (one line) unless `path` can be written as a file: not a directory, in an existing
+    directory we may write to. Commands call it before their work, so a bad path does not cost a run."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give a file name")
+    check_parent(path, flag)
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_figure_out(path, flag="--out"):
+    """check_out_file for a figure: the name must end in a suffix matplotlib writes as named (it would
+    append .png to any other and write a file the command did not name)."""
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"{flag} {path}: a figure's name ends in {', '.join(FIGURE_SUFFIXES)}")
+    check_out_file(path, flag)
+
+
+def check_out_dir(path, flag="--out"):
+    """Raise ValueError (one line) unless `path` is a directory or can be made one (its parent exists and
+    may be written to), before any work is done."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{flag} {path} is a file, not a directory")
+        return writable(path, flag, path)
+    check_parent(path, flag)
+
+
+def check_parent(path, flag):
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+    writable(parent, flag, path)
+
+
+def writable(directory, flag, path):
+    """Whether a file can be made in `directory`, tried for real (permission bits do not stop root, and
+    some file systems refuse files anyway)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot write in {directory} ({e.strerror or e})") from e
 
 
 def hms(seconds):

@@ -233,6 +233,11 @@ def plot(paths, out, labels=None):
     labels = labels or [label_of(run["protocol"]) for run in runs]
     if len(labels) != len(runs):
         raise ValueError(f"--labels: {len(labels)} labels for {len(runs)} files")
+    for path, run in zip(paths, runs):
+        if any("accuracy" not in r["summary"] for r in run["results"]):
+            raise ValueError(f"--plot {path}: a set-level task's results (no accuracy to draw); "
+                             "tools/siblings_report.py draws those")
+    cli.check_figure_out(out)
     try:
         import matplotlib
     except ImportError:
@@ -342,8 +347,7 @@ def check_args(args):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.bridge is not None and not Path(args.bridge).is_file():
         raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
-    if not Path(args.out).resolve().parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: no such directory")
+    cli.check_out_file(args.out)  # before the evaluation, which takes minutes, not after it
     # the same problem distribution as training: the task's DEFAULT_KNOBS, with --lo/--hi on top
     knobs = dict(tasks.DEFAULT_KNOBS.get(args.task, {}))
     knobs.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})

@@ -26,6 +26,7 @@ The log-prob of a sampled token is taken from the distribution it was drawn from
 function, so GRPO's old and new log-probs are of one distribution.
 """
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ from bridge import packed_weights
 
 
 def check_sampling(temperature, top_k, top_p):
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not (temperature >= 0 and math.isfinite(temperature)):  # inf would draw uniformly, silently
+        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top-p must be in (0, 1], got {top_p}")
     if top_k < 0:
@@ -460,9 +461,12 @@ def add_arguments(p):
 
 def check_args(args):
     """Errors found before the (slow) model load: one line each."""
-    if args.width < 1:
-        raise ValueError(f"--width must be >= 1, got {args.width}")
+    for name in ("width", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     check_sampling(args.temperature, args.top_k, args.top_p)
+    if args.no_chat and not args.prompt:
+        raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
     import tasks
     if args.task is not None:
         if args.task not in tasks.TASKS:

@@ -62,6 +62,7 @@ Several processes (torchrun; parallel.py has the plumbing), the same algorithm:
   gathered to every process; only rank 0 prints, writes log.jsonl and checkpoints; --resume loads
   the checkpoint on every process.
 """
+import math
 import sys
 import time
 
@@ -291,7 +292,8 @@ def parse_args(argv=None):
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     p.add_argument("--rollout-only", action="store_true", help="sample and score, never update: how much signal a task gives (no checkpoint)")
     args = p.parse_args(argv)
-    args.steps = args.steps or 100
+    if args.steps is None:  # (not `or`: --steps 0 must reach the check, not become 100)
+        args.steps = 100
     return args
 
 
@@ -305,8 +307,13 @@ def check_args(args):
         raise ValueError("--arch none has no new blocks: use --train all and no --init")
     if args.prompts_per_step < 1 or (args.pool is not None and args.pool < args.prompts_per_step):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
-    if not args.temperature > 0:
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
+    training.check_positive(args, "lr")
+    for name in ("clip_high", "kl_coef"):
+        training.check_positive(args, name, zero_ok=True)
+    if not 0 <= args.clip_low < 1:
+        raise ValueError(f"--clip-low must be in [0, 1) (the ratio's floor is 1 - clip_low), got {args.clip_low}")
     parallel.check_shares(args.prompts_per_step, "--prompts-per-step")
 
 

@@ -260,6 +260,7 @@ def check_args(args):
     for name in ("problems", "samples_per_problem", "sample_batch", "groups_per_step"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    training.check_positive(args, "epochs")
     if args.samples_per_problem < 2:
         raise ValueError("--samples-per-problem must be >= 2 (problems need two right answers)")
     parallel.check_shares(args.groups_per_step, "--groups-per-step")

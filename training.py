@@ -13,12 +13,14 @@ prompt (the copy's backward sums the rows). tests/test_training.py shows it equa
 N-row forward, log-probs and gradients, with non-zero Bridge blocks, ragged prompts and early EOS.
 The answers then run in pieces that leave out the padding after each row's EOS (answer_chunks).
 """
+import math
 import random
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+import cli
 import parallel
 from checkpoint import checkpoint_dir, load_bridge, write_args, write_checkpoint
 from model import KVCache, load_model
@@ -224,6 +226,10 @@ def check_common(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.shots < 0:
         raise ValueError(f"--shots must be >= 0, got {args.shots}")
+    # a negative learning rate or clip norm would turn descent into ascent without a word
+    for name in ("lr_new", "max_grad_norm"):
+        check_positive(args, name)
+    cli.check_out_dir(args.out)
     if args.compile and args.shard:
         raise ValueError("--compile samples with the whole model; with --shard it is gathered per rollout: "
                          "use one or the other")
@@ -233,6 +239,13 @@ def check_common(args):
         raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
     if not args.resume and checkpoint_dir(out):
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+
+
+def check_positive(args, name, zero_ok=False):
+    """--name must be a finite number > 0 (>= 0 with zero_ok), else a one-line ValueError."""
+    value = getattr(args, name)
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+        raise ValueError(f"--{name.replace('_', '-')} must be {'>= 0' if zero_ok else '> 0'}, got {value}")
 
 
 def autocast(args):

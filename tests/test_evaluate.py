@@ -184,7 +184,8 @@ BAD = {  # name: (arguments, what the one line must mention)
     "too-many-problems": (["--task", "add1", "--problems", "1000"], "distinct questions"),
     "top-p": (["--top-p", "0"], "top-p"),
     "missing-bridge": (["--bridge", "no-such.safetensors"], "no-such.safetensors"),
-    "missing-out-dir": (["--out", "no/such/dir/r.json"], "no such directory"),
+    "missing-out-dir": (["--out", "no/such/dir/r.json"], "does not exist"),
+    "out-is-a-directory": (["--out", "."], "is a directory"),
     "missing-model": (["--model", "./no-such-model-dir"], "no-such-model-dir"),
 }
 
@@ -219,6 +220,17 @@ def test_plot_refuses_files_that_are_not_results(result, tmp_path):
             evaluate.main(["--plot", str(result), str(tmp_path / bad), "--out", str(tmp_path / "f.png")])
     with pytest.raises(ValueError, match="2 labels for 1 files"):
         evaluate.main(["--plot", str(result), "--labels", "a", "b", "--out", str(tmp_path / "f.png")])
+
+
+def test_plot_refuses_set_level_results_and_a_name_matplotlib_would_change(result, tmp_path):
+    data = json.loads(result.read_text())
+    for r in data["results"]:
+        r["summary"] = {"set_score@2": r["summary"]["accuracy"]}  # what a set-level task stores
+    (tmp_path / "set.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="set-level task's results"):
+        evaluate.main(["--plot", str(tmp_path / "set.json"), "--out", str(tmp_path / "f.png")])
+    with pytest.raises(ValueError, match="a figure's name ends in .png"):
+        evaluate.main(["--plot", str(result), "--out", str(tmp_path / "figure")])
 
 
 def test_plot_writes_a_png(result, tmp_path):

@@ -361,11 +361,30 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_rewar
     (train_grpo, ["--resume"], "holds no checkpoint"),
     (train_grpo, ["--hi", "-1"], "number range"),
     (train_grpo, ["--temperature", "0"], "--temperature must be > 0"),
+    (train_grpo, ["--steps", "0"], "--steps must be >= 1"),  # not the default 100
+    (train_grpo, ["--lr", "-0.5"], "--lr must be > 0"),  # AdamW would climb the loss
+    (train_grpo, ["--lr-new", "0"], "--lr-new must be > 0"),
+    (train_sft, ["--lr-new", "-1"], "--lr-new must be > 0"),
+    (train_grpo, ["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),  # would flip the gradient
+    (train_sft, ["--max-grad-norm", "nan"], "--max-grad-norm must be > 0"),
+    (train_grpo, ["--clip-low", "1"], r"--clip-low must be in \[0, 1\)"),
+    (train_grpo, ["--clip-high", "-0.1"], "--clip-high must be >= 0"),
+    (train_grpo, ["--kl-coef", "-1"], "--kl-coef must be >= 0"),
+    (train_sft, ["--epochs", "0"], "--epochs must be > 0"),
 ])
 def test_bad_arguments_are_one_clear_error_before_the_model_loads(tmp_path, script, args, message):
     # --model points nowhere: the error must come from the argument check, before any loading
     with pytest.raises(ValueError, match=message):
         script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])
+
+
+@pytest.mark.parametrize("script", [train_grpo, train_sft])
+def test_an_out_that_is_a_file_is_refused_before_the_model_loads(tmp_path, script):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "f")])
+    with pytest.raises(ValueError, match="does not exist"):
+        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "no" / "such")])
 
 
 def test_a_bad_choice_is_one_line_and_exit_code_2(tmp_path, capsys):
