@@ -52,3 +52,20 @@ def test_the_committed_readme_table_is_what_the_files_give():
     if not any(tool.RES.glob("*.json")):
         pytest.skip("no agreement results committed yet")
     assert tool.main(["--check"]) == 0
+
+
+def test_a_size_that_does_not_divide_n_is_refused_not_an_empty_table(tmp_path):
+    per = [dict(answers=[5] * 8, correct=8)]
+    run = dict(format=FORMAT, protocol=dict(bridge="bridges/b.safetensors", bridge_on=True, model=None),
+               problems=[dict(question="q", answer=5)], results=[dict(width=1, n=8, per_problem=per)], timing={})
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="--size 3 does not divide the n = 8 answers per problem of .*b.json at width 1"):
+        tool.rows([path], 3)
+
+
+def test_a_readme_that_is_not_a_file_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        tool.main(["--readme", str(tmp_path)])
+    with pytest.raises(ValueError, match="no such file"):
+        tool.main(["--check", "--readme", str(tmp_path / "README.md")])

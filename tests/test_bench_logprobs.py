@@ -1,7 +1,10 @@
 """tools/bench_logprobs.py on a tiny model: both ways and both dtypes run, and the table names the CPU."""
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tiny import make_training_model
 
@@ -33,3 +36,16 @@ def test_with_eos_the_answers_in_one_piece_are_timed_too(tmp_path, capsys):
     assert 0 < r["answer_tokens"] <= 8 * 4 * 64
     assert r["cells"]["shared"] <= r["cells"]["one_piece"] < r["cells"]["plain"]
     assert "answers in one piece (s)" in capsys.readouterr().out
+
+
+def test_a_missing_model_is_one_line_from_the_command():
+    done = subprocess.run([sys.executable, "tools/bench_logprobs.py", "--model", "/nonexistent"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: --model /nonexistent: no such model directory"]
+
+
+def test_a_bad_out_is_refused_before_the_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_logprobs, "bench_logprobs", lambda args: pytest.fail("ran before checking --out"))
+    with pytest.raises(ValueError, match="is a directory"):
+        bench_logprobs.main(["--out", str(tmp_path)])

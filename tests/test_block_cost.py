@@ -35,3 +35,11 @@ def test_bad_counts_are_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         block_cost.main(["--steps", "0"])
     assert e.value.code == 2 and "--steps must be >= 1" in capsys.readouterr().err
+
+
+def test_a_bad_out_is_refused_before_the_measurement(tmp_path, monkeypatch):
+    monkeypatch.setattr(block_cost, "measure", lambda args: pytest.fail("measured before checking --out"))
+    with pytest.raises(ValueError, match="is a directory"):
+        block_cost.main(["--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="does not exist"):
+        block_cost.main(["--out", str(tmp_path / "no" / "b.json")])

@@ -44,3 +44,11 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
     done = subprocess.run([sys.executable, "tools/gpu_check.py"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "error: device 'cuda' requested but CUDA is not available here"
+
+
+def test_a_bad_out_is_refused_before_the_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "random_model_dir", lambda *a: pytest.fail("ran before checking --out"))
+    with pytest.raises(ValueError, match="does not exist"):
+        gpu_check.main(["--dry-run", "--out", str(tmp_path / "no" / "check.json")])
+    with pytest.raises(ValueError, match="is a directory"):
+        gpu_check.main(["--dry-run", "--out", str(tmp_path)])

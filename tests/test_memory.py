@@ -2,6 +2,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -30,3 +32,16 @@ def test_the_readme_table_is_the_committed_json():
         line = (f"| {name} | {at8['replicas']['total_gib']:.1f} GiB | {at8['--shard']['total_gib']:.1f} GiB | "
                 f"{at8['--shard']['rollout_gib']:.1f} GiB |")
         assert line in readme, line
+
+
+def test_a_bad_out_is_refused_before_the_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "rows_for", lambda *a: pytest.fail("computed before checking --out"))
+    with pytest.raises(ValueError, match="is a directory"):
+        memory.main(["--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="does not exist"):
+        memory.main(["--out", str(tmp_path / "no" / "m.json")])
+    with pytest.raises(ValueError, match="goes beside the JSON as .md"):  # the table would overwrite the JSON
+        memory.main(["--out", str(tmp_path / "m.md")])
+    (tmp_path / "m.md").mkdir()  # where the table goes
+    with pytest.raises(ValueError, match="is a directory"):
+        memory.main(["--out", str(tmp_path / "m.json")])

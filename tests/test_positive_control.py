@@ -6,7 +6,9 @@ read the siblings, must end well below it; P-Match and the same Bridge weights a
 On a tiny random model with a frozen base, 150 Adam steps on the blocks alone (seconds).
 """
 import itertools
+import json
 import math
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -103,3 +105,42 @@ def test_a_tokenizer_without_one_token_per_digit_is_a_clear_error():
         pc.ticket_tokens(Words(), 10)
     with pytest.raises(ValueError, match="K must be"):
         pc.ticket_tokens(Words(), 11)
+
+
+# --- the command line: bad input is one line, before the training --------------------------------
+
+def test_bad_outputs_are_refused_before_the_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(pc, "measure", lambda args: pytest.fail("trained before checking the outputs"))
+    with pytest.raises(ValueError, match="is a directory"):
+        pc.main(["--out", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"--plot .*ends in \.png, \.pdf, \.svg"):  # matplotlib would write x.png
+        pc.main(["--out", str(tmp_path / "c.json"), "--plot", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="does not exist"):
+        pc.main(["--out", str(tmp_path / "c.json"), "--plot", str(tmp_path / "no" / "x.png")])
+
+
+def control_result(**more):
+    curve = [dict(step=s, loss=2.0 - s / 10, loss_width1=2.0) for s in (0, 5, 10)]
+    return dict(format=pc.FORMAT, tickets=K, width=W, floor=pc.floor(K, W),
+                arms=dict(bridge=dict(curve=curve), pmatch=dict(curve=curve)), **more)
+
+
+def test_from_json_draws_an_earlier_result_and_names_a_bad_one(tmp_path):
+    out = tmp_path / "c.json"
+    with pytest.raises(ValueError, match="--from-json only draws .* give --plot"):  # nothing to do is not success
+        pc.main(["--from-json", "--out", str(out)])
+    with pytest.raises(FileNotFoundError, match="no result file"):
+        pc.main(["--from-json", "--out", str(out), "--plot", str(tmp_path / "c.png")])
+    out.write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(f"{out}: not valid JSON")):
+        pc.main(["--from-json", "--out", str(out), "--plot", str(tmp_path / "c.png")])
+    for bad, needle in ((dict(control_result(), format="other/1"), "not a result of positive_control.py"),
+                        ({k: v for k, v in control_result().items() if k != "floor"}, "has no floor"),
+                        (dict(control_result(), arms=dict(bridge=dict(curve=[dict(step=0)]))), "curves of step")):
+        out.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=needle):
+            pc.main(["--from-json", "--out", str(out), "--plot", str(tmp_path / "c.png")])
+    pytest.importorskip("matplotlib")
+    out.write_text(json.dumps(control_result()))
+    pc.main(["--from-json", "--out", str(out), "--plot", str(tmp_path / "c.svg")])
+    assert (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")

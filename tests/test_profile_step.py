@@ -53,3 +53,11 @@ def test_bad_width_is_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         profile_step.main(["--width", "0"])
     assert e.value.code == 2 and "--width must be >= 1" in capsys.readouterr().err
+
+
+def test_a_bad_out_is_refused_before_the_profile(tmp_path, monkeypatch):
+    monkeypatch.setattr(profile_step, "profile", lambda args: pytest.fail("profiled before checking --out"))
+    with pytest.raises(ValueError, match="is a directory"):
+        profile_step.main(["--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="does not exist"):
+        profile_step.main(["--out", str(tmp_path / "no" / "p.json")])

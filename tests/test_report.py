@@ -307,3 +307,15 @@ def test_a_later_study_reports_whether_its_task_leaves_rlvr_room(study, tmp_path
     text = "\n".join(report.reward_table(report.load(other), other))
     assert "over its last 10 steps stays below 0.85: it is 0.60." in text
     assert "sized from" not in text
+
+
+def test_paths_of_the_wrong_kind_are_one_line_before_the_section(study, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "load", lambda res: pytest.fail("read the results first"))
+    with pytest.raises(ValueError, match="--json .* is a directory"):
+        report.main(["--results", str(study), "--print", "--json", str(tmp_path)])
+    with pytest.raises(ValueError, match="--readme .* is a directory"):
+        report.main(["--results", str(study), "--readme", str(tmp_path)])
+    with pytest.raises(ValueError, match="--readme .*: no such file"):
+        report.main(["--results", str(study), "--check", "--readme", str(tmp_path / "README.md")])
+    with pytest.raises(ValueError, match="--results .* is a file"):
+        report.main(["--results", str(study / "base.json"), "--print"])

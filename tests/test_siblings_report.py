@@ -65,3 +65,13 @@ def test_scores_and_paired_differences_are_those_of_the_records(tmp_path):
 def test_no_results_yet_is_a_section_that_says_so(tmp_path):
     text = sr.section(tmp_path / "none", tmp_path / "none.json")
     assert "No trained arm has results yet" in text and "not yet" in text
+
+
+def test_outputs_that_are_directories_are_one_line_before_the_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(sr, "section", lambda *a: pytest.fail("computed the section first"))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{sr.BEGIN}\n{sr.END}\n")
+    with pytest.raises(ValueError, match="--readme .* is a directory"):
+        sr.main(["--readme", str(tmp_path)])
+    with pytest.raises(ValueError, match="--json .* is a directory"):
+        sr.main(["--readme", str(readme), "--json", str(tmp_path)])

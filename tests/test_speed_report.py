@@ -47,3 +47,11 @@ def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
     text = "\n".join(speed_report.grpo_steps(dict(d, trl_padded=padded)))
     assert ("gave 4.00x on average, the update costing 3.00 s per group updated and the rollout 10.0 s a step; "
             "now 2.50 s, and 10.0 s.") in text
+
+
+def test_a_readme_that_is_not_a_file_is_one_line_before_the_files_are_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed_report, "load", lambda res: pytest.fail("read the measurements first"))
+    with pytest.raises(ValueError, match="is a directory"):
+        speed_report.main(["--readme", str(tmp_path)])
+    with pytest.raises(ValueError, match="no such file"):
+        speed_report.main(["--check", "--readme", str(tmp_path / "README.md")])

@@ -40,8 +40,11 @@ def rows(paths, size):
             label = f"Bridge (first study, {path.stem.split('_')[0].replace('seed', 'seed ')})"
         for r in result["results"]:
             w, per = r["width"], r["per_problem"]
-            if w not in (1, size) or r["n"] % size:  # width 1 pooled, and the groups of `size` themselves
+            if w not in (1, size):  # width 1 pooled, and the groups of `size` themselves
                 continue
+            if r["n"] % size:  # a row left out of every group would silently drop out of the table
+                raise ValueError(f"--size {size} does not divide the n = {r['n']} answers per problem of {path} "
+                                 f"at width {w}")
             g = size
             numbers = [agreement(p["answers"], g) for p in per]
             texts = [agreement(p["texts"], g) for p in per] if all("texts" in p for p in per) else None
@@ -97,10 +100,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.size < 1:
         p.error(f"--size must be >= 1, got {args.size}")
+    if not args.print:
+        readme_section.check_readme(args.readme, write=not args.check)
     paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
     if not paths:
         raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
-    text = table(rows(paths, args.size), rerun_lines(paths))
+    found = rows(paths, args.size)
+    if not found:
+        raise ValueError(f"no result at width 1 or {args.size} in {RES} or results/repro: an empty table")
+    text = table(found, rerun_lines(paths))
     if args.print:
         print(text)
         return 0

@@ -6,10 +6,11 @@ token, and how large the blocks' update is next to the residual stream (the pape
     python tools/attention_map.py --width 4 --max-new-tokens 64 --prompt "Write one sentence about the sea." \
         --out results/attention.png --layers 0 10 20 29
 
-The arguments are sample.py's (model, Bridge, prompt, sampling), plus --out and --layers. Forward
-hooks on every Bridge block record, at each decode step of the first prompt, the softmax the block
-applies (Bridge.attention_weights, heads averaged) and |update| / |residual| per answer; the
-sampling itself is sample.py's, unchanged. Needs matplotlib (pip install -e ".[plot]").
+The arguments are sample.py's (model, Bridge, prompt, sampling), plus --out and --layers; one
+--prompt at most (the figure is one group's). Forward hooks on every Bridge block record, at each
+decode step of that prompt, the softmax the block applies (Bridge.attention_weights, heads
+averaged) and |update| / |residual| per answer; the sampling itself is sample.py's, unchanged.
+Needs matplotlib (pip install -e ".[plot]").
 """
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import sample  # noqa: E402
+import cli  # noqa: E402
 from cli import Parser, run  # noqa: E402
 
 
@@ -82,7 +84,7 @@ def draw_attention(records, lengths, layers, out, title):
 
 def parse_args(argv=None):
     p = sample.add_arguments(Parser(prog="attention_map.py", description="Draw what Bridge attends to."))
-    p.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write (.png, .pdf or .svg)")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="layers to draw (default: four, evenly spaced)")
     return p.parse_args(argv)
@@ -97,12 +99,11 @@ def check_args(args):
         raise ValueError("the map draws the Bridge blocks: drop --no-bridge")
     if args.compile:
         raise ValueError("the map records the blocks with hooks, which a compiled model does not call: drop --compile")
-    if not Path(args.out).resolve().parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: no such directory")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ValueError("the attention map needs matplotlib: pip install matplotlib") from None
+    # choice: refuse, not one figure per prompt: the map is one group's, and several prompts would
+    # need as many --out names
+    if args.prompt and len(args.prompt) > 1:
+        raise ValueError(f"--prompt: the map draws one prompt's group, got {len(args.prompt)} prompts; give one")
+    cli.check_figure_out(args.out)
 
 
 def main(argv=None):

@@ -6,7 +6,8 @@ Seconds per GRPO optimizer step: ours (train_grpo.py) against TRL's GRPOTrainer,
 
 TRL is optional: pip install -e ".[bench]" (trl, datasets). Each engine runs in a fresh process
 (ours: train_grpo.py; TRL: this file with --job) and times its optimizer steps after the first.
-The comment below says what the two engines share and where they differ.
+The comment below says what the two engines share and where they differ. An engine that fails is
+a row marked "error", the others still run and are written; the command then exits 1.
 """
 import argparse
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # one GRPO step: ours (train_grpo.py) vs TRL's GRPOTrainer, on the same work
@@ -79,7 +80,7 @@ def grpo_ours(work, micro_groups=None):
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=benchkit.ROOT)
         if out.returncode != 0:
             lines = out.stderr.strip().splitlines()
-            return dict(work, engine="ours", error=lines[-1] if lines else f"exit code {out.returncode}")
+            return dict(work, engine="ours", error=lines[-1].removeprefix("error: ") if lines else f"exit code {out.returncode}")
         log = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines() if line.strip()]
         args_used = json.loads((tmp / "run" / "args.json").read_text())
     finally:
@@ -211,7 +212,7 @@ def bench_grpo(args):
         t0 = time.time()
         if engine == "ours":
             r = grpo_ours(work, args.ours_micro_groups)
-        elif importlib.util.find_spec("trl") is None:
+        elif importlib.util.find_spec("trl") is None:  # main checks first; kept for callers of this function
             r = dict(work, engine="trl", error='trl not installed (pip install -e ".[bench]")')
         else:
             r = benchkit.run_job(__file__, dict(work, trl_micro_batch=args.trl_micro_batch))
@@ -270,14 +271,24 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.job:
         print(json.dumps(grpo_trl(json.loads(args.job))))
-        return
-    if args.grpo_steps < 1:
-        p.error(f"--grpo-steps must be >= 1, got {args.grpo_steps}")
+        return 0
+    # --ours-micro-groups 0 would drop the flag and silently run train_grpo's default
+    benchkit.check_counts(p, args, "grpo_steps", "ours_micro_groups", "grpo_shots", zero_ok=("grpo_shots",))
     if args.trl_micro_batch < 1 or 32 % args.trl_micro_batch or args.trl_micro_batch % 4:
         p.error(f"--trl-micro-batch must divide 32 and be a multiple of 4 (whole groups), got {args.trl_micro_batch}")
+    import importlib.util
+    if "trl" in args.grpo_engines and importlib.util.find_spec("trl") is None:
+        raise ValueError('--grpo-engines trl: trl is not installed (pip install -e ".[bench]"), or give --grpo-engines ours')
+    benchkit.check_model(args.model)
+    check_out_file(args.out)
     work, rows = bench_grpo(args)
     benchkit.emit(rows, grpo_table(work, rows), args.out)
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        print(f"error: {', '.join(r['engine'] for r in failed)} failed: {failed[0]['error']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

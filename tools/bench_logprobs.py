@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 
 def bf16_instructions():
@@ -123,8 +123,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
+    benchkit.check_model(args.model)
+    check_out_file(args.out)
     benchkit.emit(*bench_logprobs(args), args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -12,7 +12,8 @@ stop in either engine (ours: ignore_eos; HF: min_new_tokens = max_new_tokens), o
 sampling at temperature 1 with top-k and top-p off. Each configuration runs in a fresh subprocess
 (this file with --job), after a short warm-up, so that "peak memory" (peak resident set on CPU,
 peak allocated on CUDA) is that configuration's alone. Absolute figures are noisy on a shared
-machine: compare the ratios.
+machine: compare the ratios. A configuration that fails is a row marked "error" and the others
+still run and are written; the command then exits 1.
 For the cost of Bridge, one process times the same model with its blocks off (model.use_bridge =
 False, which is the base model) and on, alternating `--repeats` times, and keeps the best of each.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -192,8 +193,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.job:
         print(json.dumps(measure(json.loads(args.job))))
-        return
+        return 0
+    benchkit.check_counts(p, args, "widths", "bridge_widths", "new_tokens", "repeats")
+    benchkit.check_model(args.model)
     import torch
+    if args.devices:
+        benchkit.check_devices(args.devices)
+    check_out_file(args.out)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     jobs = jobs_for(args, devices)
     results, t0 = [], time.time()
@@ -209,7 +215,13 @@ def main(argv=None):
               file=sys.stderr, flush=True)
     header = f"# {args.new_tokens} new tokens per row, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n\n"
     benchkit.emit(results, header + tables(results), args.out)
+    failed = [r for r in results if "error" in r]
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} configurations failed (first: {failed[0]['error']})",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli import Parser, run  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 STAGES = ("norm", "q, k, v product", "split into heads", "attention over siblings", "W_O product", "back to rows")
@@ -210,6 +210,7 @@ def main(argv=None):
     for name in ("width", "steps", "rounds", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    check_out_file(args.out)
     r = measure(args)
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=1) + "\n")

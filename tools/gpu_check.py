@@ -142,6 +142,8 @@ def main(argv=None):
     device = args.device or ("cpu" if args.dry_run else "cuda")
     from model import check_device
     check_device(device)  # no CUDA: the project's one-line error
+    from memory import check_outputs
+    out = check_outputs(args.out)  # before the check's minutes, not after
     try:
         import transformers
         peer = transformers.__version__
@@ -162,8 +164,6 @@ def main(argv=None):
         result["bridge"] = bridge_row(model_dir, device, 4 if dry else 16, new_tokens, 1 if dry else 3)
         result["grpo"] = grpo_steps(model_dir, device, Path(tmp) / "grpo", 2, sizes)
     result["seconds"] = time.time() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))

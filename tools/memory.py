@@ -101,6 +101,16 @@ def markdown(rows, args):
     return "\n".join(lines) + "\n"
 
 
+def check_outputs(path):
+    """--out and the table beside it (.md), checked before the work; the JSON path."""
+    out = Path(path)
+    if out.suffix == ".md":  # the table would overwrite the JSON
+        raise ValueError(f"--out {out}: the table goes beside the JSON as .md; give the JSON a .json name")
+    cli.check_out_file(out)
+    cli.check_out_file(out.with_suffix(".md"), "--out (its table, .md)")
+    return out
+
+
 def main(argv=None):
     p = cli.Parser(prog="memory.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--processes", type=int, nargs="+", default=[1, 8], help="process (GPU) counts (default 1 8)")
@@ -112,9 +122,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if min(args.processes + [args.groups, args.width, args.prompt_tokens, args.answer_tokens]) < 1:
         raise ValueError("--processes, --groups, --width, --prompt-tokens and --answer-tokens must be >= 1")
+    out = check_outputs(args.out)
     rows = [r for name, shape in SHAPES.items() for r in rows_for(name, shape, args.processes, args)]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(rows=rows, settings={k: v for k, v in vars(args).items() if k != "out"}),
                               indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(rows, args))

@@ -32,6 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 import cli  # noqa: E402
 from cli import Parser  # noqa: E402
 
+FORMAT = "bridge-ref-control/1"
+
 
 def floor(K, W):
     """H(max of W tickets | one's own ticket) in nats, tickets i.i.d. uniform over K values.
@@ -128,7 +130,7 @@ def measure(args):
     from model import load_model
     from sample import DTYPES
     K, W = args.tickets, args.width
-    result = dict(format="bridge-ref-control/1", model=args.model, tickets=K, width=W, steps=args.steps,
+    result = dict(format=FORMAT, model=args.model, tickets=K, width=W, steps=args.steps,
                   lr=args.lr, groups=args.groups, heads=args.heads, head_dim=args.head_dim, seed=args.seed,
                   eval_groups=args.eval_groups, floor=floor(K, W), dtype=args.dtype, arms={})
     for kind in ("bridge", "pmatch"):
@@ -150,6 +152,31 @@ def measure(args):
                                     seconds=round(time.time() - t0, 1))
     from evaluate import machine
     result["machine"] = machine(args.device)
+    return result
+
+
+def read_result(path):
+    """A result this script wrote (--out), to draw with --from-json; one line naming the file if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--out {path}: no result file there to draw from (--from-json reads an earlier --out)")
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(result, dict) or result.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a result of positive_control.py (no \"format\": \"{FORMAT}\")")
+    missing = [k for k in ("floor", "width", "tickets", "arms") if k not in result]
+    if missing:
+        raise ValueError(f"{path}: the result has no {', '.join(missing)}")
+    arms = result["arms"]
+
+    def drawable(arm):
+        curve = arm.get("curve") if isinstance(arm, dict) else None
+        return isinstance(curve, list) and all(isinstance(c, dict) and {"step", "loss", "loss_width1"} <= set(c)
+                                               for c in curve)
+    if not (isinstance(arms, dict) and arms and set(arms) <= {"bridge", "pmatch"} and all(map(drawable, arms.values()))):
+        raise ValueError(f"{path}: the result's arms are not bridge and pmatch with curves of step, loss and loss_width1")
     return result
 
 
@@ -192,7 +219,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(ROOT / "results" / "positive_control.json"))
-    p.add_argument("--plot", default=None, help="also draw the curves to this PNG (needs matplotlib)")
+    p.add_argument("--plot", default=None, help="also draw the curves to this .png, .pdf or .svg (needs matplotlib)")
     p.add_argument("--from-json", action="store_true", help="only draw --plot from an existing --out")
     args = p.parse_args(argv)
     if args.width < 2:
@@ -200,13 +227,17 @@ def main(argv=None):
     for name in ("steps", "groups", "heads", "head_dim", "eval_groups"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.plot:
+        cli.check_figure_out(args.plot, "--plot")
     if args.from_json:
-        result = json.loads(Path(args.out).read_text())
+        if not args.plot:
+            raise ValueError("--from-json only draws the figure of an existing --out: give --plot FILE")
+        result = read_result(args.out)
     else:
+        cli.check_out_file(args.out)
         floor(args.tickets, args.width)
         result = measure(args)
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")
         tmp.replace(out)

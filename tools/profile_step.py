@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli import Parser, run  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 # op name -> kind; the first pattern that is a substring of the op's name wins
@@ -141,6 +141,7 @@ def main(argv=None):
             p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0, got {args.warmup}")
+    check_out_file(args.out)
     from model import check_device
     check_device(args.device)
     import contextlib

@@ -7,6 +7,22 @@ markers, or with check=True only says whether the README already holds exactly t
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cli, at the repository root
+
+from cli import check_out_file  # noqa: E402
+
+
+def check_readme(path, *, write, flag="--readme"):
+    """Raise ValueError (one line) unless the README at `path` is a file to read (and, with `write`, to
+    write back), before the section is computed."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give the README file")
+    if not path.is_file():
+        raise ValueError(f"{flag} {path}: no such file")
+    if write:
+        check_out_file(path, flag)
+
 
 def splice(readme, text, begin, end):
     """README text with the part from `begin` to `end` (markers included) replaced by `text`."""

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli), wherever this is run from
 
-from cli import Parser, run  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 from paired import DETECTABLE, METHOD, TIES, compare  # noqa: E402
 import readme_section  # noqa: E402  (next to this file)
 from pilot import pilot_lines  # noqa: E402
@@ -339,6 +339,11 @@ def main(argv=None):
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
     args = p.parse_args(argv)
     res = Path(args.results) if args.results else STUDIES[args.study].res
+    if res.exists() and not res.is_dir():
+        raise ValueError(f"--results {res} is a file; give the directory of the result files")
+    if not args.print:
+        readme_section.check_readme(args.readme, write=not args.check)
+    check_out_file(args.json, "--json")
     study = study_of(res)
     if not (res / "base.json").is_file() and pilot_lines(res):  # a study that has only its pilot so far
         begin, end = markers(study)

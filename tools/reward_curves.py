@@ -16,14 +16,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's fil
 
 import cli  # noqa: E402
 
+# what the table and the figure read from every step of train_grpo.py's log
+KEYS = ("step", "reward", "step_s", "rollout_s", "update_s", "peak_rss_mb")
+
 
 def read_log(run, steps=None):
-    """The step records of a run directory's log.jsonl (the first `steps` of them, if given)."""
+    """The step records of a run directory's log.jsonl (the first `steps` of them, if given); a log
+    that is not train_grpo.py's, or has no step yet, is a one-line error naming it."""
     path = Path(run) / "log.jsonl"
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"{path}: no training log")
-    log = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    log = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {n}: not valid JSON ({e})") from None
+        missing = [k for k in KEYS if k not in record] if isinstance(record, dict) else list(KEYS)
+        if missing:
+            raise ValueError(f"{path}, line {n}: no {', '.join(missing)}; is {run} a GRPO run (train_grpo.py)?")
+        log.append(record)
+    if not log:
+        raise ValueError(f"{path}: no step logged yet")
     return log[:steps] if steps else log
+
+
+def label_of(run):
+    """The default label of a run: its arch (args.json) and directory."""
+    path = Path(run) / "args.json"
+    try:
+        args = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    return f"{args.get('arch')} ({Path(run).name})" if isinstance(args, dict) else f"? ({Path(run).name})"
 
 
 def plot_runs(run_dirs, out, *, smooth=10, labels=None, steps=None):
@@ -37,8 +64,7 @@ def plot_runs(run_dirs, out, *, smooth=10, labels=None, steps=None):
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, run in enumerate(run_dirs):
         log = read_log(run, steps)
-        args = json.loads((Path(run) / "args.json").read_text())
-        label = labels[i] if labels else f"{args.get('arch')} ({Path(run).name})"
+        label = labels[i] if labels else label_of(run)
         xs = [r["step"] + 1 for r in log]
         rewards = [r["reward"] for r in log]
         mean = [sum(rewards[max(0, j - smooth + 1):j + 1]) / len(rewards[max(0, j - smooth + 1):j + 1])
@@ -72,11 +98,21 @@ def summarize_runs(run_dirs, labels=None, first=10, steps=None):
 def main(argv=None):
     p = cli.Parser(prog="reward_curves.py", description="Summarize and plot the train reward per step of train_grpo.py runs.")
     p.add_argument("runs", nargs="+", help="run directories (each with log.jsonl and args.json)")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True, help="the figure to write (.png, .pdf or .svg)")
     p.add_argument("--smooth", type=int, default=10, help="running mean over this many steps (default 10)")
     p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: arch and directory)")
     p.add_argument("--steps", type=int, default=None, help="only the first N steps of each run (runs still going: compare equal steps)")
     a = p.parse_args(argv)
+    for flag in ("smooth", "steps"):
+        if getattr(a, flag) is not None and getattr(a, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(a, flag)}")
+    if a.labels is not None and len(a.labels) != len(a.runs):
+        p.error(f"--labels: {len(a.labels)} given for {len(a.runs)} run directories; give one label per run")
+    cli.check_figure_out(a.out)
+    for run in a.runs:  # every run readable before the table and the figure, not halfway through them
+        read_log(run)
+        if a.labels is None:
+            label_of(run)
     print(summarize_runs(a.runs, labels=a.labels, steps=a.steps))
     plot_runs(a.runs, a.out, smooth=a.smooth, labels=a.labels, steps=a.steps)
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import paired  # noqa: E402
 import readme_section  # noqa: E402
-from cli import Parser, run  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 from metrics import distinct_scores, independent_ceiling  # noqa: E402
 
 RES = ROOT / "results" / "siblings"
@@ -313,6 +313,8 @@ def main(argv=None):
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded")
     args = p.parse_args(argv)
+    readme_section.check_readme(args.readme, write=not args.check)
+    check_out_file(args.json, "--json")
     text = section()
     if args.json:
         Path(args.json).write_text(json.dumps(comparisons(load()[0]), indent=1) + "\n")

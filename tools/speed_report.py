@@ -290,6 +290,8 @@ def main(argv=None):
     p.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
     args = p.parse_args(argv)
+    if not args.print:
+        readme_section.check_readme(args.readme, write=not args.check)
     text = section(load(RES))
     if args.print:
         print(text)

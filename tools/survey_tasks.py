@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser  # noqa: E402
+from cli import Parser, check_out_file, run  # noqa: E402
 
 TASK_CONFIGS = [  # (task, --hi, --shots, --system); system None = the chat template's default
     ("word", 20, 2, None), ("word", 20, 2, "short"), ("word", 9, 2, "short"), ("word", 20, 1, "short"),
@@ -52,7 +52,10 @@ def survey_tasks(args):
             cmd += ["--model", args.model]
         t0 = time.time()
         try:
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+            if done.returncode != 0:  # the child's own one-line error is already on stderr
+                raise ValueError(f"configuration {i}/{len(configs)} ({task} hi={hi} shots={shots}): "
+                                 f"train_grpo.py --rollout-only exited with code {done.returncode}")
             log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -86,10 +89,12 @@ def main(argv=None):
     for flag in ("survey_steps", "max_new_tokens"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    benchkit.check_model(args.model)
+    check_out_file(args.out)
     rows, table = survey_tasks(args)
     header = f"# {8 * args.survey_steps} train problems x 4 answers per row, temperature 1, {args.max_new_tokens} new tokens, seed 1\n\n"
     benchkit.emit(rows, header + table, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))
