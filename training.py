@@ -13,6 +13,7 @@ prompt (the copy's backward sums the rows). tests/test_training.py shows it equa
 N-row forward, log-probs and gradients, with non-zero Bridge blocks, ragged prompts and early EOS.
 The answers then run in pieces that leave out the padding after each row's EOS (answer_chunks).
 """
+import json
 import math
 import random
 from contextlib import nullcontext
@@ -239,6 +240,28 @@ def check_common(args):
         raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
     if not args.resume and checkpoint_dir(out):
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if args.resume:
+        check_same_run(args, out)
+
+
+# what a resumed run may change: how long it runs, how often it saves and shows, and how it computes
+# (device, compiled sampling, sharding, micro-batches), none of which changes what it computes
+RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "compile", "shard", "micro_groups", "out"}
+
+
+def check_same_run(args, out):
+    """--resume continues the run as it started: any other changed argument is a one-line error. (The
+    optimizer state it loads holds the learning rates it started with; a new --lr would be silently
+    ignored, and OUT/args.json would say otherwise.)"""
+    path = Path(out) / "args.json"
+    if not path.is_file():
+        return
+    started = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {started[k]})" for k, v in vars(args).items()
+               if k in started and k not in RESUME_MAY_CHANGE and started[k] != v]
+    if changed:
+        raise ValueError(f"--resume continues {out} as it started; these differ: {', '.join(changed)}. "
+                         "Start a new --out to change them")
 
 
 def check_positive(args, name, zero_ok=False):

@@ -261,6 +261,25 @@ def test_dropping_finished_rows_changes_no_token(bridged64, seed, width, groups,
     assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), width=st.integers(1, 4), mine=st.integers(1, 6), other=st.integers(1, 12))
+def test_a_groups_answers_do_not_depend_on_the_other_prompts_in_its_batch(bridged64, seed, width, mine, other):
+    """With its own generator, a group samples the same tokens alone and beside another prompt of
+    another length (so other padding, other finishing steps): what one process samples for a group
+    does not depend on which groups the step gave it."""
+    eos = list(range(3, 40))
+    a, b = prompts_ids(seed, [mine, other])
+    alone = sample(bridged64, [a], eos, width=width, max_new_tokens=10, generator=group_generators(seed, 1))
+    both = sample(bridged64, [b, a], eos, width=width, max_new_tokens=10,
+                  generator=[torch.Generator().manual_seed(seed + 1), *group_generators(seed, 1)])
+    S = alone.tokens.shape[1] - alone.prompt_len
+    assert torch.equal(alone.tokens[:, alone.prompt_len:], both.tokens[width:, both.prompt_len:][:, :S])
+    assert not both.alive[width:, both.prompt_len + S:].any()  # nothing more after the answers alone ended
+    live = alone.alive[:, alone.prompt_len:]
+    assert torch.equal(live, both.alive[width:, both.prompt_len:][:, :S])
+    assert torch.allclose(alone.logprobs[live], both.logprobs[width:, :S][live], atol=1e-10)
+
+
 def test_finished_rows_leave_their_groups_and_no_token_changes(bridged64, monkeypatch):
     """Rows ending at different steps: later steps run narrower groups (padded to the fullest), and
     the tokens and log-probs are those of the full batch."""

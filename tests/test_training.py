@@ -5,6 +5,7 @@ prompts, so the runs use --shots 0 and a short context; many EOS ids make answer
 tiny model never solves a problem, so where a run must learn something the reward is replaced by
 a rule on the text (even length = right), which gives mixed groups.
 """
+import copy
 import importlib.util
 import json
 import os
@@ -314,15 +315,30 @@ def same_tensors(a, b):
     return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-def test_grpo_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward):
+@pytest.mark.parametrize("flags", [["--train", "all"], ["--train", "new", "--kl-coef", "0.5"]],
+                         ids=["all", "new-with-kl"])
+def test_grpo_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward, flags):
+    """With --kl-coef the reference is the starting policy: a resumed run must rebuild it as such, not
+    from the checkpoint's weights."""
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    grpo(tiny, straight, "--steps", "4", "--train", "all")
-    grpo(tiny, stopped, "--steps", "2", "--train", "all")
-    grpo(tiny, stopped, "--steps", "4", "--train", "all", "--resume")
-    for name in ("model.safetensors", "bridge.safetensors"):
+    grpo(tiny, straight, "--steps", "4", *flags)
+    grpo(tiny, stopped, "--steps", "2", *flags)
+    grpo(tiny, stopped, "--steps", "4", *flags, "--resume")
+    names = ("model.safetensors", "bridge.safetensors") if "all" in flags else ("bridge.safetensors",)
+    for name in names:
         assert same_tensors(straight / "checkpoint" / name, stopped / "checkpoint" / name)
     a, b = log_of(straight), log_of(stopped)
     assert [r["loss"] for r in a] == [r["loss"] for r in b] and any(r["groups_updated"] for r in a)
+    assert [r["kl"] for r in a] == [r["kl"] for r in b]
+
+
+def test_a_resume_that_changes_what_the_run_computes_is_refused(tiny, tmp_path, fake_reward):
+    """The optimizer state a resume loads holds the run's learning rates: a new --lr would be ignored."""
+    grpo(tiny, tmp_path, "--steps", "1")
+    with pytest.raises(ValueError, match=r"--resume continues .* these differ: --lr 0.5 \(the run has 0.001\)"):
+        grpo(tiny, tmp_path, "--steps", "2", "--resume", "--lr", "0.5")
+    grpo(tiny, tmp_path, "--steps", "2", "--resume", "--show-every", "0", "--save-every", "1")  # how, not what
+    assert [r["step"] for r in log_of(tmp_path)] == [0, 1]
 
 
 def test_sft_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward):
@@ -428,16 +444,22 @@ def test_with_fewer_groups_than_a_step_takes_an_sft_step_holds_each_group_once(t
 
 # --- the GRPO update, end to end ----------------------------------------------------------------
 
-def grpo_setup(tiny, tmp_path, *extra, dtype=None):
-    """(model, optimizer, args, rollout, advantages): one rollout of 3 groups of 3, and advantages
-    of fixed mixed rewards (update() reads only the advantages), one group all equal."""
-    args = train_grpo.parse_args(["--model", str(tiny), "--out", str(tmp_path), "--prompts-per-step", "3",
+def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
+    """(model, optimizer, args, rollout, advantages): one rollout of `prompts` groups of 3, and
+    advantages of fixed mixed rewards for the first 3 groups (update() reads only the advantages), one
+    group all equal. noise: random non-zero Bridge blocks of that scale, so that rows talk to each other."""
+    args = train_grpo.parse_args(["--model", str(tiny), "--out", str(tmp_path), "--prompts-per-step", str(prompts),
                                   "--width", "3", "--lr", "1e-4", "--lr-new", "1e-3", *SMALL, *extra])
     model, tokenizer, optimizer, ref, _ = train_grpo.setup(args)
     if dtype is not None:
         model.to(dtype)
         optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
-    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 3, args.seed)
+    if noise:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for p in model.bridge_parameters():
+                p.add_(noise * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, prompts, args.seed)
     r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
     return model, optimizer, args, r, adv
@@ -465,17 +487,64 @@ def gradients(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_one_group_per_micro_batch_and_one_micro_batch_for_all_give_the_same_gradient(tiny, tmp_path):
-    model, optimizer, args, r, adv = grpo_setup(tiny, tmp_path, "--lr", "0", "--lr-new", "0",
-                                                "--max-grad-norm", "1e9", dtype=torch.float64)
-    grads = []
-    for micro in (1, 3):
+def hand_written_gradient(model, r, adv, args, ref_model=None):
+    """The gradient of the step's loss written out over all its rows at once (fp64, ratio = 1):
+    token: -sum(A * logp) / (all answer tokens of the step, skipped groups' too) + kl_coef * mean k3;
+    sequence: the mean over answers of -A * (the answer's mean logp)."""
+    model.zero_grad(set_to_none=True)
+    prompt, prompt_alive, answer, alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
+    logp = training.answer_logprobs(model, prompt, prompt_alive, answer, alive, args.width)
+    a, m = adv[:, None].double(), alive.double()
+    if args.aggregate == "token":
+        loss = -(a * logp * m).sum() / m.sum()
+    else:
+        loss = (-(a * logp * m).sum(1) / m.sum(1)).mean()
+    kl = 0.0
+    if ref_model is not None:
+        with torch.no_grad():
+            ref = training.answer_logprobs(ref_model, prompt, prompt_alive, answer, alive, args.width)
+        k3 = ((ref - logp).exp() - (ref - logp) - 1) * m
+        loss = loss + args.kl_coef * k3.sum() / m.sum()
+        kl = (k3.sum() / m.sum()).item()
+    loss.backward()
+    return gradients(model), kl
+
+
+@pytest.mark.parametrize("aggregate", ["token", "sequence"])
+def test_update_is_the_gradient_of_the_loss_over_the_whole_step_however_it_is_cut(tiny, tmp_path, aggregate):
+    """4 groups, the second with all-equal rewards (skipped, its tokens still in the token mean), cut
+    into micro-batches of 1, 2 and 4 groups: [0] [2] [3], [0] [2 3] and [0 2 3] are different passes,
+    and each must give the gradient of the loss written out over the whole step."""
+    model, optimizer, args, r, _ = grpo_setup(tiny, tmp_path, "--lr", "0", "--lr-new", "0", "--max-grad-norm", "1e9",
+                                              "--aggregate", aggregate, dtype=torch.float64, prompts=4, noise=0.3)
+    adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 0, 1]), 3)
+    expected, _ = hand_written_gradient(model, r, adv, args)
+    for micro in (1, 2, 4):
         args.micro_groups = micro
-        train_grpo.update(model, optimizer, r, adv, args)  # learning rates 0: the weights stay
-        grads.append(gradients(model))
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for name in grads[0]:
-        assert torch.allclose(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12), name
+        stats = train_grpo.update(model, optimizer, r, adv, args)  # learning rates 0: the weights stay
+        got = gradients(model)
+        assert stats["groups_updated"] == 3 and got.keys() == expected.keys() and got
+        for name in got:
+            assert torch.allclose(got[name], expected[name], rtol=1e-9, atol=1e-12), (micro, name)
+
+
+def test_with_a_kl_term_every_group_is_updated_and_the_gradient_is_that_of_k3(tiny, tmp_path):
+    model, optimizer, args, r, _ = grpo_setup(tiny, tmp_path, "--lr", "0", "--lr-new", "0", "--max-grad-norm", "1e9",
+                                              "--kl-coef", "0.5", dtype=torch.float64, prompts=4, noise=0.3)
+    ref_model = copy.deepcopy(model).requires_grad_(False)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # a reference away from the policy, so that k3 and its gradient are not 0
+        for p in ref_model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 0, 0]), 3)
+    expected, kl = hand_written_gradient(model, r, adv, args, ref_model)
+    args.micro_groups = 1
+    stats = train_grpo.update(model, optimizer, r, adv, args, ref_model)
+    got = gradients(model)
+    assert stats["groups_updated"] == 4  # the two all-equal groups too: k3 has a gradient there
+    assert kl > 0 and stats["kl"] == pytest.approx(kl, rel=1e-9)
+    for name in got:
+        assert torch.allclose(got[name], expected[name], rtol=1e-9, atol=1e-12), name
 
 
 def test_the_log_probs_trained_on_are_those_of_the_sampling_temperature(tiny, tmp_path):
@@ -498,6 +567,9 @@ def test_grpo_variants_run_and_log_finite_numbers(tiny, tmp_path, fake_reward, f
     grpo(tiny, tmp_path, "--steps", "3", "--train", "all", *flags)
     log = log_of(tmp_path)
     assert len(log) == 3 and all(torch.isfinite(torch.tensor([r["loss"], r["grad_norm"], r["kl"]])).all() for r in log)
+    # the update is on-policy: the ratio to the sampler's log-probs is 1 up to rounding, which in bf16
+    # must stay far inside the clip range (0.2), or the clip would act on rounding alone
+    assert max(r["ratio_max"] for r in log) < (2e-2 if "bf16" in flags else 1e-4)
     first = next(i for i, r in enumerate(log) if r["grad_norm"] > 0)  # the first step that moved
     assert first < 2
     if "--kl-coef" in flags:  # the run starts at the reference policy; after an update it has moved
