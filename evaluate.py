@@ -131,7 +131,7 @@ def protocol(args, model, knobs):
     return dict(model=args.model, model_dir=model.source, model_fingerprint=fingerprint(model),
                 bridge=args.bridge, bridge_config=model.bridge_config,
                 bridge_on=model.bridge_config is not None and model.use_bridge,
-                task=args.task, knobs=knobs, split=args.split, problems=args.problems,
+                task=args.task, data=args.data, knobs=knobs, split=args.split, problems=args.problems,
                 seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths,
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
@@ -287,10 +287,13 @@ def parse_args(argv=None):
                    "converted once: the base of the committed Bridges)")
     p.add_argument("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: none)")
     p.add_argument("--no-bridge", action="store_true", help="load --bridge but switch its blocks off (the base model)")
-    p.add_argument("--task", default="word", help=f"task family: {', '.join(tasks.TASKS)} (default word)")
+    p.add_argument("--task", default=None, help=f"task family: {', '.join(tasks.TASKS)} (default word)")
+    p.add_argument("--data", default=None, metavar="FILE.jsonl",
+                   help="evaluate on your own problems instead of a --task: the first --problems of a GSM8K-style "
+                        "JSONL file, one {\"question\": ..., \"answer\": \"... #### N\"} per line (default: none)")
     p.add_argument("--lo", type=int, default=None, help="task knob: smallest number in a problem (default: the task's)")
     p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: as in training, tasks.DEFAULT_KNOBS)")
-    p.add_argument("--split", default="test", help="train or test (default test)")
+    p.add_argument("--split", default=None, help="train or test (default test)")
     p.add_argument("--problems", type=int, default=200, help="how many problems (default 200)")
     p.add_argument("--problem-seed", type=int, default=0, help="seed that draws which problems are asked (default 0); the worked examples depend on the problem alone")
     p.add_argument("--shots", type=int, default=2, help="worked examples before each question (default 2)")
@@ -316,7 +319,14 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="the JSON file to write (default results.json), or the figure with --plot (default evaluate.png)")
     p.add_argument("--plot", nargs="+", default=None, metavar="JSON", help="plot these result files instead of evaluating")
     p.add_argument("--labels", nargs="+", default=None, help="one legend label per --plot file (default: from the protocol)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.data is None:
+        args.task, args.split = args.task or "word", args.split or "test"
+    elif any(v is not None for v in (args.task, args.split, args.lo, args.hi)):
+        p.error("--data FILE gives the problems: drop --task, --split, --lo and --hi")
+    else:
+        args.task = tasks.DATA_TASK
+    return args
 
 
 def check_args(args):
@@ -348,6 +358,12 @@ def check_args(args):
     if args.bridge is not None and not Path(args.bridge).is_file():
         raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
     cli.check_out_file(args.out)  # before the evaluation, which takes minutes, not after it
+    if args.data is not None:  # the file's first --problems, in its order
+        knobs, problems = {}, tasks.file_problems(args.data, args.problems)
+        if len(problems) < args.problems:
+            raise ValueError(f"--data {args.data}: {len(problems)} problems, fewer than --problems {args.problems}")
+        tasks.messages(problems[0], shots=args.shots)  # a bad --shots fails here
+        return knobs, problems
     # the same problem distribution as training: the task's DEFAULT_KNOBS, with --lo/--hi on top
     knobs = dict(tasks.DEFAULT_KNOBS.get(args.task, {}))
     knobs.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})

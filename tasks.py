@@ -517,7 +517,10 @@ def _parse_record(line, where):
     value = number and _value(number)
     if value is None:  # no "#### N", N not a number, or N not an integer
         raise ValueError(f"{where}: the answer must end with '#### N', N an integer")
-    return Problem(record["question"], value, "gsm8k")
+    return Problem(record["question"], value, DATA_TASK)
+
+
+DATA_TASK = "gsm8k"  # the task name of the problems load_jsonl reads (scored per answer, `word` examples)
 
 
 def load_jsonl(path):
@@ -527,6 +530,18 @@ def load_jsonl(path):
     """
     with open(path, encoding="utf-8") as f:
         return [_parse_record(line, f"{path}, line {i}") for i, line in enumerate(f, 1) if line.strip()]
+
+
+def file_problems(path, n=None):
+    """The first n problems (all with None) of a load_jsonl file: what --data gives the training
+    scripts and evaluate.py. A file that is missing, unreadable or empty is a one-line ValueError."""
+    try:
+        problems = load_jsonl(path)
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
+        raise ValueError(f"--data {path}: cannot be read as a JSONL file ({e.__class__.__name__})") from None
+    if not problems:
+        raise ValueError(f"--data {path}: no problems in it")
+    return problems[:n]
 
 
 # -----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ import training
 from checkpoint import load_checkpoint
 from model import load_model
 from sample import sample
-from tasks import SET_TASKS, group_reward, make_problems, question_count, stable_seed
+from tasks import SET_TASKS, file_problems, group_reward, make_problems, question_count, stable_seed
 
 # -----------------------------------------------------------------------------
 # the GRPO math: pure functions of tensors
@@ -153,7 +153,13 @@ def step_problems(pool, step, per_step, seed):
 
 
 def training_pool(args):
-    """The training problems cycled through: --pool of them, or all of the train split up to 2000."""
+    """The training problems cycled through: --pool of them, or all of the train split up to 2000
+    (with --data: the file's first --pool problems, or all of them)."""
+    if getattr(args, "data", None) is not None:
+        pool = file_problems(args.data, args.pool)
+        if len(pool) < args.prompts_per_step:
+            raise ValueError(f"--data {args.data}: {len(pool)} problems, fewer than --prompts-per-step")
+        return pool
     knobs = training.task_knobs(args)
     n = args.pool or min(2000, question_count(args.task, "train", **knobs))
     if n < args.prompts_per_step:
@@ -291,7 +297,7 @@ def parse_args(argv=None):
     p.add_argument("--kl-coef", type=float, default=0.0, help="weight of the k3 KL to the starting policy (default 0: no reference copy)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     p.add_argument("--rollout-only", action="store_true", help="sample and score, never update: how much signal a task gives (no checkpoint)")
-    args = p.parse_args(argv)
+    args = training.parse_problem_source(p, argv)
     if args.steps is None:  # (not `or`: --steps 0 must reach the check, not become 100)
         args.steps = 100
     return args
@@ -307,6 +313,8 @@ def check_args(args):
         raise ValueError("--arch none has no new blocks: use --train all and no --init")
     if args.prompts_per_step < 1 or (args.pool is not None and args.pool < args.prompts_per_step):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
+    if args.data is not None:
+        training_pool(args)  # enough problems in the file: one line here, not after the model loads
     if not (args.temperature > 0 and math.isfinite(args.temperature)):
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
     training.check_positive(args, "lr")

@@ -57,7 +57,7 @@ import training
 from checkpoint import load_checkpoint
 from model import load_model
 from sample import sample
-from tasks import SET_TASKS, make_problems, reward, set_choice, stable_seed
+from tasks import SET_TASKS, file_problems, make_problems, reward, set_choice, stable_seed
 
 # -----------------------------------------------------------------------------
 # 1. data: sample with the base model, keep the right answers, group them
@@ -248,7 +248,7 @@ def parse_args(argv=None):
     p.add_argument("--groups-per-step", type=int, default=8, help="groups per optimizer step (default 8)")
     p.add_argument("--epochs", type=float, default=2.0, help="passes over the groups when --steps is not given (default 2)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
-    return p.parse_args(argv)
+    return training.parse_problem_source(p, argv)
 
 
 def check_args(args):
@@ -278,7 +278,10 @@ def main(argv=None):
         first = state["step"] + 1
     else:
         model, tokenizer = training.build_model(args)
-    problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **training.task_knobs(args))
+    if args.data is not None:
+        problems = file_problems(args.data, args.problems)
+    else:
+        problems = make_problems(args.task, args.problems, seed=args.seed, split="train", **training.task_knobs(args))
     records = sample_answers(model, tokenizer, problems, args)
     groups = make_groups(records, args.width)
     if parallel.is_main():

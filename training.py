@@ -26,7 +26,7 @@ import parallel
 from checkpoint import checkpoint_dir, load_bridge, write_args, write_checkpoint
 from model import KVCache, load_model
 from sample import group_slots, token_logprobs
-from tasks import DEFAULT_KNOBS, SYSTEM, TASKS, prompt_ids, stable_seed
+from tasks import DATA_TASK, DEFAULT_KNOBS, SYSTEM, TASKS, file_problems, prompt_ids, stable_seed
 
 # -----------------------------------------------------------------------------
 # log-probs of answers
@@ -187,7 +187,10 @@ def common_args(p, *, width, lr_new):
     """The flags both training scripts take (each adds its own)."""
     p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, "
                    "converted once: the base of the committed Bridges)")
-    p.add_argument("--task", default="word", choices=list(TASKS), help="task family of tasks.py (default word)")
+    p.add_argument("--task", default=None, choices=list(TASKS), help="task family of tasks.py (default word)")
+    p.add_argument("--data", default=None, metavar="FILE.jsonl",
+                   help="train on your own problems instead of a --task: a GSM8K-style JSONL file, one "
+                        "{\"question\": ..., \"answer\": \"... #### N\"} per line, taken in file order (default: none)")
     p.add_argument("--hi", type=int, default=None, help="largest number in the problems (task knob; default: 9 for word, else the task's own)")
     p.add_argument("--shots", type=int, default=2, help="worked examples before each question (default 2)")
     p.add_argument("--system", default=SYSTEM, help=f"system message; '' = the chat template's default (default {SYSTEM!r})")
@@ -212,15 +215,31 @@ def common_args(p, *, width, lr_new):
                    "over the processes (FSDP2) instead of a full replica each")
 
 
+def parse_problem_source(p, argv):
+    """p.parse_args(argv) with --task or --data resolved: --task defaults to word; --data FILE makes the
+    task "gsm8k" (the family tasks.load_jsonl gives its problems) and takes no --task or --hi."""
+    args = p.parse_args(argv)
+    if args.data is None:
+        args.task = args.task or "word"
+    elif args.task is not None or args.hi is not None:
+        p.error("--data FILE gives the problems: drop --task and --hi")
+    else:
+        args.task = DATA_TASK
+    return args
+
+
 def check_common(args):
     """Argument errors found before anything slow happens (ValueError, one line)."""
     from model import check_device
     check_device(args.device)
-    knobs = task_knobs(args)
-    try:  # an impossible knob (e.g. --hi -1) is a one-line error here, not after the model loads
-        TASKS[args.task][0](**knobs)
-    except TypeError:
-        raise ValueError(f"task {args.task!r} takes no knob --hi") from None
+    if getattr(args, "data", None) is not None:
+        file_problems(args.data)  # a missing or malformed file: one line here, not after the model loads
+    else:
+        knobs = task_knobs(args)
+        try:  # an impossible knob (e.g. --hi -1) is a one-line error here, not after the model loads
+            TASKS[args.task][0](**knobs)
+        except TypeError:
+            raise ValueError(f"task {args.task!r} takes no knob --hi") from None
     for name in ("width", "steps", "heads", "head_dim", "max_new_tokens", "micro_groups", "save_every"):
         value = getattr(args, name)
         if value is not None and value < 1:

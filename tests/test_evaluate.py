@@ -204,6 +204,27 @@ def test_bad_input_is_one_clear_error_before_the_model_loads(case, monkeypatch):
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+def test_own_data_is_evaluated_on_the_files_first_problems(tiny, tmp_path):
+    lines = [{"question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(1, 6)]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "r.json"
+    run(tiny, out, "--data", str(tmp_path / "mine.jsonl"), "--problems", "2")
+    r = json.loads(out.read_text())
+    assert [p["question"] for p in r["problems"]] == ["What is 1 plus 1?", "What is 2 plus 2?"]
+    assert [p["answer"] for p in r["problems"]] == [2, 4]
+    assert (r["protocol"]["task"], r["protocol"]["data"], r["protocol"]["split"]) == ("gsm8k", str(tmp_path / "mine.jsonl"), None)
+    with pytest.raises(ValueError, match="5 problems, fewer than --problems 6"):
+        run(tiny, out, "--data", str(tmp_path / "mine.jsonl"), "--problems", "6")
+
+
+@pytest.mark.parametrize("extra", [["--task", "add2"], ["--split", "train"], ["--hi", "9"]])
+def test_data_with_a_task_or_split_is_one_usage_line(capsys, extra):
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(["--data", "x.jsonl", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--data FILE gives the problems" in err[0]
+
+
 def test_an_unreadable_flag_value_is_argparse_s_one_line_and_exit_code_2(capsys):
     with pytest.raises(SystemExit) as e:
         evaluate.main(["--taus", "1/0"])

@@ -19,6 +19,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from safetensors.torch import load_file
 
+import tasks
 import train_grpo
 import train_sft
 import training
@@ -330,6 +331,54 @@ def test_grpo_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake
     a, b = log_of(straight), log_of(stopped)
     assert [r["loss"] for r in a] == [r["loss"] for r in b] and any(r["groups_updated"] for r in a)
     assert [r["kl"] for r in a] == [r["kl"] for r in b]
+
+
+def write_data(path, n):
+    path.write_text("".join(json.dumps({"question": f"Sam has {i} pens and finds {i + 1} more. How many pens?",
+                                        "answer": f"{i} + {i + 1} = {2 * i + 1}\n#### {2 * i + 1}"}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+def test_own_data_trains_grpo_and_sft_on_the_files_problems(tiny, tmp_path, fake_reward, monkeypatch):
+    data = write_data(tmp_path / "mine.jsonl", 7)
+    seen = []
+    rollout = train_grpo.rollout
+    monkeypatch.setattr(train_grpo, "rollout", lambda m, t, batch, a: seen.extend(p for _, p in batch) or rollout(m, t, batch, a))
+    grpo(tiny, tmp_path / "g", "--data", str(data), "--steps", "2", "--pool", "5")
+    file = tasks.load_jsonl(data)
+    assert seen and all(p in file[:5] for p in seen) and {p.task for p in seen} == {"gsm8k"}  # the first --pool
+    started = json.loads((tmp_path / "g" / "args.json").read_text())
+    assert (started["task"], started["data"]) == ("gsm8k", str(data)) and len(log_of(tmp_path / "g")) == 2
+    grpo(tiny, tmp_path / "g", "--data", str(data), "--steps", "3", "--pool", "5", "--resume")  # the same run
+    sft(tiny, tmp_path / "s", "--data", str(data), "--steps", "1")
+    assert [json.loads(x)["question"] for x in (tmp_path / "s" / "data.jsonl").read_text().splitlines()] == \
+        [p.question for p in file[:4]]  # --problems 4: the file's first four
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "add2"], "--data FILE gives the problems: drop --task and --hi"),
+    (["--hi", "5"], "--data FILE gives the problems"),
+])
+def test_data_with_a_task_is_one_usage_line(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        train_grpo.main(["--out", str(tmp_path / "o"), "--data", "x.jsonl", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and message in err[0]
+
+
+def test_a_bad_data_file_is_one_line_before_the_model_loads(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no number"}\n')
+    few = write_data(tmp_path / "few.jsonl", 2)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    for data, message in [(tmp_path / "none.jsonl", "cannot be read as a JSONL file"),
+                          (bad, "bad.jsonl, line 1: the answer must end with '#### N'"),
+                          (tmp_path / "empty.jsonl", "no problems in it"),
+                          (few, "2 problems, fewer than --prompts-per-step")]:
+        with pytest.raises(ValueError, match=message):
+            train_grpo.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), "--data", str(data),
+                             "--prompts-per-step", "3"])
 
 
 def test_a_resume_that_changes_what_the_run_computes_is_refused(tiny, tmp_path, fake_reward):
