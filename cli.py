@@ -60,14 +60,15 @@ def check_figure_out(path, flag="--out"):
 
 
 def check_out_dir(path, flag="--out"):
-    """Raise ValueError (one line) unless `path` is a directory or can be made one (its parent exists and
-    may be written to), before any work is done."""
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise ValueError(f"{flag} {path} is a file, not a directory")
-        return writable(path, flag, path)
-    check_parent(path, flag)
+    """Raise ValueError (one line) unless `path` is a directory or can be made one with its missing
+    parents (the nearest one that exists is a directory we may write in), before any work is done."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    nearest = next(p for p in (path, *path.parents) if p.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"{flag} {path}: {nearest} is a file, not a directory")
+    writable(nearest, flag, path)
 
 
 def check_parent(path, flag):

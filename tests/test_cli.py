@@ -21,20 +21,21 @@ def test_output_paths_are_checked_up_front(tmp_path):
     cli.check_out_file(None)
     cli.check_out_dir(tmp_path / "new_dir")
     cli.check_out_dir(tmp_path)
+    cli.check_out_dir(tmp_path / "new" / "parents" / "too")  # made with its parents, as training does
     cli.check_figure_out(tmp_path / "fig.PDF")
     for check, path, message in [
         (cli.check_out_file, tmp_path, "is a directory"),
         (cli.check_out_file, tmp_path / "no" / "x.json", "does not exist"),
         (cli.check_out_file, tmp_path / "file" / "x.json", "does not exist"),
         (cli.check_out_dir, tmp_path / "file", "is a file, not a directory"),
-        (cli.check_out_dir, tmp_path / "no" / "dir", "does not exist"),
+        (cli.check_out_dir, tmp_path / "file" / "dir", "file is a file, not a directory"),
         (cli.check_figure_out, tmp_path / "fig", "a figure's name ends in .png, .pdf, .svg"),
         (cli.check_figure_out, tmp_path / "fig.jpeg", "a figure's name ends in"),
     ]:
         with pytest.raises(ValueError, match=message) as e:
             check(path)
         assert "\n" not in str(e.value)
-        assert not (tmp_path / "new_dir").exists()  # a check makes nothing
+        assert not (tmp_path / "new_dir").exists() and not (tmp_path / "new").exists()  # a check makes nothing
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
