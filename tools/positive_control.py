@@ -169,14 +169,6 @@ def read_result(path):
     missing = [k for k in ("floor", "width", "tickets", "arms") if k not in result]
     if missing:
         raise ValueError(f"{path}: the result has no {', '.join(missing)}")
-    arms = result["arms"]
-
-    def drawable(arm):
-        curve = arm.get("curve") if isinstance(arm, dict) else None
-        return isinstance(curve, list) and all(isinstance(c, dict) and {"step", "loss", "loss_width1"} <= set(c)
-                                               for c in curve)
-    if not (isinstance(arms, dict) and arms and set(arms) <= {"bridge", "pmatch"} and all(map(drawable, arms.values()))):
-        raise ValueError(f"{path}: the result's arms are not bridge and pmatch with curves of step, loss and loss_width1")
     return result
 
 
