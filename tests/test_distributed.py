@@ -145,11 +145,16 @@ def log_of(out):
 
 
 def assert_same_parameters(a, b, name):
-    """Equal parameters (fp32): 1e-6 relative, 1e-7 absolute."""
+    """Equal parameters (fp32) up to float rounding: 1e-5 relative and absolute. The two sides sum
+    the same gradients in a different order (one process, or a reduce over two), and AdamW divides
+    a gradient by its own size: where an element's gradient is a sum of terms that nearly cancel, its
+    rounding moves that element's step by up to about 1e-6 (measured on an Intel Xeon with AVX-512,
+    lr 1e-2). 1e-5 is still a hundredth of one step at the tests' smaller lr, 1e-3: a step that used
+    other gradients moves most elements by about lr and fails."""
     ta, tb = load_file(str(a / name)), load_file(str(b / name))
     assert ta.keys() == tb.keys()
     for k in ta:
-        torch.testing.assert_close(ta[k], tb[k], rtol=1e-6, atol=1e-7, msg=lambda m: f"{name} {k}: {m}")
+        torch.testing.assert_close(ta[k], tb[k], rtol=1e-5, atol=1e-5, msg=lambda m: f"{name} {k}: {m}")
 
 
 def assert_nearly_same_parameters(a, b, name, lr):
@@ -158,7 +163,7 @@ def assert_nearly_same_parameters(a, b, name, lr):
     ta, tb = load_file(str(a / name)), load_file(str(b / name))
     diff = torch.cat([(ta[k] - tb[k]).abs().flatten() for k in ta])
     scale = torch.cat([tb[k].abs().flatten() for k in ta])
-    assert (diff > 1e-7 + 1e-6 * scale).float().mean() < 1e-3, name
+    assert (diff > 1e-5 + 1e-5 * scale).float().mean() < 1e-3, name
     assert diff.max() <= 2 * lr, name
 
 
