@@ -80,8 +80,8 @@ def resolve_model_dir(name_or_path=None):
     name = name_or_path
     path = Path(name).expanduser()
     if path.is_dir():
-        return _found(_check_model_dir(path), "local directory")
-    if _looks_like_path(name):
+        return _found(check_model_dir(path), "local directory")
+    if looks_like_path(name):
         raise ModelNotFoundError(f"model directory {name} does not exist")
     if (found := _from_hub(name, local_only=True)) is not None:
         return _found(found, "HF hub cache")
@@ -115,14 +115,17 @@ def _found(path, source):
     return path
 
 
-def _looks_like_path(name):
-    # 'owner/name' is a hub repo id; anything else with a separator or a leading . / ~ is a path
+def looks_like_path(name):
+    """False for a hub repo id ('owner/name'); True for anything else with a separator or a leading
+    . / ~ (a local path, whether or not it exists). The benchmarks check their --model with it too."""
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not name.startswith("."):
         return False
     return name.startswith((".", "/", "~")) or os.sep in name
 
 
-def _check_model_dir(path):
+def check_model_dir(path):
+    """`path` if it holds an HF-style model (config.json, tokenizer.json, model*.safetensors); else
+    ModelNotFoundError naming what is missing."""
     missing = [f for f in ("config.json", "tokenizer.json") if not (path / f).exists()]
     if not any(path.glob("model*.safetensors")):
         missing.append("model*.safetensors")
@@ -139,7 +142,7 @@ def _from_hub(repo_id, local_only):
     """The snapshot directory, or None when the hub (or its cache) cannot provide a complete one."""
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=local_only))
-        return _check_model_dir(path)
+        return check_model_dir(path)
     except Exception:  # offline, no network, unknown repo, not cached, incomplete snapshot: try the next source
         return None
 

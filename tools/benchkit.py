@@ -25,10 +25,10 @@ def check_model(name, flag="--model"):
     path = Path(name).expanduser()
     if path.is_dir():
         try:
-            weights._check_model_dir(path)
+            weights.check_model_dir(path)
         except FileNotFoundError as e:
             raise ValueError(f"{flag} {e}") from None
-    elif path.exists() or weights._looks_like_path(name):
+    elif path.exists() or weights.looks_like_path(name):
         raise ValueError(f"{flag} {name}: no such model directory")
 
 
