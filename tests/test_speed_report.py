@@ -55,3 +55,42 @@ def test_a_readme_that_is_not_a_file_is_one_line_before_the_files_are_read(tmp_p
         speed_report.main(["--readme", str(tmp_path)])
     with pytest.raises(ValueError, match="no such file"):
         speed_report.main(["--check", "--readme", str(tmp_path / "README.md")])
+
+
+def test_a_machine_folder_missing_a_part_is_one_line_naming_the_command(tmp_path):
+    folder = speed_report.ROOT / "results" / "speed" / "machines" / "not-measured"  # only its name is used
+    with pytest.raises(FileNotFoundError, match="missing machine.txt.*bash runs/speed_machine.sh "
+                                                "results/speed/machines/not-measured"):
+        speed_report.load_machine(folder)
+
+
+def test_each_machine_row_is_computed_from_its_files():
+    """Two rows a machine: its decode step with F.linear and packed, the sampler's ratios to generate
+    and bf16 over fp32; then the blocks' on/off from both commands, block_cost's floor, and every
+    GRPO run's mean ratio."""
+    def sampler(scale):
+        rows = []
+        for dtype, w, ours, hf in (("fp32", 4, 60.0, 50.0), ("fp32", 16, 200.0, 100.0),
+                                   ("bf16", 4, 80.0, 40.0), ("bf16", 16, 150.0, 120.0)):
+            rows += [dict(engine="ours", dtype=dtype, width=w, tok_s=ours * scale),
+                     dict(engine="hf", dtype=dtype, width=w, tok_s=hf * scale)]
+        return rows
+    compiled = lambda tok: [dict(engine="compiled", dtype="fp32", width=16, tok_s=tok),
+                            dict(engine="hf", dtype="fp32", width=16, tok_s=100.0)]
+    bridge = [dict(block="bridge", engine="ours", width=16, tok_s=180.0, tok_s_off=200.0)]
+    block = dict(l3_mb=32.0, on_off=0.871, products_off=0.92)
+    run = lambda o, t: [dict(engine="ours", s_per_step=o), dict(engine="trl", s_per_step=t)]
+    d = dict(machine="CPU A, 2 cores", profile=dict(step_ms=68.9), profile_plain=dict(step_ms=99.9),
+             sampler=sampler(1.0) + compiled(300.0)[:1], bridge=bridge, block=block, trl=run(20.0, 100.0), trl_more=[run(25.0, 100.0)],
+             machines=[dict(machine="CPU B, 2 cores", profile=dict(step_ms=79.1), profile_plain=dict(step_ms=80.7),
+                            sampler=sampler(0.5), compiled=compiled(150.0), bridge=bridge, block=dict(block, l3_mb=None), trl=[run(10.0, 45.0)])])
+    text = "\n".join(speed_report.machines(d))
+    # this section's machine: --compile from its own sampler table (300 / 100); another: from its own run
+    assert "| CPU A, 2 cores | 32 | 99.9 | 68.9 | 200 | 1.20 | 2.00 | 2.00 | 1.25 | 0.75 | 3.00 |" in text
+    assert "| CPU B, 2 cores | ? | 80.7 | 79.1 | 100 | 1.20 | 2.00 | 2.00 | 1.25 | 0.75 | 1.50 |" in text
+    assert "| CPU A, 2 cores | 0.90 | 0.871 | 0.920 | 5.00, 4.00 |" in text
+    assert "| CPU B, 2 cores | 0.90 | 0.871 | 0.920 | 4.50 |" in text
+    # the goals: the worse of the two on/off measurements, and the worst GRPO run
+    assert "| CPU A, 2 cores | 2.00 (met) | 1.20 (not met) | 0.871 (not met) | 4.00 (met) |" in text
+    assert "| CPU B, 2 cores | 2.00 (met) | 1.20 (not met) | 0.871 (not met) | 4.50 (met) |" in text
+    assert speed_report.machines(dict(d, machines=[])) == []

@@ -12,6 +12,7 @@ the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed wei
 also GRPO with --compile (its rollouts compile without freezing the weights, which change); 3225dc8
 and b45ea49 (GRPO and the two runs against TRL) and 7b27b40 (the evaluation), before the answers ran
 in pieces (training.answer_chunks) and finished rows left their groups (sample.drop_finished_rows).
+Each folder in machines/ (runs/speed_machine.sh) adds a row to the table of other machines.
 """
 import json
 import statistics
@@ -53,7 +54,29 @@ def load(res):
                 eval_before=read(f"before/{BEFORE['eval']}"), eval_rows=read(f"before/{BEFORE['eval rows']}"), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
                 trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))],
-                trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")])
+                trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")],
+                machines=[load_machine(m) for m in sorted(p for p in (res / "machines").glob("*") if p.is_dir())])
+
+
+MACHINE_PARTS = ("machine.txt", "profile_w16.json", "profile_w16_plain.json", "sampler.json", "sampler_compile.json",
+                 "bridge.json", "block_cost.json", "grpo_trl.json")
+
+
+def sorted_runs(res, read):
+    """grpo_trl.json, then any grpo_trl_run*.json (later runs of the same benchmark), in name order."""
+    return [read("grpo_trl.json")] + [read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))]
+
+
+def load_machine(res):
+    """The core measurements of one other machine (runs/speed_machine.sh DIR)."""
+    missing = [n for n in MACHINE_PARTS if not (res / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{res}: missing {', '.join(missing)} (bash runs/speed_machine.sh {res.relative_to(ROOT)})")
+    read = lambda n: json.loads((res / n).read_text())
+    return dict(name=res.name, machine=(res / "machine.txt").read_text().strip(), profile=read("profile_w16.json"),
+                profile_plain=read("profile_w16_plain.json"), sampler=read("sampler.json"),
+                compiled=read("sampler_compile.json"), bridge=read("bridge.json"),
+                block=read("block_cost.json"), trl=sorted_runs(res, read))
 
 
 def same_answers(a, b):
@@ -139,7 +162,7 @@ def section(d):
         out.append(f"| {r['width']} | {label[r['engine']]} | {r['tok_s_off']:.1f} | "
                    f"{r['tok_s']:.1f} | {r['tok_s'] / r['tok_s_off']:.2f} | {pm['tok_s_off']:.1f} | "
                    f"{pm['tok_s'] / pm['tok_s_off']:.2f} | {r['peak_mb']:.0f} |")
-    out += block_stages(d["block"]) + end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + [END]
+    out += block_stages(d["block"]) + end_to_end(d) + bf16_eval(d["eval"]) + grpo_steps(d) + machines(d) + [END]
     return "\n".join(out)
 
 
@@ -282,6 +305,77 @@ def grpo_steps(d):
                 f"TRL {t0['s_per_step']:.1f} s a step ({t0['s_per_step'] / o0['s_per_step']:.2f}x), with "
                 f"{o0['groups_updated']:.1f} groups of {o0['prompts']} updated a step."]
     return out
+
+
+def machines(d):
+    """The same core measurements on each machine: this section's, then those of runs/speed_machine.sh."""
+    if not d.get("machines"):
+        return []
+    here = dict(machine=d["machine"], profile=d["profile"], profile_plain=d["profile_plain"], sampler=d["sampler"],
+                compiled=d["sampler"], bridge=d["bridge"], block=d["block"], trl=[d["trl"]] + d.get("trl_more", []))
+    rows = [here] + d["machines"]
+    out = ["", "**The same measurements on other machines** (`bash runs/speed_machine.sh results/speed/machines/NAME`, "
+           "each part alone on the machine; the first row is the machine of this section). The decode step at width "
+           "16 in fp32 is the profiler's mean (`tools/profile_step.py`, with `--plain` for `F.linear`); tok/s and "
+           "the ratios to `generate` come from the sampler table's command without `--compile` and `--plain`; "
+           "the `--compile` column is its frozen decode step against `generate` of the same run (for the other "
+           "machines a run of its own, at width 16 only).", "",
+           "| machine | last-level cache MB | step ms, F.linear | step ms, packed | ours fp32 w16 tok/s "
+           "| ours / generate: fp32 w4 | fp32 w16 | bf16 w4 | bf16 w16 | ours bf16 / fp32, w16 | --compile / generate, fp32 w16 |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in rows:
+        s = m["sampler"]
+        tok = lambda e, t, w: find(s, engine=e, dtype=t, width=w)["tok_s"]
+        ratio = lambda t, w: tok("ours", t, w) / tok("hf", t, w)
+        l3 = f"{m['block']['l3_mb']:.0f}" if m["block"].get("l3_mb") else "?"
+        out.append(f"| {m['machine']} | {l3} | {m['profile_plain']['step_ms']:.1f} | {m['profile']['step_ms']:.1f} | "
+                   f"{tok('ours', 'fp32', 16):.0f} | {ratio('fp32', 4):.2f} | {ratio('fp32', 16):.2f} | "
+                   f"{ratio('bf16', 4):.2f} | {ratio('bf16', 16):.2f} | {tok('ours', 'bf16', 16) / tok('ours', 'fp32', 16):.2f} | "
+                   f"{compiled_ratio(m['compiled']):.2f} |")
+    out += ["", "The blocks at width 16 in fp32 on the same machines: Bridge on/off from the blocks' command (packed, "
+            "best of 5), and from `tools/block_cost.py` (the median of its rounds) with its products-only floor; "
+            "one GRPO step against TRL's from `tools/bench_grpo.py` (each run's mean ratio).", "",
+            "| machine | Bridge on/off | block_cost on/off | products-only floor | GRPO: TRL / ours |", "|---|---|---|---|---|"]
+    for m in rows:
+        br, blk = find(m["bridge"], block="bridge", engine="ours", width=16), m["block"]
+        trl = []
+        for run_rows in m["trl"]:
+            o, t = (next(r for r in run_rows if r["engine"] == e) for e in ("ours", "trl"))
+            trl.append(f"{t['s_per_step'] / o['s_per_step']:.2f}")
+        out.append(f"| {m['machine']} | {br['tok_s'] / br['tok_s_off']:.2f} | {blk['on_off']:.3f} | "
+                   f"{blk['products_off']:.3f} | {', '.join(trl)} |")
+    out += ["", "Against the goals set for this work (fp32, CPU), machine by machine: the least of the measurements "
+            "above that bear on each goal, and whether it is met.", "",
+            "| machine | ours / generate, w16 (goal 1.6) | w4 (goal 1.3) | Bridge on/off, w16 (goal 0.95) | "
+            "GRPO: TRL / ours, every run (goal 4) |", "|---|---|---|---|---|"]
+    for m in rows:
+        g = goals(m)
+        out.append(f"| {m['machine']} | " + " | ".join(f"{v:.{3 if goal < 1 else 2}f} ({'met' if v >= goal else 'not met'})"
+                                                    for v, goal in g) + " |")
+    return out
+
+
+def compiled_ratio(rows):
+    """--compile over generate, fp32, width 16, from one run of the sampler table."""
+    tok = lambda e: find(rows, engine=e, dtype="fp32", width=16)["tok_s"]
+    return tok("compiled") / tok("hf")
+
+
+GOALS = {"w16": 1.6, "w4": 1.3, "on_off": 0.95, "grpo": 4.0}
+
+
+def goals(m):
+    """(value, goal) for each goal of the speed work: ours over generate in fp32 at widths 16 and 4,
+    Bridge on/off at width 16 (the lower of the blocks' command and block_cost.py), and the GRPO
+    ratio of the worst run."""
+    tok = lambda e, w: find(m["sampler"], engine=e, dtype="fp32", width=w)["tok_s"]
+    br = find(m["bridge"], block="bridge", engine="ours", width=16)
+    grpo = []
+    for run_rows in m["trl"]:
+        o, t = (next(r for r in run_rows if r["engine"] == e) for e in ("ours", "trl"))
+        grpo.append(t["s_per_step"] / o["s_per_step"])
+    return [(tok("ours", 16) / tok("hf", 16), GOALS["w16"]), (tok("ours", 4) / tok("hf", 4), GOALS["w4"]),
+            (min(br["tok_s"] / br["tok_s_off"], m["block"]["on_off"]), GOALS["on_off"]), (min(grpo), GOALS["grpo"])]
 
 
 def main(argv=None):
