@@ -9,9 +9,9 @@
 #   bash runs/speed_machine.sh DIR      # DIR: results/speed/machines/<a name for the machine>
 #   python tools/speed_report.py        # then rewrite README.md's speed section
 #
-# About 30 minutes on 2 cores (Intel Xeon with AMX, 2026-12-01): each profile 1, one block stage by
-# stage 1, the sampler 3, the blocks 6, each of the three GRPO runs against TRL 6.5 (TRL needs
-# pip install -e ".[bench]").
+# About 35 minutes on 2 cores (Intel Xeon with AMX, 2026-12-01): each profile 1, one block stage by
+# stage 1, the sampler 3, the sampler with --compile 3, the blocks 6, each of the three GRPO runs
+# against TRL 6.5-7 (TRL needs pip install -e ".[bench]").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: bash runs/speed_machine.sh results/speed/machines/NAME" >&2; exit 2; }
