@@ -15,13 +15,9 @@ OUT=results/speed
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1
 
-once() {  # $1 = file; then the command, whose stdout goes to the file (written whole, or not at all)
-  local file=$1; shift
-  [ -s "$file" ] && { echo "== $file: done"; return; }
-  "$@" > "$file.tmp"
-  mv "$file.tmp" "$file"
-}
+source runs/once.sh  # once FILE COMMAND...: skipped when FILE is already written
 
+same_machine "$OUT"
 # (before/ holds the earlier runs the report compares with, named by the commit they measured)
 # 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear,
 once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
@@ -63,4 +59,3 @@ once "$OUT/grpo_trl.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-ba
 once "$OUT/grpo_trl_run2.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run2.json"
 #    and a third (added 2026-11-30: the goal is at least 4x in every run)
 once "$OUT/grpo_trl_run3.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run3.json"
-python -c "import evaluate; print(evaluate.machine('cpu'))" > "$OUT/machine.txt"

@@ -19,14 +19,9 @@ OUT=$1
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1
 
-once() {  # $1 = file; then the command, whose stdout goes to the file (written whole, or not at all)
-  local file=$1; shift
-  [ -s "$file" ] && { echo "== $file: done"; return; }
-  "$@" > "$file.tmp"
-  mv "$file.tmp" "$file"
-}
+source runs/once.sh  # once FILE COMMAND...: skipped when FILE is already written
 
-python -c "import evaluate; print(evaluate.machine('cpu'))" > "$OUT/machine.txt"
+same_machine "$OUT"
 # one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear
 once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
 once "$OUT/profile_w16_plain.md" python tools/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json"
