@@ -53,7 +53,7 @@ def load(res):
                 eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
                 eval_before=read(f"before/{BEFORE['eval']}"), eval_rows=read(f"before/{BEFORE['eval rows']}"), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
-                trl_more=[read(p.name) for p in sorted(res.glob("grpo_trl_run*.json"))],
+                trl_more=sorted_runs(res, read)[1:],
                 trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")],
                 machines=[load_machine(m) for m in sorted(p for p in (res / "machines").glob("*") if p.is_dir())])
 
@@ -73,7 +73,7 @@ def load_machine(res):
     if missing:
         raise FileNotFoundError(f"{res}: missing {', '.join(missing)} (bash runs/speed_machine.sh {res.relative_to(ROOT)})")
     read = lambda n: json.loads((res / n).read_text())
-    return dict(name=res.name, machine=(res / "machine.txt").read_text().strip(), profile=read("profile_w16.json"),
+    return dict(machine=(res / "machine.txt").read_text().strip(), profile=read("profile_w16.json"),
                 profile_plain=read("profile_w16_plain.json"), sampler=read("sampler.json"),
                 compiled=read("sampler_compile.json"), bridge=read("bridge.json"),
                 block=read("block_cost.json"), trl=sorted_runs(res, read))
@@ -338,12 +338,8 @@ def machines(d):
             "| machine | Bridge on/off | block_cost on/off | products-only floor | GRPO: TRL / ours |", "|---|---|---|---|---|"]
     for m in rows:
         br, blk = find(m["bridge"], block="bridge", engine="ours", width=16), m["block"]
-        trl = []
-        for run_rows in m["trl"]:
-            o, t = (next(r for r in run_rows if r["engine"] == e) for e in ("ours", "trl"))
-            trl.append(f"{t['s_per_step'] / o['s_per_step']:.2f}")
         out.append(f"| {m['machine']} | {br['tok_s'] / br['tok_s_off']:.2f} | {blk['on_off']:.3f} | "
-                   f"{blk['products_off']:.3f} | {', '.join(trl)} |")
+                   f"{blk['products_off']:.3f} | {', '.join(f'{x:.2f}' for x in trl_ratios(m['trl']))} |")
     out += ["", "Against the goals set for this work (fp32, CPU), machine by machine: the least of the measurements "
             "above that bear on each goal, and whether it is met.", "",
             "| machine | ours / generate, w16 (goal 1.6) | w4 (goal 1.3) | Bridge on/off, w16 (goal 0.95) | "
@@ -353,6 +349,12 @@ def machines(d):
         out.append(f"| {m['machine']} | " + " | ".join(f"{v:.{3 if goal < 1 else 2}f} ({'met' if v >= goal else 'not met'})"
                                                     for v, goal in g) + " |")
     return out
+
+
+def trl_ratios(runs):
+    """TRL's mean step time over ours, one per run of tools/bench_grpo.py."""
+    pairs = [tuple(next(r for r in rows if r["engine"] == e) for e in ("ours", "trl")) for rows in runs]
+    return [t["s_per_step"] / o["s_per_step"] for o, t in pairs]
 
 
 def compiled_ratio(rows):
@@ -370,10 +372,7 @@ def goals(m):
     ratio of the worst run."""
     tok = lambda e, w: find(m["sampler"], engine=e, dtype="fp32", width=w)["tok_s"]
     br = find(m["bridge"], block="bridge", engine="ours", width=16)
-    grpo = []
-    for run_rows in m["trl"]:
-        o, t = (next(r for r in run_rows if r["engine"] == e) for e in ("ours", "trl"))
-        grpo.append(t["s_per_step"] / o["s_per_step"])
+    grpo = trl_ratios(m["trl"])
     return [(tok("ours", 16) / tok("hf", 16), GOALS["w16"]), (tok("ours", 4) / tok("hf", 4), GOALS["w4"]),
             (min(br["tok_s"] / br["tok_s_off"], m["block"]["on_off"]), GOALS["on_off"]), (min(grpo), GOALS["grpo"])]
 
