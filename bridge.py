@@ -136,18 +136,42 @@ def bridge_mask(alive, width):
     return same_group & (key_alive | is_self)                         # (T, N, N)
 
 
-def sibling_mask(alive, width, dtype=None):
-    """Who may attend to whom inside a group at each timestep, (B*T, 1, W, W) for Bridge's attention.
+PATHS = ("siblings", "self", "crossed")
 
+
+def sibling_mask(alive, width, dtype=None, path="siblings"):
+    """Who may attend to whom inside a group at each timestep, (B*T, 1, W, W) for Bridge's attention.
     True where row i may attend to sibling j (j alive at t, or j == i): bridge_mask's blocks on the
     diagonal, laid out per (group, timestep). With a float `dtype`, the additive form the attention
     reads directly: 0 where allowed, -inf where not.
+
+    path: which rows a row reads, for measuring what the siblings add (evaluate.py --paths); the
+    block and its weights are the same, only the mask changes.
+    - "siblings": the method: the alive rows of its own group (the default).
+    - "self": only itself, in a group of `width` (what width 1 computes, row by row).
+    - "crossed": the groups come in pairs (2 * width rows); a row reads itself and the alive rows of
+      the OTHER group of its pair, never its own siblings. The block's input stays a set of other
+      answers to the same prompt, but the path between the rows scored together is cut. Returns
+      the (B/2*T, 1, 2W, 2W) mask of groups of 2 * width.
     """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
     N, T = alive.shape
+    if path == "crossed":
+        width *= 2
+        if N % width:
+            raise ValueError(f"the crossed path pairs groups: {N} rows is not a whole number of pairs of groups of {width // 2}")
     B, W = N // width, width
     key_alive = alive.view(B, W, T).transpose(1, 2).reshape(B * T, 1, 1, W)    # (B*T, 1, 1, W)
     is_self = torch.eye(W, dtype=torch.bool, device=alive.device)             # (W, W)
-    allowed = key_alive | is_self                                             # (B*T, 1, W, W)
+    if path == "siblings":
+        allowed = key_alive | is_self                                         # (B*T, 1, W, W)
+    elif path == "self":
+        allowed = is_self.expand(B * T, 1, W, W)
+    else:
+        half = torch.arange(W, device=alive.device) // (W // 2)
+        other = half[:, None] != half[None, :]                                # (W, W): the other group
+        allowed = (key_alive & other) | is_self
     if dtype is None:
         return allowed
     return torch.zeros(allowed.shape, dtype=dtype, device=alive.device).masked_fill_(~allowed, float("-inf"))
@@ -184,11 +208,13 @@ class Bridge(nn.Module):
 
     def forward(self, x, width, alive, mask=None):
         """mask: sibling_mask(alive, width, x.dtype). It depends on neither x nor the layer, so the
-        model builds it once per forward for all its blocks; built here when not given."""
+        model builds it once per forward for all its blocks; built here when not given. Its last
+        dimension is the group the attention runs over (2 * width for the crossed path)."""
         N, T, D = x.shape
-        B, W = N // width, width
         if mask is None:
             mask = sibling_mask(alive, width, x.dtype)
+        width = mask.shape[-1]
+        B, W = N // width, width
         q, k, v = self._qkv(x, width)
         # softmax(q k^T / sqrt(hd), masked) v: attention over the W rows, per (group, timestep, head)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # (B*T, H, W, hd)

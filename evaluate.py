@@ -31,7 +31,7 @@ from pathlib import Path
 
 import cli
 import tasks
-from bridge import packed_weights
+from bridge import PATHS, packed_weights
 from cli import Parser, progress
 from metrics import mean_se, set_summary, summarize, threshold
 
@@ -66,8 +66,11 @@ def score(problem, completions, tokenizer, keep_texts=False):
 # the sweep: sampling, progress, protocol
 
 
-def sample_width(model, tokenizer, prompts, width, args, step):
+def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
     """n completions per prompt, as n/width groups of `width`; about --batch-rows rows per call.
+
+    path: whom Bridge lets a row read (sample.sample). The generators depend on (--seed, width,
+    problem, group) only, so every path draws the same random numbers for the same row.
 
     step(rows, label) is told after every call (cli.progress: answers done, elapsed, ETA).
     """
@@ -86,11 +89,12 @@ def sample_width(model, tokenizer, prompts, width, args, step):
                 for p in batch for g in range(groups)]
         rollout = sample(model, [prompts[p] for p in batch], tokenizer.eos_ids, width=width,
                          max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p, generator=gens, groups_per_prompt=groups, compile="frozen" if args.compile else False)
+                         top_p=args.top_p, generator=gens, groups_per_prompt=groups,
+                         compile="frozen" if args.compile else False, path=path)
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
-        step(len(batch) * args.n, f"width {width}")
+        step(len(batch) * args.n, f"width {width}" + ("" if path == "siblings" else f", {path}"))
     return out
 
 
@@ -132,18 +136,18 @@ def protocol(args, model, knobs):
                 bridge=args.bridge, bridge_config=model.bridge_config,
                 bridge_on=model.bridge_config is not None and model.use_bridge,
                 task=args.task, data=args.data, knobs=knobs, split=args.split, problems=args.problems,
-                seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths,
+                seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths, paths=args.paths,
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
                 max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype, compile=args.compile,
                 device=args.device, git_commit=git_commit(), torch=torch.__version__)
 
 
-def format_table(result, timing):
+def format_table(result, timing, path="siblings"):
     """One width's summary as a markdown table (mean and standard error over problems)."""
     width, n, summary = result["width"], result["n"], result["summary"]
-    lines = [f"\nwidth {width}: n = {n} answers per problem ({n // width} x {width}), "
-             f"{len(result['per_problem'])} problems",
+    lines = [f"\nwidth {width}" + ("" if path == "siblings" else f", path {path}") + f": n = {n} answers per "
+             f"problem ({n // width} x {width}), {len(result['per_problem'])} problems",
              "| metric | mean | ± se |", "|---|---|---|"]
     for name, v in summary.items():
         digits = 1 if name == "length" else 3
@@ -185,21 +189,24 @@ def evaluate(args):
     out = dict(format=FORMAT, protocol=protocol(args, model, knobs),
                problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
                timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine(args.device), widths={}))
-    step = progress(len(args.widths) * len(problems) * args.n, "answers")
+    runs = [(w, path) for w in args.widths for path in (args.paths if w > 1 else ["siblings"])]
+    step = progress(len(runs) * len(problems) * args.n, "answers")
     t_all = time.time()
-    for width in args.widths:
+    for width, path in runs:
         t0 = time.time()
         with packed_weights():  # the weights stay fixed: pack them once for all of this width's calls
-            completions = sample_width(model, tokenizer, prompts, width, args, step)
+            completions = sample_width(model, tokenizer, prompts, width, args, step, path)
         seconds = time.time() - t0
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
         result = dict(width=width, groups=args.n // width, n=args.n,
                       summary=summary_of(per_problem, width, args), per_problem=per_problem)
+        if path != "siblings":  # (the method's own results carry no path key, as in every earlier file)
+            result["path"] = path
         tokens = sum(sum(p["lengths"]) for p in per_problem)
         timing = dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)
         out["results"].append(result)
-        out["timing"]["widths"][str(width)] = timing
-        print(format_table(result, timing), flush=True)
+        out["timing"]["widths"][str(width) if path == "siblings" else f"{width} {path}"] = timing
+        print(format_table(result, timing, path), flush=True)
     out["timing"]["total_seconds"] = time.time() - t_all
     return out
 
@@ -314,6 +321,10 @@ def parse_args(argv=None):
                    "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
                    "minutes per width class on CPU, and at evaluation's batch shapes it gains little: README Speed; default off)")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
+    p.add_argument("--paths", nargs="+", default=["siblings"], choices=list(PATHS),
+                   help="at every width > 1, sample the same sets (the same random numbers per row) once per path: "
+                        "siblings (Bridge as trained), self (each row reads only itself), crossed (each row reads "
+                        "another set of its prompt instead of its own; needs an even n/width) (default siblings)")
     p.add_argument("--set-sizes", type=int, nargs="+", default=None,
                    help="set-level task: pool the width-1 answers into groups of these sizes (default: the other widths)")
     p.add_argument("--out", default=None, help="the JSON file to write (default results.json), or the figure with --plot (default evaluate.png)")
@@ -340,6 +351,13 @@ def check_args(args):
     for w in args.widths:
         if w < 1 or n % w:
             raise ValueError(f"--widths: {w} must be >= 1 and divide n={n} (n answers = n/width groups of width)")
+    if len(set(args.paths)) != len(args.paths):
+        raise ValueError(f"--paths: each path once, got {' '.join(args.paths)}")
+    if "crossed" in args.paths:
+        odd = [w for w in args.widths if w > 1 and (n // w) % 2]
+        if odd:
+            raise ValueError(f"--paths crossed pairs the sets of a problem: n/width must be even, not at width {odd[0]} "
+                             f"(n={n}); raise --n")
     for size in args.set_sizes or []:
         if size < 2 or n % size:
             raise ValueError(f"--set-sizes: {size} must be >= 2 and divide n={n}")
@@ -357,6 +375,13 @@ def check_args(args):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.bridge is not None and not Path(args.bridge).is_file():
         raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
+    if args.paths != ["siblings"]:  # self / crossed change whom Bridge lets a row read: they need Bridge blocks
+        from checkpoint import bridge_metadata
+        kind = None if args.bridge is None or args.no_bridge else bridge_metadata(args.bridge).get("kind")
+        if kind != "bridge":
+            raise ValueError(f"--paths {' '.join(args.paths)} compares whom Bridge lets a row read: it needs a model "
+                             f"with Bridge blocks (--bridge CKPT without --no-bridge), not "
+                             f"{'no blocks' if kind is None else 'P-Match blocks'}")
     cli.check_out_file(args.out)  # before the evaluation, which takes minutes, not after it
     if args.data is not None:  # the file's first --problems, in its order
         knobs, problems = {}, tasks.file_problems(args.data, args.problems)

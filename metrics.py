@@ -242,6 +242,33 @@ def distinct_scores(choices):
     return [int(c is not None and counts[c] == 1) for c in choices]
 
 
+CREDITS = ("answer", "team", "difference")
+
+
+def set_credit(choices, credit="answer"):
+    """The training reward of each answer of one `distinct` set, by how the set's outcome is credited.
+
+    U = sum(distinct_scores(choices)), the number of answers that are valid and unique in the set.
+    - "answer": the answer's own score (distinct_scores): 1 if valid and no sibling took its number.
+    - "team": U / W to every row: each answer is paid the set's per-answer score.
+    - "difference": U - U(the set without this answer): what the set loses without it. 1 for a
+      unique valid answer, -1 for one of exactly two equal answers (without it the other one
+      scores), 0 for an invalid answer or one of three or more equal ones.
+    # choice: team and difference credit, besides the per-answer score, are the two standard ways
+    to pay each member of a cooperative set for the set's outcome (a shared reward; Wolpert and
+    Tumer's difference reward); train_grpo.py --credit picks one, the same for every arm.
+    """
+    if credit not in CREDITS:
+        raise ValueError(f"credit must be one of {', '.join(CREDITS)}, got {credit!r}")
+    own = distinct_scores(choices)
+    if credit == "answer":
+        return [float(s) for s in own]
+    U = sum(own)
+    if credit == "team":
+        return [U / len(choices)] * len(choices)
+    return [float(U - sum(distinct_scores(choices[:i] + choices[i + 1:]))) for i in range(len(choices))]
+
+
 def independent_ceiling(K, W):
     """(per-answer score, all-distinct share): the most that answers drawn INDEPENDENTLY from one
     distribution can expect on a K-value `distinct` task in groups of W. Exact Fractions.

@@ -267,8 +267,9 @@ class Transformer(nn.Module):
         self.use_bridge = True   # False runs a Bridge/P-Match model as its base model (the baseline)
         self.bridge_config = None  # set by add_bridge: {"kind", "n_heads", "head_dim"}
 
-    def hidden(self, tokens, width=1, alive=None, cache=None):
-        """Final normed hidden states (N, T, D) for tokens (N, T); appends to `cache` if given."""
+    def hidden(self, tokens, width=1, alive=None, cache=None, path="siblings"):
+        """Final normed hidden states (N, T, D) for tokens (N, T); appends to `cache` if given.
+        path: whom Bridge lets a row read (bridge.sibling_mask; "siblings" is the method)."""
         N, T = tokens.shape
         if N % width:
             raise ValueError(f"{N} rows is not a whole number of groups of width {width}")
@@ -292,7 +293,7 @@ class Transformer(nn.Module):
         # Bridge's mask across siblings depends only on alive and width: built once for all layers
         siblings = None
         if self.use_bridge and self.bridge_config is not None and self.bridge_config["kind"] == "bridge":
-            siblings = sibling_mask(alive, width, x.dtype)                        # (B*T, 1, W, W)
+            siblings = sibling_mask(alive, width, x.dtype, path)                  # (B*T, 1, W, W)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, mask, width, alive, cache, i, self.use_bridge, siblings)
         if cache is not None:
@@ -301,9 +302,9 @@ class Transformer(nn.Module):
             cache.length = start + T
         return self.model.norm(x)
 
-    def forward(self, tokens, width=1, alive=None, cache=None):
+    def forward(self, tokens, width=1, alive=None, cache=None, path="siblings"):
         """Logits (N, T, vocab). Rows [g*width, (g+1)*width) are the group of prompt g."""
-        return self.lm_head(self.hidden(tokens, width, alive, cache))
+        return self.lm_head(self.hidden(tokens, width, alive, cache, path))
 
     def tie_weights(self):
         if self.config.tie_word_embeddings:

@@ -247,7 +247,7 @@ def weights_fingerprint(model):
 @packed_weights()  # the products read weights packed once per call on CPU (bridge.Linear; README, Speed)
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
            top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1,
-           compile=False):
+           compile=False, path="siblings"):
     """Token-level sampler: prompts as id lists -> Rollout. See the module docstring.
 
     groups_per_prompt: R independent groups of `width` rows for every prompt, all from one prefill
@@ -257,6 +257,10 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         (drop_finished_rows); the tokens are those of the full batch (tests/test_sample.py).
     compile: decode with torch.compile of the model's forward: True, or "frozen" for weights that no
         longer change (decoder()).
+    path: whom Bridge lets a row read (bridge.sibling_mask): "siblings" (the method), "self", or
+        "crossed" (groups r and r+1 of a prompt, r even, read each other instead of themselves;
+        needs an even groups_per_prompt). The random numbers of every row are the same for every
+        path, so the answers differ only where what a row read changed them.
     """
     from model import KVCache
     if width < 1:
@@ -268,6 +272,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
         raise ValueError("every prompt needs at least one token")
     check_sampling(temperature, top_k, top_p)
+    if path == "crossed" and groups_per_prompt % 2:
+        raise ValueError(f"the crossed path pairs the groups of a prompt: groups_per_prompt must be even, got {groups_per_prompt}")
     config, device = model.config, model.lm_head.weight.device
     P = max(len(ids) for ids in prompts_ids)
     context = config.max_position_embeddings
@@ -319,10 +325,11 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         # 4. (one generator per group) let the rows that are no longer needed leave the batch
         # choice: not with one generator for the whole batch, whose stream all rows share (dropping
         # rows would change the others' draws), nor with keep_logits (which records every row)
-        if not isinstance(generator, torch.Generator) and not keep_logits:
+        # (and not on the crossed path, whose pairs of groups must keep their slots)
+        if not isinstance(generator, torch.Generator) and not keep_logits and path != "crossed":
             batch = drop_finished_rows(batch, is_alive, finished, width, whole_groups=bool(compile))
-        logits = forward(nxt[batch.rows, None], width=batch.width,
-                         alive=(is_alive[batch.rows] & batch.real)[:, None], cache=batch.cache)[:, -1]
+        logits = forward(nxt[batch.rows, None], width=batch.width, alive=(is_alive[batch.rows] & batch.real)[:, None],
+                         cache=batch.cache, path=path)[:, -1]
     new_tokens, new_alive, logprobs = (torch.stack(c, dim=1) for c in zip(*columns))
     return Rollout(tokens=torch.cat((tokens, new_tokens), 1), alive=torch.cat((alive, new_alive), 1),
                    prompt_len=P, width=width, logprobs=logprobs,

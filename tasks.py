@@ -46,6 +46,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from metrics import set_credit
+
 SPLITS = ("train", "test")
 INSTRUCTION = "End with a final line of the form 'Answer: N', where N is the number."
 SYSTEM = "You solve math problems."  # a one-line system message (see messages(system=...))
@@ -483,20 +485,23 @@ def set_choice(text, problem):
     return None
 
 
-def group_reward(texts, problem, finished=None):
+def group_reward(texts, problem, finished=None, credit="answer"):
     """The rewards of one prompt's group of answers, in order. The one reward of training and evaluation.
 
-    Answer-by-answer families: reward() of each text. `distinct`: 1.0 for an answer whose
+    Answer-by-answer families: reward() of each text. `distinct`: by default 1.0 for an answer whose
     set_choice is not None and appears once in the group, else 0.0 (an invalid answer takes no
-    number from its siblings). finished: per text, whether it ended with an end token; a set-level
-    family scores an answer cut at max_new_tokens 0. # choice: answer-by-answer families ignore it
-    and score a cut answer by its text, as every committed study did.
+    number from its siblings); credit="team" or "difference" credits the set's outcome to its
+    rows instead (metrics.set_credit). finished: per text, whether it ended with an end token; a
+    set-level family scores an answer cut at max_new_tokens 0. # choice: answer-by-answer families
+    ignore it and score a cut answer by its text, as every committed study did.
     """
     if problem.task not in SET_TASKS:
+        if credit != "answer":
+            raise ValueError(f"credit {credit!r} pays a set for its outcome: task {problem.task!r} scores answer by answer")
         return [reward(t, problem) for t in texts]
     finished = [True] * len(texts) if finished is None else finished
     choices = [set_choice(t, problem) if done else None for t, done in zip(texts, finished, strict=True)]
-    return [float(c is not None and choices.count(c) == 1) for c in choices]
+    return set_credit(choices, credit)
 
 
 # -----------------------------------------------------------------------------

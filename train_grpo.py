@@ -8,11 +8,12 @@ RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, 
     torchrun --nproc_per_node 4 train_grpo.py --device cuda ...       # 4 GPUs, the same algorithm
 
 One step (the paper's RLVR stage; the numbers are the steps of main()):
-  1. rollout:   one width-W group per prompt, sampled with the blocks on (sample.py), so the
-                W answers of a group are interdependent through Bridge;
-  2. reward:    tasks.group_reward, 1 if the extracted answer is right, else 0 (for the set-level
-                task `distinct`: 1 if the answer's number is valid and no sibling picked it);
-  3. advantage: group_advantages, (r - mean) / (std + eps) within each group;
+  1. rollout:   --sets M independent width-W sets per prompt (default 1), sampled with the blocks
+                on (sample.py), so the W answers of a set are interdependent through Bridge;
+  2. reward:    tasks.group_reward per set, 1 if the extracted answer is right, else 0 (for the
+                set-level task `distinct`: 1 if the answer's number is valid and no sibling picked
+                it, or the set's outcome credited to its rows: --credit team / difference);
+  3. advantage: group_advantages, (r - mean) / (std + eps) over the M x W answers of each prompt;
   4. loss:      policy_loss, the PPO-clipped surrogate, averaged over every answer token of the step;
   5. step:      gradients accumulated over micro-batches of whole groups, clipped, one AdamW step.
 
@@ -20,6 +21,13 @@ The choices (the paper gives GRPO, std-normalised group advantages, DAPO-style t
 aggregation and "a KL term"; everything else is ours):
 - # paper: the GRPO group is the Bridge width group (one prompt, W rows). Its rows are coupled, so
   a group is never split: micro-batches hold whole groups (asserted in training.split_rollout).
+- # choice: --sets M > 1 samples M independent Bridge sets of W rows per prompt and normalises the
+  advantage over all M x W answers of the prompt, while Bridge still connects only the rows of
+  one set (as multi-agent GRPO normalises over several joint rollouts of one prompt). With one set
+  per prompt the baseline is the very set Bridge connects, so on a set-level task a set whose
+  answers are all distinct gets advantage 0; against other sets of its prompt it earns a positive
+  one. The paper ("trained at w = 4") is consistent with either. M = 1 is the default and is
+  bit for bit the one-set algorithm.
 - # paper: advantage (r - mean) / std per group. # choice: Bessel std (ddof 1, like TRL and verl),
   eps 1e-4 added to it; a group whose rewards are all equal gets exactly 0 (never NaN).
   `--adv-scale none` gives Dr. GRPO's mean-only advantage.
@@ -38,8 +46,8 @@ aggregation and "a KL term"; everything else is ours):
 - # choice: groups whose advantages are all 0 are not run through the update forward when
   --kl-coef is 0: their gradient is exactly 0. Their tokens still count in the token mean.
 - # choice: randomness. The prompts of step k are positions k*P .. k*P+P-1 of a stream of training
-  problems shuffled per epoch with seed (seed, epoch); prompt i of the stream samples with its own
-  generator seeded by (seed, i). A step therefore depends only on (seed, step, weights): resuming
+  problems shuffled per epoch with seed (seed, epoch); set s of prompt i of the stream samples with
+  its own generator seeded by (seed, i, s) (rollout_seed). A step therefore depends only on (seed, step, weights): resuming
   needs no RNG state, and a group's answers do not depend on which other groups share its batch.
 
 Several processes (torchrun; parallel.py has the plumbing), the same algorithm:
@@ -74,6 +82,7 @@ import training
 from checkpoint import load_checkpoint
 from model import load_model
 from sample import sample
+from metrics import CREDITS
 from tasks import SET_TASKS, file_problems, group_reward, make_problems, question_count, stable_seed
 
 # -----------------------------------------------------------------------------
@@ -81,7 +90,8 @@ from tasks import SET_TASKS, file_problems, group_reward, make_problems, questio
 
 
 def group_advantages(rewards, width, *, scale="std", eps=1e-4):
-    """rewards (N,) -> advantages (N,) within each group of `width` contiguous rows.
+    """rewards (N,) -> advantages (N,) within each group of `width` contiguous rows (with --sets M,
+    the M x W answers of one prompt are one group here).
 
     scale="std": (r - mean) / (std + eps), std with Bessel's correction; scale="none": r - mean.
     A group whose rewards are all equal gets exactly 0 (also for rewards like 0.35, whose mean is
@@ -167,22 +177,34 @@ def training_pool(args):
     return make_problems(args.task, n, seed=args.seed, split="train", **knobs)
 
 
+def rollout_seed(seed, i, s):
+    """The seed of set s of prompt i of the stream. # choice: set 0 keeps the one-set rule's seed,
+    so --sets 1 samples exactly what it always did."""
+    return stable_seed("rollout", seed, i) if s == 0 else stable_seed("rollout", seed, i, s)
+
+
 def rollout(model, tokenizer, indexed_problems, args):
-    """Sample one width-W group per problem and score it. Returns (Rollout, rewards (N,), texts)."""
+    """Sample --sets width-W sets per problem and score each set on its own.
+
+    Returns (Rollout, rewards (N,), scores (N,), texts), N = problems * sets * W; set s of problem b
+    is rows [(b*M + s)*W, (b*M + s + 1)*W). rewards: what the advantage reads (--credit); scores:
+    each answer's own score (the same unless --credit team / difference), for the log."""
     device = model.lm_head.weight.device
     problems = [p for _, p in indexed_problems]
-    gens = [torch.Generator(device).manual_seed(stable_seed("rollout", args.seed, i))
-            for i, _ in indexed_problems]
+    M, W = args.sets, args.width
+    gens = [torch.Generator(device).manual_seed(rollout_seed(args.seed, i, s))
+            for i, _ in indexed_problems for s in range(M)]
     with training.autocast(args), parallel.gathered(model):  # --shard: the whole model, gathered once
         r = sample(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
-                   width=args.width, max_new_tokens=args.max_new_tokens,
-                   temperature=args.temperature, generator=gens, compile=args.compile)
-    completions, eos, W = r.completions(), set(tokenizer.eos_ids), args.width
+                   width=W, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   generator=gens, groups_per_prompt=M, compile=args.compile)
+    completions, eos = r.completions(), set(tokenizer.eos_ids)
     texts = [tokenizer.decode(c) for c in completions]
     finished = [bool(c) and c[-1] in eos for c in completions]
-    rewards = torch.tensor([x for g, p in enumerate(problems)  # each group scored as one (tasks.group_reward)
-                            for x in group_reward(texts[g * W:(g + 1) * W], p, finished[g * W:(g + 1) * W])])
-    return r, rewards, texts
+    sets = [(slice(g * W, (g + 1) * W), problems[g // M]) for g in range(len(problems) * M)]
+    rewards = [x for rows, p in sets for x in group_reward(texts[rows], p, finished[rows], args.credit)]
+    scores = rewards if args.credit == "answer" else [x for rows, p in sets for x in group_reward(texts[rows], p, finished[rows])]
+    return r, torch.tensor(rewards), torch.tensor(scores), texts
 
 
 def answer_stats(r, eos_ids):
@@ -250,26 +272,29 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
                 groups_updated=updated)
 
 
-def step_record(step, mine, r, rewards, stats, eos_ids, args, t0, t_rollout):
-    """The log record of a step: the numbers of all its groups, gathered from every process."""
+def step_record(step, mine, r, rewards, scores, stats, eos_ids, args, t0, t_rollout):
+    """The log record of a step: the numbers of all its groups, gathered from every process.
+    acc: the share of answers whose own score is 1; zero_var: the share of prompts whose M x W
+    rewards are all equal (no signal)."""
     lengths, truncated = answer_stats(r, eos_ids)
-    rewards, lengths, truncated = (parallel.gather_rows(x) for x in (rewards, lengths, truncated))
-    zero_var = rewards.view(-1, args.width).eq(rewards.view(-1, args.width)[:, :1]).all(1)
+    rewards, scores, lengths, truncated = (parallel.gather_rows(x) for x in (rewards, scores, lengths, truncated))
+    per_prompt = rewards.view(-1, args.sets * args.width)
+    zero_var = per_prompt.eq(per_prompt[:, :1]).all(1)
     step_s = time.time() - t0
     return dict(step=step, loss=stats["loss"], reward=rewards.mean().item(),
-                acc=(rewards == 1).float().mean().item(), zero_var=zero_var.float().mean().item(),
+                acc=(scores == 1).float().mean().item(), zero_var=zero_var.float().mean().item(),
                 len=lengths.mean().item(), trunc=truncated.mean().item(), kl=stats["kl"],
                 clip=stats["clip_frac"], ratio_max=stats["ratio_max"], grad_norm=stats["grad_norm"],
                 groups_updated=stats["groups_updated"], tok_s=lengths.sum().item() / step_s,
                 step_s=step_s, rollout_s=t_rollout, update_s=step_s - t_rollout,
-                prompt_tokens=parallel.all_sum(r.alive[::args.width, :r.prompt_len].sum().item()),
+                prompt_tokens=parallel.all_sum(r.alive[::args.sets * args.width, :r.prompt_len].sum().item()),
                 prompts=[i for part in parallel.all_gather([i for i, _ in mine]) for i in part])
 
 
-def show_group(step, problem, texts, rewards, width):
+def show_group(step, problem, texts, scores, width):
     print(f"--- step {step + 1}, group 0: {problem.question} (answer {problem.answer})")
     for i in range(width):
-        mark = "right" if rewards[i] == 1 else "wrong"
+        mark = "right" if scores[i] == 1 else "wrong"
         print(f"  [{i + 1} {mark}] " + texts[i].strip().replace("\n", " | "))
 
 # -----------------------------------------------------------------------------
@@ -287,7 +312,12 @@ def parse_args(argv=None):
     p.add_argument("--train", default="all", choices=["all", "new"], help="what trains: all parameters, or only the new blocks (default all)")
     p.add_argument("--lr", type=float, default=5e-6, help="learning rate of the base model's parameters with --train all (default 5e-6)")
     p.add_argument("--init", default=None, help="start the blocks from this checkpoint (e.g. the SFT warm-up's bridge.safetensors)")
-    p.add_argument("--prompts-per-step", type=int, default=8, help="prompts (groups) per step (default 8)")
+    p.add_argument("--prompts-per-step", type=int, default=8, help="prompts per step (default 8)")
+    p.add_argument("--sets", type=int, default=1, help="independent width-W sets sampled per prompt; the advantage's "
+                   "baseline is taken over all sets x width answers of the prompt, Bridge connects one set (default 1)")
+    p.add_argument("--credit", default="answer", choices=list(CREDITS), help="set-level tasks: reward each answer by its "
+                   "own score (answer), by its set's per-answer score (team) or by what its set loses without it "
+                   "(difference; metrics.set_credit) (default answer)")
     p.add_argument("--pool", type=int, default=None, help="distinct training problems cycled through (default: all of the split, at most 2000)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts (default 1.0)")
     p.add_argument("--adv-scale", default="std", choices=["std", "none"], help="advantage (r-mean)/(std+eps), or r-mean (default std)")
@@ -300,13 +330,19 @@ def parse_args(argv=None):
     args = training.parse_problem_source(p, argv)
     if args.steps is None:  # (not `or`: --steps 0 must reach the check, not become 100)
         args.steps = 100
+    if args.sets < 1:
+        p.error(f"--sets must be >= 1, got {args.sets}")
+    if args.task in SET_TASKS and args.width < 2:
+        p.error(f"task {args.task!r} is scored as a set: at --width 1 there is nothing to coordinate")
+    if args.credit != "answer" and args.task not in SET_TASKS:
+        p.error(f"--credit {args.credit} pays a set for its outcome: task {args.task!r} scores answer by answer")
+    if args.credit == "team" and args.sets == 1:
+        p.error("--credit team gives every row of a set the same reward, so with --sets 1 every advantage is 0: use --sets >= 2")
     return args
 
 
 def check_args(args):
     training.check_common(args)
-    if args.task in SET_TASKS and args.width < 2:
-        raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
     if args.width < 2 and not args.rollout_only:
         raise ValueError(f"--width must be >= 2 for GRPO (advantages compare answers within a group), got {args.width}")
     if args.arch == "none" and (args.train == "new" or args.init):
@@ -363,16 +399,16 @@ def main(argv=None):
             t0 = time.time()
             batch = step_problems(pool, step, args.prompts_per_step, args.seed)      # 0. prompts
             mine = parallel.my_share(batch)                    # this process's groups (torchrun), else all
-            r, rewards, texts = rollout(model, tokenizer, mine, args)                 # 1-2. sample, score
+            r, rewards, scores, texts = rollout(model, tokenizer, mine, args)         # 1-2. sample, score
             t_rollout = time.time() - t0
-            adv = group_advantages(rewards, args.width, scale=args.adv_scale)      # 3. advantages
+            adv = group_advantages(rewards, args.sets * args.width, scale=args.adv_scale)  # 3. advantages
             if args.rollout_only:
                 stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, grad_norm=0.0, groups_updated=0)
             else:
                 stats = update(model, optimizer, r, adv, args, ref_model)          # 4-5. loss, step
-            log.write(step_record(step, mine, r, rewards, stats, tokenizer.eos_ids, args, t0, t_rollout))
+            log.write(step_record(step, mine, r, rewards, scores, stats, tokenizer.eos_ids, args, t0, t_rollout))
             if args.show_every and step % args.show_every == 0 and parallel.is_main():
-                show_group(step, batch[0][1], texts, rewards, args.width)
+                show_group(step, batch[0][1], texts, scores, args.width)
             stopping = parallel.any_process(stop.requested)  # every process stops after the same step
             last = step + 1 == args.steps or stopping
             if not args.rollout_only and ((step + 1) % args.save_every == 0 or last):

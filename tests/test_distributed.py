@@ -46,10 +46,11 @@ def instrument(setattr):
     rollout, logprobs, write = train_grpo.rollout, training.answer_logprobs, training.write_checkpoint
 
     def spy_rollout(model, tokenizer, indexed_problems, args):
-        r, rewards, texts = rollout(model, tokenizer, indexed_problems, args)
+        out = rollout(model, tokenizer, indexed_problems, args)
+        r = out[0]
         events.append(dict(kind="rollout", prompts=[i for i, _ in indexed_problems],
                            rows=r.tokens.shape[0], answers=r.completions()))
-        return r, rewards, texts
+        return out
 
     def spy_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         events.append(dict(kind="forward", groups=prompt.shape[0], rows=answer.shape[0], width=width))
@@ -199,7 +200,7 @@ def rollout_and_one_process_updates(argv, tmp_path, edit=None):
     args = train_grpo.parse_args(argv)
     model, tokenizer, _, _, _ = train_grpo.setup(args)
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
-    r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, *_ = train_grpo.rollout(model, tokenizer, batch, args)
     if edit is not None:
         edit(r)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)

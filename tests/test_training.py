@@ -510,7 +510,7 @@ def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
             for p in model.bridge_parameters():
                 p.add_(noise * torch.randn(p.shape, generator=g, dtype=p.dtype))
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, prompts, args.seed)
-    r, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, *_ = train_grpo.rollout(model, tokenizer, batch, args)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
     return model, optimizer, args, r, adv
 

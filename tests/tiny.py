@@ -96,6 +96,6 @@ def even_length_reward(text, problem):
     return float(len(text) % 2 == 0)
 
 
-def even_length_group_reward(texts, problem, finished=None):
+def even_length_group_reward(texts, problem, finished=None, credit="answer"):
     """even_length_reward of each answer of a group (GRPO scores a group with tasks.group_reward)."""
     return [even_length_reward(t, problem) for t in texts]
