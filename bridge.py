@@ -149,10 +149,11 @@ def sibling_mask(alive, width, dtype=None, path="siblings"):
     block and its weights are the same, only the mask changes.
     - "siblings": the method: the alive rows of its own group (the default).
     - "self": only itself, in a group of `width` (what width 1 computes, row by row).
-    - "crossed": the groups come in pairs (2 * width rows); a row reads itself and the alive rows of
-      the OTHER group of its pair, never its own siblings. The block's input stays a set of other
-      answers to the same prompt, but the path between the rows scored together is cut. Returns
-      the (B/2*T, 1, 2W, 2W) mask of groups of 2 * width.
+    - "crossed": the groups come in pairs (2 * width rows, a set A then a set B of the same
+      prompt). A row of A reads itself and the alive rows of B, never its own siblings; a row of B
+      reads only itself. So A's block input is still a set of other answers to its prompt, and no
+      path leads from one row of A to another (not even through B, which reads nobody). Only A
+      is scored. Returns the (B/2*T, 1, 2W, 2W) mask of groups of 2 * width.
     """
     if path not in PATHS:
         raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
@@ -169,9 +170,9 @@ def sibling_mask(alive, width, dtype=None, path="siblings"):
     elif path == "self":
         allowed = is_self.expand(B * T, 1, W, W)
     else:
-        half = torch.arange(W, device=alive.device) // (W // 2)
-        other = half[:, None] != half[None, :]                                # (W, W): the other group
-        allowed = (key_alive & other) | is_self
+        in_a = torch.arange(W, device=alive.device) < W // 2                  # (W,): the rows of set A
+        a_reads_b = in_a[:, None] & ~in_a[None, :]                            # (W, W)
+        allowed = (key_alive & a_reads_b) | is_self
     if dtype is None:
         return allowed
     return torch.zeros(allowed.shape, dtype=dtype, device=alive.device).masked_fill_(~allowed, float("-inf"))

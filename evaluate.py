@@ -157,22 +157,23 @@ def format_table(result, timing, path="siblings"):
     return "\n".join(lines)
 
 
-def summary_of(per_problem, width, args):
+def summary_of(per_problem, width, args, n=None):
     """{metric: {"mean", "se"}} of one width. A set-level task (records with "choices") is scored by
     groups: at width W > 1 its own groups of W; at width 1 the n independent answers pooled into
     pseudo-groups of --set-sizes (default: every other width of the sweep), the rows the
     independent ceiling is about."""
+    n = n or args.n  # (the crossed path scores half of the n answers)
     if "choices" not in per_problem[0]:
-        return summarize(per_problem, args.n, args.ks, args.taus)
-    pooled = getattr(args, "set_sizes", None) or [w for w in args.widths if w > 1] or [args.n]
+        return summarize(per_problem, n, [k for k in args.ks if k <= n], args.taus)
+    pooled = getattr(args, "set_sizes", None) or [w for w in args.widths if w > 1] or [n]
     sizes = [width] if width > 1 else pooled
     out = {}
     for size in sizes:
-        for name, v in set_summary(per_problem, args.n, size).items():
+        for name, v in set_summary(per_problem, n, size).items():
             out[name if name == "valid" else f"{name}@{size}"] = v
     for name in ("answer_line", "truncated"):
-        out[name] = mean_se([p[name] / args.n for p in per_problem])
-    out["length"] = mean_se([sum(p["lengths"]) / args.n for p in per_problem])
+        out[name] = mean_se([p[name] / n for p in per_problem])
+    out["length"] = mean_se([sum(p["lengths"]) / n for p in per_problem])
     return out
 
 
@@ -197,9 +198,14 @@ def evaluate(args):
         with packed_weights():  # the weights stay fixed: pack them once for all of this width's calls
             completions = sample_width(model, tokenizer, prompts, width, args, step, path)
         seconds = time.time() - t0
+        n = args.n
+        if path == "crossed":  # only the sets that read another set are scored: groups 0, 2, 4, ...
+            completions = [[c for g in range(0, n // width, 2) for c in rows[g * width:(g + 1) * width]]
+                           for rows in completions]
+            n //= 2
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
-        result = dict(width=width, groups=args.n // width, n=args.n,
-                      summary=summary_of(per_problem, width, args), per_problem=per_problem)
+        result = dict(width=width, groups=n // width, n=n,
+                      summary=summary_of(per_problem, width, args, n), per_problem=per_problem)
         if path != "siblings":  # (the method's own results carry no path key, as in every earlier file)
             result["path"] = path
         tokens = sum(sum(p["lengths"]) for p in per_problem)

@@ -258,9 +258,9 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     compile: decode with torch.compile of the model's forward: True, or "frozen" for weights that no
         longer change (decoder()).
     path: whom Bridge lets a row read (bridge.sibling_mask): "siblings" (the method), "self", or
-        "crossed" (groups r and r+1 of a prompt, r even, read each other instead of themselves;
-        needs an even groups_per_prompt). The random numbers of every row are the same for every
-        path, so the answers differ only where what a row read changed them.
+        "crossed" (group r of a prompt, r even, reads group r + 1 instead of its own rows, and
+        group r + 1 reads only itself; needs an even groups_per_prompt). The random numbers of every
+        row are the same for every path, so the answers differ only where what a row read changed them.
     """
     from model import KVCache
     if width < 1:
