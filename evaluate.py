@@ -233,6 +233,12 @@ def read_result(path):
     return data
 
 
+def method_results(result):
+    """The entries of a result file sampled as the method samples (the siblings path): the width
+    sweep. Entries of --paths self / crossed are comparisons, not points of the sweep."""
+    return [r for r in result["results"] if r.get("path", "siblings") == "siblings"]
+
+
 def label_of(protocol):
     """The checkpoint's name ('+ off' when loaded but switched off), else the model's, else 'base'."""
     if protocol["bridge"]:
@@ -259,7 +265,7 @@ def plot(paths, out, labels=None):
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for run, label in zip(runs, labels):
-        res, n = run["results"], run["protocol"]["n"]
+        res, n = method_results(run), run["protocol"]["n"]
         acc = [r["summary"]["accuracy"] for r in res]
         left.errorbar([r["width"] for r in res], [a["mean"] for a in acc],
                       yerr=[a["se"] or 0 for a in acc], marker="o", capsize=3, label=label)
@@ -270,7 +276,7 @@ def plot(paths, out, labels=None):
         right.errorbar([float(Fraction(t)) for t in taus], [x["mean"] for x in g],
                        yerr=[x["se"] or 0 for x in g], marker="o", capsize=3,
                        label=f"{label} (width {wide['width']}, n={n})")
-    widths = sorted({r["width"] for run in runs for r in run["results"]})
+    widths = sorted({r["width"] for run in runs for r in method_results(run)})
     left.set_xscale("log", base=2)
     left.set_xticks(widths, [str(w) for w in widths])
     left.set(xlabel="width", ylabel="mean accuracy", title="accuracy against width")

@@ -319,6 +319,70 @@ def set_summary(per_problem, n, size):
     return {name: mean_se(values) for name, values in rows.items()}
 
 
+def collisions(choices, size):
+    """Pair counts of one problem's answers in consecutive groups of `size`: ((equal, pairs) within
+    a group, (equal, pairs) across groups), over the pairs of two VALID answers (None is left out).
+
+    Answers that coordinate collide less often with their own siblings than with answers of other
+    groups of the same question; independent answers collide equally often either way. Pool the
+    counts over problems before dividing (collision_rate).
+    """
+    _integer(size, "size")
+    if size < 1 or len(choices) % size:
+        raise ValueError(f"groups of {size} do not divide {len(choices)} answers")
+    within, across = [0, 0], [0, 0]
+    for i in range(len(choices)):
+        for j in range(i + 1, len(choices)):
+            if choices[i] is None or choices[j] is None:
+                continue
+            counts = within if i // size == j // size else across
+            counts[0] += choices[i] == choices[j]
+            counts[1] += 1
+    return tuple(within), tuple(across)
+
+
+def collision_rate(per_problem, size):
+    """(within, across): the pooled share of equal valid pairs over a results entry's problems
+    (None where there is no such pair): equal numbers for `distinct` ("choices"), equal extracted
+    answers (agreement) for the answer-by-answer tasks."""
+    totals = [[0, 0], [0, 0]]
+    for p in per_problem:
+        for t, c in zip(totals, collisions(p["choices"] if "choices" in p else p["answers"], size)):
+            t[0] += c[0]
+            t[1] += c[1]
+    return tuple(e / n if n else None for e, n in totals)
+
+
+def answer_scores(record, size):
+    """Per answer of one problem's stored record, its score: a `distinct` answer's within its set of
+    `size` (records with "choices"), else 1 if the extracted answer is the gold one."""
+    if "choices" in record:
+        c = record["choices"]
+        return [s for i in range(0, len(c), size) for s in distinct_scores(c[i:i + size])]
+    return [int(a is not None and a == record["gold"]) for a in record["answers"]]
+
+
+def paired_set_difference(per_problem_a, per_problem_b, size, groups=None):
+    """{"mean", "se"} over problems of the mean per-answer score difference, set g of a minus set g
+    of b, for results sampled with the same random numbers per row (evaluate.py --paths): the
+    per-answer score in its set for `distinct`, accuracy for the answer-by-answer tasks.
+
+    groups: which of a's sets to pair (default all); b holds exactly those sets, in order (the
+    crossed path keeps only the even-numbered sets of its run).
+    """
+    _integer(size, "size")
+    rows = []
+    for pa, pb in zip(per_problem_a, per_problem_b, strict=True):
+        sa, sb = answer_scores(pa, size), answer_scores(pb, size)
+        a = [sa[i:i + size] for i in range(0, len(sa), size)]
+        b = [sb[i:i + size] for i in range(0, len(sb), size)]
+        a = a if groups is None else [a[g] for g in groups]
+        if len(a) != len(b):
+            raise ValueError(f"{len(a)} sets cannot be paired with {len(b)}")
+        rows.append(sum(sum(x) - sum(y) for x, y in zip(a, b)) / (len(a) * size))
+    return mean_se(rows)
+
+
 def agreement(values, size):
     """Share of the consecutive groups of `size` in `values` (one problem's n answers, in the order
     they were sampled) whose members are all equal; None counts as a value that equals nothing.

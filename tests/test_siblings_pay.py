@@ -8,6 +8,7 @@
 """
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -243,3 +244,53 @@ def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_d
         check("--n", "4", "--widths", "4", "--paths", "crossed")
     with pytest.raises(ValueError, match="each path once"):
         check("--n", "8", "--paths", "self", "self")
+
+
+def test_one_set_gives_the_log_it_gave_before_sets_existed(tmp_path):
+    """--sets 1 (the default) is the one-set algorithm: the pinned log of tests/grpo_golden.py,
+    written before --sets existed. Counts and rewards must match exactly; the floats (loss, grad
+    norm, ratio) are compared to 1e-6 relative, since another CPU may round a product differently
+    (on the AMD EPYC that wrote the file they match bit for bit)."""
+    import grpo_golden
+    pinned = json.loads((Path(__file__).parent / "data" / "grpo_one_set_log.json").read_text())
+    now = grpo_golden.run(tmp_path)
+    assert len(now) == len(pinned) == 3
+    for a, b in zip(now, pinned):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k in ("loss", "grad_norm", "ratio_max", "kl", "clip"):
+                assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+            else:
+                assert a[k] == b[k], k
+
+
+# --- what the siblings add, from the stored choices ---------------------------------------------
+
+def test_collisions_count_equal_valid_pairs_within_and_across_sets():
+    from metrics import collision_rate, collisions
+    choices = [1, 2, 1, None, 1, 3]            # sets of 2: (1, 2) (1, None) (1, 3)
+    within, across = collisions(choices, 2)
+    assert within == (0, 2)                    # (1,2) and (1,3); the pair with None is left out
+    assert across == (3, 8)                    # the three 1s in different sets, of 8 valid cross pairs
+    assert collision_rate([{"choices": choices}, {"choices": [4, 4, 5, 6, 7, 8]}], 2) == (1 / 5, 3 / 20)
+    assert collision_rate([{"choices": [None, 1]}], 2) == (None, None)
+
+
+def test_paired_set_difference_pairs_sets_in_order_and_only_those_asked():
+    from metrics import paired_set_difference
+    a = [{"choices": [1, 2, 3, 3]}, {"choices": [1, 1, 2, 3]}]   # sets of 2: scores 1, 0 | 0, 1
+    b = [{"choices": [1, 1, 1, 2]}, {"choices": [1, 2, 2, 2]}]   # scores 0, 1 | 1, 0
+    d = paired_set_difference(a, b, 2)
+    assert d["mean"] == 0.0
+    first = paired_set_difference(a, [{"choices": [1, 1]}, {"choices": [4, 5]}], 2, groups=[0])
+    assert first["mean"] == pytest.approx(((1 - 0) + (0 - 1)) / 2)
+    with pytest.raises(ValueError, match="cannot be paired"):
+        paired_set_difference(a, b, 2, groups=[0])
+
+
+def test_the_paired_difference_of_an_answer_task_is_the_accuracy_difference_per_set():
+    from metrics import collision_rate, paired_set_difference
+    a = [{"gold": 5, "answers": [5, 5, 4, None]}]
+    b = [{"gold": 5, "answers": [5, 3, 5, 5]}]
+    assert paired_set_difference(a, b, 2)["mean"] == pytest.approx((2 - 1 + 0 - 2) / 4)
+    assert collision_rate(a, 2) == (1.0, 0.0)

@@ -48,7 +48,7 @@ def read(path):
 def per_problem(result, width, size):
     """Per question: (share of answers that score, share of groups all distinct), the n answers of
     the width-`width` run scored in consecutive groups of `size`."""
-    entry = next(r for r in result["results"] if r["width"] == width)
+    entry = next(r for r in result["results"] if r["width"] == width and r.get("path", "siblings") == "siblings")
     out = []
     for p in entry["per_problem"]:
         c = p["choices"]
