@@ -306,3 +306,25 @@ if __name__ == "__main__":  # one spawned process: test_distributed.py grpo|sft 
         real_exit(code)
     parallel.dist_exit = record_then_exit
     dict(grpo=train_grpo, sft=train_sft)[script].main(argv)
+
+
+def test_several_sets_per_prompt_split_by_prompt_over_two_processes(tiny, tmp_path):
+    """--sets 2: each process samples every set of its own prompts, and the step (advantages over
+    the 2 x 3 answers of each prompt) is the one-process step."""
+    argv = lambda out: ["--model", str(tiny), "--out", str(out), "--prompts-per-step", "4", "--width", "3",
+                        "--sets", "2", "--train", "all", "--lr", "1e-3", "--lr-new", "1e-2", "--steps", "1", *SMALL]
+    one, two = tmp_path / "one", tmp_path / "two"
+    events_one = run_one("grpo", argv(one))
+    events_two = run_two("grpo", tmp_path / "spy", argv(two))
+    rollout_one = next(e for e in events_one if e["kind"] == "rollout")
+    rollouts_two = [next(e for e in events if e["kind"] == "rollout") for events in events_two]
+    assert [r["prompts"] for r in rollouts_two] == [[0, 1], [2, 3]]
+    assert all(r["rows"] == 2 * 2 * 3 for r in rollouts_two)
+    assert rollout_one["answers"] == rollouts_two[0]["answers"] + rollouts_two[1]["answers"]
+    step_one, step_two = log_of(one)[0], log_of(two)[0]
+    assert step_two["groups_updated"] == step_one["groups_updated"] > 0
+    for key in ("reward", "acc", "zero_var", "len", "trunc", "prompt_tokens"):
+        assert step_two[key] == step_one[key], key
+    assert step_two["loss"] == pytest.approx(step_one["loss"], rel=1e-5, abs=1e-7)
+    for name, lr in (("model.safetensors", 1e-3), ("bridge.safetensors", 1e-2)):
+        assert_nearly_same_parameters(one / "checkpoint", two / "checkpoint", name, lr)
