@@ -72,7 +72,7 @@ class RMSNorm(nn.Module):
 # a call samples, which a model near the machine's memory may not have room for)
 PACKED_OPS = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
               and os.environ.get("BRIDGE_PACKED", "1") != "0")
-_packing = {"on": PACKED_OPS, "open": 0}
+_packing = {"on": PACKED_OPS, "open": 0, "dtypes": {}}
 _packs = weakref.WeakKeyDictionary()  # Linear -> (the weight it was packed from, the pack)
 
 
@@ -100,12 +100,25 @@ def plain_products():
         _packing["on"] = before
 
 
+def packs_dtype(dtype):
+    """Whether oneDNN packs weights of this dtype on this CPU: fp32 always; bf16 only where the CPU
+    has the instructions its bf16 kernel needs (AVX-512 or AVX-NE-CONVERT), else F.linear."""
+    if dtype not in _packing["dtypes"]:
+        try:
+            torch.ops.mkldnn._reorder_linear_weight(torch.zeros(4, 4, dtype=dtype))
+            _packing["dtypes"][dtype] = True
+        except RuntimeError:
+            _packing["dtypes"][dtype] = False
+    return _packing["dtypes"][dtype]
+
+
 def packable(x, weight):
     """Whether this call may use a packed weight: inside packed_weights(), CPU inference in fp32 or
     bf16. Training, autocast and torch.compile (which packs weights its own way) keep F.linear."""
     return (_packing["on"] and _packing["open"] > 0 and x.device.type == "cpu" and x.dtype == weight.dtype
             and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and packs_dtype(x.dtype))
 
 
 class Linear(nn.Linear):

@@ -466,7 +466,8 @@ def test_packed_linear_equals_f_linear(seed, rows, d_in, d_out, bias, bf16):
         x = torch.randn(2, rows, d_in, generator=g).to(dtype).transpose(0, 1)  # not contiguous
         with packed_weights():
             y = lin(x)
-            assert lin in bridge_module._packs
+            # a CPU without oneDNN's bf16 instructions multiplies bf16 with F.linear (packs_dtype)
+            assert (lin in bridge_module._packs) == bridge_module.packs_dtype(dtype)
             with plain_products():
                 ref = lin(x)
     assert not bridge_module._packs  # dropped at the end of the block
@@ -529,3 +530,15 @@ def test_bridge_packed_0_in_the_environment_turns_packing_off():
     import os
     assert run(dict(os.environ, BRIDGE_PACKED="0")) == ["False", "False"]
     assert run(dict(os.environ, BRIDGE_PACKED="1")) == [str(bridge_module.PACKED_OPS)] * 2
+
+
+def test_a_dtype_the_cpu_cannot_pack_falls_back_to_f_linear(monkeypatch):
+    """bf16 packing needs AVX-512 or AVX-NE-CONVERT (an AVX2-only CPU has neither): the probe's
+    answer decides, and the product is F.linear's exactly."""
+    monkeypatch.setitem(bridge_module._packing, "dtypes", {torch.bfloat16: False})
+    lin = Linear(8, 4).to(torch.bfloat16)
+    x = torch.randn(3, 8).to(torch.bfloat16)
+    with torch.no_grad(), packed_weights():
+        y = lin(x)
+        assert lin not in bridge_module._packs
+    assert torch.equal(y, torch.nn.functional.linear(x, lin.weight, lin.bias))
