@@ -1,4 +1,4 @@
-"""tools/siblings_report.py: the README section regenerates from the committed files, and its
+"""tools/siblings_report.py: its section of docs/results.md regenerates from the committed files, and its
 numbers are what the per-question records say (a synthetic study with known answers)."""
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""tools/speed_report.py: README's measured speed section is what results/speed/ holds."""
+"""tools/speed_report.py: docs/speed.md's measured section is what results/speed/ holds."""
 import sys
 from pathlib import Path
 
