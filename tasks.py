@@ -2,7 +2,7 @@
 
 The paper trains and evaluates on math benchmarks. Here every problem is generated offline from a
 seed, so training and evaluation need no download. Five families (how often the default model,
-SmolLM2-135M-Instruct, gets each right with two worked examples: README, "Choosing the default task"):
+SmolLM2-135M-Instruct, gets each right with two worked examples: docs/tasks.md, "Choosing the default task"):
 
     word  "Tom has 3 apples. Tom buys 5 more apples. How many apples does Tom have now?"  (good RL target)
     add2  "What is 47 + 38?"                                                          (good RL target)
@@ -52,7 +52,7 @@ SPLITS = ("train", "test")
 INSTRUCTION = "End with a final line of the form 'Answer: N', where N is the number."
 SYSTEM = "You solve math problems."  # a one-line system message (see messages(system=...))
 # choice: the project's default task is `word` with numbers up to 9: of the tasks measured with
-# GRPO's own rollouts (README, "Choosing the default task") it gives the most groups with mixed
+# GRPO's own rollouts (docs/tasks.md, "Choosing the default task") it gives the most groups with mixed
 # rewards. Training, evaluation and sample.py all start from these knobs.
 DEFAULT_TASK = "word"
 DEFAULT_KNOBS = {"word": {"hi": 9}}

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The paper's comparison on a task with headroom (README, "The comparison on a task with headroom"): the first study
+# The paper's comparison on a task with headroom (docs/results.md, "The second study: a task with headroom"): the first study
 # (runs/reproduce.sh) saturates at 94-99%, so here the task is chosen, on the training split only,
 # where RLVR only stays well below the ceiling; its test split holds out the arithmetic facts too.
 #
 #   bash runs/headroom.sh pilot       # the survey and 30 RLVR-only GRPO steps per candidate (train split; 12 min)
 #   bash runs/headroom.sh base        # evaluate the base model on the held-out split (38 min, sharing the CPU)
 #   bash runs/headroom.sh seed 0      # one seed: warm-ups, then per arm train + evaluate (repeat for 1, 2, ...)
-#   python tools/report.py --study headroom    # the README section from results/headroom/*.json
+#   python tools/report.py --study headroom    # its section of docs/results.md from results/headroom/*.json
 #
 # The stages, the budget rule and the evaluation are the first study's (runs/stages.sh; 60 GRPO
 # steps at width 4; 200 held-out problems, n = 8, widths 1 2 4 8); only the task differs.
@@ -18,7 +18,7 @@ DEVICE=${DEVICE:-cpu}
 RES=results/headroom
 PILOT_STEPS=30
 MAX_NEW=96  # choice: room for word2's worked reply (about 48 tokens alone); the study keeps the pilot's setting
-# the task of the study: the pilot's choice (README, "The comparison on a task with headroom"; a test
+# the task of the study: the pilot's choice (docs/results.md, "The second study: a task with headroom"; a test
 # checks that these defaults are what the committed pilot's rule picks)
 TASK=(--task "${HEADROOM_TASK:-mul2}" --hi "${HEADROOM_HI:-99}" --max-new-tokens "$MAX_NEW")
 SFT_FLAGS=()

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The reproduction of the paper's main comparison at small scale (README, "Results"): the base model
+# The reproduction of the paper's main comparison at small scale (docs/results.md, "The first study: a saturated task"): the base model
 # and three arms trained from it (RLVR only, P-Match, Bridge), GRPO at width 4, several seeds, each
 # evaluated on the held-out split at widths 1 2 4 8 (n = 8 answers per problem).
 #
 #   bash runs/reproduce.sh base        # evaluate the base model                 (~30 min on 2 CPU cores)
 #   bash runs/reproduce.sh seed 0      # one seed: warm-ups, then per arm train + evaluate (~100 min)
 #   bash runs/reproduce.sh default     # the default Bridge (--train new), train + evaluate (~35 min)
-#   python tools/report.py             # the README's results section from results/repro/*.json
+#   python tools/report.py             # its section of docs/results.md from results/repro/*.json
 #
 # Every stage skips what is already done and is evaluated right after its training (runs/stages.sh),
 # so a stopped sitting loses at most the command it was in. Wall times: results/repro/walltime.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# choice: 60 GRPO steps per arm. In the training issue's run (runs/seed0, README) RLVR only's train
+# choice: 60 GRPO steps per arm. In the training issue's run (runs/seed0, docs/results.md) RLVR only's train
 # reward in 5-step windows rose 0.26 -> 0.81 over the first 35 steps and only 0.81 -> 0.89 over the
 # next 18: the knee is near step 35; 60 steps is well past it for every arm at an affordable cost.
 STEPS=${STEPS:-60}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# "Do the siblings matter?" (README): the set-level task `distinct` (name something, then pick a
+# "Do the siblings matter?" (docs/results.md): the set-level task `distinct` (name something, then pick a
 # number 1..9 that no sibling picks). The base model and three arms trained from it with GRPO on
 # the group reward at width 4 (RLVR only, P-Match, Bridge), several seeds, each evaluated on the
 # held-out questions (n = 8 answers per question; Bridge at widths 1 2 4 8, width 1 also scored as
@@ -8,12 +8,12 @@
 #   bash runs/siblings.sh base          # evaluate the base model
 #   bash runs/siblings.sh seed 0        # one seed: warm-ups, then per arm train + evaluate
 #   bash runs/siblings.sh blocks        # bridges/distinct.safetensors (blocks only), evaluated
-#   python tools/siblings_report.py     # the README section from results/siblings/*.json
+#   python tools/siblings_report.py     # its section of docs/results.md from results/siblings/*.json
 #
 # Every stage skips what is already done (runs/stages.sh). Wall times: results/siblings/walltime.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-40}      # choice: sized from a pilot (README, "Do the siblings matter?")
+STEPS=${STEPS:-40}      # choice: sized from a pilot (docs/results.md, "Do the siblings matter?")
 DTYPE=${DTYPE:-fp32}
 DEVICE=${DEVICE:-cpu}
 RES=results/siblings

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements behind README "Speed": where a decode step goes, the sampler against
+# The measurements behind docs/speed.md: where a decode step goes, the sampler against
 # transformers' generate with and without --compile, Bridge on/off, and the end-to-end effect on one
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.

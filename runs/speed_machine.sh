@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The core of README "Speed" on another machine, for the tables "the same measurements on other
+# The core of docs/speed.md on another machine, for the tables "the same measurements on other
 # machines": where one decode step goes (packed weights and F.linear), the sampler against
 # transformers' generate (fp32 and bf16, widths 4 and 16), the cost of the Bridge blocks (whole
 # decode steps, off and on, and one block stage by stage), and one GRPO step against TRL's
@@ -7,7 +7,7 @@
 # Run it alone (2 cores are easily shared); each part skips what its file already holds.
 #
 #   bash runs/speed_machine.sh DIR      # DIR: results/speed/machines/<a name for the machine>
-#   python tools/speed_report.py        # then rewrite README.md's speed section
+#   python tools/speed_report.py        # then rewrite docs/speed.md's speed section
 #
 # About 35 minutes on 2 cores (Intel Xeon with AMX, 2026-12-01): each profile 1, one block stage by
 # stage 1, the sampler 3, the sampler with --compile 3, the blocks 6, each of the three GRPO runs

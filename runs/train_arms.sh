@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-200}     # GRPO steps per arm
 CHUNK=${CHUNK:-10}      # GRPO steps per arm before moving to the next arm
-DTYPE=${DTYPE:-fp32}  # bf16 autocast was slower for training on this CPU (README, "Training speed": tools/bench_logprobs.py)
+DTYPE=${DTYPE:-fp32}  # bf16 autocast was slower for training on this CPU (docs/speed.md, "Training's forward and backward": tools/bench_logprobs.py)
 SEED=${SEED:-0}
 OUT=${OUT:-runs/seed$SEED}
 COMMON=(--seed "$SEED" --dtype "$DTYPE" --show-every 10)

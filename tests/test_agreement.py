@@ -66,6 +66,6 @@ def test_a_size_that_does_not_divide_n_is_refused_not_an_empty_table(tmp_path):
 
 def test_a_readme_that_is_not_a_file_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="is a directory"):
-        tool.main(["--readme", str(tmp_path)])
+        tool.main(["--doc", str(tmp_path)])
     with pytest.raises(ValueError, match="no such file"):
-        tool.main(["--check", "--readme", str(tmp_path / "README.md")])
+        tool.main(["--check", "--doc", str(tmp_path / "README.md")])

@@ -23,10 +23,10 @@ def test_counts_and_shares(tmp_path):
     assert (tmp_path / "m.md").read_text().count("| Qwen2-7B |") == 3
 
 
-def test_the_readme_table_is_the_committed_json():
+def test_the_table_of_docs_training_is_the_committed_json():
     import json
     rows = json.loads((ROOT / "results" / "memory.json").read_text())["rows"]
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "training.md").read_text()
     for name in ("SmolLM2-135M (default)", "Qwen2-1.5B", "Qwen2-7B"):
         at8 = {r["mode"]: r for r in rows if r["model"] == name and r["processes"] == 8}
         line = (f"| {name} | {at8['replicas']['total_gib']:.1f} GiB | {at8['--shard']['total_gib']:.1f} GiB | "

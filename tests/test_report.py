@@ -1,4 +1,4 @@
-"""tools/report.py: the README's results section comes from the result files, exactly and reproducibly."""
+"""tools/report.py: the study sections of docs/results.md come from the result files, exactly and reproducibly."""
 import json
 import random
 import statistics
@@ -65,7 +65,7 @@ def test_numbers_in_the_section_are_the_metric_functions_of_the_stored_counts(st
 def test_the_section_is_the_same_every_time_and_check_finds_a_stale_readme(study, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{report.BEGIN}\nold\n{report.END}\n\ntail\n")
-    args = ["--results", str(study), "--readme", str(readme)]
+    args = ["--results", str(study), "--doc", str(readme)]
     assert report.main(args + ["--check"]) == 1
     assert report.main(args) == 0
     first = readme.read_text()
@@ -123,7 +123,7 @@ def test_read_interval_sides():
 
 
 def test_the_committed_readme_is_what_the_committed_results_give():
-    """The bar: README's results section is reproduced exactly by python tools/report.py --check."""
+    """The bar: docs/results.md's first study is reproduced exactly by python tools/report.py --check."""
     if not (report.RES / "base.json").is_file():
         pytest.skip("no committed results yet")
     assert report.main(["--check"]) == 0
@@ -313,9 +313,32 @@ def test_paths_of_the_wrong_kind_are_one_line_before_the_section(study, tmp_path
     monkeypatch.setattr(report, "load", lambda res: pytest.fail("read the results first"))
     with pytest.raises(ValueError, match="--json .* is a directory"):
         report.main(["--results", str(study), "--print", "--json", str(tmp_path)])
-    with pytest.raises(ValueError, match="--readme .* is a directory"):
-        report.main(["--results", str(study), "--readme", str(tmp_path)])
-    with pytest.raises(ValueError, match="--readme .*: no such file"):
-        report.main(["--results", str(study), "--check", "--readme", str(tmp_path / "README.md")])
+    with pytest.raises(ValueError, match="--doc .* is a directory"):
+        report.main(["--results", str(study), "--doc", str(tmp_path)])
+    with pytest.raises(ValueError, match="--doc .*: no such file"):
+        report.main(["--results", str(study), "--check", "--doc", str(tmp_path / "README.md")])
     with pytest.raises(ValueError, match="--results .* is a file"):
         report.main(["--results", str(study / "base.json"), "--print"])
+
+
+def test_the_sections_go_to_docs_and_their_figure_links_are_relative_to_the_file_named(study, tmp_path):
+    """By default the sections are written into docs/results.md; --doc (or its earlier name --readme)
+    names another file, and the figure is linked from wherever that file is, so the same results
+    give the same text in any file but for that link."""
+    import readme_section
+    assert report.DOC == ROOT / "docs" / "results.md"
+    figure = ROOT / "results" / "repro" / "accuracy.png"
+    assert readme_section.link(figure, ROOT / "docs" / "results.md") == "../results/repro/accuracy.png"
+    assert readme_section.link(figure, ROOT / "README.md") == "results/repro/accuracy.png"
+    assert readme_section.link(tmp_path / "a.png", ROOT / "README.md") == str((tmp_path / "a.png").resolve())
+    for flag in ("--doc", "--readme"):
+        doc = tmp_path / f"{flag[2:]}.md"
+        doc.write_text(f"{report.BEGIN}\n{report.END}\n")
+        assert report.main(["--results", str(study), flag, str(doc)]) == 0
+        assert report.main(["--results", str(study), flag, str(doc), "--check"]) == 0
+    assert (tmp_path / "doc.md").read_text() == (tmp_path / "readme.md").read_text()
+    if (report.RES / "base.json").is_file():  # the committed study, written for the README and for docs/
+        runs = report.load(report.RES)
+        at_root, in_docs = (report.section(runs, report.RES, doc) for doc in (ROOT / "README.md", report.DOC))
+        assert "](results/repro/accuracy.png)" in at_root
+        assert at_root.replace("](results/", "](../results/") == in_docs

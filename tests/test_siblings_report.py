@@ -1,4 +1,4 @@
-"""tools/siblings_report.py: the README section regenerates from the committed files, and its
+"""tools/siblings_report.py: its section of docs/results.md regenerates from the committed files, and its
 numbers are what the per-question records say (a synthetic study with known answers)."""
 import json
 import subprocess
@@ -71,7 +71,7 @@ def test_outputs_that_are_directories_are_one_line_before_the_section(tmp_path, 
     monkeypatch.setattr(sr, "section", lambda *a: pytest.fail("computed the section first"))
     readme = tmp_path / "README.md"
     readme.write_text(f"{sr.BEGIN}\n{sr.END}\n")
-    with pytest.raises(ValueError, match="--readme .* is a directory"):
-        sr.main(["--readme", str(tmp_path)])
+    with pytest.raises(ValueError, match="--doc .* is a directory"):
+        sr.main(["--doc", str(tmp_path)])
     with pytest.raises(ValueError, match="--json .* is a directory"):
-        sr.main(["--readme", str(readme), "--json", str(tmp_path)])
+        sr.main(["--doc", str(readme), "--json", str(tmp_path)])

@@ -1,4 +1,4 @@
-"""tools/speed_report.py: README's measured speed section is what results/speed/ holds."""
+"""tools/speed_report.py: docs/speed.md's measured section is what results/speed/ holds."""
 import sys
 from pathlib import Path
 
@@ -52,9 +52,9 @@ def test_the_grpo_rows_and_the_every_group_step_are_computed_from_the_runs():
 def test_a_readme_that_is_not_a_file_is_one_line_before_the_files_are_read(tmp_path, monkeypatch):
     monkeypatch.setattr(speed_report, "load", lambda res: pytest.fail("read the measurements first"))
     with pytest.raises(ValueError, match="is a directory"):
-        speed_report.main(["--readme", str(tmp_path)])
+        speed_report.main(["--doc", str(tmp_path)])
     with pytest.raises(ValueError, match="no such file"):
-        speed_report.main(["--check", "--readme", str(tmp_path / "README.md")])
+        speed_report.main(["--check", "--doc", str(tmp_path / "README.md")])
 
 
 def test_a_machine_folder_missing_a_part_is_one_line_naming_the_command(tmp_path):

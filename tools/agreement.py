@@ -1,10 +1,11 @@
 """How alike the answers of one group are: the share of held-out groups whose answers extract to the
-same number, and the share that are word for word the same (README, "What Bridge attends to").
+same number, and the share that are word for word the same (docs/results.md, "What Bridge attends to").
 
     python evaluate.py --bridge bridges/default.safetensors --widths 1 4 --save-texts \
         --out results/agreement/default_bridge.json
-    python tools/agreement.py                # rewrite README.md between the agreement markers
-    python tools/agreement.py --check        # exit 1 if README.md's table is not what the files give
+    python tools/agreement.py                # rewrite docs/results.md between the agreement markers
+    python tools/agreement.py --check        # exit 1 if docs/results.md's table is not what the files give
+    python tools/agreement.py --doc FILE     # the table in another Markdown file (it must hold the markers)
 
 Reads every evaluate.py file in results/agreement/ (written with --save-texts, so the texts are
 there) and the first study's trained Bridge runs, results/repro/seed*_bridge.json (numbers only:
@@ -26,6 +27,7 @@ from metrics import agreement  # noqa: E402
 RES = ROOT / "results" / "agreement"
 BEGIN = "<!-- agreement:begin (written by `python tools/agreement.py` from results/agreement and results/repro; do not edit by hand) -->"
 END = "<!-- agreement:end -->"
+DOC = readme_section.DOCS / "results.md"  # where the table goes unless --doc names another file
 
 
 def rows(paths, size):
@@ -94,14 +96,14 @@ def table(found, reruns=()):
 def main(argv=None):
     p = Parser(prog="agreement.py", description="Share of groups agreeing on one number, and word for word.")
     p.add_argument("--size", type=int, default=4, help="pseudo-group size at width 1 (default 4, the training width)")
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
-    p.add_argument("--print", action="store_true", help="print the table instead of writing README.md")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
+    p.add_argument("--print", action="store_true", help="print the table instead of writing the document")
+    readme_section.add_doc_argument(p, DOC)
     args = p.parse_args(argv)
     if args.size < 1:
         p.error(f"--size must be >= 1, got {args.size}")
     if not args.print:
-        readme_section.check_readme(args.readme, write=not args.check)
+        readme_section.check_readme(args.doc, write=not args.check)
     paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
     if not paths:
         raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
@@ -112,7 +114,7 @@ def main(argv=None):
     if args.print:
         print(text)
         return 0
-    return readme_section.update(args.readme, text, BEGIN, END, check=args.check, what="agreement table",
+    return readme_section.update(args.doc, text, BEGIN, END, check=args.check, what="agreement table",
                                  command="python tools/agreement.py")
 
 

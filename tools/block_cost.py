@@ -186,7 +186,7 @@ def markdown(r):
 
 
 def probe_line(r):
-    """The cache probe in one sentence (the README's speed section prints the same)."""
+    """The cache probe in one sentence (docs/speed.md's speed section prints the same)."""
     u = r["probe_us"]
     l3 = f"; this CPU's last-level cache holds {r['l3_mb']:.0f} MB" if r.get("l3_mb") else ""
     return (f"What runs before a small op sets its cost: one add on a {r['width']} x D tensor takes {u['warm']:.1f} µs "

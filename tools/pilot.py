@@ -1,6 +1,6 @@
 """The pilot that chooses the second study's task (runs/headroom.sh pilot), on the training split
 only: which candidates to train (pilot_screen), which one the rule takes (pilot_choice), and the
-table and sentence the README shows (pilot_lines, used by report.py --study headroom).
+table and sentence docs/results.md shows (pilot_lines, used by report.py --study headroom).
 
 Not a command: report.py and runs/headroom.sh import it.
 """

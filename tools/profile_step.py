@@ -1,4 +1,4 @@
-"""Where the time of one decode step goes (README, "Speed"): torch.profiler over decode steps of the
+"""Where the time of one decode step goes (docs/speed.md): torch.profiler over decode steps of the
 sampler, each op's own time summed into a few kinds, per step.
 
     python tools/profile_step.py                       # the default model, width 16, fp32, cpu

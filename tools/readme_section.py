@@ -1,39 +1,61 @@
-"""A generated section of README.md: the text between two marker lines, written or checked.
+"""A generated section of a Markdown file: the text between two marker lines, written or checked.
 
-Not a command: report.py, siblings_report.py, agreement.py and speed_report.py import it (found
-next to them). Each generator computes its section from committed files; this puts it between its
-markers, or with check=True only says whether the README already holds exactly that.
+Not a command: report.py, siblings_report.py, agreement.py, speed_report.py and headline.py import
+it (found next to them). Each generator computes its section from committed files; this puts it
+between its markers in its document (docs/results.md, docs/speed.md, or README.md for the headline
+table), or with check=True only says whether the document already holds exactly that. `--doc`
+names another document (`--readme`, its earlier name, still works).
 """
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cli, at the repository root
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # cli, at the repository root
 
 from cli import check_out_file  # noqa: E402
 
+DOCS = ROOT / "docs"
 
-def check_readme(path, *, write, flag="--readme"):
-    """Raise ValueError (one line) unless the README at `path` is a file to read (and, with `write`, to
-    write back), before the section is computed."""
+
+def add_doc_argument(parser, default):
+    """`--doc PATH` (alias `--readme`): the document that holds the section, `default` unless named."""
+    shown = Path(default).relative_to(ROOT) if Path(default).is_relative_to(ROOT) else default
+    parser.add_argument("--doc", "--readme", dest="doc", default=str(default),
+                        help=f"the Markdown file that holds the section (default {shown})")
+
+
+def check_readme(path, *, write, flag="--doc"):
+    """Raise ValueError (one line) unless the document at `path` is a file to read (and, with
+    `write`, to write back), before the section is computed."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{flag} {path} is a directory; give the README file")
+        raise ValueError(f"{flag} {path} is a directory; give the Markdown file")
     if not path.is_file():
         raise ValueError(f"{flag} {path}: no such file")
     if write:
         check_out_file(path, flag)
 
 
+def link(target, doc):
+    """`target` (a file) as a Markdown link from the document `doc`: relative to the document's folder
+    when both are inside the repository, else the absolute path."""
+    target, doc = Path(target).resolve(), Path(doc).resolve()
+    if target.is_relative_to(ROOT) and doc.is_relative_to(ROOT):
+        return Path(os.path.relpath(target, doc.parent)).as_posix()
+    return str(target)
+
+
 def splice(readme, text, begin, end):
-    """README text with the part from `begin` to `end` (markers included) replaced by `text`."""
+    """Document text with the part from `begin` to `end` (markers included) replaced by `text`."""
     if begin not in readme or end not in readme:
-        raise ValueError(f"README.md has no markers {begin!r} ... {end!r}")
+        raise ValueError(f"the document has no markers {begin!r} ... {end!r}")
     head, rest = readme.split(begin, 1)
     return head + text + rest.split(end, 1)[1]
 
 
 def update(path, text, begin, end, *, check, what, command):
-    """Write `text` into the README at `path` between the markers, or (check) compare; exit code."""
+    """Write `text` into the document at `path` between the markers, or (check) compare; exit code."""
     readme = Path(path).read_text()
     new = splice(readme, text, begin, end)
     if check:

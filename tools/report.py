@@ -1,10 +1,11 @@
-"""The README's results section, written from the committed result files and nothing else.
+"""A study's results section of docs/results.md, written from the committed result files and nothing else.
 
-    python tools/report.py              # rewrite README.md between the results markers, and the plot
-    python tools/report.py --check      # exit 1 if README.md's section is not what the files give
+    python tools/report.py              # rewrite docs/results.md between the results markers, and the plot
+    python tools/report.py --check      # exit 1 if docs/results.md's section is not what the files give
     python tools/report.py --print      # print the section only
     python tools/report.py --json PATH  # also write every paired comparison, unrounded, as JSON
     python tools/report.py --study headroom   # the same for the second study (results/headroom)
+    python tools/report.py --doc FILE   # the section in another Markdown file (it must hold the markers)
 
 Run from any directory: the files it reads and writes are found from the repository root.
 
@@ -40,13 +41,14 @@ from study import ARMS, RES, STUDIES, has_result, load, per_problem, per_seed, s
 from verdict import TRAIN_WIDTH, attribution_line, pts, signed, sibling_line, verdict_line  # noqa: E402
 
 TAUS = ("1/8", "1/2", "3/4", "1")
-# the markers are matched verbatim in README.md (a new wording must change both)
+# the markers are matched verbatim in docs/results.md (a new wording must change both)
 BEGIN = "<!-- results:begin (written by `python tools/report.py` from results/repro; do not edit by hand) -->"
 END = "<!-- results:end -->"
+DOC = readme_section.DOCS / "results.md"  # where the sections go unless --doc names another file
 
 
 def markers(study):
-    """(begin, end) of a study's section in README.md: the first study's are BEGIN and END."""
+    """(begin, end) of a study's section in its document: the first study's are BEGIN and END."""
     if study.name == "repro":
         return BEGIN, END
     return (f"<!-- {study.name}:begin (written by `python tools/report.py --study {study.name}` from "
@@ -100,7 +102,9 @@ def settings(runs):
     return rows
 
 
-def section(runs, res=RES):
+def section(runs, res=RES, doc=None):
+    """The study's section; its figure is linked from `doc` (default docs/results.md)."""
+    doc = DOC if doc is None else doc
     study = study_of(res)
     begin, end = markers(study)
     proto = runs["base"]["protocol"]
@@ -172,7 +176,7 @@ def section(runs, res=RES):
 
     lines, verdict = comparison_lines(comparisons(runs))
     out += lines
-    out += ["", f"![accuracy against width and G-Pass]({relative(res / 'accuracy.png')})", ""]
+    out += ["", f"![accuracy against width and G-Pass]({readme_section.link(res / 'accuracy.png', doc)})", ""]
     out += reward_table(runs, res)
     out += [f"**Wall time** of every stage ({study.script}'s clock, summed over sittings), and the "
             "GRPO training time from the step logs:", ""]
@@ -278,7 +282,7 @@ def walltime_table(res=RES):
 
 
 def relative(path):
-    """A path as the README links it: from the repository root where it is inside it."""
+    """A path as the messages and the JSON name it: from the repository root where it is inside it."""
     where = Path(path).resolve()
     return str(where.relative_to(ROOT)) if where.is_relative_to(ROOT) else str(where)
 
@@ -315,34 +319,34 @@ def plot(runs, out):
 
 
 def splice(readme, text, study=STUDIES["repro"]):
-    """README text with the study's section between its markers replaced by `text`."""
+    """Document text with the study's section between its markers replaced by `text`."""
     return readme_section.splice(readme, text, *markers(study))
 
 
 def write_json(runs, res, path):
     """Every paired comparison of the section, unrounded, so that anyone can check the numbers."""
     doc = dict(results=relative(res),
-               unit="share of answers right (0 to 1); the README prints 100 x, in points",
+               unit="share of answers right (0 to 1); docs/results.md prints 100 x, in points",
                comparisons=comparisons(runs))
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {path}", file=sys.stderr)
 
 
 def main(argv=None):
-    p = Parser(description="Write a study's README section (default: the first study, results/repro).")
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
-    p.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
+    p = Parser(description="Write a study's section of docs/results.md (default: the first study, results/repro).")
+    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
+    p.add_argument("--print", action="store_true", help="print the section instead of writing the document")
     p.add_argument("--study", default="repro", choices=list(STUDIES),
                    help="which study: repro (the first, saturated one) or headroom (default repro)")
     p.add_argument("--results", default=None, help="the result files (default: the study's, results/STUDY)")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
+    readme_section.add_doc_argument(p, DOC)
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
     args = p.parse_args(argv)
     res = Path(args.results) if args.results else STUDIES[args.study].res
     if res.exists() and not res.is_dir():
         raise ValueError(f"--results {res} is a file; give the directory of the result files")
     if not args.print:
-        readme_section.check_readme(args.readme, write=not args.check)
+        readme_section.check_readme(args.doc, write=not args.check)
     check_out_file(args.json, "--json")
     study = study_of(res)
     if not (res / "base.json").is_file() and pilot_lines(res):  # a study that has only its pilot so far
@@ -352,7 +356,7 @@ def main(argv=None):
         runs = None
     else:
         runs = load(res)
-        text = section(runs, res)
+        text = section(runs, res, args.doc)
     if args.json:
         if runs is None:
             raise FileNotFoundError(f"{res}: no comparisons without results (bash {study.script} base)")
@@ -360,25 +364,25 @@ def main(argv=None):
     if args.print:
         print(text)
         return 0
-    readme = Path(args.readme).read_text()
+    readme = Path(args.doc).read_text()
     new = splice(readme, text, study)
     if args.check:
         if new != readme:
-            print(f"{args.readme}: the {study.name} section is stale; run python tools/report.py "
+            print(f"{args.doc}: the {study.name} section is stale; run python tools/report.py "
                   f"--study {study.name}", file=sys.stderr)
             return 1
-        print(f"{args.readme}: the {study.name} section matches {relative(res)}", file=sys.stderr)
+        print(f"{args.doc}: the {study.name} section matches {relative(res)}", file=sys.stderr)
         return 0
-    Path(args.readme).write_text(new)
+    Path(args.doc).write_text(new)
     if runs is None:
-        print(f"wrote the {study.name} section of {args.readme} (the pilot only)", file=sys.stderr)
+        print(f"wrote the {study.name} section of {args.doc} (the pilot only)", file=sys.stderr)
         return 0
     try:
         plot(runs, res / "accuracy.png")
         print(f"wrote {res / 'accuracy.png'}", file=sys.stderr)
     except ImportError:
         print("matplotlib is not installed: the plot was not redrawn (pip install matplotlib)", file=sys.stderr)
-    print(f"wrote the results section of {args.readme}", file=sys.stderr)
+    print(f"wrote the results section of {args.doc}", file=sys.stderr)
     return 0
 
 

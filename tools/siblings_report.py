@@ -1,8 +1,9 @@
-"""The README's section "Do the siblings matter?", generated from committed result files.
+"""The section "Do the siblings matter?" of docs/results.md, generated from committed result files.
 
-    python tools/siblings_report.py            # rewrite the section in README.md (+ the figure)
-    python tools/siblings_report.py --check    # exit 1 if README.md's section is not what the files give
+    python tools/siblings_report.py            # rewrite the section in docs/results.md (+ the figure)
+    python tools/siblings_report.py --check    # exit 1 if docs/results.md's section is not what the files give
     python tools/siblings_report.py --json P   # also write every paired comparison, unrounded
+    python tools/siblings_report.py --doc FILE # the section in another Markdown file (it must hold the markers)
 
 Reads results/positive_control.json (tools/positive_control.py) and results/siblings/ (runs/siblings.sh:
 evaluate.py results of the base model and of each arm and seed on the set-level task `distinct`,
@@ -27,6 +28,7 @@ RES = ROOT / "results" / "siblings"
 CONTROL = ROOT / "results" / "positive_control.json"
 BEGIN = "<!-- siblings:begin (written by `python tools/siblings_report.py` from results/siblings; do not edit by hand) -->"
 END = "<!-- siblings:end -->"
+DOC = readme_section.DOCS / "results.md"  # where the section goes unless --doc names another file
 ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 SIZES = (2, 4, 8)
 
@@ -135,7 +137,7 @@ def comparison_lines(comps):
     return lines
 
 
-def control_lines(path=CONTROL):
+def control_lines(path=CONTROL, doc=DOC):
     if not Path(path).is_file():
         return ["No positive-control result yet: `python tools/positive_control.py --steps 150`."]
     r = json.loads(Path(path).read_text())
@@ -151,7 +153,7 @@ def control_lines(path=CONTROL):
         first, last = arm["curve"][0], arm["curve"][-1]
         lines.append(f"| {dict(bridge='Bridge', pmatch='P-Match')[kind]} | {first['loss']:.3f} | {last['loss']:.3f} | "
                      f"{last['loss_width1']:.3f} | {r['floor']:.3f} |")
-    lines += ["", "![positive control](results/positive_control.png)"]
+    lines += ["", f"![positive control]({readme_section.link(ROOT / 'results' / 'positive_control.png', doc)})"]
     return lines
 
 
@@ -258,14 +260,15 @@ def walltime_lines(res=RES):
     return ["", f"Wall time per stage ({machine}, from `results/siblings/walltime.jsonl`): " + "; ".join(parts) + "."]
 
 
-def section(res=RES, control=CONTROL):
+def section(res=RES, control=CONTROL, doc=DOC):
+    """The section; its figures are linked from `doc`."""
     runs, base = load(res)
     comps = comparisons(runs)
-    out = [BEGIN, "", "**Positive control: information flows between siblings.**", ""] + control_lines(control)
+    out = [BEGIN, "", "**Positive control: information flows between siblings.**", ""] + control_lines(control, doc)
     out += ["", "**The set-level task.** " + protocol_line(runs, res), ""]
     out += table(runs, base, "score", res) + [""] + table(runs, base, "distinct", res) + [""]
     if runs:
-        out += ["![score per answer against the independent ceiling](results/siblings/set_score.png)", ""]
+        out += [f"![score per answer against the independent ceiling]({readme_section.link(RES / 'set_score.png', doc)})", ""]
     out += (comparison_lines(comps) if comps else ["No paired comparison yet (it needs a seed both arms have)."])
     out += ["", verdict(runs, comps)] + walltime_lines(res) + ["", END]
     return "\n".join(out)
@@ -308,30 +311,30 @@ def plot(res, out):
 
 
 def main(argv=None):
-    p = Parser(description="Write the README's section 'Do the siblings matter?' from results/siblings.")
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
-    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p = Parser(description="Write the section 'Do the siblings matter?' of docs/results.md from results/siblings.")
+    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
+    readme_section.add_doc_argument(p, DOC)
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded")
     args = p.parse_args(argv)
-    readme_section.check_readme(args.readme, write=not args.check)
+    readme_section.check_readme(args.doc, write=not args.check)
     check_out_file(args.json, "--json")
-    text = section()
+    text = section(doc=args.doc)
     if args.json:
         Path(args.json).write_text(json.dumps(comparisons(load()[0]), indent=1) + "\n")
-    readme = Path(args.readme).read_text()
+    readme = Path(args.doc).read_text()
     new = splice(readme, text)
     if args.check:
         if new != readme:
-            print(f"{args.readme}: the siblings section is stale; run python tools/siblings_report.py", file=sys.stderr)
+            print(f"{args.doc}: the siblings section is stale; run python tools/siblings_report.py", file=sys.stderr)
             return 1
         return 0
-    Path(args.readme).write_text(new)
+    Path(args.doc).write_text(new)
     try:
         RES.mkdir(parents=True, exist_ok=True)
         plot(RES, RES / "set_score.png")
     except ImportError:
         print("matplotlib is not installed: the plot was not redrawn", file=sys.stderr)
-    print(f"wrote the siblings section of {args.readme}", file=sys.stderr)
+    print(f"wrote the siblings section of {args.doc}", file=sys.stderr)
     return 0
 
 

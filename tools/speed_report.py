@@ -1,8 +1,9 @@
-"""README "Speed": the measured part, written from results/speed/ (runs/speed.sh) and nothing else.
+"""docs/speed.md: the measured part, written from results/speed/ (runs/speed.sh) and nothing else.
 
     bash runs/speed.sh                  # the measurements (about 80 minutes on 2 CPU cores, run alone; the parts are timed in runs/speed.sh)
-    python tools/speed_report.py        # rewrite README.md between the speed markers
-    python tools/speed_report.py --check
+    python tools/speed_report.py        # rewrite docs/speed.md between the speed markers
+    python tools/speed_report.py --check  # exit 1 if docs/speed.md's section is not what the files give
+    python tools/speed_report.py --doc FILE  # the section in another Markdown file (it must hold the markers)
 
 Reads profile_w16{,_plain,_bridge}.json (tools/profile_step.py), sampler.json and bridge.json
 (tools/bench_sampler.py), block_cost.json (tools/block_cost.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
@@ -28,6 +29,7 @@ from cli import Parser, run  # noqa: E402
 RES = ROOT / "results" / "speed"
 BEGIN = "<!-- speed:begin (written by `python tools/speed_report.py` from results/speed; do not edit by hand) -->"
 END = "<!-- speed:end -->"
+DOC = readme_section.DOCS / "speed.md"  # where the section goes unless --doc names another file
 # the earlier measurements in results/speed/before, by the commit they measured
 # (GRPO with --compile too: its rollouts compile without freezing, and the packed weights do not reach them)
 BEFORE = {"grpo 9a9068b": "grpo_9a9068b.log.jsonl", "grpo 57c38b0": "grpo_57c38b0.log.jsonl",
@@ -378,18 +380,18 @@ def goals(m):
 
 
 def main(argv=None):
-    p = Parser(prog="speed_report.py", description="README's measured speed section, from results/speed.")
-    p.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the files")
-    p.add_argument("--print", action="store_true", help="print the section instead of writing README.md")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to update (default README.md)")
+    p = Parser(prog="speed_report.py", description="The measured speed section of docs/speed.md, from results/speed.")
+    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
+    p.add_argument("--print", action="store_true", help="print the section instead of writing the document")
+    readme_section.add_doc_argument(p, DOC)
     args = p.parse_args(argv)
     if not args.print:
-        readme_section.check_readme(args.readme, write=not args.check)
+        readme_section.check_readme(args.doc, write=not args.check)
     text = section(load(RES))
     if args.print:
         print(text)
         return 0
-    return readme_section.update(args.readme, text, BEGIN, END, check=args.check, what="speed section",
+    return readme_section.update(args.doc, text, BEGIN, END, check=args.check, what="speed section",
                                  command="python tools/speed_report.py")
 
 

@@ -1,5 +1,5 @@
 """
-Which task gives GRPO the most signal: the task survey behind the default task (README, "Choosing
+Which task gives GRPO the most signal: the task survey behind the default task (docs/tasks.md, "Choosing
 the default task"; results/tasks.md).
 
     python tools/survey_tasks.py --out results/tasks.json > results/tasks.md

@@ -1,4 +1,4 @@
-"""The verdict of a study's README section, in words: each paired comparison read as a sentence.
+"""The verdict of a study's section of docs/results.md, in words: each paired comparison read as a sentence.
 
 A helper of tools/report.py (not a command). A comparison is a dict of tools/paired.py's `compare`
 with the arms' labels: its per-seed differences, mean, t interval over the seeds (None with one
