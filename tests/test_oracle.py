@@ -89,7 +89,7 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
     assert text.count("`bridges/distinct.safetensors` | distinct |") == 3
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{credit_report.BEGIN}\nold\n{credit_report.END}\nend\n")
-    args = ["--results", str(res), "--readme", str(readme)]
+    args = ["--results", str(res), "--doc", str(readme)]
     assert credit_report.main(args + ["--check"]) == 1
     assert credit_report.main(args) == 0 and credit_report.main(args + ["--check"]) == 0
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("end\n")

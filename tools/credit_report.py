@@ -1,7 +1,7 @@
-"""The README's section "Making the siblings pay", generated from committed result files.
+"""The section "Making the siblings pay" of docs/results.md, generated from committed result files.
 
-    python tools/credit_report.py            # rewrite the section in README.md
-    python tools/credit_report.py --check    # exit 1 if README.md's section is not what the files give
+    python tools/credit_report.py            # rewrite the section in docs/results.md
+    python tools/credit_report.py --check    # exit 1 if the section is not what the files give
     python tools/credit_report.py --pilot results/credit   # choose the credit from the pilot's logs (pilot.json)
 
 Reads results/credit/ (runs/credit.sh): the oracle check (oracle_bridge.json, oracle_pmatch.json:
@@ -187,10 +187,10 @@ def section(res=RES):
 
 
 def main(argv=None):
-    p = Parser(prog="tools/credit_report.py", description="Write (or --check) the README section of the credit study.")
-    p.add_argument("--check", action="store_true", help="exit 1 if the README's section differs from the files")
+    p = Parser(prog="tools/credit_report.py", description="Write (or --check) the section of the credit study.")
+    p.add_argument("--check", action="store_true", help="exit 1 if the section differs from the files")
     p.add_argument("--results", default=str(RES), help="the results folder (default results/credit)")
-    p.add_argument("--readme", default=str(ROOT / "README.md"), help="the README to write or check (default README.md)")
+    readme_section.add_doc_argument(p, readme_section.DOCS / "results.md")
     p.add_argument("--pilot", default=None, metavar="DIR", help="instead: choose the credit from DIR/pilot_*.log.jsonl "
                    "and write DIR/pilot.json")
     args = p.parse_args(argv)
@@ -200,8 +200,8 @@ def main(argv=None):
         print(f"chose --credit {choice['chosen']}: " + ", ".join(f"{c} {v['acc']:.3f}" for c, v in choice["credits"].items()),
               file=sys.stderr)
         return 0
-    readme_section.check_readme(args.readme, write=not args.check)
-    return readme_section.update(args.readme, section(args.results), BEGIN, END, check=args.check,
+    readme_section.check_readme(args.doc, write=not args.check)
+    return readme_section.update(args.doc, section(args.results), BEGIN, END, check=args.check,
                                  what="credit section", command="python tools/credit_report.py")
 
 
