@@ -93,3 +93,7 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
     assert credit_report.main(args + ["--check"]) == 1
     assert credit_report.main(args) == 0 and credit_report.main(args + ["--check"]) == 0
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("end\n")
+
+
+def test_the_committed_section_is_what_the_committed_results_give():
+    assert credit_report.main(["--check"]) == 0
