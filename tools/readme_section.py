@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cli, at the repository root
 
-from cli import check_out_file  # noqa: E402
+from cli import check_out_file, write_text  # noqa: E402
 
 
 def check_readme(path, *, write, flag="--readme"):
@@ -42,6 +42,6 @@ def update(path, text, begin, end, *, check, what, command):
             return 1
         print(f"{path}: the {what} matches the files", file=sys.stderr)
         return 0
-    Path(path).write_text(new)
+    write_text(path, new)  # whole, or the README as it was
     print(f"wrote the {what} of {path}", file=sys.stderr)
     return 0
