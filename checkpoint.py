@@ -18,13 +18,15 @@ Loading one onto another base model is a one-line error: blocks trained on one m
 states mean nothing on another's. A run directory (train_sft.py / train_grpo.py --out OUT) holds
 OUT/args.json, OUT/log.jsonl and OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments),
 bridge.safetensors (loadable by sample.py --bridge) and, when every weight trains, the whole model
-as an HF-style directory that load_model reads.
+as an HF-style directory that load_model reads. args.json names the script that made the run
+("script"); the other training script refuses the directory (check_run_owner).
 """
 import hashlib
 import json
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
@@ -156,27 +158,33 @@ def checkpoint_dir(out):
 def write_checkpoint(out, model, optimizer, step, args, train, *, optimizer_state=None):
     """Write OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments), the new blocks
     (bridge.safetensors) and, with train == "all", the whole model as an HF-style directory.
-    Written to checkpoint.tmp, then swapped in: a stop at any moment leaves a whole checkpoint."""
+    Written to checkpoint.tmp, then swapped in: a stop at any moment leaves a whole checkpoint.
+    A write that fails (a full disk) removes checkpoint.tmp and raises an OSError naming the file;
+    the previous checkpoint stays as it was."""
     from safetensors.torch import save_file
     out = Path(out)
     tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if model.bridge_config is not None:
-        save_bridge(model, tmp / "bridge.safetensors")
-    if train == "all":
-        tied = model.config.tie_word_embeddings
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
-                 if ".bridge." not in k and not (k == "lm_head.weight" and tied)}
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-            if (Path(model.source) / name).exists():
-                shutil.copy(Path(model.source) / name, tmp / name)
-    # optimizer_state: given whole by name for a sharded model (training.save_checkpoint)
-    layout = "torch" if optimizer_state is None else "by name"
-    torch.save(dict(step=step, optimizer=optimizer.state_dict() if optimizer_state is None else optimizer_state,
-                    optimizer_layout=layout, args=vars(args), train=train,
-                    torch_rng=torch.get_rng_state()), tmp / "state.pt")
+    try:
+        if model.bridge_config is not None:
+            written(tmp / "bridge.safetensors", lambda path: save_bridge(model, path))
+        if train == "all":
+            tied = model.config.tie_word_embeddings
+            state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
+                     if ".bridge." not in k and not (k == "lm_head.weight" and tied)}
+            written(tmp / "model.safetensors", lambda path: save_file(state, str(path), metadata={"format": "pt"}))
+            for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+                if (Path(model.source) / name).exists():
+                    written(tmp / name, lambda path: shutil.copy(Path(model.source) / name, path))
+        # optimizer_state: given whole by name for a sharded model (training.save_checkpoint)
+        layout = "torch" if optimizer_state is None else "by name"
+        written(tmp / "state.pt", lambda path: torch.save(
+            dict(step=step, optimizer=optimizer.state_dict() if optimizer_state is None else optimizer_state,
+                 optimizer_layout=layout, args=vars(args), train=train, torch_rng=torch.get_rng_state()), path))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # (frees the space the partial files took)
+        raise OSError(f"{e}; the previous checkpoint is unchanged") from None
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
@@ -184,16 +192,74 @@ def write_checkpoint(out, model, optimizer, step, args, train, *, optimizer_stat
     shutil.rmtree(old, ignore_errors=True)
 
 
+def written(path, write):
+    """write(path), its failure an OSError naming the file: on a full disk safetensors raises its own
+    SafetensorError and torch.save a RuntimeError, neither of them an OSError."""
+    try:
+        write(path)
+    except Exception as e:
+        raise OSError(f"{path}: not written ({getattr(e, 'strerror', None) or e})") from None
+
+
+def check_state(out):
+    """A ValueError (one line, naming the file and what to do) unless OUT's checkpoint state.pt is a
+    whole torch.save file: a truncated one lacks the zip directory at its end, found without reading
+    the rest, so --resume refuses it before the model loads."""
+    path = checkpoint_dir(out) / "state.pt"
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(damaged(path, e)) from None
+
+
+def damaged(path, e):
+    blocks = path.parent / "bridge.safetensors"
+    return (f"{path} is damaged ({e}), so the run cannot resume from it: start it again in a new --out"
+            + (f" (its blocks, {blocks}, may still serve as --init)" if blocks.is_file() else ""))
+
+
 def load_checkpoint(out, model_builder):
     """(model, tokenizer, state) from OUT's checkpoint; model_builder(model_dir, bridge) loads it
     (model_dir None: the checkpoint holds only the blocks, the base model is the run's --model)."""
     ckpt = checkpoint_dir(out)
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    except Exception as e:  # a damaged file: the zip reader's RuntimeError, or an unpickling error
+        raise ValueError(damaged(ckpt / "state.pt", e)) from None
     bridge = ckpt / "bridge.safetensors"
     model_dir = ckpt if (ckpt / "model.safetensors").exists() else None
     model, tokenizer = model_builder(model_dir, bridge if bridge.exists() else None)
     torch.set_rng_state(state["torch_rng"])
     return model, tokenizer, state
+
+
+SCRIPTS = {"train_sft.py": "samples_per_problem", "train_grpo.py": "prompts_per_step"}  # a flag only it has
+
+
+def run_owner(out):
+    """The training script that made the run in OUT (args.json's "script"; for a run written before
+    that was recorded, the script whose own flag it holds), or None where there is no run."""
+    path = Path(out) / "args.json"
+    if not path.is_file():
+        return None
+    try:
+        started = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not a JSON file: it does not hold a run's arguments") from None
+    if "script" in started:
+        return started["script"]
+    return next((script for script, flag in SCRIPTS.items() if flag in started), None)
+
+
+def check_run_owner(out, script):
+    """A ValueError (one line) when OUT holds a run another script made: an SFT warm-up and a GRPO run
+    keep different logs and arguments, and a resume would mix them. Called before anything is written."""
+    owner = run_owner(out)
+    if owner is not None and owner != script:
+        raise ValueError(f"{out} holds a {owner} run, not a {script} one: give {script} another --out"
+                         + (" (a GRPO run starts from a warm-up with --init "
+                            f"{Path(out) / 'checkpoint' / 'bridge.safetensors'})" if owner == "train_sft.py" else ""))
 
 
 def write_args(out, args):

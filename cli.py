@@ -1,16 +1,18 @@
 """
-What every command line here shares: argparse whose errors are one line, the way a command turns
-a bad input into one line and a non-zero exit, progress lines with an ETA, the per-step training
+What every command line here shares: argparse whose errors are one line (and no abbreviated
+flags), the way a command turns a bad input into one line and a non-zero exit, output files written
+whole or not at all and never replaced unasked, progress lines with an ETA, the per-step training
 log, and Ctrl-C that finishes the current step.
 
     from cli import Parser, run
     p = Parser(prog="x.py", description="...")
     ...
     if __name__ == "__main__":
-        run(main)            # ValueError / OSError -> "error: ..." and exit code 1
+        run(main)            # ValueError / OSError -> "error: ..." and exit code 1; Ctrl-C -> one line, 130
 """
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -18,20 +20,123 @@ from pathlib import Path
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit code 2, without the usage block."""
+    """argparse whose errors are one line and exit code 2, without the usage block.
+
+    Abbreviations are off: argparse would take `--lr` for `--lr-new` when no flag is exactly `--lr`,
+    so a mistyped or misremembered flag would silently set another one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
+class StopNow(KeyboardInterrupt):
+    """A Ctrl-C that stops at once, with the line that says what it leaves behind."""
+
+
 def run(main):
     """Call main(); a ValueError or an OSError (bad input: a missing file, a directory where a file
-    goes, no permission) ends as one line, exit code 1."""
+    goes, no permission, a full disk) ends as one line, exit code 1; Ctrl-C as one line, exit code
+    130 (the shell's code for SIGINT), without a traceback."""
     try:
         return main()
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt as e:
+        what = str(e) if isinstance(e, StopNow) and str(e) else "stopped by Ctrl-C"
+        print(f"\n{what}", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def check_in_file(path, flag, what="file"):
+    """Raise (one line) unless `path` is a file to read: FileNotFoundError when it does not exist,
+    ValueError when it is a directory. Commands call it before the model loads."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give the {what} itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: no such {what}")
+
+
+def check_new_file(path, overwrite, flag="--out"):
+    """Raise ValueError (one line) if `path` exists and the user did not pass --overwrite: a results
+    file is never replaced without being asked."""
+    if path is not None and not overwrite and Path(path).exists():
+        raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def add_overwrite(p, flag="--out"):
+    """The --overwrite flag of a command that writes a results file (check_new_file)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {flag} file (default: refuse)")
+    return p
+
+
+def write_text(path, text):
+    """Write `text` to `path` whole or not at all: into a temporary file in the same directory, then
+    renamed over `path` (a rename within one file system is atomic). If the write fails (a full
+    disk), the previous file is untouched, the temporary one removed, and the OSError names `path`."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_atomic(path, write):
+    """write(tmp) writes the file at the temporary path `tmp`; then it replaces `path` (write_text)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # the mode of a file opened plainly (mkstemp's is 0600)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:  # (Ctrl-C too: no temporary file is left behind)
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(f"{path}: not written ({e.strerror or e}); any earlier file there is unchanged") from None
+        raise
+
+
+def save_figure(fig, out, **kwargs):
+    """fig.savefig(out), written whole or not at all (write_atomic), in the format `out` names."""
+    fmt = Path(out).suffix.lstrip(".").lower() or None
+    write_atomic(out, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
+
+
+def available_bytes(device="cpu"):
+    """Memory a new allocation can take now: on CUDA the device's free memory (and what PyTorch's
+    allocator holds unused); on the CPU the kernel's MemAvailable, lowered to the room left under a
+    cgroup limit (a container). None when it cannot be read."""
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def size_text(n):
+    """A number of bytes in words: 1.5 GiB, 12.0 MiB."""
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
 
 
 def check_out_file(path, flag="--out"):
@@ -165,7 +270,8 @@ class GracefulStop:
 
     def _handler(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            raise StopNow("stopped at once by a second Ctrl-C: the step in progress is lost; "
+                          "the last checkpoint written is whole, and --resume continues from it")
         self.requested = True
         print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to stop now)",
               file=sys.stderr, flush=True)

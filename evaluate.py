@@ -230,6 +230,7 @@ def read_result(path):
         raise ValueError(f"{path}: not an evaluate.py result (not a JSON file)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path}: not an evaluate.py result (no format {FORMAT!r})")
+    check_summaries(data, path)
     return data
 
 
@@ -237,6 +238,37 @@ def method_results(result):
     """The entries of a result file sampled as the method samples (the siblings path): the width
     sweep. Entries of --paths self / crossed are comparisons, not points of the sweep."""
     return [r for r in result["results"] if r.get("path", "siblings") == "siblings"]
+
+
+def check_summaries(data, path):
+    """Every stored summary must be the one its per-problem records give (summary_of, the protocol's
+    n, ks and taus): what a report shows from either then agrees. Else a ValueError naming the file,
+    the width and the field."""
+    import math
+    from types import SimpleNamespace
+    for r in data["results"]:
+        stored = r.get("summary")
+        if stored is None:
+            continue
+        proto = data["protocol"]
+        # a set-level task's width-1 summary is pooled into the group sizes its keys name (--set-sizes)
+        sizes = sorted({int(k.split("@")[1]) for k in stored if k.startswith("set_score@")})
+        args = SimpleNamespace(n=r["n"], ks=proto["ks"], taus=[Fraction(t) for t in proto["taus"]],
+                               widths=proto["widths"], set_sizes=sizes or None)
+        where = f"{path}: width {r['width']}: summary"
+        try:
+            again = summary_of(r["per_problem"], r["width"], args)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise ValueError(f"{where} cannot be recomputed from its per-problem records ({e!r})") from None
+        for name in sorted(set(stored) | set(again)):
+            if name not in again or name not in stored:
+                raise ValueError(f"{where} {'has' if name in stored else 'lacks'} {name!r}, which its "
+                                 "per-problem records " + ("do not give" if name in stored else "give"))
+            for field in ("mean", "se"):
+                x, y = stored[name].get(field), again[name][field]
+                same = x == y or (None not in (x, y) and math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15))
+                if not same:
+                    raise ValueError(f"{where}.{name}.{field} is {x}, but its per-problem records give {y}")
 
 
 def label_of(protocol):
@@ -285,7 +317,7 @@ def plot(paths, out, labels=None):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    cli.save_figure(fig, out, dpi=120)
     print(f"wrote {out}", file=sys.stderr)
 
 # -----------------------------------------------------------------------------
@@ -342,6 +374,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="the JSON file to write (default results.json), or the figure with --plot (default evaluate.png)")
     p.add_argument("--plot", nargs="+", default=None, metavar="JSON", help="plot these result files instead of evaluating")
     p.add_argument("--labels", nargs="+", default=None, help="one legend label per --plot file (default: from the protocol)")
+    cli.add_overwrite(p)
     args = p.parse_args(argv)
     if args.data is None:
         args.task, args.split = args.task or "word", args.split or "test"
@@ -385,8 +418,7 @@ def check_args(args):
     for flag in ("problems", "max_new_tokens", "batch_rows"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.bridge is not None and not Path(args.bridge).is_file():
-        raise FileNotFoundError(f"{args.bridge}: no such Bridge checkpoint")
+    cli.check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
     if args.paths != ["siblings"]:  # self / crossed change whom Bridge lets a row read: they need Bridge blocks
         from checkpoint import bridge_metadata
         kind = None if args.bridge is None or args.no_bridge else bridge_metadata(args.bridge).get("kind")
@@ -395,6 +427,7 @@ def check_args(args):
                              f"with Bridge blocks (--bridge CKPT without --no-bridge), not "
                              f"{'no blocks' if kind is None else 'P-Match blocks'}")
     cli.check_out_file(args.out)  # before the evaluation, which takes minutes, not after it
+    cli.check_new_file(args.out, args.overwrite)
     if args.data is not None:  # the file's first --problems, in its order
         knobs, problems = {}, tasks.file_problems(args.data, args.problems)
         if len(problems) < args.problems:
@@ -415,7 +448,7 @@ def main(argv=None):
         return plot(args.plot, args.out or "evaluate.png", args.labels)
     args.out = args.out or "results.json"
     result = evaluate(args)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    cli.write_text(args.out, json.dumps(result, indent=1) + "\n")  # whole, or the old file untouched
     print(f"wrote {args.out}", file=sys.stderr)
     return result
 

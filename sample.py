@@ -280,6 +280,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     if P + max_new_tokens > context:
         raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's "
                          f"context of {context} (lower --max-new-tokens or shorten the prompt)")
+    check_fits(config, len(prompts_ids), len(prompts_ids) * groups_per_prompt * width, P + max_new_tokens,
+               model.lm_head.weight.dtype, device, keep_logits * max_new_tokens)
     if generator is None:
         generator = torch.Generator(device).manual_seed(0)
     n_groups = len(prompts_ids) * groups_per_prompt
@@ -334,6 +336,29 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     return Rollout(tokens=torch.cat((tokens, new_tokens), 1), alive=torch.cat((alive, new_alive), 1),
                    prompt_len=P, width=width, logprobs=logprobs,
                    logits=torch.stack(seen, 1) if keep_logits else None)
+
+
+def call_bytes(config, prompts, rows, capacity, dtype, kept_steps=0):
+    """(KV cache bytes, logits bytes) one sample() call needs at least: the cache of the prompts
+    (prefill) and of all its rows, `capacity` columns each, and the (rows, vocabulary) logits with
+    the fp32 copy the sampling distribution is computed in (and every step's, with keep_logits)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_row = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * capacity * itemsize
+    logits = rows * config.vocab_size * (itemsize + 4) + rows * kept_steps * config.vocab_size * 4
+    return (prompts + rows) * per_row, logits
+
+
+def check_fits(config, prompts, rows, capacity, dtype, device, kept_steps=0):
+    """A ValueError (one line) when a call's KV cache and logits alone exceed the memory the device
+    has available (cli.available_bytes), before any of it is allocated: the alternative is the
+    kernel's out-of-memory killer, which ends the process without a word."""
+    import cli
+    free = cli.available_bytes(device)
+    cache, logits = call_bytes(config, prompts, rows, capacity, dtype, kept_steps)
+    if free is not None and cache + logits > free:
+        raise ValueError(f"{rows} rows of {capacity} tokens need at least {cli.size_text(cache + logits)} "
+                         f"(KV cache {cli.size_text(cache)}, logits {cli.size_text(logits)}), more than the "
+                         f"{cli.size_text(free)} available on {device}: lower the width or the rows per call")
 
 
 @dataclass
@@ -468,10 +493,12 @@ def add_arguments(p):
 
 def check_args(args):
     """Errors found before the (slow) model load: one line each."""
+    import cli
     for name in ("width", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     check_sampling(args.temperature, args.top_k, args.top_p)
+    cli.check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
     if args.no_chat and not args.prompt:
         raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
     import tasks
@@ -480,6 +507,8 @@ def check_args(args):
             raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(tasks.TASKS)}")
         if args.prompt:
             raise ValueError("--task picks the built-in problem; it cannot score a --prompt")
+        if args.task in tasks.SET_TASKS and args.width < 2:
+            raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
 
 
 def setup(args):

@@ -351,6 +351,11 @@ def check_args(args):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
     if args.data is not None:
         training_pool(args)  # enough problems in the file: one line here, not after the model loads
+    elif args.pool is not None:
+        have = question_count(args.task, "train", **training.task_knobs(args))
+        if args.pool > have:
+            raise ValueError(f"--pool {args.pool}: task {args.task!r} has only {have} training questions")
+    cli.check_in_file(args.init, "--init", "Bridge checkpoint")
     if not (args.temperature > 0 and math.isfinite(args.temperature)):
         raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
     training.check_positive(args, "lr")

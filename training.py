@@ -23,7 +23,7 @@ import torch
 
 import cli
 import parallel
-from checkpoint import checkpoint_dir, load_bridge, write_args, write_checkpoint
+from checkpoint import check_run_owner, check_state, checkpoint_dir, load_bridge, write_args, write_checkpoint
 from model import KVCache, load_model
 from sample import group_slots, token_logprobs
 from tasks import DATA_TASK, DEFAULT_KNOBS, SYSTEM, TASKS, file_problems, prompt_ids, stable_seed
@@ -185,6 +185,7 @@ def micro_batches(group_ids, groups_per_batch, width):
 
 def common_args(p, *, width, lr_new):
     """The flags both training scripts take (each adds its own)."""
+    p.set_defaults(script=p.prog)  # recorded in OUT/args.json: the run directory is this script's
     p.add_argument("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, "
                    "converted once: the base of the committed Bridges)")
     p.add_argument("--task", default=None, choices=list(TASKS), help="task family of tasks.py (default word)")
@@ -255,12 +256,14 @@ def check_common(args):
                          "use one or the other")
     parallel.check_shard(args.shard)
     out = Path(args.out)
+    check_run_owner(out, args.script)  # before anything in OUT is written
     if args.resume and not checkpoint_dir(out):
         raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
     if not args.resume and checkpoint_dir(out):
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if args.resume:
         check_same_run(args, out)
+        check_state(out)  # a truncated state.pt: one line here, not a traceback after the model loads
 
 
 # what a resumed run may change: how long it runs, how often it saves and shows, and how it computes

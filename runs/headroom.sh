@@ -31,7 +31,7 @@ pilot() {
   mkdir -p "$out"
   if [ ! -f "$out/survey.json" ]; then
     timed pilot/survey python tools/survey_tasks.py --configs headroom --max-new-tokens "$MAX_NEW" \
-      --out "$out/survey.json.tmp" > "$out/survey.md"
+      --out "$out/survey.json.tmp" --overwrite > "$out/survey.md"  # (the .tmp is this stage's own)
     mv "$out/survey.json.tmp" "$out/survey.json"
   fi
   # the candidates the survey's screen lets through (tools/pilot.py pilot_screen: enough held-out

@@ -1,6 +1,8 @@
 # Sourced by runs/speed.sh and runs/speed_machine.sh: a stage that skips what is already done.
 # once FILE COMMAND...: run COMMAND with its stdout going to FILE, written whole (through FILE.tmp)
 # or not at all; skipped when FILE already holds something, so a stopped run resumes where it was.
+# FILE says what is done: a COMMAND's own --out JSON beside it is rewritten (the callers pass
+# --overwrite, which the tools need to replace an existing results file).
 once() {
   local file=$1; shift
   [ -s "$file" ] && { echo "== $file: done"; return; }

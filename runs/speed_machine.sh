@@ -23,16 +23,16 @@ source runs/once.sh  # once FILE COMMAND...: skipped when FILE is already writte
 
 same_machine "$OUT"
 # one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear
-once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json"
-once "$OUT/profile_w16_plain.md" python tools/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json"
-once "$OUT/block_cost.md" python tools/block_cost.py --out "$OUT/block_cost.json"
-once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --out "$OUT/sampler.json"
+once "$OUT/profile_w16.md" python tools/profile_step.py --width 16 --out "$OUT/profile_w16.json" --overwrite
+once "$OUT/profile_w16_plain.md" python tools/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json" --overwrite
+once "$OUT/block_cost.md" python tools/block_cost.py --out "$OUT/block_cost.json" --overwrite
+once "$OUT/sampler.md" python tools/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --out "$OUT/sampler.json" --overwrite
 #    and at width 16 with --compile (the frozen decode step of evaluate.py and sample.py), its own run
 once "$OUT/sampler_compile.md" python tools/bench_sampler.py --what sampler --dtypes fp32 --widths 16 --compile \
-  --out "$OUT/sampler_compile.json"
-once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --repeats 5 --out "$OUT/bridge.json"
-once "$OUT/grpo_trl.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl.json"
+  --out "$OUT/sampler_compile.json" --overwrite
+once "$OUT/bridge.md" python tools/bench_sampler.py --what bridge --bridge-widths 16 --repeats 5 --out "$OUT/bridge.json" --overwrite
+once "$OUT/grpo_trl.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl.json" --overwrite
 #    twice more: the step time of either engine moves from run to run
 for k in 2 3; do
-  once "$OUT/grpo_trl_run$k.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run$k.json"
+  once "$OUT/grpo_trl_run$k.md" python tools/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run$k.json" --overwrite
 done

@@ -36,7 +36,8 @@ logged() {  # $1 = run directory, then the command: its console is also appended
 evaluate() {  # $1 = results name, then evaluate.py flags
   local name=$1; shift
   [ -f "$RES/$name.json" ] && { echo "== $RES/$name.json: done"; return; }
-  timed "eval/$name" python evaluate.py "$@" "${EVAL[@]}" --out "$RES/$name.json.tmp"
+  # (--overwrite: a $name.json.tmp left by a stopped sitting is this stage's own, not a result)
+  timed "eval/$name" python evaluate.py "$@" "${EVAL[@]}" --out "$RES/$name.json.tmp" --overwrite
   mv "$RES/$name.json.tmp" "$RES/$name.json"
 }
 

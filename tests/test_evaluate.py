@@ -214,7 +214,7 @@ def test_own_data_is_evaluated_on_the_files_first_problems(tiny, tmp_path):
     assert [p["answer"] for p in r["problems"]] == [2, 4]
     assert (r["protocol"]["task"], r["protocol"]["data"], r["protocol"]["split"]) == ("gsm8k", str(tmp_path / "mine.jsonl"), None)
     with pytest.raises(ValueError, match="5 problems, fewer than --problems 6"):
-        run(tiny, out, "--data", str(tmp_path / "mine.jsonl"), "--problems", "6")
+        run(tiny, tmp_path / "r6.json", "--data", str(tmp_path / "mine.jsonl"), "--problems", "6")
 
 
 @pytest.mark.parametrize("extra", [["--task", "add2"], ["--split", "train"], ["--hi", "9"]])
@@ -244,9 +244,13 @@ def test_plot_refuses_files_that_are_not_results(result, tmp_path):
 
 
 def test_plot_refuses_set_level_results_and_a_name_matplotlib_would_change(result, tmp_path):
+    from types import SimpleNamespace
     data = json.loads(result.read_text())
-    for r in data["results"]:
-        r["summary"] = {"set_score@2": r["summary"]["accuracy"]}  # what a set-level task stores
+    for r in data["results"]:  # what a set-level task stores: each answer's number, scored by groups
+        for p in r["per_problem"]:
+            p["choices"] = [None] * r["n"]
+        r["summary"] = evaluate.summary_of(r["per_problem"], r["width"],
+                                           SimpleNamespace(n=r["n"], widths=[2], set_sizes=None))
     (tmp_path / "set.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="set-level task's results"):
         evaluate.main(["--plot", str(tmp_path / "set.json"), "--out", str(tmp_path / "f.png")])

@@ -78,7 +78,7 @@ def draw_attention(records, lengths, layers, out, title):
     ax.set(xlabel="layer", ylabel="|update| / |residual|", yscale="log",
            title="Bridge update norm relative to the residual stream (mean over answers and steps)")
     fig.suptitle(title + "  (red bar: the answer's last token)", fontsize=9)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
+    cli.save_figure(fig, out, dpi=110, bbox_inches="tight")
     return ratios
 
 

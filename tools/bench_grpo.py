@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # one GRPO step: ours (train_grpo.py) vs TRL's GRPOTrainer, on the same work
@@ -268,6 +268,7 @@ def main(argv=None):
     p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: TRL's run, in a fresh process
+    add_overwrite(p)
     args = p.parse_args(argv)
     if args.job:
         print(json.dumps(grpo_trl(json.loads(args.job))))
@@ -281,6 +282,7 @@ def main(argv=None):
         raise ValueError('--grpo-engines trl: trl is not installed (pip install -e ".[bench]"), or give --grpo-engines ours')
     benchkit.check_model(args.model)
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     work, rows = bench_grpo(args)
     benchkit.emit(rows, grpo_table(work, rows), args.out)
     failed = [r for r in rows if "error" in r]

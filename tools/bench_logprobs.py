@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 
 def bf16_instructions():
@@ -120,11 +120,13 @@ def main(argv=None):
     p.add_argument("--eos", action="store_true", help="answers end at their EOS (as in training), and the answers "
                    "in one piece are timed too")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
+    add_overwrite(p)
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
     benchkit.check_model(args.model)
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     benchkit.emit(*bench_logprobs(args), args.out)
     return 0
 

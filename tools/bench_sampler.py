@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -190,6 +190,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one configuration
+    add_overwrite(p)
     args = p.parse_args(argv)
     if args.job:
         print(json.dumps(measure(json.loads(args.job))))
@@ -200,6 +201,7 @@ def main(argv=None):
     if args.devices:
         benchkit.check_devices(args.devices)
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     jobs = jobs_for(args, devices)
     results, t0 = [], time.time()

@@ -87,5 +87,5 @@ def emit(result, table, out):
     """Print a table; with --out, also write the results it came from as JSON."""
     print(table)
     if out:
-        with open(out, "w") as f:
-            json.dump(result, f, indent=2)
+        from cli import write_text
+        write_text(out, json.dumps(result, indent=2))  # whole, or any earlier file untouched

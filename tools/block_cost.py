@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run, write_text  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 STAGES = ("norm", "q, k, v product", "split into heads", "attention over siblings", "W_O product", "back to rows")
@@ -206,14 +206,16 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=8, help="off/on rounds of whole steps (default 8)")
     p.add_argument("--repeats", type=int, default=2000, help="calls of the block alone (default 2000)")
     p.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    add_overwrite(p)
     args = p.parse_args(argv)
     for name in ("width", "steps", "rounds", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     r = measure(args)
     if args.out:
-        Path(args.out).write_text(json.dumps(r, indent=1) + "\n")
+        write_text(args.out, json.dumps(r, indent=1) + "\n")
     print(markdown(r), end="")
     return 0
 

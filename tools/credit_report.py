@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import readme_section  # noqa: E402
-from cli import Parser, run  # noqa: E402
+from cli import Parser, run, write_text  # noqa: E402
 from metrics import collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402
 
 RES = ROOT / "results" / "credit"
@@ -196,7 +196,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.pilot:
         choice = pilot_choice(args.pilot)
-        (Path(args.pilot) / "pilot.json").write_text(json.dumps(choice, indent=1) + "\n")
+        write_text(Path(args.pilot) / "pilot.json", json.dumps(choice, indent=1) + "\n")  # (rebuilt from the logs)
         print(f"chose --credit {choice['chosen']}: " + ", ".join(f"{c} {v['acc']:.3f}" for c, v in choice["credits"].items()),
               file=sys.stderr)
         return 0

@@ -138,12 +138,13 @@ def main(argv=None):
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny model and sizes (what the test suite runs)")
     p.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
     p.add_argument("--out", default=str(ROOT / "results" / "gpu_check.json"), help="the JSON; the table goes beside it as .md")
+    cli.add_overwrite(p)
     args = p.parse_args(argv)
     device = args.device or ("cpu" if args.dry_run else "cuda")
     from model import check_device
     check_device(device)  # no CUDA: the project's one-line error
     from memory import check_outputs
-    out = check_outputs(args.out)  # before the check's minutes, not after
+    out = check_outputs(args.out, args.overwrite)  # before the check's minutes, not after
     try:
         import transformers
         peer = transformers.__version__
@@ -164,8 +165,8 @@ def main(argv=None):
         result["bridge"] = bridge_row(model_dir, device, 4 if dry else 16, new_tokens, 1 if dry else 3)
         result["grpo"] = grpo_steps(model_dir, device, Path(tmp) / "grpo", 2, sizes)
     result["seconds"] = time.time() - t0
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    cli.write_text(out, json.dumps(result, indent=1) + "\n")
+    cli.write_text(out.with_suffix(".md"), markdown(result))
     print(markdown(result))
     return 1 if result["cuda_tests"].get("returncode") else 0
 

@@ -101,12 +101,14 @@ def markdown(rows, args):
     return "\n".join(lines) + "\n"
 
 
-def check_outputs(path):
-    """--out and the table beside it (.md), checked before the work; the JSON path."""
+def check_outputs(path, overwrite):
+    """--out and the table beside it (.md), checked before the work (an existing JSON only with
+    --overwrite; the table is rewritten from it); the JSON path."""
     out = Path(path)
     if out.suffix == ".md":  # the table would overwrite the JSON
         raise ValueError(f"--out {out}: the table goes beside the JSON as .md; give the JSON a .json name")
     cli.check_out_file(out)
+    cli.check_new_file(out, overwrite)
     cli.check_out_file(out.with_suffix(".md"), "--out (its table, .md)")
     return out
 
@@ -119,14 +121,15 @@ def main(argv=None):
     p.add_argument("--prompt-tokens", type=int, default=200, help="prompt tokens (default 200)")
     p.add_argument("--answer-tokens", type=int, default=64, help="answer tokens (default 64, --max-new-tokens)")
     p.add_argument("--out", default=str(ROOT / "results" / "memory.json"), help="the JSON; the table goes beside it as .md")
+    cli.add_overwrite(p)
     args = p.parse_args(argv)
     if min(args.processes + [args.groups, args.width, args.prompt_tokens, args.answer_tokens]) < 1:
         raise ValueError("--processes, --groups, --width, --prompt-tokens and --answer-tokens must be >= 1")
-    out = check_outputs(args.out)
+    out = check_outputs(args.out, args.overwrite)
     rows = [r for name, shape in SHAPES.items() for r in rows_for(name, shape, args.processes, args)]
-    out.write_text(json.dumps(dict(rows=rows, settings={k: v for k, v in vars(args).items() if k != "out"}),
-                              indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows, args))
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite")}
+    cli.write_text(out, json.dumps(dict(rows=rows, settings=settings), indent=1) + "\n")
+    cli.write_text(out.with_suffix(".md"), markdown(rows, args))
     print(markdown(rows, args))
 
 

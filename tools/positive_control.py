@@ -192,7 +192,7 @@ def plot(result, out):
     ax.set_title(f"Largest of {result['width']} tickets (K = {result['tickets']})", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    cli.save_figure(fig, out, dpi=120)
 
 
 def main(argv=None):
@@ -213,6 +213,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "results" / "positive_control.json"))
     p.add_argument("--plot", default=None, help="also draw the curves to this .png, .pdf or .svg (needs matplotlib)")
     p.add_argument("--from-json", action="store_true", help="only draw --plot from an existing --out")
+    cli.add_overwrite(p)
     args = p.parse_args(argv)
     if args.width < 2:
         raise ValueError("--width must be >= 2: at width 1 there are no siblings to read")
@@ -227,13 +228,11 @@ def main(argv=None):
         result = read_result(args.out)
     else:
         cli.check_out_file(args.out)
+        cli.check_new_file(args.out, args.overwrite)
         floor(args.tickets, args.width)
         result = measure(args)
-        out = Path(args.out)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)
-        print(f"wrote {out}", file=sys.stderr)
+        cli.write_text(args.out, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     if args.plot:
         plot(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

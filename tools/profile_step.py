@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run, write_text  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 # op name -> kind; the first pattern that is a substring of the op's name wins
@@ -135,6 +135,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=8, help="decode steps run before profiling (default 8)")
     p.add_argument("--steps", type=int, default=32, help="decode steps profiled (default 32)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")
+    add_overwrite(p)
     args = p.parse_args(argv)
     for flag in ("width", "steps"):
         if getattr(args, flag) < 1:
@@ -142,6 +143,7 @@ def main(argv=None):
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     from model import check_device
     check_device(args.device)
     import contextlib
@@ -151,7 +153,7 @@ def main(argv=None):
         r = profile(args)
     print(table(r))
     if args.out:
-        Path(args.out).write_text(json.dumps(r, indent=1) + "\n")
+        write_text(args.out, json.dumps(r, indent=1) + "\n")
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # cli, at the repository root
 
-from cli import check_out_file  # noqa: E402
+from cli import check_out_file, write_text  # noqa: E402
 
 DOCS = ROOT / "docs"
 
@@ -64,6 +64,6 @@ def update(path, text, begin, end, *, check, what, command):
             return 1
         print(f"{path}: the {what} matches the files", file=sys.stderr)
         return 0
-    Path(path).write_text(new)
+    write_text(path, new)  # whole, or the README as it was
     print(f"wrote the {what} of {path}", file=sys.stderr)
     return 0

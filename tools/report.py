@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli), wherever this is run from
 
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run, save_figure, write_text  # noqa: E402
 from paired import DETECTABLE, METHOD, TIES, compare  # noqa: E402
 import readme_section  # noqa: E402  (next to this file)
 from pilot import pilot_lines  # noqa: E402
@@ -176,7 +176,7 @@ def section(runs, res=RES, doc=None):
 
     lines, verdict = comparison_lines(comparisons(runs))
     out += lines
-    out += ["", f"![accuracy against width and G-Pass]({readme_section.link(res / 'accuracy.png', doc)})", ""]
+    out += ["", f"![accuracy against width and G-Pass]({readme_section.link(figure_home(study) / 'accuracy.png', doc)})", ""]
     out += reward_table(runs, res)
     out += [f"**Wall time** of every stage ({study.script}'s clock, summed over sittings), and the "
             "GRPO training time from the step logs:", ""]
@@ -281,6 +281,12 @@ def walltime_table(res=RES):
     return lines
 
 
+def figure_home(study):
+    """Where the section says the study's figure is: a known study's own folder even when its files
+    were read from a copy (--results), so the section says what the files say, not where they were."""
+    return STUDIES[study.name].res if study.name in STUDIES else study.res
+
+
 def relative(path):
     """A path as the messages and the JSON name it: from the repository root where it is inside it."""
     where = Path(path).resolve()
@@ -315,7 +321,7 @@ def plot(runs, out):
     left.legend(fontsize=7)
     right.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
 
 
 def splice(readme, text, study=STUDIES["repro"]):
@@ -328,7 +334,7 @@ def write_json(runs, res, path):
     doc = dict(results=relative(res),
                unit="share of answers right (0 to 1); docs/results.md prints 100 x, in points",
                comparisons=comparisons(runs))
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    write_text(path, json.dumps(doc, indent=1) + "\n")
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -341,6 +347,7 @@ def main(argv=None):
     p.add_argument("--results", default=None, help="the result files (default: the study's, results/STUDY)")
     readme_section.add_doc_argument(p, DOC)
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
+    add_overwrite(p, "--json")
     args = p.parse_args(argv)
     res = Path(args.results) if args.results else STUDIES[args.study].res
     if res.exists() and not res.is_dir():
@@ -348,6 +355,7 @@ def main(argv=None):
     if not args.print:
         readme_section.check_readme(args.doc, write=not args.check)
     check_out_file(args.json, "--json")
+    check_new_file(args.json, args.overwrite, "--json")
     study = study_of(res)
     if not (res / "base.json").is_file() and pilot_lines(res):  # a study that has only its pilot so far
         begin, end = markers(study)
@@ -373,7 +381,7 @@ def main(argv=None):
             return 1
         print(f"{args.doc}: the {study.name} section matches {relative(res)}", file=sys.stderr)
         return 0
-    Path(args.doc).write_text(new)
+    write_text(args.doc, new)
     if runs is None:
         print(f"wrote the {study.name} section of {args.doc} (the pilot only)", file=sys.stderr)
         return 0

@@ -76,7 +76,7 @@ def plot_runs(run_dirs, out, *, smooth=10, labels=None, steps=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    cli.save_figure(fig, out, dpi=120)
     print(f"wrote {out}", file=sys.stderr)
 
 

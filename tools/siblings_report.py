@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import paired  # noqa: E402
 import readme_section  # noqa: E402
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run, save_figure, write_text  # noqa: E402
+from evaluate import check_summaries  # noqa: E402
 from metrics import distinct_scores, independent_ceiling  # noqa: E402
 
 RES = ROOT / "results" / "siblings"
@@ -39,12 +40,17 @@ def load(res=RES):
     for path in sorted(Path(res).glob("seed*_*.json")):
         seed, arm = path.stem.removeprefix("seed").split("_", 1)
         if arm in ARMS and seed.isdigit():
-            runs[arm, int(seed)] = json.loads(path.read_text())
+            runs[arm, int(seed)] = read(path)
     return runs, read(Path(res) / "base.json")
 
 
 def read(path):
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+    """An evaluate.py result, its stored summaries checked against its records; None if there is none."""
+    if not Path(path).is_file():
+        return None
+    data = json.loads(Path(path).read_text())
+    check_summaries(data, path)
+    return data
 
 
 def per_problem(result, width, size):
@@ -307,7 +313,7 @@ def plot(res, out):
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_figure(fig, out, dpi=110)
 
 
 def main(argv=None):
@@ -315,12 +321,14 @@ def main(argv=None):
     p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
     readme_section.add_doc_argument(p, DOC)
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded")
+    add_overwrite(p, "--json")
     args = p.parse_args(argv)
     readme_section.check_readme(args.doc, write=not args.check)
     check_out_file(args.json, "--json")
+    check_new_file(args.json, args.overwrite, "--json")
     text = section(doc=args.doc)
     if args.json:
-        Path(args.json).write_text(json.dumps(comparisons(load()[0]), indent=1) + "\n")
+        write_text(args.json, json.dumps(comparisons(load()[0]), indent=1) + "\n")
     readme = Path(args.doc).read_text()
     new = splice(readme, text)
     if args.check:
@@ -328,7 +336,7 @@ def main(argv=None):
             print(f"{args.doc}: the siblings section is stale; run python tools/siblings_report.py", file=sys.stderr)
             return 1
         return 0
-    Path(args.doc).write_text(new)
+    write_text(args.doc, new)
     try:
         RES.mkdir(parents=True, exist_ok=True)
         plot(RES, RES / "set_score.png")

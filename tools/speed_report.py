@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import readme_section  # noqa: E402  (next to this file)
 from cli import Parser, run  # noqa: E402
+from evaluate import read_result  # noqa: E402
 
 RES = ROOT / "results" / "speed"
 BEGIN = "<!-- speed:begin (written by `python tools/speed_report.py` from results/speed; do not edit by hand) -->"
@@ -52,8 +53,9 @@ def load(res):
     return dict(profile=read("profile_w16.json"), profile_plain=read("profile_w16_plain.json"),
                 profile_bridge=read("profile_w16_bridge.json"),
                 sampler=read("sampler.json"), bridge=read("bridge.json"), block=read("block_cost.json"),
-                eval={m: read(f"eval_{m}.json") for m in ("plain", "compile", "bf16")},
-                eval_before=read(f"before/{BEFORE['eval']}"), eval_rows=read(f"before/{BEFORE['eval rows']}"), grpo=grpo, trl=read("grpo_trl.json"),
+                eval={m: read_result(res / f"eval_{m}.json") for m in ("plain", "compile", "bf16")},  # (summaries checked)
+                eval_before=read_result(res / "before" / BEFORE["eval"]),
+                eval_rows=read_result(res / "before" / BEFORE["eval rows"]), grpo=grpo, trl=read("grpo_trl.json"),
                 trl_before=read(f"before/{BEFORE['trl']}"), machine=(res / "machine.txt").read_text().strip(),
                 trl_more=sorted_runs(res, read)[1:],
                 trl_padded=[read(f"before/{BEFORE[k]}") for k in ("trl padded", "trl padded run2")],

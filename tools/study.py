@@ -45,11 +45,13 @@ RES = STUDIES["repro"].res
 
 
 def study_of(res):
-    """The Study whose results live in `res` (a path); an unknown directory is a study of its own."""
+    """The Study whose results live in `res` (a path); an unknown directory is a study of its own,
+    made by the script of the study it is named after (a copy of results/headroom: runs/headroom.sh)."""
     for study in STUDIES.values():
         if Path(res).resolve() == study.res.resolve():
             return study
-    return Study(Path(res).name, Path(res), Path(res), "runs/reproduce.sh")
+    named = STUDIES.get(Path(res).name)
+    return Study(Path(res).name, Path(res), Path(res), named.script if named else "runs/reproduce.sh")
 ARMS = {"rlvr": "RLVR only", "pmatch": "P-Match", "bridge": "Bridge"}
 # protocol fields that must agree between every file compared (what was asked, not who answered)
 SAME = ("task", "knobs", "split", "problems", "seeds", "widths", "n", "shots", "system",

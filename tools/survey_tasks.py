@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser, check_out_file, run  # noqa: E402
+from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 TASK_CONFIGS = [  # (task, --hi, --shots, --system); system None = the chat template's default
     ("word", 20, 2, None), ("word", 20, 2, "short"), ("word", 9, 2, "short"), ("word", 20, 1, "short"),
@@ -85,12 +85,14 @@ def main(argv=None):
     # choice: a flag, not a per-row value: word2's worked reply alone is about 48 tokens, so the pilot
     # may need more room than the committed survey's 64, for every row it compares
     p.add_argument("--max-new-tokens", type=int, default=64, help="answer tokens at most per rollout (default 64)")
+    add_overwrite(p)
     args = p.parse_args(argv)
     for flag in ("survey_steps", "max_new_tokens"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     benchkit.check_model(args.model)
     check_out_file(args.out)
+    check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     rows, table = survey_tasks(args)
     header = f"# {8 * args.survey_steps} train problems x 4 answers per row, temperature 1, {args.max_new_tokens} new tokens, seed 1\n\n"
     benchkit.emit(rows, header + table, args.out)
