@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
 
-import readme_section  # noqa: E402  (next to this file)
+import credit_report  # noqa: E402  (next to this file)
+import readme_section  # noqa: E402
 import siblings_report  # noqa: E402
 from cli import Parser, run  # noqa: E402
 from metrics import independent_ceiling  # noqa: E402
@@ -101,12 +102,36 @@ def verdict(found):
             f"in the other {rest} comparisons: {end}.")
 
 
+def oracle_lines(res=credit_report.RES):
+    """The oracle check (one training run; se over held-out questions), or nothing before it has run."""
+    bridge, pmatch = credit_report.read(res / "oracle_bridge.json"), credit_report.read(res / "oracle_pmatch.json")
+    if bridge is None or pmatch is None:
+        return []
+    proto = bridge["protocol"]
+    lines = [f"**Can Bridge coordinate at all? The oracle check** (blocks alone, teacher-forced on constructed "
+             f"`distinct` sets whose numbers depend on the siblings, then sampled; {proto['problems']} held-out "
+             f"questions, n = {proto['n']}; ± se over questions; "
+             f"[full section]({RESULTS}#making-the-siblings-pay)):", "",
+             "| W | independent ceiling | Bridge | P-Match (same data) | Bridge − itself reading only itself (paired) |",
+             "|---|---|---|---|---|"]
+    K = bridge["results"][0]["per_problem"][0]["gold"]
+    for W in credit_report.SIZES:
+        b, _ = credit_report.scores(bridge, W, W)
+        p, _ = credit_report.scores(pmatch, 1, W)
+        d = credit_report.paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
+                                                credit_report.entry(bridge, W, "self")["per_problem"], W)
+        lines.append(f"| {W} | {float(independent_ceiling(K, W)[0]):.3f} | {credit_report.fmt(b)} | "
+                     f"{credit_report.fmt(p)} | {credit_report.signed(d)} |")
+    return lines + [""]
+
+
 def section():
     out, found = [BEGIN, ""], []
     for lines, comps in (study_lines("repro"), study_lines("headroom"), siblings_lines()):
         out += lines + [""]
         found += comps
-    return "\n".join(out + [verdict(found), "", END])
+    out += [verdict(found), ""]
+    return "\n".join(out + oracle_lines() + [END])
 
 
 def main(argv=None):
