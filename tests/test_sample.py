@@ -288,8 +288,8 @@ def test_finished_rows_leave_their_groups_and_no_token_changes(bridged64, monkey
     widths_run = []
     forward = type(bridged64).forward
     monkeypatch.setattr(type(bridged64), "forward",
-                        lambda self, tokens, width=1, alive=None, cache=None:
-                        widths_run.append((tokens.shape[0], width)) or forward(self, tokens, width, alive, cache))
+                        lambda self, tokens, width=1, alive=None, cache=None, **kw:
+                        widths_run.append((tokens.shape[0], width)) or forward(self, tokens, width, alive, cache, **kw))
     a = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3))
     b = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3),
                keep_logits=True)
