@@ -84,6 +84,7 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
                             "8", "--out", str(res / "oracle_pmatch.json")])
     (res / "committed_distinct.json").write_text((res / "oracle_bridge.json").read_text())
     (res / "oracle_bridge.log.jsonl").write_text(json.dumps(dict(step=0, loss=1.0)) + "\n")
+    (res / "oracle_pmatch.log.jsonl").write_text(json.dumps(dict(step=0, loss=1.2)) + "\n")
     text = credit_report.section(res)
     assert "| 4 | 0.702 / 0.461 |" in text and "Verdict" in text
     assert text.count("`bridges/distinct.safetensors` | distinct |") == 3

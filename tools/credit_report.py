@@ -112,7 +112,18 @@ def oracle_section(res):
         verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width**, even on data built "
                    "so that reading the siblings pays. Then no RL result on this task can be expected to pass "
                    "it either, with these blocks and this training.")
-    return lines + [verdict]
+    # why: did the blocks fit the sibling-dependent targets better than a block that cannot read them?
+    losses = {arch: [json.loads(line)["loss"] for line in
+                     (Path(res) / f"oracle_{arch}.log.jsonl").read_text().splitlines()] for arch in ("bridge", "pmatch")}
+    tail = {arch: sum(v[-10:]) / len(v[-10:]) for arch, v in losses.items()}
+    head = {arch: sum(v[:10]) / len(v[:10]) for arch, v in losses.items()}
+    fit = ("below" if tail["bridge"] < tail["pmatch"] else "not below")
+    why = (f"Teacher-forced, the training loss (token mean over the answers) went from {head['bridge']:.3f} to "
+           f"{tail['bridge']:.3f} for Bridge and from {head['pmatch']:.3f} to {tail['pmatch']:.3f} for P-Match "
+           f"(means of the first and last 10 steps): Bridge's is {fit} the loss of a block that cannot read "
+           "the siblings, so in this budget the blocks did not learn to use what the siblings wrote, and "
+           "sampling cannot show what training did not put in.")
+    return lines + [verdict, "", why]
 
 
 CREDITS = ("answer", "team", "difference")

@@ -122,6 +122,10 @@ def oracle_lines(res=credit_report.RES):
                                                 credit_report.entry(bridge, W, "self")["per_problem"], W)
         lines.append(f"| {W} | {float(independent_ceiling(K, W)[0]):.3f} | {credit_report.fmt(b)} | "
                      f"{credit_report.fmt(p)} | {credit_report.signed(d)} |")
+    below = all(credit_report.scores(bridge, W, W)[0]["mean"] < float(independent_ceiling(K, W)[0])
+                for W in credit_report.SIZES)
+    lines += ["", "Bridge stays " + ("below" if below else "not everywhere below") + " the independent ceiling "
+              "even here, where reading the siblings pays, so GRPO on this task was not rerun yet."]
     return lines + [""]
 
 
