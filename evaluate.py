@@ -206,7 +206,7 @@ def evaluate(args):
         per_problem = [score(p, c, tokenizer, args.save_texts) for p, c in zip(problems, completions)]
         result = dict(width=width, groups=n // width, n=n,
                       summary=summary_of(per_problem, width, args, n), per_problem=per_problem)
-        if path != "siblings":  # (the method's own results carry no path key, as in every earlier file)
+        if path != "siblings":  # no path key = the method's own sampling, which every reader takes by default
             result["path"] = path
         tokens = sum(sum(p["lengths"]) for p in per_problem)
         timing = dict(seconds=seconds, tokens=tokens, tokens_per_s=tokens / seconds)

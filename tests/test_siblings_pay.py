@@ -21,21 +21,9 @@ from bridge import sibling_mask
 from metrics import distinct_scores, set_credit
 from model import load_model
 from sample import sample
-from tiny import SMALL, add_random_bridge, even_length_group_reward, make_tiny_model, make_training_model
+from tiny import SMALL, add_random_bridge, even_length_group_reward, make_training_model
 
-TOL = 1e-9
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    path, _ = make_tiny_model(tmp_path_factory.mktemp("llama"), "llama", seed=7)
-    return path
-
-
-@pytest.fixture(scope="module")
-def bridged(tiny_dir):
-    model, tok = load_model(str(tiny_dir), dtype=torch.float64)
-    return add_random_bridge(model, seed=1), tok
+from test_bridge import TOL, bridged, tiny_dir  # noqa: F401  (the tiny fp64 model with random blocks, shared)
 
 
 # --- set credit --------------------------------------------------------------------------------
