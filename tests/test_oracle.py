@@ -94,6 +94,21 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
     assert credit_report.main(args + ["--check"]) == 1
     assert credit_report.main(args) == 0 and credit_report.main(args + ["--check"]) == 0
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("end\n")
+    # the study's files have the first study's names (seedS_ARM.json): two seeds of the same results
+    for seed in (0, 1):
+        (res / f"seed{seed}_bridge.json").write_text((res / "oracle_bridge.json").read_text())
+        (res / f"seed{seed}_pmatch.json").write_text((res / "oracle_pmatch.json").read_text())
+    runs, _ = credit_report.sib.load(res)
+    twins = {(c["arms"][1], c["width"]): c for c in credit_report.twin_comparisons(runs)}
+    assert set(twins) == {(t, W) for t in ("its self-only twin", "its crossed twin") for W in (2, 4, 8)}
+    bridge = json.loads((res / "oracle_bridge.json").read_text())
+    for W in (2, 4, 8):  # paired by seed, the mean difference is the file's paired per-set difference
+        direct = credit_report.paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
+                                                     credit_report.entry(bridge, W, "self")["per_problem"], W)
+        assert twins["its self-only twin", W]["mean"] == pytest.approx(direct["mean"], abs=1e-12)
+        assert twins["its self-only twin", W]["differences"] == pytest.approx([direct["mean"]] * 2, abs=1e-12)
+    study = "\n".join(credit_report.study_section(res))
+    assert "Bridge at width 4 − its crossed twin | 4 |" in study and "seed 1:" in study and "**Verdict**" in study
 
 
 def test_the_committed_section_is_what_the_committed_results_give():

@@ -17,9 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
+import paired  # noqa: E402
 import readme_section  # noqa: E402
+import siblings_report as sib  # noqa: E402  (the same seedS_ARM.json layout as the first study)
 from cli import Parser, run, write_text  # noqa: E402
-from metrics import collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402
+from metrics import answer_scores, collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402
 
 RES = ROOT / "results" / "credit"
 BEGIN = "<!-- credit:begin (written by `python tools/credit_report.py` from results/credit; do not edit by hand) -->"
@@ -145,6 +147,97 @@ def pilot_choice(res):
     return dict(credits=credits, chosen=chosen, rule=PILOT_RULE)
 
 
+# -----------------------------------------------------------------------------
+# the study: RLVR only, P-Match and Bridge trained with --sets and the chosen credit
+
+
+def set_values(result, width, path="siblings", groups=None):
+    """Per question, the mean score of the answers of the sets `groups` (default all) of one entry."""
+    e = entry(result, width, path)
+    if e is None:
+        return None
+    out = []
+    for p in e["per_problem"]:
+        s = answer_scores(p, width)
+        sets = [s[i:i + width] for i in range(0, len(s), width)]
+        sets = sets if groups is None else [sets[g] for g in groups]
+        out.append(sum(map(sum, sets)) / (len(sets) * width))
+    return out
+
+
+def twin_comparisons(runs):
+    """Bridge against its self-only twin and its crossed twin (the same weights, width and random
+    numbers per row, one path cut), paired by seed, on the seeds whose result holds the paths."""
+    out = []
+    for W in SIZES:
+        own, alone, crossed, own_a = {}, {}, {}, {}
+        for (arm, seed), r in runs.items():
+            if arm != "bridge" or entry(r, W, "self") is None:
+                continue
+            own[seed], alone[seed] = set_values(r, W), set_values(r, W, "self")
+            a_sets = list(range(0, entry(r, W)["groups"], 2))
+            own_a[seed], crossed[seed] = set_values(r, W, groups=a_sets), set_values(r, W, "crossed")
+        if own:
+            out.append(paired.compare(own, alone, (f"Bridge at width {W}", "its self-only twin"), W, "score per answer"))
+            out.append(paired.compare(own_a, crossed, (f"Bridge at width {W}", "its crossed twin"), W, "score per answer"))
+    return out
+
+
+def collision_lines(runs):
+    """Within- vs across-set collisions of Bridge's answers, per seed, at each width."""
+    rows = []
+    for W in SIZES:
+        per = {seed: collision_rate(entry(r, W)["per_problem"], W) for (arm, seed), r in sorted(runs.items())
+               if arm == "bridge" and entry(r, W) is not None}
+        if per:
+            rows.append(f"| {W} | " + "; ".join(f"seed {s}: {rates(*v)}" for s, v in per.items()) + " |")
+    if not rows:
+        return []
+    return ["Collisions of Bridge's answers (the share of pairs of valid answers with the same number), "
+            "within a set / across sets of the same question: a Bridge that coordinates collides less "
+            "with its own siblings than with answers it could not read.", "",
+            "| W | within / across, per seed |", "|---|---|", *rows]
+
+
+def pilot_lines(res):
+    path = Path(res) / "pilot.json"
+    if not path.is_file():
+        return ["The credit pilot has not been run yet (`bash runs/credit.sh pilot`)."]
+    p = json.loads(path.read_text())
+    cells = ", ".join(f"{c} {v['acc']:.3f} ({v['steps']} steps)" for c, v in p["credits"].items())
+    return [f"The credit was chosen by a pilot on the training split (Bridge, seed 0, `bash runs/credit.sh "
+            f"pilot`): {p['rule']}. Share of valid unique answers over the second half: {cells}. "
+            f"Chosen: **--credit {p['chosen']}**, the same for every arm."]
+
+
+def study_protocol(runs, res):
+    one = next(iter(runs.values()))["protocol"]
+    logs = {}
+    for (arm, seed) in runs:
+        log = Path(res) / f"seed{seed}_{arm}.log.jsonl"
+        if log.is_file():
+            logs.setdefault(arm, []).append((seed, len(log.read_text().splitlines())))
+    trained = ", ".join(f"{sib.ARMS[a]} seeds {', '.join(str(s) for s, _ in sorted(v))} "
+                        f"({'/'.join(str(n) for _, n in sorted(v))} steps)" for a, v in logs.items())
+    return (f"Protocol: GRPO on `distinct` at width 4 with 2 sets per prompt (the advantage over their 8 "
+            f"answers), the blocks' learning rate 1e-3, every arm trained alike: {trained}. Held out: "
+            f"{one['problems']} questions, n = {one['n']} answers each, evaluation seeds equal to the "
+            "training seed; Bridge at widths 2, 4, 8 on each path, the arms without a path between rows at "
+            "width 1, pooled into sets of W. Cells: the mean over seeds (lowest and highest seed in brackets).")
+
+
+def study_section(res):
+    runs, _ = sib.load(res)
+    if not runs:
+        return ["No arm has results yet (`bash runs/credit.sh seed 0`)."]
+    comps = sib.comparisons(runs) + twin_comparisons(runs)
+    lines = [study_protocol(runs, res), ""]
+    lines += sib.table(runs, None, "score", res) + [""] + sib.table(runs, None, "distinct", res) + [""]
+    lines += sib.comparison_lines(comps) + [""]
+    lines += collision_lines(runs) + [""]
+    return lines + [sib.verdict(runs, comps)]
+
+
 COMMITTED = {"committed_distinct": "`bridges/distinct.safetensors`", "committed_default": "`bridges/default.safetensors`"}
 
 
@@ -190,6 +283,8 @@ def committed_section(res):
 def section(res=RES):
     lines = [BEGIN, "", "### The oracle check: can Bridge coordinate at all?", ""]
     lines += oracle_section(res)
+    lines += ["", "### The study, with the set credited", ""]
+    lines += pilot_lines(res) + [""] + study_section(res)
     lines += ["", "### What the siblings add, at fixed randomness: the committed Bridges", ""]
     lines += committed_section(res)
     lines += ["", "Regenerate: `python tools/credit_report.py`; the runs: `bash runs/credit.sh oracle`, "
