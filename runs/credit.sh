@@ -5,6 +5,7 @@
 #   bash runs/credit.sh pilot           # which credit: Bridge, seed 0, each credit for PILOT_STEPS steps (train split)
 #   bash runs/credit.sh seed 0          # one seed: warm-ups, then RLVR only, P-Match, Bridge trained + evaluated
 #   bash runs/credit.sh committed       # the fixed-randomness comparison of the committed Bridges
+#   bash runs/credit.sh mul2            # the same for the mul2 study's Bridge, seed 0 retrained as it was
 #   python tools/credit_report.py       # the README section from results/credit/*.json
 #
 # Every stage skips what is already done (runs/stages.sh). Wall times: results/credit/walltime.jsonl.
@@ -103,7 +104,21 @@ case "${1:-}" in
     EVAL=(--problems 200 --n 8 --device "$DEVICE" --seed 0)
     evaluate committed_default --bridge bridges/default.safetensors --widths 4 "${PATHS[@]}"
     ;;
+  mul2)
+    # the mul2 study's (runs/headroom.sh) Bridge checkpoints were not kept: seed 0 retrained with
+    # that study's flags, on its committed warm-up answers, then its 200 held-out problems at the
+    # width it trained at and half of it, each set sampled with the three paths
+    TASK=(--task mul2 --hi 99 --max-new-tokens 96)
+    SFT_FLAGS=()
+    dir=runs/credit/mul2_seed0
+    mkdir -p "$dir/sft_bridge"
+    [ -f "$dir/sft_bridge/data.jsonl" ] || cp runs/headroom/seed0/sft_bridge/data.jsonl "$dir/sft_bridge/data.jsonl"
+    sft "$dir" 0 bridge
+    EVAL=(--split test --problems 200 --n 8 --seed 0 --device "$DEVICE" "${TASK[@]}")
+    arm_eval_flags() { echo "--widths 2 4 ${PATHS[*]}"; }
+    arm "$dir" 0 bridge mul2_bridge --arch bridge --train all --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
+    ;;
   *)
-    echo "usage: bash runs/credit.sh oracle | pilot | seed SEED | committed" >&2; exit 2
+    echo "usage: bash runs/credit.sh oracle | pilot | seed SEED | committed | mul2" >&2; exit 2
     ;;
 esac

@@ -238,7 +238,8 @@ def study_section(res):
     return lines + [sib.verdict(runs, comps)]
 
 
-COMMITTED = {"committed_distinct": "`bridges/distinct.safetensors`", "committed_default": "`bridges/default.safetensors`"}
+COMMITTED = {"committed_distinct": "`bridges/distinct.safetensors`", "committed_default": "`bridges/default.safetensors`",
+             "mul2_bridge": "the mul2 study's Bridge (seed 0, retrained)"}
 
 
 def paths_rows(name, result):
@@ -266,7 +267,7 @@ def committed_section(res):
     found = [(name, read(Path(res) / f"{name}.json")) for name in COMMITTED]
     found = [(name, r) for name, r in found if r is not None]
     if not found:
-        return ["Not run yet (`bash runs/credit.sh committed`)."]
+        return ["Not run yet (`bash runs/credit.sh committed`, `bash runs/credit.sh mul2`)."]
     return ["The same sets sampled three times with identical random numbers per row: with Bridge's mask, "
             "with each row reading only itself (self-only), and with each row reading another set of its "
             "prompt instead of its own (crossed). Score: per-answer set score for `distinct`, accuracy for "
@@ -288,7 +289,7 @@ def section(res=RES):
     lines += ["", "### What the siblings add, at fixed randomness: the committed Bridges", ""]
     lines += committed_section(res)
     lines += ["", "Regenerate: `python tools/credit_report.py`; the runs: `bash runs/credit.sh oracle`, "
-              "`bash runs/credit.sh committed` (wall times in `results/credit/walltime.jsonl`).", "", END]
+              "`bash runs/credit.sh committed`, `bash runs/credit.sh mul2` (wall times in `results/credit/walltime.jsonl`).", "", END]
     return "\n".join(lines)
 
 
