@@ -18,8 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
+sys.path.insert(0, str(ROOT / "studies"))  # readme_section
 
-import readme_section  # noqa: E402  (next to this file)
+import readme_section  # noqa: E402  (in studies/)
 from cli import Parser, run  # noqa: E402
 from evaluate import label_of, read_result  # noqa: E402
 from metrics import agreement  # noqa: E402
