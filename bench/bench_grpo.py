@@ -265,7 +265,7 @@ def main(argv=None):
     p.add_argument("--grpo-shots", type=int, default=None, help="worked examples per prompt (default: train_grpo's --shots)")
     p.add_argument("--trl-micro-batch", type=int, default=32, help="TRL rows per forward/backward; 32 / this = gradient accumulation (default 32)")
     p.add_argument("--ours-micro-groups", type=int, default=None, help="our groups per forward/backward (default: train_grpo's --micro-groups)")
-    p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
+    benchkit.add_model(p)
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: TRL's run, in a fresh process
     add_overwrite(p)

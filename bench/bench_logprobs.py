@@ -115,7 +115,7 @@ def bench_logprobs(args):
 
 def main(argv=None):
     p = Parser(prog="bench_logprobs.py", description="Training's forward+backward: prompt once per group vs the plain N-row forward, fp32 and bf16.")
-    p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
+    benchkit.add_model(p)
     p.add_argument("--repeats", type=int, default=3, help="the four runs alternated this many times, best kept (default 3)")
     p.add_argument("--eos", action="store_true", help="answers end at their EOS (as in training), and the answers "
                    "in one piece are timed too")

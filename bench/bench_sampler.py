@@ -177,7 +177,7 @@ def tables(results):
 def main(argv=None):
     p = Parser(prog="bench_sampler.py", description="Tokens/s of our sampler vs transformers.generate, and of Bridge on vs off.")
     p.add_argument("--what", default="sampler", choices=["sampler", "bridge", "all"], help="which table(s) (default sampler)")
-    p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
+    benchkit.add_model(p)
     p.add_argument("--widths", type=int, nargs="+", default=[1, 4, 16], help="widths for the sampler table (default 1 4 16)")
     p.add_argument("--bridge-widths", type=int, nargs="+", default=[1, 4, 16, 64], help="widths for the Bridge table (default 1 4 16 64)")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES), help="dtypes for the sampler table (default fp32 bf16)")

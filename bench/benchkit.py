@@ -1,10 +1,11 @@
 """What the benchmarks of bench/ share: where the repository is, the checks of their arguments made
 before any configuration runs, timing on a device, peak memory, one configuration run in a fresh
-interpreter, and writing a table plus the JSON it came from.
+interpreter, and writing a table plus the JSON it came from; and the flags every script beside the
+method defines alike (--model; --heads and --head-dim of blocks trained alone).
 
-Not a command: bench_sampler.py, bench_logprobs.py, bench_grpo.py and survey_tasks.py import it
-(`import benchkit`, found next to them when they run as `python bench/NAME.py`; survey_tasks.py
-adds bench/ to its path).
+Not a command: the scripts of bench/ import it (`import benchkit`, found next to them when they run
+as `python bench/NAME.py`); studies/survey_tasks.py, studies/oracle.py and tools/positive_control.py
+add bench/ to their path.
 """
 import json
 import resource
@@ -13,6 +14,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root: the method's files, train_grpo.py
+MODEL_HELP = "local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, converted once)"
+
+
+def add_model(parser):
+    """--model: the base model, named as every command of the repository names it."""
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
+
+
+def add_block_shape(parser):
+    """--heads and --head-dim of new blocks trained alone on the frozen base (the positive control,
+    the oracle check), the default Bridge's shape unless given."""
+    parser.add_argument("--heads", type=int, default=4, help="heads of a new block (default 4, as the default Bridge)")
+    parser.add_argument("--head-dim", type=int, default=16, help="head size of a new block (default 16)")
 
 
 def check_model(name, flag="--model"):

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import benchkit  # noqa: E402  (next to this file)
 from cli import Parser, add_overwrite, check_new_file, check_out_file, run, write_text  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
@@ -125,7 +126,7 @@ def table(r):
 
 def main(argv=None):
     p = Parser(prog="profile_step.py", description="Where the time of one decode step goes.")
-    p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
+    benchkit.add_model(p)
     p.add_argument("--width", type=int, default=16, help="rows decoded together (default 16)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="(default fp32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

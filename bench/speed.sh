@@ -4,7 +4,7 @@
 # evaluation and on GRPO steps. Run it alone: 2 cores are easily shared, and a second process
 # halves every number. Each part skips what its file already holds.
 #
-#   bash bench/speed.sh          # about 80 minutes on 2 CPU cores (AMD EPYC): 37 minutes for all parts in one run
+#   bash bench/speed.sh         # about 80 minutes on 2 CPU cores (AMD EPYC): 37 minutes for all parts in one run
 #                               # on 2026-11-30, before parts 2-4 grew the frozen --compile, which measured
 #                               # 11 (sampler), 15 (blocks) and 15 minutes (the --compile evaluation) that day;
 #                               # later that day the blocks with --repeats 5 took 20 minutes, each profile about
@@ -12,16 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=results/speed
-mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1
+source bench/once.sh  # once FILE COMMAND...: skipped when FILE is already written; measure_into, profile_steps
 
-source bench/once.sh  # once FILE COMMAND...: skipped when FILE is already written
-
-same_machine "$OUT"
+measure_into "$OUT"
 # (before/ holds the earlier runs the report compares with, named by the commit they measured)
 # 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear,
-once "$OUT/profile_w16.md" python bench/profile_step.py --width 16 --out "$OUT/profile_w16.json" --overwrite
-once "$OUT/profile_w16_plain.md" python bench/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json" --overwrite
+profile_steps "$OUT"
 #    and the packed step with 30 random non-zero Bridge blocks: what the blocks add, by kind of op
 once "$OUT/profile_w16_bridge.md" python bench/profile_step.py --width 16 --bridge --out "$OUT/profile_w16_bridge.json" --overwrite
 # 2. the sampler against generate, fp32 and bf16 weights, widths 4 and 16, also with --compile and

@@ -16,15 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: bash bench/speed_machine.sh results/speed/machines/NAME" >&2; exit 2; }
 OUT=$1
-mkdir -p "$OUT"
-export HF_HUB_OFFLINE=1
+source bench/once.sh  # once FILE COMMAND...: skipped when FILE is already written; measure_into, profile_steps
 
-source bench/once.sh  # once FILE COMMAND...: skipped when FILE is already written
-
-same_machine "$OUT"
-# one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear
-once "$OUT/profile_w16.md" python bench/profile_step.py --width 16 --out "$OUT/profile_w16.json" --overwrite
-once "$OUT/profile_w16_plain.md" python bench/profile_step.py --width 16 --plain --out "$OUT/profile_w16_plain.json" --overwrite
+measure_into "$OUT"
+profile_steps "$OUT"  # one decode step at width 16 (fp32), by kind of op: packed weights, then F.linear
 once "$OUT/block_cost.md" python bench/block_cost.py --out "$OUT/block_cost.json" --overwrite
 once "$OUT/sampler.md" python bench/bench_sampler.py --what sampler --dtypes fp32 bf16 --widths 4 16 --out "$OUT/sampler.json" --overwrite
 #    and at width 16 with --compile (the frozen decode step of evaluate.py and sample.py), its own run

@@ -384,18 +384,10 @@ def goals(m):
 
 def main(argv=None):
     p = Parser(prog="speed_report.py", description="The measured speed section of docs/speed.md, from results/speed.")
-    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
-    p.add_argument("--print", action="store_true", help="print the section instead of writing the document")
-    readme_section.add_doc_argument(p, DOC)
+    readme_section.add_arguments(p, DOC)
     args = p.parse_args(argv)
-    if not args.print:
-        readme_section.check_readme(args.doc, write=not args.check)
-    text = section(load(RES))
-    if args.print:
-        print(text)
-        return 0
-    return readme_section.update(args.doc, text, BEGIN, END, check=args.check, what="speed section",
-                                 command="python bench/speed_report.py")
+    return readme_section.write_or_check(args, lambda: section(load(RES)), BEGIN, END, what="speed section",
+                                         command="python bench/speed_report.py")
 
 
 if __name__ == "__main__":

@@ -140,18 +140,10 @@ def section():
 
 def main(argv=None):
     p = Parser(prog="headline.py", description="The README's headline results tables, from the committed result files.")
-    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
-    p.add_argument("--print", action="store_true", help="print the tables instead of writing the document")
-    readme_section.add_doc_argument(p, DOC)
+    readme_section.add_arguments(p, DOC, "tables")
     args = p.parse_args(argv)
-    if not args.print:
-        readme_section.check_readme(args.doc, write=not args.check)
-    text = section()
-    if args.print:
-        print(text)
-        return 0
-    return readme_section.update(args.doc, text, BEGIN, END, check=args.check, what="headline section",
-                                 command="python studies/headline.py")
+    return readme_section.write_or_check(args, section, BEGIN, END, what="headline section",
+                                         command="python studies/headline.py")
 
 
 if __name__ == "__main__":

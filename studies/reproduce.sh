@@ -24,7 +24,7 @@ mkdir -p "$RES"
 
 TASK=()
 SFT_FLAGS=()
-source studies/stages.sh  # evaluate, sft, train_arm, arm, three_arms
+source studies/stages.sh  # evaluate, sft, train_arm, arm, three_arms, blocks_only
 
 case "${1:-}" in
   base)
@@ -35,16 +35,7 @@ case "${1:-}" in
     three_arms "runs/repro/seed$seed" "$seed"
     ;;
   default)
-    # the default Bridge: only the new blocks train (a file of a few MB), from seed 0's warm-up;
-    # its blocks are stored in bf16 as bridges/default.safetensors, and that file is what is evaluated
-    [ -f "$RES/default_bridge.json" ] && { echo "== $RES/default_bridge.json: done"; exit 0; }
-    sft runs/repro/seed0 0 bridge
-    train_arm runs/repro/seed0 0 bridge_new --arch bridge --train new \
-      --init runs/repro/seed0/sft_bridge/checkpoint/bridge.safetensors
-    mkdir -p bridges
-    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
-      runs/repro/seed0/grpo_bridge_new/checkpoint/bridge.safetensors bridges/default.safetensors
-    evaluate default_bridge --bridge bridges/default.safetensors
+    blocks_only runs/repro/seed0 default_bridge bridges/default.safetensors  # the default Bridge
     ;;
   *)
     echo "usage: bash studies/reproduce.sh base | seed SEED | default" >&2; exit 2

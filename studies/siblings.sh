@@ -34,7 +34,7 @@ SFT_FLAGS=(--problems 39 --samples-per-problem 16)
 arm_eval_flags() {  # Bridge at every width; the arms without a path between rows at width 1, pooled
   if [ "$1" = bridge ] || [ "$1" = bridge_new ]; then echo "${BRIDGE_WIDTHS[*]}"; else echo "${ALONE_WIDTHS[*]}"; fi
 }
-source studies/stages.sh  # evaluate, sft, train_arm, arm, three_arms
+source studies/stages.sh  # evaluate, sft, train_arm, arm, three_arms, blocks_only
 
 case "${1:-}" in
   base)
@@ -45,17 +45,8 @@ case "${1:-}" in
     three_arms "runs/siblings/seed$seed" "$seed"
     ;;
   blocks)
-    # the committed blocks-only Bridge for `distinct` (python sample.py --width 4 --task distinct):
-    # only the new blocks train (--train new, a file of a few MB), from seed 0's warm-up, stored in bf16
-    [ -f "$RES/distinct_bridge.json" ] && { echo "== $RES/distinct_bridge.json: done"; exit 0; }
-    sft runs/siblings/seed0 0 bridge
-    train_arm runs/siblings/seed0 0 bridge_new --arch bridge --train new \
-      --init runs/siblings/seed0/sft_bridge/checkpoint/bridge.safetensors
-    mkdir -p bridges
-    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
-      runs/siblings/seed0/grpo_bridge_new/checkpoint/bridge.safetensors bridges/distinct.safetensors
-    evaluate distinct_bridge --bridge bridges/distinct.safetensors "${BRIDGE_WIDTHS[@]}"
-    cp runs/siblings/seed0/grpo_bridge_new/log.jsonl "$RES/distinct_bridge.log.jsonl"
+    # the committed blocks-only Bridge for `distinct` (python sample.py --width 4 --task distinct)
+    blocks_only runs/siblings/seed0 distinct_bridge bridges/distinct.safetensors "${BRIDGE_WIDTHS[@]}"
     ;;
   *)
     echo "usage: bash studies/siblings.sh base | seed SEED | blocks" >&2; exit 2

@@ -337,11 +337,8 @@ def main(argv=None):
             return 1
         return 0
     write_text(args.doc, new)
-    try:
-        RES.mkdir(parents=True, exist_ok=True)
-        plot(RES, RES / "set_score.png")
-    except ImportError:
-        print("matplotlib is not installed: the plot was not redrawn", file=sys.stderr)
+    RES.mkdir(parents=True, exist_ok=True)
+    readme_section.redraw(lambda out: plot(RES, out), RES / "set_score.png")
     print(f"wrote the siblings section of {args.doc}", file=sys.stderr)
     return 0
 

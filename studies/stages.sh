@@ -1,5 +1,6 @@
 # The stages every study is made of (sourced by reproduce.sh, siblings.sh, headroom.sh, credit.sh):
-# evaluate a setting, the SFT warm-up of one arch, GRPO for one arm, and one arm trained + evaluated.
+# evaluate a setting, the SFT warm-up of one arch, GRPO for one arm, one arm trained + evaluated, and
+# a blocks-only Bridge trained, stored in bf16 and evaluated.
 #
 # The sourcing script sets, before calling them:
 #   RES        results directory (evaluate.py JSON files, walltime.jsonl)
@@ -113,4 +114,18 @@ three_arms() {  # $1 = seed dir, $2 = seed: warm-ups, then RLVR only, P-Match, B
     --init "$dir/sft_pmatch/checkpoint/bridge.safetensors"
   arm "$dir" "$seed" bridge "seed${seed}_bridge" --arch bridge --train all \
     --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
+}
+
+blocks_only() {  # $1 = seed dir, $2 = results name, $3 = the Bridge file to write, then evaluate.py flags:
+  # only the new blocks train (--train new, a file of a few MB), from seed 0's warm-up; they are
+  # stored in bf16 as $3, and that file is what is evaluated
+  local dir=$1 name=$2 file=$3; shift 3
+  [ -f "$RES/$name.json" ] && { echo "== $RES/$name.json: done"; return; }
+  sft "$dir" 0 bridge
+  train_arm "$dir" 0 bridge_new --arch bridge --train new --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
+  mkdir -p "$(dirname "$file")"
+  python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+    "$dir/grpo_bridge_new/checkpoint/bridge.safetensors" "$file"
+  evaluate "$name" --bridge "$file" "$@"
+  cp "$dir/grpo_bridge_new/log.jsonl" "$RES/$name.log.jsonl"
 }

@@ -79,7 +79,7 @@ def survey_tasks(args):
 def main(argv=None):
     p = Parser(prog="survey_tasks.py", description="Which task gives GRPO the most signal (train_grpo.py --rollout-only per configuration).")
     p.add_argument("--survey-steps", type=int, default=6, help="rollout steps of 8 prompts x 4 answers per configuration (default 6)")
-    p.add_argument("--model", default=None, help="model directory or repo id (default: the default model)")
+    benchkit.add_model(p)
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--configs", default="default", choices=list(CONFIGS),
                    help="which configurations: default (the committed survey) or headroom (word2, mul2; default default)")

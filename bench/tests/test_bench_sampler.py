@@ -22,10 +22,22 @@ def run(tmp_path, capsys, *more):
     return results, capsys.readouterr().out
 
 
+def find(results, **kw):
+    """The one result with these fields."""
+    (r,) = [r for r in results if all(r.get(k) == v for k, v in kw.items())]
+    return r
+
+
 def test_every_engine_runs_and_the_tables_read_them(tmp_path, capsys):
     results, text = run(tmp_path, capsys)
     assert {(r["table"], r["engine"]) for r in results} == {("sampler", "ours"), ("sampler", "hf"), ("bridge", "ours")}
-    assert "| cpu | fp32 | 2 |" in text and "| cpu | 2 |" in text and "--compile" not in text
+    # each row is its results: tokens per second as measured, the ratios computed from them
+    o, h = (find(results, table="sampler", engine=e) for e in ("ours", "hf"))
+    assert f"| cpu | fp32 | 2 | {o['tok_s']:.1f} | {h['tok_s']:.1f} | {o['tok_s'] / h['tok_s']:.2f} |" in text
+    b, p = (find(results, table="bridge", block=k) for k in ("bridge", "pmatch"))
+    assert (f"| cpu | 2 | {b['tok_s_off']:.1f} | {b['tok_s']:.1f} | {b['tok_s'] / b['tok_s_off']:.2f} | "
+            f"{p['tok_s_off']:.1f} | {p['tok_s']:.1f} | {p['tok_s'] / p['tok_s_off']:.2f} |") in text
+    assert "--compile" not in text
 
 
 @pytest.mark.slow  # three compilations (the sampler, then Bridge and P-Match off and on)
@@ -44,7 +56,10 @@ def test_plain_adds_the_f_linear_engine(tmp_path, capsys):
                                                            ("sampler", "plain"), ("bridge", "ours"),
                                                            ("bridge", "plain")}
     assert "| ours F.linear tok/s | F.linear / HF |" in text
-    assert "| cpu | 2 (F.linear) |" in text and "| cpu | 2 |" in text
+    o, h, f = (find(results, table="sampler", engine=e) for e in ("ours", "hf", "plain"))
+    assert f"| {o['tok_s'] / h['tok_s']:.2f} | {f['tok_s']:.1f} | {f['tok_s'] / h['tok_s']:.2f} |" in text
+    b = find(results, table="bridge", block="bridge", engine="plain")
+    assert f"| cpu | 2 (F.linear) | {b['tok_s_off']:.1f} | {b['tok_s']:.1f} | {b['tok_s'] / b['tok_s_off']:.2f} |" in text
 
 
 def no_jobs(*a):

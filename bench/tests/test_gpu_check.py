@@ -19,12 +19,15 @@ def test_the_dry_run_writes_every_part(tmp_path):
     result = json.loads((tmp_path / "check.json").read_text())
     assert result["dry_run"] and result["device"] == "cpu"
     assert [(r["dtype"], r["width"]) for r in result["sampler"]] == [("fp32", 1), ("fp32", 4), ("bf16", 1), ("bf16", 4)]
-    assert all(r["ours_tok_s"] > 0 and r["hf_tok_s"] > 0 for r in result["sampler"])
-    assert result["bridge"]["on_off"] > 0
+    b = result["bridge"]
+    assert b["on_off"] == b["on_tok_s"] / b["off_tok_s"]
     assert [s["step"] for s in result["grpo"]["steps"]] == [0, 1]
     assert any(s["groups_updated"] > 0 for s in result["grpo"]["steps"])  # a real update ran
     table = (tmp_path / "check.md").read_text()
-    assert "| bf16 | 4 |" in table and "GRPO steps" in table
+    for r in result["sampler"]:  # each row of the table is its measurement, the ratio computed from it
+        assert r["ratio"] == r["ours_tok_s"] / r["hf_tok_s"]
+        assert f"| {r['dtype']} | {r['width']} | {r['ours_tok_s']:.0f} | {r['hf_tok_s']:.0f} | {r['ratio']:.2f} |" in table
+    assert f"(on/off {b['on_off']:.2f})" in table
 
 
 def test_the_random_model_has_the_default_models_shape(tmp_path):

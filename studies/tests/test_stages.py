@@ -97,6 +97,21 @@ def test_a_warm_up_in_a_fresh_clone_trains_on_the_answers_the_study_committed(st
     assert (kept / "data.jsonl").read_text() == '{"problem": 7}\n'
 
 
+def test_the_blocks_only_bridge_trains_the_blocks_alone_and_evaluates_its_bf16_file(study):
+    root, run = study
+    done, made, calls = run("siblings.sh", "blocks")
+    assert done.returncode == 0, done.stderr
+    assert made == ["train_sft.py", "train_grpo.py", "evaluate.py"]
+    grpo, evaluation = [line for line in calls.splitlines() if line.split()[0] in ("train_grpo.py", "evaluate.py")]
+    assert "--train new" in grpo and "--init runs/siblings/seed0/sft_bridge/checkpoint/bridge.safetensors" in grpo
+    assert "--bridge bridges/distinct.safetensors --widths 1 2 4 8" in evaluation
+    res = root / "results/siblings"
+    assert (res / "distinct_bridge.log.jsonl").read_text() == (res / "seed0/grpo_bridge_new/log.jsonl").read_text()
+    assert "convert_bridge" in calls and (root / "bridges").is_dir()
+    done, made, _ = run("siblings.sh", "blocks")
+    assert done.returncode == 0 and made == []
+
+
 def test_an_interrupted_arm_resumes_and_a_missing_result_is_only_evaluated(study):
     root, run = study
     done, _, _ = run("reproduce.sh", "seed", "0", FAIL_AT="25")   # GRPO stops at step 25 of 60
