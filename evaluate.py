@@ -287,7 +287,7 @@ def plot(paths, out, labels=None):
     for path, run in zip(paths, runs):
         if any("accuracy" not in r["summary"] for r in run["results"]):
             raise ValueError(f"--plot {path}: a set-level task's results (no accuracy to draw); "
-                             "tools/siblings_report.py draws those")
+                             "studies/siblings_report.py draws those")
     cli.check_figure_out(out)
     try:
         import matplotlib

@@ -4,7 +4,7 @@ Every metric is a function of the counts of ONE problem: n answers sampled, c of
 subset size k, a threshold tau (maj_at_k reads the n extracted answers instead). evaluate.py
 scores each problem's answers, keeps the counts in its JSON, and turns them into a table with
 summarize(): the metric per problem, then the mean over problems with a standard error (mean_se).
-tools/report.py recomputes the numbers of docs/results.md from the same stored counts with these functions.
+studies/report.py recomputes the numbers of docs/results.md from the same stored counts with these functions.
 
     from metrics import g_pass_at_k, summarize
     g_pass_at_k(16, 8, 4, 0.5)                         # 0.7153846153846154

@@ -10,7 +10,7 @@ SmolLM2-135M-Instruct, gets each right with two worked examples: docs/tasks.md, 
     add1  "What is 7 + 1?"   mul1  "What is 6 * 7?"                                   (easy controls)
 
 and two candidates with headroom, whose test split holds out the arithmetic itself (see FACT_KEYS;
-surveyed with tools/survey_tasks.py --configs headroom):
+surveyed with studies/survey_tasks.py --configs headroom):
 
     word2 "Tom has 23 apples. Tom buys 14 more apples and then gives away 9 apples. How many apples
           does Tom have now?"                            (two steps; knobs lo=1, hi=30: numbers lo..hi)

@@ -25,7 +25,8 @@ import train_sft
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+for folder in ("bench", "studies", "tools"):  # the scripts beside the method
+    sys.path.insert(0, str(ROOT / folder))
 import attention_map  # noqa: E402
 import block_cost  # noqa: E402
 import memory  # noqa: E402
@@ -134,7 +135,7 @@ exec "$REAL_PYTHON" -c 'import sys, evaluate; a = evaluate.parse_args(sys.argv[1
 
 
 def test_the_stages_evaluate_over_their_own_leftover_tmp_file(tmp_path):
-    """runs/stages.sh writes $name.json.tmp, then renames it: a .tmp left by a stopped sitting is the
+    """studies/stages.sh writes $name.json.tmp, then renames it: a .tmp left by a stopped sitting is the
     stage's own, and the real evaluate.py argument checks let the stage replace it."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -143,7 +144,7 @@ def test_the_stages_evaluate_over_their_own_leftover_tmp_file(tmp_path):
     res = tmp_path / "res"
     res.mkdir()
     (res / "base.json.tmp").write_text("left by a stopped sitting")
-    script = (f"set -euo pipefail; source {ROOT / 'runs' / 'stages.sh'}; RES={res}; DEVICE=cpu; "
+    script = (f"set -euo pipefail; source {ROOT / 'studies' / 'stages.sh'}; RES={res}; DEVICE=cpu; "
               "EVAL=(--problems 2 --shots 0); evaluate base --model /nowhere")
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "REAL_PYTHON": sys.executable,
@@ -324,7 +325,8 @@ def test_an_abbreviated_flag_is_an_error(tmp_path, capsys):
 
 
 def test_every_command_line_uses_the_shared_parser():
-    sources = [p for p in [*ROOT.glob("*.py"), *ROOT.glob("tools/*.py")] if p.name != "cli.py"]
+    scripts = [p for folder in ("bench", "studies", "tools") for p in ROOT.glob(f"{folder}/*.py")]
+    sources = [p for p in [*ROOT.glob("*.py"), *scripts] if p.name != "cli.py"]
     plain = [p.name for p in sources if "ArgumentParser(" in p.read_text()]
     assert plain == [] and not cli.Parser().allow_abbrev
 

@@ -17,7 +17,7 @@ from tasks import (INSTRUCTION, TASKS, Problem, answer_line, extract_answer, loa
                    make_problems, messages, question_count, reward, split_of)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))  # survey_tasks imports benchkit from its folder
+sys.path.insert(0, str(ROOT / "studies"))  # survey_tasks (it finds benchkit in bench/)
 ALL_TASKS = sorted(TASKS)
 ANSWER_TASKS = sorted(set(TASKS) - tasks.SET_TASKS)  # one right answer per problem
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
+sys.path.insert(0, str(ROOT / "studies"))  # readme_section
 
-import readme_section  # noqa: E402  (next to this file)
+import readme_section  # noqa: E402  (in studies/)
 from cli import Parser, run  # noqa: E402
 from evaluate import label_of, read_result  # noqa: E402
 from metrics import agreement  # noqa: E402
@@ -93,29 +94,26 @@ def table(found, reruns=()):
     return "\n".join(lines + ["", END])
 
 
-def main(argv=None):
-    p = Parser(prog="agreement.py", description="Share of groups agreeing on one number, and word for word.")
-    p.add_argument("--size", type=int, default=4, help="pseudo-group size at width 1 (default 4, the training width)")
-    p.add_argument("--check", action="store_true", help="exit 1 if the document differs from the files")
-    p.add_argument("--print", action="store_true", help="print the table instead of writing the document")
-    readme_section.add_doc_argument(p, DOC)
-    args = p.parse_args(argv)
-    if args.size < 1:
-        p.error(f"--size must be >= 1, got {args.size}")
-    if not args.print:
-        readme_section.check_readme(args.doc, write=not args.check)
+def agreement_table(size):
+    """The section from the committed files: the first study's Bridge runs and results/agreement."""
     paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
     if not paths:
         raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
-    found = rows(paths, args.size)
+    found = rows(paths, size)
     if not found:
-        raise ValueError(f"no result at width 1 or {args.size} in {RES} or results/repro: an empty table")
-    text = table(found, rerun_lines(paths))
-    if args.print:
-        print(text)
-        return 0
-    return readme_section.update(args.doc, text, BEGIN, END, check=args.check, what="agreement table",
-                                 command="python tools/agreement.py")
+        raise ValueError(f"no result at width 1 or {size} in {RES} or results/repro: an empty table")
+    return table(found, rerun_lines(paths))
+
+
+def main(argv=None):
+    p = Parser(prog="agreement.py", description="Share of groups agreeing on one number, and word for word.")
+    p.add_argument("--size", type=int, default=4, help="pseudo-group size at width 1 (default 4, the training width)")
+    readme_section.add_arguments(p, DOC, "table")
+    args = p.parse_args(argv)
+    if args.size < 1:
+        p.error(f"--size must be >= 1, got {args.size}")
+    return readme_section.write_or_check(args, lambda: agreement_table(args.size), BEGIN, END, what="agreement table",
+                                         command="python tools/agreement.py")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 The train reward of training runs: a markdown table (reward over the first and last steps, seconds
 per step, peak memory) and one picture with a curve per run.
 
-    python tools/reward_curves.py runs/seed0/grpo_rlvr runs/seed0/grpo_bridge --out reward.png
+    python tools/reward_curves.py results/repro/seed0/grpo_rlvr results/repro/seed0/grpo_bridge --out reward.png
     python tools/reward_curves.py RUN... --out reward.png --steps 30 --labels "RLVR only" Bridge
 
 Reads each run directory's log.jsonl and args.json (written by train_grpo.py). Needs matplotlib
