@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import bridge
+import torch
 
+import fast
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +31,13 @@ def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
     assert r["kinds_ms"]["Python and dispatch"] >= 0
     assert "matmul" in r["kinds_ms"]
     assert "| matmul |" in capsys.readouterr().out
-    assert r["read_ms"] > 0 and r["packed"] == bridge.PACKED_OPS
+    assert r["read_ms"] > 0 and r["packed"] == fast.packs(torch.float32)
 
 
 def test_plain_profiles_f_linear(tmp_path, capsys):
     r = profile(tmp_path, "--width", "2", "--warmup", "0", "--steps", "2", "--plain")
     assert r["packed"] is False and r["kinds_ms"]["matmul"] > 0
     assert "Products: F.linear" in capsys.readouterr().out
-    assert bridge._packing["on"] == bridge.PACKED_OPS  # the switch is back as it was
 
 
 def test_kind_of_sorts_the_ops():
