@@ -7,9 +7,10 @@ every timestep t, the `width` rows that answer the same prompt attend to each ot
 
     x (N, T, D)  --reshape-->  (B, W, T, D)  --transpose-->  (B, T, W, D)  --attention over W-->
 
-with N = B * W rows grouped prompt-major (rows g*W .. g*W+W-1 answer prompt g). Written flat, as
-the paper does, this is one N x N attention per timestep with the other prompts masked out
-(`bridge_mask`); tests/test_bridge.py shows the two forms are equal.
+in the shapes of model.py's legend: N = B * W rows, B groups of W = width (rows g*W .. g*W+W-1
+answer one prompt), T time, D hidden. Written flat, as the paper does, this is one N x N
+attention per timestep with the other groups masked out (`bridge_mask`); tests/test_bridge.py
+shows the two forms are equal.
 
 What the paper states:
 - # paper: "A Bridge block and input normalization layer are added after each feedforward block"
@@ -33,10 +34,6 @@ What we chose where the paper is silent:
   step and invisible from the next step on; left padding is dead too. Dead rows are still queries
   (their outputs are computed, never used: their logits are never sampled nor trained on).
 """
-import contextlib
-import os
-import weakref
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -60,86 +57,10 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
-# choice: the products of sampling on CPU. F.linear with the few rows of a decode step (one per
-# generation) runs far below this CPU's matmul rate: MKL re-packs the whole weight on every call.
-# oneDNN packs a weight once into the blocked layout its kernel reads, and the sampler reuses that
-# copy for every step (README, Speed, measures both). A pack is only valid while its weight does not
-# change, and an optimizer step may change a weight without any sign on the tensor (the fused AdamW
-# kernel leaves its version counter alone), so packs live inside `packed_weights()`, which the sampler
-# opens around one call and which drops them at its end. The packed ops are PyTorch's own (what
-# torch.compile uses on CPU) but internal, so Linear falls back to F.linear where they are missing.
-# BRIDGE_PACKED=0 in the environment turns packing off (the copies double the weights' memory while
-# a call samples, which a model near the machine's memory may not have room for)
-PACKED_OPS = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-              and os.environ.get("BRIDGE_PACKED", "1") != "0")
-_packing = {"on": PACKED_OPS, "open": 0, "dtypes": {}}
-_packs = weakref.WeakKeyDictionary()  # Linear -> (the weight it was packed from, the pack)
-
-
-@contextlib.contextmanager
-def packed_weights():
-    """Inside this block, a Linear's CPU inference product reads a copy of its weight packed for
-    oneDNN on first use. The weights must not change inside (sampling does not); the copies, a
-    second copy of every weight used, are dropped at its end."""
-    _packing["open"] += 1
-    try:
-        yield
-    finally:
-        _packing["open"] -= 1
-        if not _packing["open"]:
-            _packs.clear()
-
-
-@contextlib.contextmanager
-def plain_products():
-    """Inside this block every Linear calls F.linear (tests compare the two paths; benchmarks time them)."""
-    before, _packing["on"] = _packing["on"], False
-    try:
-        yield
-    finally:
-        _packing["on"] = before
-
-
-def packs_dtype(dtype):
-    """Whether oneDNN packs weights of this dtype on this CPU: fp32 always; bf16 only where the CPU
-    has the instructions its bf16 kernel needs (AVX-512 or AVX-NE-CONVERT), else F.linear."""
-    if dtype not in _packing["dtypes"]:
-        try:
-            torch.ops.mkldnn._reorder_linear_weight(torch.zeros(4, 4, dtype=dtype))
-            _packing["dtypes"][dtype] = True
-        except RuntimeError:
-            _packing["dtypes"][dtype] = False
-    return _packing["dtypes"][dtype]
-
-
-def packable(x, weight):
-    """Whether this call may use a packed weight: inside packed_weights(), CPU inference in fp32 or
-    bf16. Training, autocast and torch.compile (which packs weights its own way) keep F.linear."""
-    return (_packing["on"] and _packing["open"] > 0 and x.device.type == "cpu" and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and packs_dtype(x.dtype))
-
-
-class Linear(nn.Linear):
-    """nn.Linear (the same parameters and checkpoint keys) whose CPU inference product, inside
-    packed_weights(), reads a packed copy of the weight: the same product up to float rounding."""
-
-    def forward(self, x):
-        if not packable(x, self.weight):
-            return F.linear(x, self.weight, self.bias)
-        w = self.weight.detach()
-        held = _packs.get(self)
-        if held is None or held[0].data_ptr() != w.data_ptr():  # first use, or another tensor now
-            held = (w, torch.ops.mkldnn._reorder_linear_weight(w))
-            _packs[self] = held
-        return torch.ops.mkldnn._linear_pointwise(x, held[1], self.bias, "none", [], "")
-
-
 def bridge_mask(alive, width):
     """The paper's flat mask (Fig. 2): (T, N, N) bool, True where query row i may attend to key row j.
 
-    Allowed iff rows i and j answer the same prompt, and (j is alive at t, or j == i).
+    Allowed iff rows i and j are in the same group (of `width` rows), and (j is alive at t, or j == i).
     """
     N, T = alive.shape
     group = torch.arange(N, device=alive.device) // width
@@ -199,12 +120,10 @@ class Bridge(nn.Module):
         self.n_heads, self.head_dim = n_heads, head_dim
         inner = n_heads * head_dim
         self.norm = RMSNorm(dim, eps)
-        # W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are W_Q,
-        # then W_K, then W_V. One matmul instead of three: the blocks' small matmuls are
-        # latency-bound on CPU (with SDPA below, tools/bench_sampler.py --what bridge at width 16 went from
-        # 0.88 to 0.91 of the speed without blocks).
-        self.qkv_proj = Linear(dim, 3 * inner, bias=False)
-        self.o_proj = Linear(inner, dim, bias=False)
+        # choice: W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are
+        # W_Q, then W_K, then W_V; one product instead of three small ones
+        self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
+        self.o_proj = nn.Linear(inner, dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):
@@ -262,8 +181,8 @@ class PMatch(nn.Module):
         super().__init__()
         hidden = 2 * n_heads * head_dim
         self.norm = RMSNorm(dim, eps)
-        self.up_proj = Linear(dim, hidden, bias=False)
-        self.down_proj = Linear(hidden, dim, bias=False)
+        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.down_proj = nn.Linear(hidden, dim, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):
@@ -281,6 +200,7 @@ BLOCKS = {"bridge": Bridge, "pmatch": PMatch}
 
 
 def count_parameters(module):
+    """How many numbers the parameters of `module` hold."""
     return sum(p.numel() for p in module.parameters())
 
 

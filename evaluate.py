@@ -31,7 +31,7 @@ from pathlib import Path
 
 import cli
 import tasks
-from bridge import PATHS, packed_weights
+from bridge import PATHS
 from cli import Parser, progress
 from metrics import mean_se, set_summary, summarize, threshold
 
@@ -70,12 +70,15 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
     """n completions per prompt, as n/width groups of `width`; about --batch-rows rows per call.
 
     path: whom Bridge lets a row read (sample.sample). The generators depend on (--seed, width,
-    problem, group) only, so every path draws the same random numbers for the same row.
+    problem, group) only, so every path draws the same random numbers for the same row. The
+    sampler is fast.sample, or sample.sample with --reference (the same tokens).
 
     step(rows, label) is told after every call (cli.progress: answers done, elapsed, ETA).
     """
     import torch
-    from sample import sample
+
+    import fast
+    import sample
     device = model.lm_head.weight.device
     groups = args.n // width
     # choice: a problem's n/width groups are never split across calls, and share one prefill
@@ -87,10 +90,11 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
         # group) by the stable hash of tasks.py, so the answers do not depend on --batch-rows
         gens = [torch.Generator(device).manual_seed(tasks.stable_seed("evaluate", args.seed, width, p, g))
                 for p in batch for g in range(groups)]
-        rollout = sample(model, [prompts[p] for p in batch], tokenizer.eos_ids, width=width,
-                         max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p, generator=gens, groups_per_prompt=groups,
-                         compile="frozen" if args.compile else False, path=path)
+        run = dict(width=width, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   top_p=args.top_p, generator=gens, groups_per_prompt=groups, path=path)
+        batch_ids = [prompts[p] for p in batch]
+        rollout = sample.sample(model, batch_ids, tokenizer.eos_ids, **run) if args.reference else \
+            fast.sample(model, batch_ids, tokenizer.eos_ids, compile="frozen" if args.compile else False, **run)
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
@@ -140,6 +144,7 @@ def protocol(args, model, knobs):
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
                 max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype, compile=args.compile,
+                **({"reference": True} if args.reference else {}),  # (absent: fast.sample, the default)
                 device=args.device, git_commit=git_commit(), torch=torch.__version__)
 
 
@@ -179,6 +184,9 @@ def summary_of(per_problem, width, args, n=None):
 
 def evaluate(args):
     """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
+    import contextlib
+
+    import fast
     from model import load_model
     from sample import DTYPES
     knobs, problems = check_args(args)  # before the slow model load
@@ -195,7 +203,8 @@ def evaluate(args):
     t_all = time.time()
     for width, path in runs:
         t0 = time.time()
-        with packed_weights():  # the weights stay fixed: pack them once for all of this width's calls
+        # the weights stay fixed: packed once for all of this width's calls (fast.packed_linears)
+        with contextlib.nullcontext() if args.reference or args.compile else fast.packed_linears(model):
             completions = sample_width(model, tokenizer, prompts, width, args, step, path)
         seconds = time.time() - t0
         n = args.n
@@ -362,8 +371,10 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
     p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
-                   "(sample.decoder(model, 'frozen'): the same answers up to float rounding; the first call compiles, "
+                   "(fast.sample(compile='frozen'): the same answers up to float rounding; the first call compiles, "
                    "minutes per width class on CPU, and at evaluation's batch shapes it gains little: README Speed; default off)")
+    p.add_argument("--reference", action="store_true", help="run the naive reference sampler (sample.sample) "
+                   "instead of fast.sample; the same tokens, slower")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
     p.add_argument("--paths", nargs="+", default=["siblings"], choices=list(PATHS),
                    help="at every width > 1, sample the same sets (the same random numbers per row) once per path: "
@@ -396,6 +407,8 @@ def check_args(args):
     for w in args.widths:
         if w < 1 or n % w:
             raise ValueError(f"--widths: {w} must be >= 1 and divide n={n} (n answers = n/width groups of width)")
+    if args.reference and args.compile:
+        raise ValueError("--reference runs the naive sampler, which does not compile: drop --compile or --reference")
     if len(set(args.paths)) != len(args.paths):
         raise ValueError(f"--paths: each path once, got {' '.join(args.paths)}")
     if "crossed" in args.paths:

@@ -8,13 +8,16 @@ Module names are the HF checkpoint keys (`model.layers.3.self_attn.q_proj.weight
 is one strict `load_state_dict` with no renaming and no q/k permutation.
 
 One forward serves training and sampling. Its inputs are the tokens, the generation `width` and
-the `alive` mask, where alive[n, t] says whether row n holds a real token at position t (prompt
-tokens and generated tokens up to and including the first EOS). Dead positions (left padding,
-everything after EOS) are never attended to, and positions count real tokens only, so a
-left-padded prompt gives the same logits as the same prompt unpadded.
+the `alive` mask: alive[n, t] says whether row n holds a real token at position t (prompt tokens,
+and generated ones up to and including the first EOS). Dead positions (left padding, everything
+after EOS) are never attended to, and positions count real tokens only, so a left-padded prompt
+gives the same logits as the same prompt unpadded.
+
+Shapes, here and in bridge.py, sample.py and fast.py: N = B * W rows in B groups (prompts x sets
+per prompt) of W = width rows, rows g*W .. g*W+W-1 forming group g; T time, D hidden, V vocabulary.
 
     model, tokenizer = load_model()                     # the default model, SmolLM2-135M-Instruct
-    logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, vocab)
+    logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, V)
 """
 import json
 import math
@@ -26,13 +29,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bridge import Linear, RMSNorm, sibling_mask  # shared with the blocks: nn.Linear with a packed CPU inference path; the norm; Bridge's mask
+from bridge import RMSNorm, sibling_mask  # shared with the blocks: the norm; Bridge's mask
 from checkpoint import load_bridge, read_safetensors
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
-
-# -----------------------------------------------------------------------------
-# config
 
 
 @dataclass
@@ -60,10 +60,8 @@ class Config:
     extra: dict = field(default_factory=dict, repr=False)  # config.json fields this decoder does not use
 
     def __post_init__(self):
-        if self.num_key_value_heads is None:
-            self.num_key_value_heads = self.num_attention_heads
-        if self.head_dim is None:
-            self.head_dim = self.hidden_size // self.num_attention_heads
+        self.num_key_value_heads = self.num_key_value_heads or self.num_attention_heads
+        self.head_dim = self.head_dim or self.hidden_size // self.num_attention_heads
 
     @classmethod
     def from_dict(cls, d):
@@ -74,9 +72,8 @@ class Config:
             raise ValueError(f"unknown architecture model_type={arch!r}: this decoder implements "
                              f"{', '.join(ARCHITECTURES)}")
         # transformers 5.x moves rope_theta and the scaling into one `rope_parameters` dict
-        rope = d.pop("rope_parameters", None)
+        rope = dict(d.pop("rope_parameters", None) or {})
         if rope:
-            rope = dict(rope)
             d.setdefault("rope_theta", rope.pop("rope_theta", 10000.0))
             if rope.get("rope_type", "default") != "default":
                 d["rope_scaling"] = rope
@@ -100,19 +97,14 @@ class Config:
     def qk_norm(self):   # Qwen3 normalises each head of q and k before RoPE
         return self.model_type == "qwen3"
 
-# -----------------------------------------------------------------------------
-# the building blocks
-
 
 def rope_inv_freq(config):
     """Inverse frequencies theta^(-2i/d) of the rotary embedding, with optional llama3 scaling."""
     d = config.head_dim
     inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
     scaling = config.rope_scaling
-    if not scaling:
-        return inv_freq
-    kind = scaling.get("rope_type", scaling.get("type"))  # 4.x configs may say "type"
-    if kind == "default":
+    kind = scaling and scaling.get("rope_type", scaling.get("type"))  # 4.x configs may say "type"
+    if not scaling or kind == "default":
         return inv_freq
     if kind != "llama3":
         raise ValueError(f"rope_scaling type {kind!r} is not supported (only 'llama3')")
@@ -144,12 +136,11 @@ def apply_rope(x, cos, sin):
 class KVCache:
     """Keys and values of every layer for N rows, preallocated up to `capacity` columns.
 
-    All rows advance in lock-step (one column per decode step), so `length` is one number.
-    `alive` remembers which columns hold real tokens (they are the only keys ever attended to) and
-    `n_real` counts them per row, which gives the position of the next real token.
-    One tensor per layer (not one for all layers): layer i's in-place write then never touches a
-    tensor that layer j < i saved for backward, so gradients can flow through a cache. Training
-    uses that to run a group's prompt once and its answers on top (training.answer_logprobs).
+    All rows advance in lock-step (one column per decode step), so `length` is one number; `alive`
+    marks the columns holding real tokens (the only keys ever attended to) and `n_real` counts them
+    per row (the position of the next real token). One tensor per layer, so that layer i's in-place
+    write never touches a tensor layer j < i saved for backward: gradients flow through a cache
+    (training runs a group's prompt once and its answers on top, training.answer_logprobs).
     """
 
     def __init__(self, config, n_rows, capacity, device="cpu", dtype=torch.float32):
@@ -166,17 +157,13 @@ class KVCache:
 
     def repeat_rows(self, width):
         """A cache with every row repeated `width` times (rows g*width .. g*width+width-1 = row g)."""
-        # (index_select, not repeat_interleave, whose result is a view: a compiled decode step guards on
-        # whether its inputs are views, and the rows select_rows keeps are not, so it compiled twice)
         rows = torch.arange(self.alive.shape[0], device=self.alive.device)
-        return self.select_rows(rows.repeat_interleave(width))
+        return self.select_rows(rows.repeat_interleave(width))  # a copy, never a view
 
     def select_rows(self, index):
-        """A cache of only the rows in `index` (a 1-D LongTensor), in that order."""
-        return self._rows(lambda t: t.index_select(0, index))
-
-    def _rows(self, take):
+        """A cache of only the rows in `index` (a 1-D LongTensor), in that order (a copy)."""
         new = object.__new__(KVCache)
+        take = lambda t: t.index_select(0, index)  # noqa: E731
         new.k, new.v = [take(k) for k in self.k], [take(v) for v in self.v]
         new.alive, new.n_real, new.length = take(self.alive), take(self.n_real), self.length
         return new
@@ -188,10 +175,10 @@ class Attention(nn.Module):
         super().__init__()
         c = config
         self.n_heads, self.n_kv_heads, self.head_dim = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-        self.q_proj = Linear(c.hidden_size, c.num_attention_heads * c.head_dim, bias=c.qkv_bias)
-        self.k_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
-        self.v_proj = Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
-        self.o_proj = Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=c.o_bias)
+        self.q_proj = nn.Linear(c.hidden_size, c.num_attention_heads * c.head_dim, bias=c.qkv_bias)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=c.qkv_bias)
+        self.o_proj = nn.Linear(c.num_attention_heads * c.head_dim, c.hidden_size, bias=c.o_bias)
         if c.qk_norm:
             self.q_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
             self.k_norm = RMSNorm(c.head_dim, c.rms_norm_eps)
@@ -207,8 +194,7 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # write this step's keys/values, then attend over all columns so far
             start, end = cache.length, cache.length + T
-            cache.k[layer][:, :, start:end] = k
-            cache.v[layer][:, :, start:end] = v
+            cache.k[layer][:, :, start:end], cache.v[layer][:, :, start:end] = k, v
             k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (N, Hkv, S, hd)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)  # (N, H, T, hd)
         return self.o_proj(y.transpose(1, 2).reshape(N, T, -1))
@@ -219,9 +205,9 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         c = config
-        self.gate_proj = Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
-        self.up_proj = Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
-        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
 
     def forward(self, x):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -229,7 +215,6 @@ class MLP(nn.Module):
 
 class DecoderLayer(nn.Module):
     """x += Attn(norm(x)); x += MLP(norm(x)); then, if present, x += Bridge(x) (its own norm inside).
-
     # paper: "A Bridge block and input normalization layer are added after each feedforward block."
     """
 
@@ -248,9 +233,6 @@ class DecoderLayer(nn.Module):
             x = x + self.bridge(x, width, alive, siblings)  # siblings: the model's sibling_mask
         return x
 
-# -----------------------------------------------------------------------------
-# the model
-
 
 class Transformer(nn.Module):
 
@@ -262,7 +244,7 @@ class Transformer(nn.Module):
             layers=nn.ModuleList(DecoderLayer(config) for _ in range(config.num_hidden_layers)),
             norm=RMSNorm(config.hidden_size, config.rms_norm_eps),
         ))
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
         self.use_bridge = True   # False runs a Bridge/P-Match model as its base model (the baseline)
         self.bridge_config = None  # set by add_bridge: {"kind", "n_heads", "head_dim"}
@@ -273,8 +255,7 @@ class Transformer(nn.Module):
         N, T = tokens.shape
         if N % width:
             raise ValueError(f"{N} rows is not a whole number of groups of width {width}")
-        if alive is None:
-            alive = torch.ones(N, T, dtype=torch.bool, device=tokens.device)
+        alive = torch.ones(N, T, dtype=torch.bool, device=tokens.device) if alive is None else alive
         start = 0 if cache is None else cache.length
         if cache is not None and start + T > cache.capacity:
             raise ValueError(f"KV cache holds {cache.capacity} positions; {start + T} needed")
@@ -288,12 +269,10 @@ class Transformer(nn.Module):
         q_col = torch.arange(start, start + T, device=tokens.device)              # (T,)
         k_col = torch.arange(start + T, device=tokens.device)                     # (S,)
         causal = k_col[None, :] <= q_col[:, None]                                 # (T, S)
-        mask = causal & (keys_alive[:, None, :] | (k_col[None, :] == q_col[:, None]))  # (N, T, S)
-        mask = mask[:, None]                                                      # (N, 1, T, S)
+        mask = (causal & (keys_alive[:, None, :] | (k_col[None, :] == q_col[:, None])))[:, None]  # (N, 1, T, S)
         # Bridge's mask across siblings depends only on alive and width: built once for all layers
-        siblings = None
-        if self.use_bridge and self.bridge_config is not None and self.bridge_config["kind"] == "bridge":
-            siblings = sibling_mask(alive, width, x.dtype, path)                  # (B*T, 1, W, W)
+        bridged = self.use_bridge and (self.bridge_config or {}).get("kind") == "bridge"
+        siblings = sibling_mask(alive, width, x.dtype, path) if bridged else None  # (B*T, 1, W, W)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, mask, width, alive, cache, i, self.use_bridge, siblings)
         if cache is not None:
@@ -303,7 +282,7 @@ class Transformer(nn.Module):
         return self.model.norm(x)
 
     def forward(self, tokens, width=1, alive=None, cache=None, path="siblings"):
-        """Logits (N, T, vocab). Rows [g*width, (g+1)*width) are the group of prompt g."""
+        """Logits (N, T, V) for tokens (N, T), in groups of `width` rows."""
         return self.lm_head(self.hidden(tokens, width, alive, cache, path))
 
     def tie_weights(self):
@@ -334,20 +313,14 @@ class Transformer(nn.Module):
             if layer.bridge is not None:
                 yield from layer.bridge.parameters()
 
-# -----------------------------------------------------------------------------
-# loading
-
 
 def read_checkpoint(model_dir):
     """The state dict stored in model_dir: one model.safetensors, or shards listed in an index."""
     model_dir = Path(model_dir)
     index = model_dir / "model.safetensors.index.json"
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [model_dir / s for s in shards]
-    else:
-        # HF names its weight files model.safetensors / model-0000k-of-0000n.safetensors; other
-        # safetensors files in the directory (bridge.safetensors, written by training) are not weights
+        files = [model_dir / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:  # HF's names (model.safetensors, model-0000k-of-0000n...); bridge.safetensors is no weight file
         files = sorted(model_dir.glob("model*.safetensors"))
     if not files:
         raise FileNotFoundError(f"{model_dir}: no model*.safetensors weights found")
@@ -372,17 +345,15 @@ def load_state_strict(model, state, where):
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
     if missing or unexpected or wrong:
-        def few(keys):
-            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-        problems = [f"{name}: {few(keys)}" for name, keys in
-                    (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise ValueError(f"{where}: weights do not match the {config.model_type} config: "
-                         + "; ".join(problems))
+        few = lambda keys: ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")  # noqa: E731
+        problems = "; ".join(f"{name}: {few(keys)}" for name, keys in
+                             (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        raise ValueError(f"{where}: weights do not match the {config.model_type} config: {problems}")
     model.load_state_dict(state, strict=False, assign=True)  # strictness checked above
     model.tie_weights()
 
 
-def build_model(config, state, *, device="cpu", dtype=torch.float32, where="checkpoint"):
+def model_from_state(config, state, *, device="cpu", dtype=torch.float32, where="checkpoint"):
     """A Transformer with weights from state, built on the meta device (no double allocation)."""
     with torch.device("meta"):
         model = Transformer(config)
@@ -392,6 +363,7 @@ def build_model(config, state, *, device="cpu", dtype=torch.float32, where="chec
 
 
 def check_device(device):
+    """The device as a string; a ValueError (one line) unless it is cpu, or cuda where CUDA is."""
     device = str(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here")
@@ -401,10 +373,9 @@ def check_device(device):
 
 
 def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=None):
-    """(model, tokenizer) from a local HF-style directory or an HF repo id; None = default model.
-
-    bridge: path of a Bridge / P-Match checkpoint made by checkpoint.save_bridge, or None.
-    """
+    """(model, tokenizer) from a local HF-style directory or an HF repo id (None: the default model),
+    with the Bridge / P-Match checkpoint at path `bridge` (made by checkpoint.save_bridge) if given."""
+    from tokenizer import Tokenizer
     from weights import resolve_model_dir  # finds or converts the files; prints the source
     device = check_device(device)
     model_dir = Path(resolve_model_dir(name_or_path))
@@ -415,10 +386,9 @@ def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=N
         config = Config.from_dict(json.loads(config_path.read_text()))
     except json.JSONDecodeError as e:
         raise ValueError(f"{config_path}: not valid JSON ({e})") from None
-    model = build_model(config, read_checkpoint(model_dir), device=device, dtype=dtype,
-                        where=str(model_dir))
+    model = model_from_state(config, read_checkpoint(model_dir), device=device, dtype=dtype,
+                             where=str(model_dir))
     model.source = str(model_dir)
-    from tokenizer import Tokenizer
     tokenizer = Tokenizer(model_dir, config)
     if bridge is not None:
         load_bridge(model, bridge)

@@ -25,7 +25,8 @@ import cli
 import parallel
 from checkpoint import check_run_owner, check_state, checkpoint_dir, load_bridge, write_args, write_checkpoint
 from model import KVCache, load_model
-from sample import group_slots, token_logprobs
+from fast import group_slots
+from sample import token_logprobs
 from tasks import DATA_TASK, DEFAULT_KNOBS, SYSTEM, TASKS, file_problems, prompt_ids, stable_seed
 
 # -----------------------------------------------------------------------------

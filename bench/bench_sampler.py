@@ -7,9 +7,10 @@ Throughput of our sampler, side by side with transformers' generate, and the cos
     python bench/bench_sampler.py --dtypes fp32 --widths 4 16 --compile   # also our sampler with --compile
     python bench/bench_sampler.py --widths 4 16 --plain   # also ours with F.linear instead of packed weights
 
-Every number is tokens generated per second of wall-clock time (prefill included), with no early
-stop in either engine (ours: ignore_eos; HF: min_new_tokens = max_new_tokens), one chat prompt,
-sampling at temperature 1 with top-k and top-p off. Each configuration runs in a fresh subprocess
+Ours is fast.sample, what the commands run by default. Every number is tokens generated per
+second of wall-clock time (prefill included), with no early stop in either engine (ours:
+ignore_eos; HF: min_new_tokens = max_new_tokens), one chat prompt, sampling at temperature 1
+with top-k and top-p off. Each configuration runs in a fresh subprocess
 (this file with --job), after a short warm-up, so that "peak memory" (peak resident set on CPU,
 peak allocated on CUDA) is that configuration's alone. Absolute figures are noisy on a shared
 machine: compare the ratios. A configuration that fails is a row marked "error" and the others
@@ -35,8 +36,8 @@ DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 def measure(job):
     """One configuration, in this process: returns tokens/s and peak memory."""
     import torch
+    import fast
     from model import load_model
-    from sample import sample
     dtype, device, width, n = getattr(torch, DTYPES[job["dtype"]]), job["device"], job["width"], job["new_tokens"]
     model, tok = load_model(job["model"], device=device, dtype=dtype)
     ids = tok.encode_chat([{"role": "user", "content": PROMPT}])
@@ -59,17 +60,13 @@ def measure(job):
                 for p in model.bridge_parameters():
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
-        # "compiled": what --compile of the sample and evaluate commands runs, sample.decoder(model, "frozen")
+        # "compiled": what --compile of the sample and evaluate commands runs, fast.sample(compile="frozen");
+        # "plain": every product through F.linear, fast.sample(packed=False)
         compiled = "frozen" if job["engine"] == "compiled" else False
-        import contextlib
-
-        import bridge  # "plain": every product through F.linear, not bridge.Linear's packed weights
-        products = bridge.plain_products if job["engine"] == "plain" else contextlib.nullcontext
 
         def run(k):
-            with products():
-                sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
-                       compile=compiled)
+            fast.sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
+                        compile=compiled, packed=job["engine"] != "plain")
 
     def timed():
         benchkit.sync(device)
@@ -184,9 +181,9 @@ def main(argv=None):
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
     p.add_argument("--compile", action="store_true", help="also our sampler with --compile as evaluate.py and "
-                   "sample.py run it (sample.decoder(model, 'frozen')), its compile time apart (default off)")
+                   "sample.py run it (fast.sample(compile='frozen')), its compile time apart (default off)")
     p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
-                   "(bridge.plain_products), not bridge.Linear's packed weights (default off)")
+                   "(fast.sample(packed=False)), not the packed weights of fast.packed_linears (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one configuration

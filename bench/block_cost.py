@@ -6,7 +6,7 @@
 The model gets random non-zero Bridge blocks (so that W_O = 0 cannot make them look cheap) and
 one chat prompt prefilled at `--width` rows. Every block then runs an instrumented copy of
 Bridge.forward (the same ops, checked equal to it) that reads the clock between its stages:
-- "in a step": during `--steps` decode steps with the weights packed as the sampler packs them;
+- "in a step": during `--steps` decode steps with the weights packed as fast.sample packs them;
 - "alone": one block called `--repeats` times in a row on one decode step's input.
 It also times one small op (an add on a (width, D) tensor) right after another one, and right after reading
 as many other bytes as one decoder layer's weights and as all the weights one decode step reads: the
@@ -91,6 +91,7 @@ def measure(args):
     import torch
 
     import bridge
+    import fast
     from model import KVCache, load_model
     torch.manual_seed(0)
     model, tok = load_model(args.model, device="cpu")
@@ -124,7 +125,7 @@ def measure(args):
             out.append(1e3 * (time.perf_counter() - t0))
         return out
 
-    with torch.no_grad(), bridge.packed_weights():
+    with torch.no_grad(), fast.packed_linears(model):  # as fast.sample multiplies
         model.hidden(torch.tensor([ids] * W), width=1, cache=cache)
         start = cache.length
         steps(4)                                                            # warm-up

@@ -4,8 +4,9 @@ sampler, each op's own time summed into a few kinds, per step.
     python bench/profile_step.py                       # the default model, width 16, fp32, cpu
     python bench/profile_step.py --width 4 --steps 32 --out results/profile_step.json
 
-One decode step is what sample.sample() does per new token: draw a token per row from the last
-logits (sample_next), then one forward of the model over the new column with the KV cache. The
+One decode step is what fast.sample() does per new token: draw a token per row from the last
+logits (sample_next with fast.two_level_draw), then one forward of the model over the new column
+with the KV cache, its products on packed weights (fast.packed_linears; F.linear with --plain). The
 rows are prefilled with one chat prompt, then `--warmup` steps run unprofiled, then `--steps`
 profiled. "Python and dispatch" is the wall time no op accounts for: the interpreter, module calls,
 and the dispatcher between ops. Absolute times are noisy on a shared machine; run it alone.
@@ -47,11 +48,13 @@ def kind_of(name):
 
 
 def profile(args):
+    import contextlib
+
     import torch
 
-    import bridge
+    import fast
     from model import KVCache, load_model
-    from sample import DTYPES, sample_next
+    from sample import DTYPES, sample_next, uniforms
     torch.manual_seed(0)
     model, tok = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
     if args.bridge:
@@ -64,7 +67,8 @@ def profile(args):
     W, total = args.width, args.warmup + args.steps
     device = model.lm_head.weight.device
     gen = torch.Generator(device).manual_seed(0)
-    with torch.no_grad(), bridge.packed_weights():  # as sample.sample() multiplies
+    packed = not args.plain and device.type == "cpu" and fast.packs(model.lm_head.weight.dtype)
+    with torch.no_grad(), fast.packed_linears(model) if packed else contextlib.nullcontext():  # as fast.sample()
         tokens = torch.tensor([ids], device=device)
         cache = KVCache(model.config, 1, len(ids) + total + 1, device, model.lm_head.weight.dtype)
         logits = model.lm_head(model.hidden(tokens, cache=cache)[:, -1]).repeat_interleave(W, 0)
@@ -72,7 +76,7 @@ def profile(args):
         alive = torch.ones(W, 1, dtype=torch.bool, device=device)
 
         def step(logits):
-            nxt, _ = sample_next(logits, gen)
+            nxt, _ = sample_next(logits, uniforms(W, gen, device), draw=fast.two_level_draw)
             return model(nxt[:, None], width=W, alive=alive, cache=cache)[:, -1]
 
         for _ in range(args.warmup):
@@ -108,7 +112,7 @@ def profile(args):
                 steps=args.steps, threads=torch.get_num_threads(), torch=torch.__version__,
                 step_ms=wall_ms, kinds_ms=dict(sorted(per_step.items(), key=lambda kv: -kv[1])),
                 weights_mb=weight_bytes / 2**20, read_ms=read_ms, read_gb_s=weight_bytes / read_ms / 1e6,
-                packed=bridge.PACKED_OPS and not args.plain)
+                packed=packed)
 
 
 def table(r):
@@ -118,7 +122,7 @@ def table(r):
              "| kind | ms per step | share |", "|---|---|---|"]
     for kind, ms in r["kinds_ms"].items():
         lines.append(f"| {kind} | {ms:.2f} | {100 * ms / r['step_ms']:.0f}% |")
-    lines += ["", f"Products: {'packed weights (bridge.Linear)' if r['packed'] else 'F.linear'}. The floor: the weights "
+    lines += ["", f"Products: {'packed weights (fast.packed_linears)' if r['packed'] else 'F.linear'}. The floor: the weights "
               f"({r['weights_mb']:.0f} MB) are read once per step; reading each once (a sum) took {r['read_ms']:.1f} ms "
               f"at best, {r['read_gb_s']:.1f} GB/s."]
     return "\n".join(lines)
@@ -132,7 +136,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--bridge", action="store_true", help="add random Bridge blocks (default: none)")
     p.add_argument("--plain", action="store_true", help="multiply with F.linear, not the packed weights of "
-                   "bridge.Linear (bridge.plain_products; default: packed where available)")
+                   "fast.packed_linears (fast.sample(packed=False); default: packed where available)")
     p.add_argument("--warmup", type=int, default=8, help="decode steps run before profiling (default 8)")
     p.add_argument("--steps", type=int, default=32, help="decode steps profiled (default 32)")
     p.add_argument("--out", default=None, help="also write the result as JSON to this file")
@@ -147,11 +151,7 @@ def main(argv=None):
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     from model import check_device
     check_device(args.device)
-    import contextlib
-
-    import bridge
-    with bridge.plain_products() if args.plain else contextlib.nullcontext():
-        r = profile(args)
+    r = profile(args)
     print(table(r))
     if args.out:
         write_text(args.out, json.dumps(r, indent=1) + "\n")

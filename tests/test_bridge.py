@@ -14,8 +14,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-import bridge as bridge_module
-from bridge import Bridge, Linear, PMatch, bridge_mask, count_parameters, packed_weights, plain_products, sibling_mask
+from bridge import Bridge, PMatch, bridge_mask, count_parameters, sibling_mask
 from checkpoint import convert_bridge, fingerprint, save_bridge
 from model import Config, Transformer, load_model
 from sample import generate, sample
@@ -444,101 +443,3 @@ def test_a_block_built_directly_contributes_exactly_nothing(cls):
 def test_bridge_py_stands_alone_without_model_py():
     code = "import sys, bridge; assert 'model' not in sys.modules, 'bridge.py imported model.py'"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
-
-
-# --- Linear: the packed CPU inference product -------------------------------------------------------
-
-needs_packed = pytest.mark.skipif(not bridge_module.PACKED_OPS, reason="this PyTorch build has no oneDNN packed linear")
-
-
-@needs_packed
-@given(seed=st.integers(0, 2**16), rows=st.integers(1, 70), d_in=st.integers(1, 40), d_out=st.integers(1, 40),
-       bias=st.booleans(), bf16=st.booleans())
-def test_packed_linear_equals_f_linear(seed, rows, d_in, d_out, bias, bf16):
-    """Inference with packed weights gives F.linear's product to float rounding, for any number of
-    rows (a decode step has few, a prefill many), with or without a bias, in fp32 and bf16."""
-    g = torch.Generator().manual_seed(seed)
-    dtype = torch.bfloat16 if bf16 else torch.float32
-    lin = Linear(d_in, d_out, bias=bias).to(dtype)
-    with torch.no_grad():
-        for p in lin.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-        x = torch.randn(2, rows, d_in, generator=g).to(dtype).transpose(0, 1)  # not contiguous
-        with packed_weights():
-            y = lin(x)
-            # a CPU without oneDNN's bf16 instructions multiplies bf16 with F.linear (packs_dtype)
-            assert (lin in bridge_module._packs) == bridge_module.packs_dtype(dtype)
-            with plain_products():
-                ref = lin(x)
-    assert not bridge_module._packs  # dropped at the end of the block
-    assert y.shape == ref.shape == (rows, 2, d_out) and y.dtype == dtype
-    tol = dict(rtol=2e-2, atol=2e-2 * d_in ** 0.5) if bf16 else dict(rtol=1e-5, atol=1e-5)
-    assert torch.allclose(y.float(), ref.float(), **tol)
-
-
-@needs_packed
-@pytest.mark.parametrize("kernel", ["fused", "foreach"])
-def test_packs_never_outlive_a_weight_change(kernel):
-    """Packs are made inside packed_weights() and dropped at its end, so a sampling call after an
-    optimizer step multiplies by the new weights. The fused AdamW kernel changes a weight in place
-    without bumping its version counter: a pack kept across calls and keyed on it would go stale.
-    Inside a block, a weight replaced by another tensor (`.data =`) is packed again."""
-    g = torch.Generator().manual_seed(0)
-    lin = Linear(6, 5)
-    x = torch.randn(3, 6, generator=g)
-
-    def both():
-        with torch.no_grad(), packed_weights():
-            y = lin(x)
-            with plain_products():
-                return y, lin(x)
-    y, ref = both()
-    assert torch.allclose(y, ref, atol=1e-6)
-    opt = torch.optim.AdamW(lin.parameters(), lr=0.1, **{kernel: True})
-    lin(x).sum().backward()  # with gradients: F.linear, autograd as usual
-    opt.step()
-    y2, ref2 = both()
-    assert not torch.allclose(ref2, ref) and torch.allclose(y2, ref2, atol=1e-6)
-    with torch.no_grad(), packed_weights():
-        lin(x)
-        lin.weight.data = torch.randn(5, 6, generator=g)
-        y3 = lin(x)
-        with plain_products():
-            assert torch.allclose(y3, lin(x), atol=1e-6)
-
-
-def test_gradients_autocast_other_dtypes_and_outside_the_block_keep_f_linear():
-    lin = Linear(4, 3)
-    x = torch.randn(2, 4)
-    with torch.no_grad():
-        assert not bridge_module.packable(x, lin.weight)  # outside packed_weights()
-    with packed_weights():
-        assert not bridge_module.packable(x, lin.weight)  # gradients on
-        with torch.no_grad():
-            assert bridge_module.packable(x, lin.weight) == bridge_module.PACKED_OPS
-            assert not bridge_module.packable(x.double(), lin.weight.double())
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                assert not bridge_module.packable(x, lin.weight)
-            with plain_products():
-                assert not bridge_module.packable(x, lin.weight)
-
-
-def test_bridge_packed_0_in_the_environment_turns_packing_off():
-    code = "import bridge; print(bridge.PACKED_OPS, bridge._packing['on'])"
-    run = lambda env: subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                                     text=True, check=True).stdout.split()
-    import os
-    assert run(dict(os.environ, BRIDGE_PACKED="0")) == ["False", "False"]
-    assert run(dict(os.environ, BRIDGE_PACKED="1")) == [str(bridge_module.PACKED_OPS)] * 2
-
-
-def test_a_dtype_the_cpu_cannot_pack_falls_back_to_f_linear(monkeypatch):
-    """bf16 packing needs AVX-512 or AVX-NE-CONVERT (an AVX2-only CPU has neither): the probe's
-    answer decides, and the product is F.linear's exactly."""
-    monkeypatch.setitem(bridge_module._packing, "dtypes", {torch.bfloat16: False})
-    lin = Linear(8, 4).to(torch.bfloat16)
-    x = torch.randn(3, 8).to(torch.bfloat16)
-    with torch.no_grad(), packed_weights():
-        y = lin(x)
-        assert lin not in bridge_module._packs
-    assert torch.equal(y, torch.nn.functional.linear(x, lin.weight, lin.bias))

@@ -131,6 +131,12 @@ def test_the_same_seed_gives_the_same_file_and_another_seed_other_answers(result
     a, b = without_timing(again), without_timing(result)    # how groups share a forward changes nothing
     a["protocol"].pop("batch_rows"), b["protocol"].pop("batch_rows")
     assert a == b
+    # the naive reference sampler (--reference, recorded only when given) gives the same file
+    reference = tmp_path / "reference.json"
+    run(tiny, reference, "--save-texts", "--reference")
+    a, b = without_timing(reference), without_timing(result)
+    assert a["protocol"].pop("reference") is True and "reference" not in b["protocol"]
+    assert a == b
     other = tmp_path / "other.json"
     run(tiny, other, "--save-texts", "--seed", "1")
     texts = lambda d: [p["texts"] for r in d["results"] for p in r["per_problem"]]
@@ -183,6 +189,7 @@ BAD = {  # name: (arguments, what the one line must mention)
     "bad-knob": (["--task", "add1", "--lo", "5", "--hi", "2"], "number range"),
     "too-many-problems": (["--task", "add1", "--problems", "1000"], "distinct questions"),
     "top-p": (["--top-p", "0"], "top-p"),
+    "reference-and-compile": (["--reference", "--compile"], "drop --compile or --reference"),
     "missing-bridge": (["--bridge", "no-such.safetensors"], "no-such.safetensors"),
     "missing-out-dir": (["--out", "no/such/dir/r.json"], "does not exist"),
     "out-is-a-directory": (["--out", "."], "is a directory"),

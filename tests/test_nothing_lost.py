@@ -296,7 +296,7 @@ def test_sampling_a_set_level_task_at_width_1_is_refused():
 def test_a_width_that_cannot_fit_is_refused_with_its_size(tiny, monkeypatch, capsys):
     from model import load_model
     model, tok = load_model(str(tiny))
-    cache, logits = sample.call_bytes(model.config, 1, 1000, 3 + 4, torch.float32)
+    cache, logits = cli.call_bytes(model.config, 1, 1000, 3 + 4, torch.float32)
     # 2 layers x (keys, values) x 2 kv heads x head_dim 16 x 7 columns x 4 bytes per row; fp32 logits twice
     assert cache == 1001 * 2 * 2 * 2 * 16 * 7 * 4 and logits == 1000 * 272 * 8
     monkeypatch.setattr(cli, "available_bytes", lambda device: 2 ** 20)  # a machine with 1 MiB free

@@ -10,11 +10,10 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import bridge as bridge_module
 import sample as sample_cli
 from checkpoint import save_bridge
-from model import KVCache, load_model
-from sample import generate, sample, sample_from, sample_next, token_logprobs
+from model import load_model
+from sample import generate, sample, sample_from, sample_next, token_logprobs, uniforms
 from tiny import add_random_bridge, make_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +100,7 @@ def test_max_new_tokens_is_respected(tiny, ignore_eos):
 def test_sampling_draws_from_the_given_distribution():
     """Inverse-CDF sampling: frequencies match the probabilities; zero-probability never drawn."""
     probs = torch.tensor([0.5, 0.25, 0.0, 0.15, 0.1])
-    picked = sample_from(probs.repeat(40000, 1), torch.Generator().manual_seed(0))
+    picked = sample_from(probs.repeat(40000, 1), uniforms(40000, torch.Generator().manual_seed(0), "cpu"))
     freq = torch.bincount(picked, minlength=5) / 40000
     assert freq[2] == 0 and (freq - probs).abs().max() < 0.01  # 0.01 = 4 standard deviations
 
@@ -110,7 +109,7 @@ def test_sampling_draws_from_the_given_distribution():
 def test_top_k_samples_only_among_the_k_largest_logits(seed, k):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(64, 20, generator=g)
-    picked, logp = sample_next(logits, g, temperature=1.5, top_k=k)
+    picked, logp = sample_next(logits, uniforms(64, g, "cpu"), temperature=1.5, top_k=k)
     allowed = logits.topk(k, dim=-1).indices
     assert (allowed == picked[:, None]).any(dim=1).all()
     # the log-prob recorded is that of the distribution drawn from: the top k at temperature 1.5
@@ -123,7 +122,7 @@ def test_top_k_samples_only_among_the_k_largest_logits(seed, k):
 def test_top_p_keeps_the_smallest_set_reaching_p(seed, top_p):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(64, 20, generator=g) * 3
-    picked, _ = sample_next(logits, g, top_p=top_p)
+    picked, _ = sample_next(logits, uniforms(64, g, "cpu"), top_p=top_p)
     probs = logits.softmax(-1)
     p_picked = probs.gather(-1, picked[:, None])
     mass_above = (probs * (probs > p_picked)).sum(-1)  # probability of strictly likelier tokens
@@ -156,6 +155,13 @@ def test_cli_prints_every_answer_of_the_group_and_json(tiny, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["width"] == 2 and [len(r["responses"]) for r in data["results"]] == [2, 2]
     assert data["settings"]["top_k"] == 0 and data["settings"]["temperature"] == 1.0
+    # --reference runs the naive sampler: the same answers as the default fast.sample
+    args = ["--model", str(path), "--width", "3", "--max-new-tokens", "6", "--json", "--prompt", "a", "--seed", "4"]
+    sample_cli.main(args)
+    fast_run = json.loads(capsys.readouterr().out)
+    sample_cli.main(args + ["--reference"])
+    reference = json.loads(capsys.readouterr().out)
+    assert reference["results"] == fast_run["results"] and reference["settings"]["reference"]
 
 
 def corrupt_model(path):
@@ -174,6 +180,7 @@ BAD = {  # name: (extra CLI args, change to a copy of the model directory, what 
     "temperature=inf": (["--temperature", "inf"], None, "finite"),  # would draw uniformly
     "max-new-tokens=0": (["--max-new-tokens", "0"], None, "--max-new-tokens must be >= 1"),
     "no-chat-without-prompt": (["--no-chat"], None, "--no-chat applies to --prompt"),
+    "reference-and-compile": (["--reference", "--compile"], None, "drop --compile or --reference"),
     "top-p=0": (["--top-p", "0"], None, "top-p"),
     "top-p>1": (["--top-p", "1.5"], None, "top-p"),
     "prompt>context": (["--prompt", "x" * 300], None, "context"),
@@ -231,7 +238,7 @@ def test_cuda_logits_match_cpu_and_sampling_runs(tiny, dtype):
     assert [len(g) for g in generate(gpu, tok, ["hi"], width=4, max_new_tokens=5)] == [4]
 
 
-# --- finished groups leave the batch; several groups per prompt share one prefill -----------------
+# --- per-group generators; several groups per prompt share one prefill ---------------------------
 
 @pytest.fixture(scope="module")
 def bridged64(tiny):
@@ -243,22 +250,6 @@ def bridged64(tiny):
 
 def group_generators(seed, n):
     return [torch.Generator().manual_seed(seed * 1000 + i) for i in range(n)]
-
-
-@settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**16), width=st.integers(1, 3), groups=st.integers(1, 3),
-       lengths=st.lists(st.integers(1, 8), min_size=1, max_size=3))
-def test_dropping_finished_rows_changes_no_token(bridged64, seed, width, groups, lengths):
-    """Compaction (per-group generators) gives the tokens of the full batch; keep_logits turns it off."""
-    eos = list(range(3, 40))  # many EOS ids: groups finish at very different steps
-    prompts = prompts_ids(seed, lengths)
-    kw = dict(width=width, max_new_tokens=12, groups_per_prompt=groups)
-    n = len(prompts) * groups
-    a = sample(bridged64, prompts, eos, generator=group_generators(seed, n), **kw)
-    b = sample(bridged64, prompts, eos, generator=group_generators(seed, n), keep_logits=True, **kw)
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
-    live = a.alive[:, a.prompt_len:]
-    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
 
 
 @settings(max_examples=8, deadline=None)
@@ -278,51 +269,6 @@ def test_a_groups_answers_do_not_depend_on_the_other_prompts_in_its_batch(bridge
     live = alone.alive[:, alone.prompt_len:]
     assert torch.equal(live, both.alive[width:, both.prompt_len:][:, :S])
     assert torch.allclose(alone.logprobs[live], both.logprobs[width:, :S][live], atol=1e-10)
-
-
-def test_finished_rows_leave_their_groups_and_no_token_changes(bridged64, monkeypatch):
-    """Rows ending at different steps: later steps run narrower groups (padded to the fullest), and
-    the tokens and log-probs are those of the full batch."""
-    eos = list(range(3, 60))
-    prompts = prompts_ids(7, [3, 5, 2])
-    widths_run = []
-    forward = type(bridged64).forward
-    monkeypatch.setattr(type(bridged64), "forward",
-                        lambda self, tokens, width=1, alive=None, cache=None, **kw:
-                        widths_run.append((tokens.shape[0], width)) or forward(self, tokens, width, alive, cache, **kw))
-    a = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3))
-    b = sample(bridged64, prompts, eos, width=4, max_new_tokens=16, generator=group_generators(7, 3),
-               keep_logits=True)
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
-    live = a.alive[:, a.prompt_len:]
-    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-12)
-    narrower = [(n, w) for n, w in widths_run if w < 4 and n > 1]
-    assert narrower, "no step ran a narrower group"
-    assert live.sum(1).min() < live.sum(1).max()            # the rows did end at different steps
-
-
-def test_which_rows_leave_and_how_groups_are_padded(tiny):
-    """Group 0: rows 1 and 2 dead; group 1: row 5 just ended (its EOS is still a key), 6 and 7 dead.
-    Rows leave (padding copies a kept row, dead), or with whole_groups only finished groups do."""
-    from model import KVCache
-    from sample import Batch, drop_finished_rows
-    model, _, _ = tiny
-    gens = group_generators(0, 3)
-    batch = Batch(rows=torch.arange(12), real=torch.ones(12, dtype=torch.bool), width=4,
-                  cache=KVCache(model.config, 12, 4), generator=gens)
-    is_alive = torch.tensor([1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=torch.bool)
-    finished = torch.tensor([0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1], dtype=torch.bool)
-    out = drop_finished_rows(batch, is_alive, finished, 4)
-    assert out.width == 2 and out.rows.tolist() == [0, 3, 4, 5] and out.real.all()
-    assert out.generator == gens[:2] and out.cache.k[0].shape[0] == 4
-    is_alive[3] = False                                        # group 0 keeps one row: padded
-    out = drop_finished_rows(batch, is_alive, finished, 4)
-    assert out.rows.tolist() == [0, 0, 4, 5] and out.real.tolist() == [True, False, True, True]
-    assert out.draws(4).index.tolist() == [0, 0, 0, 1]        # each slot draws its row's number
-    out = drop_finished_rows(batch, is_alive, finished, 4, whole_groups=True)
-    assert out.width == 4 and out.rows.tolist() == list(range(8)) and out.generator == gens[:2]
-    # nothing to gain (every row still writing): the batch as it was
-    assert drop_finished_rows(batch, torch.ones(12, dtype=torch.bool), torch.zeros(12, dtype=torch.bool), 4) is batch
 
 
 @settings(max_examples=10, deadline=None)
@@ -392,102 +338,3 @@ def test_attention_map_without_siblings_or_bridge_is_a_clear_error(tiny, tmp_pat
     with pytest.raises(ValueError, match=needle):
         attention_map.main(["--model", str(path), "--prompt", "hi", "--max-new-tokens", "3",
                             "--out", str(tmp_path / "m.png"), *args])
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31), rows=st.integers(1, 8), vocab=st.sampled_from([1, 5, 255, 256, 257, 3000]),
-       top_k=st.sampled_from([0, 1, 3]), top_p=st.sampled_from([1.0, 0.5]))
-def test_the_fast_draw_gives_the_plain_inverse_cdf_tokens(seed, rows, vocab, top_k, top_p):
-    from sample import draw, sample_from, sampling_logits
-    g = torch.Generator().manual_seed(seed)
-    z = sampling_logits(4 * torch.randn(rows, vocab, generator=g), top_k=top_k, top_p=top_p)
-    plain = sample_from(z.softmax(-1), torch.Generator().manual_seed(seed))
-    tokens = draw(z, torch.Generator().manual_seed(seed), block=16)
-    assert torch.equal(tokens, plain) and torch.isfinite(z.gather(-1, tokens[:, None])).all()
-
-
-def test_the_compiled_decode_gives_the_plain_tokens(bridged64):
-    """sample(compile=True) decodes with torch.compile of the forward: in fp64 its logits equal the
-    plain forward's to rounding, so the tokens are the same, through padding, Bridge blocks and
-    groups leaving the batch (batch size and cache length change: one dynamic compilation)."""
-    eos = list(range(3, 40))
-    prompts = prompts_ids(7, [3, 6, 2])
-    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
-    a = sample(bridged64, prompts, eos, generator=group_generators(7, 6), **kw)
-    b = sample(bridged64, prompts, eos, generator=group_generators(7, 6), compile=True, **kw)
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
-    live = a.alive[:, a.prompt_len:]
-    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-9)
-    assert not any(k.startswith("compiled") for k in bridged64.state_dict())  # nothing new is saved
-
-
-def test_the_frozen_compile_gives_the_plain_tokens_and_refuses_changed_weights(tiny):
-    """sample(compile="frozen"), the --compile of the evaluate and sample commands, reads the weights
-    once as constants (on CPU in fp32, packed for oneDNN by inductor): the same tokens as the plain
-    path and log-probs to fp32 rounding, through padding, Bridge blocks and groups leaving; a second
-    call reuses the compilation; once the weights change it raises instead of sampling the old ones."""
-    _, _, path = tiny
-    model, _ = load_model(str(path), dtype=torch.float32)
-    model = add_random_bridge(model, seed=3)
-    eos = list(range(3, 40))
-    prompts = prompts_ids(5, [3, 6, 2])
-    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
-    a = sample(model, prompts, eos, generator=group_generators(5, 6), **kw)
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    b = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
-    held = model.frozen_forward[0]
-    c = sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
-    assert model.frozen_forward[0] is held
-    # one graph for both calls, though the batch shrank as groups left (its cache rows re-selected)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 1
-    for x in (b, c):
-        assert torch.equal(a.tokens, x.tokens) and torch.equal(a.alive, x.alive)
-        live = a.alive[:, a.prompt_len:]
-        assert torch.allclose(a.logprobs[live], x.logprobs[live], atol=1e-4)
-    assert (a.alive[:, a.prompt_len:].sum(1) < 10).any()  # some rows ended early (groups left)
-    # one decode step from a fixed cache (one group of 3 rows), the frozen step and the plain forward
-    cache = KVCache(model.config, 3, 8)
-    with torch.no_grad():
-        model.hidden(torch.tensor([[5, 9, 11, 4]] * 3), width=3, alive=torch.ones(3, 4, dtype=torch.bool), cache=cache)
-    column, column_alive = torch.tensor([[7], [8], [9]]), torch.ones(3, 1, dtype=torch.bool)
-
-    @torch.no_grad()
-    def step(fn):
-        return fn(column, width=3, alive=column_alive, cache=cache.repeat_rows(1))[:, -1]
-    before = step(held)
-    assert torch.allclose(before, step(model), atol=1e-4)
-    block = next(m for m in model.modules() if isinstance(m, bridge_module.Bridge))
-    with torch.no_grad():
-        block.qkv_proj.weight.mul_(1.5)  # as an optimizer step would, in place
-    with pytest.raises(RuntimeError, match="weights changed since its frozen compile"):
-        sample(model, prompts, eos, generator=group_generators(5, 6), compile="frozen", **kw)
-    # why it must raise: inductor froze the weights of the first call (it packed this product's
-    # weight), so the frozen step no longer gives what the model now computes
-    now = step(model)
-    assert not torch.allclose(now, before, atol=1e-3)
-    assert not torch.allclose(step(held), now, atol=1e-3)
-    with pytest.raises(ValueError, match="compile must be False, True or 'frozen'"):
-        sample(model, prompts, eos, compile="fast", **kw)
-
-
-@pytest.mark.skipif(not bridge_module.PACKED_OPS, reason="this PyTorch build has no oneDNN packed linear")
-def test_the_packed_products_give_the_plain_tokens(tmp_path):
-    """fp32 sampling on CPU multiplies by packed weights (bridge.Linear): the same tokens as F.linear,
-    and log-probs equal to float rounding, through padding, Bridge blocks and groups leaving."""
-    path, _ = make_tiny_model(tmp_path, "qwen2", seed=5)
-    model = add_random_bridge(load_model(str(path))[0])
-    eos = list(range(3, 40))
-    prompts = prompts_ids(11, [3, 6, 2])
-    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
-    made = []
-    real = torch.ops.mkldnn._reorder_linear_weight
-    with pytest.MonkeyPatch.context() as mp:  # count the packs the sampler makes
-        mp.setattr(bridge_module.torch.ops.mkldnn, "_reorder_linear_weight", lambda w: made.append(w) or real(w))
-        a = sample(model, prompts, eos, generator=group_generators(11, 6), **kw)
-    n_linear = sum(isinstance(m, bridge_module.Linear) for m in model.modules())
-    assert len(made) == n_linear and not bridge_module._packs  # each weight once per call, then dropped
-    with bridge_module.plain_products():
-        b = sample(model, prompts, eos, generator=group_generators(11, 6), **kw)
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
-    live = a.alive[:, a.prompt_len:]
-    assert torch.allclose(a.logprobs[live], b.logprobs[live], atol=1e-4)

@@ -9,7 +9,8 @@ token, and how large the blocks' update is next to the residual stream (the pape
 The arguments are sample.py's (model, Bridge, prompt, sampling), plus --out and --layers; one
 --prompt at most (the figure is one group's). Forward hooks on every Bridge block record, at each
 decode step of that prompt, the softmax the block applies (Bridge.attention_weights, heads
-averaged) and |update| / |residual| per answer; the sampling itself is sample.py's, unchanged.
+averaged) and |update| / |residual| per answer; the sampling itself is sample.py's (fast.sample, or
+sample.sample with --reference), unchanged.
 Needs matplotlib (pip install -e ".[plot]").
 """
 import sys
@@ -83,7 +84,7 @@ def draw_attention(records, lengths, layers, out, title):
 
 
 def parse_args(argv=None):
-    p = sample.add_arguments(Parser(prog="attention_map.py", description="Draw what Bridge attends to."))
+    p = cli.add_sample_arguments(Parser(prog="attention_map.py", description="Draw what Bridge attends to."))
     p.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write (.png, .pdf or .svg)")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="layers to draw (default: four, evenly spaced)")
@@ -92,7 +93,7 @@ def parse_args(argv=None):
 
 def check_args(args):
     """Every error that needs no model, before the model loads."""
-    sample.check_args(args)
+    cli.check_sample_args(args)
     if args.width < 2:
         raise ValueError("--width must be 2 or more: a single answer has no siblings to attend to")
     if args.no_bridge:
@@ -119,7 +120,14 @@ def main(argv=None):
         raise ValueError(f"--layers: {bad} not in 0..{n_layers - 1}")
     prompts, ids, _ = sample.prompts_of(args, tokenizer)
     records, remove = record_bridge(model)
-    rollout = sample.run_sampler(model, tokenizer, ids[:1], args)
+    import torch
+
+    import fast
+    run_kw = dict(width=args.width, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                  top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
+    # every row stays in the batch, so that each step records the whole group (--compile is refused)
+    rollout = sample.sample(model, ids[:1], tokenizer.eos_ids, **run_kw) if args.reference else \
+        fast.sample(model, ids[:1], tokenizer.eos_ids, drop_rows=False, **run_kw)
     remove()
     lengths = rollout.alive[:, rollout.prompt_len:].sum(dim=1).tolist()
     ratios = draw_attention(records, lengths, layers, args.out,

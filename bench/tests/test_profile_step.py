@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import bridge
+import torch
 
+import fast
 from tiny import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ def test_the_kinds_add_up_to_the_step(tmp_path, capsys):
     assert r["width"] == 4 and r["steps"] == 3
     # what no op accounts for is "Python and dispatch", so the kinds cover the whole step
     assert sum(r["kinds_ms"].values()) >= r["step_ms"] * (1 - 1e-9)
-    assert "matmul" in r["kinds_ms"] and r["packed"] == bridge.PACKED_OPS
+    assert "matmul" in r["kinds_ms"] and r["packed"] == fast.packs(torch.float32)
     text = capsys.readouterr().out
     for kind, ms in r["kinds_ms"].items():  # the table is the JSON
         assert f"| {kind} | {ms:.2f} | {100 * ms / r['step_ms']:.0f}% |" in text
@@ -44,7 +45,6 @@ def test_plain_profiles_f_linear(tmp_path, capsys):
     r = profile(tmp_path, "--width", "2", "--warmup", "0", "--steps", "2", "--plain")
     assert r["packed"] is False and "matmul" in r["kinds_ms"]
     assert "Products: F.linear" in capsys.readouterr().out
-    assert bridge._packing["on"] == bridge.PACKED_OPS  # the switch is back as it was
 
 
 def test_kind_of_sorts_the_ops():
