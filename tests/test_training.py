@@ -19,13 +19,15 @@ import torch
 from hypothesis import given, settings, strategies as st
 from safetensors.torch import load_file
 
+import fast
 import tasks
+import train_args
 import train_grpo
 import train_sft
 import training
 from checkpoint import save_bridge
 from model import load_model
-from sample import sample
+from sample import sample, token_logprobs
 from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_group_reward, even_length_reward, make_training_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +69,33 @@ def bridged64(tiny):
     return add_random_bridge(model), tok
 
 
+def plain_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, temperature=1.0):
+    """The reference training.answer_logprobs must equal: the plain forward over N full rows, each
+    group's prompt repeated in front of every answer of the group, every position scored."""
+    P = prompt.shape[1]
+    tokens = torch.cat((prompt.repeat_interleave(width, 0), answer), dim=1)        # (N, P+S)
+    alive = torch.cat((prompt_alive.repeat_interleave(width, 0), answer_alive), dim=1)
+    logits = model(tokens, width=width, alive=alive)[:, P - 1:-1]                   # (N, S, V)
+    return token_logprobs(logits, answer, temperature) * answer_alive
+
+
+def logprobs_and_gradients(forward, model, *batch, weights=None):
+    """(log-probs, {name: gradient}) of forward(model, *batch), the gradient of a weighted sum of
+    the live log-probs (weights: one per column, so that every position's gradient counts)."""
+    model.zero_grad(set_to_none=True)
+    logp = forward(model, *batch)
+    alive = batch[3]
+    w = torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype) if weights is None else weights
+    (logp * alive * w).sum().backward()
+    return logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(got, expected, tol=1e-9):
+    assert got.keys() == expected.keys()
+    for name in got:
+        assert (got[name] - expected[name]).abs().max() <= tol * (1 + expected[name].abs().max()), name
+
+
 @settings(max_examples=8)
 @given(seed=st.integers(0, 2**16), width=st.integers(1, 4),
        lengths=st.lists(st.integers(1, 9), min_size=1, max_size=3))
@@ -75,18 +104,12 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]  # ragged
     r = sample(model, prompts, EOS, width=width, max_new_tokens=8, generator=g)    # early EOS
-    prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
-    results = []
-    for shared in (True, False):
-        model.zero_grad()
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
-                                 shared_prompt=shared)
-        (logp * answer_alive * torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype)).sum().backward()
-        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (lp1, g1), (lp2, g2) = results
-    assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9
-    for name in g1:
-        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
+    batch = training.split_rollout(r, slice(0, r.tokens.shape[0]))
+    answer_alive = batch[3]
+    lp1, g1 = logprobs_and_gradients(training.answer_logprobs, model, *batch, width)
+    lp2, g2 = logprobs_and_gradients(plain_logprobs, model, *batch, width)
+    assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
+    assert_same_gradients(g1, g2)
     assert any(g1[n].abs().max() > 0 for n in g1 if ".bridge." in n)  # the blocks do get gradient
     # and the sampler's own log-probs are these (GRPO's ratio is 1 on the first step)
     assert (lp1 - r.logprobs)[answer_alive].abs().max() < 1e-9
@@ -114,118 +137,29 @@ def test_a_micro_batch_leaves_out_the_columns_where_all_its_rows_have_ended(brid
     assert cut > 0  # some micro-batch did end before the batch
 
 
-@settings(max_examples=30)
-@given(seed=st.integers(0, 2**16), width=st.integers(1, 4), groups=st.integers(1, 3), T=st.integers(1, 12),
-       overhead=st.sampled_from([0, 4, 32]))
-def test_answer_runs_compute_each_row_to_its_last_alive_column_in_whole_groups(seed, width, groups, T, overhead):
-    g = torch.Generator().manual_seed(seed)
-    N = groups * width
-    ends = torch.randint(0, T + 1, (N,), generator=g)
-    alive = torch.arange(T)[None, :] < ends[:, None]                     # (N, T), alive up to its end
-    chunks = training.answer_chunks(alive, width, overhead=overhead)
-    covered = torch.zeros(N, T, dtype=torch.long)
-    previous = 0
-    for start, end, w, rows, real in chunks:
-        assert start == previous and start < end <= T and len(rows) == len(real) and len(rows) % w == 0
-        previous = end
-        for k in range(len(rows) // w):                                    # w slots per kept group
-            slot_rows, slot_real = rows[k * w:(k + 1) * w], real[k * w:(k + 1) * w]
-            assert len(set((slot_rows // width).tolist())) == 1 and slot_real.any()
-            assert len(set(slot_rows[slot_real].tolist())) == int(slot_real.sum())  # no row twice
-        assert (ends[rows[real]] > start).all()   # a run holds only rows still needed when it starts
-        covered[rows[real], start:end] += 1
-    need = torch.arange(T)[None, :] < ends[:, None]
-    assert covered.max() <= 1 and (covered[need] == 1).all()   # every needed column exactly once
-    cost = sum(len(rows) * (end - start) + overhead for start, end, _, rows, _ in chunks)
-    assert cost <= N * T + overhead or not bool(need.any())  # never worse than one run of every row
-
-
-def test_trimmed_answers_give_the_plain_forwards_log_probs_and_gradients(bridged64, monkeypatch):
-    """Rows ending at very different columns, cut into runs (no overhead, so every cut is taken):
-    the log-probs and the gradients are those of the plain N-row forward."""
+def test_one_token_answers_still_run_the_answers_pass(bridged64, monkeypatch):
+    """A micro-batch whose answers are all one token long still makes the answers' pass, forward and
+    backward, as one with longer answers does (under --shard the processes' passes must pair up, or
+    FSDP2's gathers would wait on each other for ever); its one column predicts nothing, so the
+    log-probs and gradients are the plain forward's."""
     model, _ = bridged64
-    plans = []
-    real_chunks = training.answer_chunks
-    monkeypatch.setattr(training, "answer_chunks", lambda alive, width: plans.append(real_chunks(alive, width, 0))
-                        or plans[-1])
-    g = torch.Generator().manual_seed(3)
-    width, lengths = 3, [1, 12, 5, 0, 7, 7, 2, 3, 12]                   # a row with no answer at all
-    N, S = len(lengths), 12
-    prompt = torch.randint(3, 259, (3, 6), generator=g)
-    prompt_alive = torch.ones(3, 6, dtype=torch.bool)
-    prompt_alive[1, :2] = False                                           # left padding
-    answer = torch.randint(3, 259, (N, S), generator=g)
-    answer_alive = torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]
-    results = []
-    for shared in (True, False):
-        model.zero_grad()
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
-                                        shared_prompt=shared)
-        (logp * torch.linspace(0.5, 1.5, S, dtype=logp.dtype)).sum().backward()
-        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (lp1, g1), (lp2, g2) = results
-    assert len(plans) == 1 and len(plans[0]) >= 3                         # the answers did run in pieces
-    assert (lp1 - lp2).abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
-    for name in g1:
-        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
-
-
-def test_a_sharded_model_runs_the_answers_in_one_piece(bridged64, monkeypatch):
-    """Under --shard every process must make the same passes (FSDP2 gathers weights for each), and
-    the pieces depend on the answers: a sharded model runs one piece, every row to the end."""
-    model, _ = bridged64
-    passes = []
-    hidden = type(model).hidden
-    monkeypatch.setattr(type(model), "hidden", lambda self, tokens, *a, **k: passes.append(tokens.shape)
-                        or hidden(self, tokens, *a, **k))
-    g = torch.Generator().manual_seed(1)
-    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
-    answer = torch.randint(3, 259, (4, 60), generator=g)
-    answer_alive = torch.arange(60)[None, :] < torch.tensor([2, 60, 3, 4])[:, None]
-    with torch.no_grad():
-        pieces = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-        assert len(passes) > 2                                  # the prompt, then more than one piece
-        passes.clear()
-        monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
-        one = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-    assert passes == [(2, 4), (4, 59)]                          # the prompt, then every row to the end
-    assert (pieces - one).abs().max() < 1e-9
-
-
-def test_a_sharded_model_runs_the_answers_pass_for_one_token_answers(bridged64, monkeypatch):
-    """With --shard, a micro-batch whose answers are all one token long still makes the answers' pass,
-    forward and backward, as a process with longer answers does (or FSDP2's gathers would not pair up
-    and the processes would wait on each other for ever); its log-probs and gradients do not change."""
-    model, _ = bridged64
+    g = torch.Generator().manual_seed(2)
+    batch = (torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool),
+             torch.randint(3, 259, (4, 1), generator=g), torch.ones(4, 1, dtype=torch.bool), 2)
+    expected = logprobs_and_gradients(plain_logprobs, model, *batch)
     passes, reached = [], []
     hidden = type(model).hidden
 
     def counted(self, tokens, *a, **k):
         passes.append(tokens.shape)
         out = hidden(self, tokens, *a, **k)
-        if out.requires_grad:
-            out.register_hook(lambda grad: reached.append(tokens.shape))
+        out.register_hook(lambda grad: reached.append(tokens.shape))
         return out
     monkeypatch.setattr(type(model), "hidden", counted)
-    g = torch.Generator().manual_seed(2)
-    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
-    answer, answer_alive = torch.randint(3, 259, (4, 1), generator=g), torch.ones(4, 1, dtype=torch.bool)
-
-    def logp_and_grads():
-        model.zero_grad(set_to_none=True)
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-        logp.sum().backward()
-        return logp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    plain, plain_grads = logp_and_grads()
-    assert passes == [(2, 4)] and reached == [(2, 4)]           # one process alone: the prompt only
-    passes.clear(), reached.clear()
-    monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
-    sharded, sharded_grads = logp_and_grads()
-    assert passes == [(2, 4), (4, 1)]                           # the prompt, then the answers' one column
-    assert sorted(reached) == [(2, 4), (4, 1)]                  # and both passes' backward
-    assert (plain - sharded).abs().max() < 1e-12
-    assert len(plain_grads) == len(sharded_grads)
-    assert all((a - b).abs().max() < 1e-12 for a, b in zip(plain_grads, sharded_grads))
+    logp, grads = logprobs_and_gradients(training.answer_logprobs, model, *batch)
+    assert passes == [(2, 4), (4, 1)] and sorted(reached) == [(2, 4), (4, 1)]  # the prompt, the answers' column
+    assert (logp - expected[0]).abs().max() < 1e-12
+    assert_same_gradients(grads, expected[1], 1e-12)
 
 
 def test_micro_batches_are_runs_of_whole_groups():
@@ -243,13 +177,13 @@ def test_a_slice_that_cuts_a_group_is_refused(bridged64):
 def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
                                                                          fake_reward):
     seen = []
-    real = training.answer_logprobs
+    real = fast.answer_logprobs  # the scripts' default (training.scorer)
 
     def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         assert answer.shape[0] == prompt.shape[0] * width
         seen.append(prompt.shape[0])
         return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
-    monkeypatch.setattr(training, "answer_logprobs", spy)
+    monkeypatch.setattr(fast, "answer_logprobs", spy)
     grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
     log = log_of(tmp_path)
     assert sum(seen) == sum(r["groups_updated"] for r in log) > 0
@@ -343,8 +277,8 @@ def write_data(path, n):
 def test_own_data_trains_grpo_and_sft_on_the_files_problems(tiny, tmp_path, fake_reward, monkeypatch):
     data = write_data(tmp_path / "mine.jsonl", 7)
     seen = []
-    rollout = train_grpo.rollout
-    monkeypatch.setattr(train_grpo, "rollout", lambda m, t, batch, a: seen.extend(p for _, p in batch) or rollout(m, t, batch, a))
+    rollout = train_grpo.sample_sets
+    monkeypatch.setattr(train_grpo, "sample_sets", lambda m, t, batch, a: seen.extend(p for _, p in batch) or rollout(m, t, batch, a))
     grpo(tiny, tmp_path / "g", "--data", str(data), "--steps", "2", "--pool", "5")
     file = tasks.load_jsonl(data)
     assert seen and all(p in file[:5] for p in seen) and {p.task for p in seen} == {"gsm8k"}  # the first --pool
@@ -399,7 +333,7 @@ def test_sft_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_
 
 
 def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_reward, monkeypatch):
-    real = train_grpo.rollout
+    real = train_grpo.sample_sets
     calls = []
 
     def interrupted(*args, **kw):
@@ -407,7 +341,7 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_rewar
         if len(calls) == 2:  # Ctrl-C arrives while step 2 is sampling
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kw)
-    monkeypatch.setattr(train_grpo, "rollout", interrupted)
+    monkeypatch.setattr(train_grpo, "sample_sets", interrupted)
     before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a shell's background job
     with pytest.raises(SystemExit) as e:
         grpo(tiny, tmp_path, "--steps", "5", "--save-every", "100")
@@ -510,7 +444,7 @@ def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
             for p in model.bridge_parameters():
                 p.add_(noise * torch.randn(p.shape, generator=g, dtype=p.dtype))
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, prompts, args.seed)
-    r, *_ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, *_ = train_grpo.sample_sets(model, tokenizer, batch, args)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
     return model, optimizer, args, r, adv
 
@@ -656,11 +590,11 @@ def test_compiled_rollouts_give_the_plain_run(tiny, tmp_path, fake_reward):
 
 def test_compile_with_shard_is_one_line(tmp_path):
     with pytest.raises(ValueError, match="--compile samples with the whole model"):
-        training.check_common(train_grpo.parse_args(["--out", str(tmp_path / "o"), "--compile", "--shard"]))
+        train_args.check_common(train_grpo.parse_args(["--out", str(tmp_path / "o"), "--compile", "--shard"]))
 
 
 def test_the_fused_adamw_step_is_the_default_kernels_step(tiny):
-    """make_optimizer picks PyTorch's fused AdamW on CPU (training.fused_adamw, for speed): three
+    """make_optimizer picks PyTorch's fused AdamW on CPU (training.make_optimizer, for speed): three
     steps of it move the weights as the default per-tensor kernel does, to float rounding."""
     import copy
     model = load_model(str(tiny), dtype=torch.float32)[0]
