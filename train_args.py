@@ -46,7 +46,7 @@ def common_args(p, *, width, lr_new):
     a("--device", default="cpu", help="cpu or cuda (default cpu)")
     a("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast with fp32 master weights (default fp32)")
     a("--compile", action="store_true", help="sample (rollouts, warm-up data) with torch.compile of the model "
-      "(sample.decoder: the same tokens up to float rounding; compiles once; default off)")
+      "(the same tokens up to float rounding; compiles once; default off)")
     a("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state over the "
       "processes (FSDP2) instead of a full replica each")
     a("--reference", action="store_true", help="run the naive reference paths (training.answer_logprobs: every answer "

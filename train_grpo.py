@@ -168,7 +168,7 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
     stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
     optimizer.zero_grad(set_to_none=True)
     batches = training.micro_batches(todo, args.micro_groups, W)
-    for rows, weight in parallel.step_passes(batches, model, filler=slice(0, W)):  # weight: 1 (0: --shard's filler)
+    for rows, weight in parallel.step_passes(batches, model, filler=slice(0, W)):  # weight 0: a --shard filler pass
         prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
         with training.autocast(args):
             logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W, temperature=args.temperature)

@@ -177,7 +177,7 @@ def train_step(model, optimizer, batch, eos_id, args):
     batches = [run[i:i + args.micro_groups] for run in runs for i in range(0, len(run), args.micro_groups)]
     answer_logprobs, loss_sum = training.scorer(args), 0.0
     optimizer.zero_grad(set_to_none=True)
-    for groups, weight in parallel.step_passes(batches, model, filler=batches[0]):  # weight: 1 (0: --shard's filler)
+    for groups, weight in parallel.step_passes(batches, model, filler=batches[0]):  # weight 0: a --shard filler pass
         (prompt, prompt_alive, answer, answer_alive), width = pad_groups(groups, eos_id, args.device)
         with training.autocast(args):
             logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
