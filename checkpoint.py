@@ -177,7 +177,7 @@ def write_checkpoint(out, model, optimizer, step, args, train, *, optimizer_stat
             for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
                 if (Path(model.source) / name).exists():
                     written(tmp / name, lambda path: shutil.copy(Path(model.source) / name, path))
-        # optimizer_state: given whole by name for a sharded model (training.save_checkpoint)
+        # optimizer_state: given whole by name for a sharded model (parallel.whole)
         layout = "torch" if optimizer_state is None else "by name"
         written(tmp / "state.pt", lambda path: torch.save(
             dict(step=step, optimizer=optimizer.state_dict() if optimizer_state is None else optimizer_state,
@@ -268,3 +268,43 @@ def write_args(out, args):
     tmp = Path(out) / "args.json.tmp"
     tmp.write_text(json.dumps(vars(args), indent=2) + "\n")
     os.replace(tmp, Path(out) / "args.json")
+
+# -----------------------------------------------------------------------------
+# resuming a run: the checks made before the model loads
+
+
+def check_run_dir(args):
+    """OUT before a training script writes in it, one-line ValueErrors: no other script's run; with
+    --resume, a checkpoint whose state.pt is whole, of a run started with the same arguments; without
+    it, no run there to overwrite."""
+    out = Path(args.out)
+    check_run_owner(out, args.script)  # before anything in OUT is written
+    if args.resume and not checkpoint_dir(out):
+        raise ValueError(f"--resume: {out} holds no checkpoint to resume from")
+    if not args.resume and checkpoint_dir(out):
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    if args.resume:
+        check_same_run(args, out)
+        check_state(out)  # a truncated state.pt: one line here, not a traceback after the model loads
+
+
+# what a resumed run may change: how long it runs, how often it saves and shows, and how it computes
+# (device, compiled sampling, sharding, micro-batches, the reference path), none of which changes what
+# it computes
+RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "compile", "shard", "micro_groups",
+                     "reference", "out"}
+
+
+def check_same_run(args, out):
+    """--resume continues the run as it started: any other changed argument is a one-line error. (The
+    optimizer state it loads holds the learning rates it started with; a new --lr would be silently
+    ignored, and OUT/args.json would say otherwise.)"""
+    path = Path(out) / "args.json"
+    if not path.is_file():
+        return
+    started = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {started[k]})" for k, v in vars(args).items()
+               if k in started and k not in RESUME_MAY_CHANGE and started[k] != v]
+    if changed:
+        raise ValueError(f"--resume continues {out} as it started; these differ: {', '.join(changed)}. "
+                         "Start a new --out to change them")

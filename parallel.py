@@ -8,6 +8,10 @@ none of this runs: no process group, no wrapper, and the helpers return their in
 With --shard (FSDP2, `shard`) no process holds a whole replica: parameters, gradients and AdamW
 state are split over the processes, a decoder layer's weights gathered only while it runs.
 The groups still stay whole on one process, and the step is the same algorithm (tests/test_shard.py).
+
+What a training step's processes must agree on is here, so that the scripts read as one process:
+the step's count (all_sum), equal passes and FSDP2's scale (step_passes), the summed and clipped
+gradient (finish_gradients), the step's numbers (step_sums) and the checkpoint (whole, load_optimizer).
 """
 import os
 import sys
@@ -211,22 +215,40 @@ def gathered(model):
             m.set_reshard_after_forward(True)  # as shard() made them
 
 
-def equal_passes(items, filler, sharded):
-    """[(item, 1.0), ...] for this process's micro-batches; under --shard padded with (filler, 0.0)
-    up to the largest count over the processes: every forward and backward of a sharded model
-    all-gathers and reduce-scatters, so all processes must run the same number of them, and a
-    repeat with weight 0 adds exactly nothing to the gradient."""
-    out = [(item, 1.0) for item in items]
-    if sharded:
-        out += [(filler, 0.0)] * (max(all_gather(len(out))) - len(out))
-    return out
+def step_passes(batches, model, filler):
+    """This process's micro-batches of a step as [(batch, weight)]: its loss's backward is multiplied
+    by the weight. Alone or with replicas: every batch, weight 1. Under --shard every forward and
+    backward all-gathers and reduce-scatters, so every process makes as many passes as the busiest,
+    repeating `filler` with weight 0 (which adds exactly nothing), and a real pass weighs the number
+    of processes: FSDP2 averages the gradients over the processes where all_reduce_grads sums them."""
+    if not is_sharded(model):
+        return [(batch, 1) for batch in batches]
+    world = dist_env()[1]
+    passes = [(batch, world) for batch in batches]
+    return passes + [(filler, 0)] * (max(all_gather(len(passes))) - len(passes))
+
+
+def finish_gradients(model, params, max_norm):
+    """The step's gradient: summed over the processes (replicas; FSDP2 has reduced its shards
+    already), then clipped to norm max_norm. Returns the whole gradient's norm before the clip."""
+    if not is_sharded(model):
+        all_reduce_grads(params)  # the sum over processes = the one-process gradient
+    return full_value(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def step_sums(stats, largest=()):
+    """A step's numbers over all processes: each value summed, those named in `largest` the largest."""
+    if not distributed():
+        return stats
+    parts = all_gather(stats)
+    return {k: (max if k in largest else sum)(p[k] for p in parts) for k in stats}
 
 
 def full_states(model, optimizer):
     """(model state, optimizer state) gathered whole, on the CPU; every process must call it.
 
     The optimizer state is keyed by parameter name (torch.distributed.checkpoint's full layout),
-    which loads into a sharded or an unsharded model alike (load_optimizer_state).
+    which loads into a sharded or an unsharded model alike (load_optimizer).
     """
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                          get_optimizer_state_dict)
@@ -239,7 +261,34 @@ def full_value(x):
     return (x.full_tensor() if hasattr(x, "full_tensor") else x).item()
 
 
-def load_optimizer_state(model, optimizer, state):
-    """Load an optimizer state written by full_states into this (sharded or not) model's optimizer."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+class Gathered:
+    """What a checkpoint reads of a sharded model: its config, its blocks and its whole state."""
+
+    def __init__(self, model, state):
+        self.config, self.bridge_config, self.source, self._state = model.config, model.bridge_config, model.source, state
+
+    def state_dict(self):
+        return self._state
+
+
+def whole(model, optimizer):
+    """(model, optimizer, optimizer state) as checkpoint.write_checkpoint takes them; every process
+    must call it. A sharded model is gathered whole (Gathered), and its optimizer state is keyed by
+    parameter name (full_states), a layout that resumes with or without --shard; any other model
+    and its optimizer are returned as they are (the state None: the optimizer's own)."""
+    if not is_sharded(model):
+        return model, optimizer, None
+    state, optimizer_state = full_states(model, optimizer)
+    return Gathered(model, state), None, optimizer_state
+
+
+def load_optimizer(model, optimizer, state):
+    """Load a checkpoint's optimizer state in the layout it was written in (whole): by parameter name,
+    into a sharded or an unsharded model, or the optimizer's own, which only an unsharded one takes."""
+    if state.get("optimizer_layout") == "by name":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        set_optimizer_state_dict(model, optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    elif is_sharded(model):
+        raise ValueError("this checkpoint was written without --shard: resume it without --shard")
+    else:
+        optimizer.load_state_dict(state["optimizer"])

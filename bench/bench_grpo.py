@@ -39,7 +39,7 @@ from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # no
 #   generate on 32 rows (each prompt repeated 4 times, so 4 prefills), left-padded, dynamic KV cache;
 # - the update: ours skips the forward/backward of groups whose 4 rewards are equal (their advantages,
 #   hence their gradient, are exactly 0: `groups_updated` says how many went through) and runs the
-#   prompt once per group (training.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
+#   prompt once per group (fast.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
 #   also computes the token entropy for its logs;
 # - micro-batches: ours --micro-groups (train_grpo's default 2 groups = 8 rows per forward/backward);
 #   TRL --trl-micro-batch rows (default 32: the whole step at once), one generation of 32 per step;
@@ -116,7 +116,7 @@ def grpo_trl(job):
     from tasks import Problem, messages, reward
     from weights import resolve_model_dir
     model_dir = str(resolve_model_dir(job["model"]))
-    pool = train_grpo.training_pool(argparse.Namespace(task=job["task"], hi=job["hi"], pool=job["pool"],
+    pool = train_grpo.training_pool(argparse.Namespace(task=job["task"], hi=job["hi"], pool=job["pool"], data=None,
                                                        prompts_per_step=job["prompts"], seed=job["seed"]))
     # the prompt of train_grpo.py (tasks.prompt_ids renders these messages); '' = the template's default
     rows = [dict(prompt=messages(p, shots=job["shots"], system=job["system"] or None),

@@ -1,6 +1,7 @@
 """
 Training's forward+backward over one GRPO step's rollout: the prompt computed once per group
-(training.answer_logprobs) against the plain forward over N full rows, in fp32 and bf16 autocast.
+(fast.answer_logprobs, the scripts' default) against the plain forward over N full rows, in fp32
+and bf16 autocast.
 
     python bench/bench_logprobs.py --repeats 2 --out results/bench_logprobs.json > results/bench_logprobs.md
     python bench/bench_logprobs.py --eos --repeats 2 --out results/bench_logprobs_eos.json > results/bench_logprobs_eos.md
@@ -10,8 +11,8 @@ The default GRPO shape (train_grpo's defaults: its task and prompts, 8 prompts x
 answer tokens, every answer run to 64 tokens), micro-batches of train_grpo's --micro-groups, every
 parameter trained. Alternating, best of --repeats. Also how far bf16 autocast moves the log-probs
 from fp32 (on the same tokens). With --eos the answers end at their EOS, as in training, and a
-third way is timed: the prompt once, the answers in one piece to the longest (pieces=False), which
-is what leaving out the padding after each EOS (training.answer_chunks) saves.
+third way is timed: the prompt once, the answers in one piece to the longest (training.answer_logprobs,
+the naive path, --reference), which is what leaving out the padding after each EOS (fast.plan_pieces) saves.
 """
 import sys
 import time
@@ -34,9 +35,21 @@ def bf16_instructions():
     return sorted(set(flags) & {"avx512_bf16", "amx_bf16"})
 
 
+def plain_logprobs(model, prompt, prompt_alive, answer, answer_alive, width):
+    """The plain forward over N full rows: each group's prompt repeated in front of each of its answers."""
+    import torch
+    import training
+    P = prompt.shape[1]
+    tokens = torch.cat((prompt.repeat_interleave(width, 0), answer), dim=1)              # (N, P+S)
+    alive = torch.cat((prompt_alive.repeat_interleave(width, 0), answer_alive), dim=1)
+    h = model.hidden(tokens, width=width, alive=alive)[:, P - 1:-1]                        # (N, S, D)
+    return training.scored(model, h, answer, answer_alive, 1.0)
+
+
 def bench_logprobs(args):
     """(result dict, table): seconds of one step's forward+backward both ways, and the bf16 drift."""
     import torch
+    import fast
     import tasks
     import train_grpo
     import training
@@ -50,6 +63,7 @@ def bench_logprobs(args):
     r = sample(model, prompts, tok.eos_ids, width=4, max_new_tokens=64,
                generator=torch.Generator().manual_seed(0), ignore_eos=not args.eos)
     batches = training.micro_batches(list(range(8)), d.micro_groups, 4)
+    forwards = {"shared": fast.answer_logprobs, "one piece": training.answer_logprobs, "plain": plain_logprobs}
 
     def run(way, dtype):
         model.zero_grad(set_to_none=True)
@@ -57,8 +71,7 @@ def bench_logprobs(args):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
             for rows in batches:
                 prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
-                lp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 4,
-                                              shared_prompt=way != "plain", pieces=way == "shared")
+                lp = forwards[way](model, prompt, prompt_alive, answer, answer_alive, 4)
                 lp.sum().backward()
                 out.append(lp.detach()[answer_alive])  # the answer tokens
         return torch.cat(out)
@@ -87,7 +100,7 @@ def bench_logprobs(args):
         cells["plain"] += N * (P_ + S - 1)
         cells["one_piece"] += B * P_ + N * (S - 1)
         cells["shared"] += B * P_ + sum(len(slots) * (end - start) for start, end, _, slots, _ in
-                                        training.answer_chunks(answer_alive[:, :-1], 4))
+                                        fast.plan_pieces(answer_alive[:, :-1], 4))
     longest = " ".join(longest)
     answers = (f"answers ending at their EOS (at most 64 tokens; {n} answer tokens; the longest of each "
                f"micro-batch: {longest})" if args.eos else "64-token answers")

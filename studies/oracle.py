@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # benchk
 
 import benchkit  # noqa: E402
 import cli  # noqa: E402
+import train_args  # noqa: E402
 import training  # noqa: E402
 from checkpoint import save_bridge  # noqa: E402
 from tasks import stable_seed  # noqa: E402
@@ -122,8 +123,8 @@ def parse_args(argv=None):
     for path in args.warmup:
         if not Path(path).is_file():
             p.error(f"--warmup {path}: no such file")
-    training.check_positive(args, "lr_new")
-    training.check_positive(args, "max_grad_norm")
+    train_args.check_positive(args, "lr_new")
+    train_args.check_positive(args, "max_grad_norm")
     cli.check_out_dir(args.out)
     return args
 
@@ -157,7 +158,7 @@ def main(argv=None):
     print(f"{len(sets)} constructed sets of {args.width} from {len({s['question'] for s in sets})} questions; "
           + training.parameter_counts(model), file=sys.stderr)
     step_args = argparse.Namespace(micro_groups=args.micro_groups, device=args.device, dtype="fp32",
-                                            max_grad_norm=args.max_grad_norm)
+                                            max_grad_norm=args.max_grad_norm, reference=False)
     log = cli.StepLog(out, train_sft.FIELDS, args.steps, 0)
     for step in range(args.steps):
         t0 = time.time()

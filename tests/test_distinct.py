@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import evaluate
 import metrics
 import tasks
+import train_args
 import train_grpo
 import train_sft
 from tasks import Problem
@@ -120,7 +121,7 @@ def test_grpo_and_the_warm_up_refuse_a_set_level_task_at_width_1():
         train_grpo.parse_args(["--task", "distinct", "--width", "1", "--rollout-only", "--out", "x"])
     assert e.value.code == 2
     with pytest.raises(ValueError, match="width"):
-        train_sft.check_args(train_sft.parse_args(["--task", "distinct", "--width", "1", "--out", "x"]))
+        train_args.check_sft(train_sft.parse_args(["--task", "distinct", "--width", "1", "--out", "x"]))
 
 
 def test_the_warm_up_keeps_finished_valid_answers_with_distinct_numbers():

@@ -31,7 +31,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+import fast  # noqa: E402
 import parallel  # noqa: E402
+import train_args  # noqa: E402
 import train_grpo  # noqa: E402
 import train_sft  # noqa: E402
 import training  # noqa: E402
@@ -43,7 +45,7 @@ def instrument(setattr):
     """Swap in even_length_reward; return a list that records this process's rollouts, forwards
     and checkpoint writes."""
     events = []
-    rollout, logprobs, write = train_grpo.rollout, training.answer_logprobs, training.write_checkpoint
+    rollout, logprobs, write = train_grpo.sample_sets, fast.answer_logprobs, training.write_checkpoint
 
     def spy_rollout(model, tokenizer, indexed_problems, args):
         out = rollout(model, tokenizer, indexed_problems, args)
@@ -61,8 +63,8 @@ def instrument(setattr):
         return write(*args, **kw)
     setattr(train_grpo, "group_reward", even_length_group_reward)
     setattr(train_sft, "reward", even_length_reward)
-    setattr(train_grpo, "rollout", spy_rollout)
-    setattr(training, "answer_logprobs", spy_logprobs)
+    setattr(train_grpo, "sample_sets", spy_rollout)
+    setattr(fast, "answer_logprobs", spy_logprobs)  # the scripts' default (training.scorer)
     setattr(training, "write_checkpoint", spy_write)
     return events
 
@@ -200,7 +202,7 @@ def rollout_and_one_process_updates(argv, tmp_path, edit=None):
     args = train_grpo.parse_args(argv)
     model, tokenizer, _, _, _ = train_grpo.setup(args)
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
-    r, *_ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, *_ = train_grpo.sample_sets(model, tokenizer, batch, args)
     if edit is not None:
         edit(r)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)
@@ -277,7 +279,7 @@ def test_a_step_that_does_not_split_into_whole_groups_is_a_one_line_error(tmp_pa
     assert not (tmp_path / "o").exists()  # before anything was loaded or written
     monkeypatch.setenv("WORLD_SIZE", "2")  # the same check in train_sft.py
     with pytest.raises(ValueError, match="--groups-per-step 3 does not split into whole groups over 2"):
-        train_sft.check_args(train_sft.parse_args(["--out", str(tmp_path / "o"), "--groups-per-step", "3"]))
+        train_args.check_sft(train_sft.parse_args(["--out", str(tmp_path / "o"), "--groups-per-step", "3"]))
 
 
 def test_sft_on_two_processes_equals_one_process(tiny, tmp_path):

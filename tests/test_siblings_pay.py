@@ -75,11 +75,11 @@ def test_each_set_of_a_prompt_is_its_own_bridge_group_with_its_own_randomness(ti
     model, tokenizer, *_ = train_grpo.setup(args)
     add_random_bridge(model, seed=3)
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 2, args.seed)
-    r, rewards, scores, _ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, rewards, scores, _ = train_grpo.sample_sets(model, tokenizer, batch, args)
     assert r.tokens.shape[0] == 2 * 2 * 3 and r.width == 3 and rewards.shape == (12,)
     # set 0 of each prompt is what --sets 1 samples (the same seed), set 1 is new randomness
     one = grpo_args(tiny, tmp_path / "one")
-    r1, *_ = train_grpo.rollout(model, tokenizer, batch, one)
+    r1, *_ = train_grpo.sample_sets(model, tokenizer, batch, one)
     assert torch.equal(r.tokens[0:3], r1.tokens[0:3]) and torch.equal(r.tokens[6:9], r1.tokens[3:6])
     assert not torch.equal(r.tokens[0:3], r.tokens[3:6])
 
@@ -96,7 +96,7 @@ def test_a_step_of_several_sets_is_the_same_update_whatever_the_micro_batches(ti
         add_random_bridge(model, seed=3)
         optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
         batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 2, args.seed)
-        r, rewards, _, _ = train_grpo.rollout(model, tokenizer, batch, args)
+        r, rewards, _, _ = train_grpo.sample_sets(model, tokenizer, batch, args)
         adv = train_grpo.group_advantages(rewards, args.sets * args.width)
         assert adv.ne(0).any()
         stats = train_grpo.update(model, optimizer, r, adv, args)

@@ -1,36 +1,27 @@
-"""Training: the prompt-once forward, whole groups everywhere, and both scripts end to end.
+"""Training: the prompt-once forward equals the plain forward, whole groups everywhere, and GRPO's
+update is the gradient of the loss written out over the whole step (tests/test_train_scripts.py runs
+the scripts end to end; tests/test_fast_training.py checks the answers in pieces).
 
-The scripts run in-process on a tiny random model in tmp_path. Its byte-level tokenizer makes long
+Everything runs in-process on a tiny random model in tmp_path. Its byte-level tokenizer makes long
 prompts, so the runs use --shots 0 and a short context; many EOS ids make answers end early. The
 tiny model never solves a problem, so where a run must learn something the reward is replaced by
 a rule on the text (even length = right), which gives mixed groups.
 """
 import copy
-import importlib.util
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from safetensors.torch import load_file
 
-import tasks
+import fast
 import train_grpo
 import train_sft
 import training
-from checkpoint import save_bridge
 from model import load_model
-from sample import sample
+from sample import sample, token_logprobs
 from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_group_reward, even_length_reward, make_training_model
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import reward_curves  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +58,33 @@ def bridged64(tiny):
     return add_random_bridge(model), tok
 
 
+def plain_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, temperature=1.0):
+    """The reference training.answer_logprobs must equal: the plain forward over N full rows, each
+    group's prompt repeated in front of every answer of the group, every position scored."""
+    P = prompt.shape[1]
+    tokens = torch.cat((prompt.repeat_interleave(width, 0), answer), dim=1)        # (N, P+S)
+    alive = torch.cat((prompt_alive.repeat_interleave(width, 0), answer_alive), dim=1)
+    logits = model(tokens, width=width, alive=alive)[:, P - 1:-1]                   # (N, S, V)
+    return token_logprobs(logits, answer, temperature) * answer_alive
+
+
+def logprobs_and_gradients(forward, model, *batch, weights=None):
+    """(log-probs, {name: gradient}) of forward(model, *batch), the gradient of a weighted sum of
+    the live log-probs (weights: one per column, so that every position's gradient counts)."""
+    model.zero_grad(set_to_none=True)
+    logp = forward(model, *batch)
+    alive = batch[3]
+    w = torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype) if weights is None else weights
+    (logp * alive * w).sum().backward()
+    return logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same_gradients(got, expected, tol=1e-9):
+    assert got.keys() == expected.keys()
+    for name in got:
+        assert (got[name] - expected[name]).abs().max() <= tol * (1 + expected[name].abs().max()), name
+
+
 @settings(max_examples=8)
 @given(seed=st.integers(0, 2**16), width=st.integers(1, 4),
        lengths=st.lists(st.integers(1, 9), min_size=1, max_size=3))
@@ -75,18 +93,12 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
     g = torch.Generator().manual_seed(seed)
     prompts = [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]  # ragged
     r = sample(model, prompts, EOS, width=width, max_new_tokens=8, generator=g)    # early EOS
-    prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
-    results = []
-    for shared in (True, False):
-        model.zero_grad()
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
-                                 shared_prompt=shared)
-        (logp * answer_alive * torch.linspace(0.5, 1.5, logp.shape[1], dtype=logp.dtype)).sum().backward()
-        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (lp1, g1), (lp2, g2) = results
-    assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9
-    for name in g1:
-        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
+    batch = training.split_rollout(r, slice(0, r.tokens.shape[0]))
+    answer_alive = batch[3]
+    lp1, g1 = logprobs_and_gradients(training.answer_logprobs, model, *batch, width)
+    lp2, g2 = logprobs_and_gradients(plain_logprobs, model, *batch, width)
+    assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
+    assert_same_gradients(g1, g2)
     assert any(g1[n].abs().max() > 0 for n in g1 if ".bridge." in n)  # the blocks do get gradient
     # and the sampler's own log-probs are these (GRPO's ratio is 1 on the first step)
     assert (lp1 - r.logprobs)[answer_alive].abs().max() < 1e-9
@@ -114,118 +126,29 @@ def test_a_micro_batch_leaves_out_the_columns_where_all_its_rows_have_ended(brid
     assert cut > 0  # some micro-batch did end before the batch
 
 
-@settings(max_examples=30)
-@given(seed=st.integers(0, 2**16), width=st.integers(1, 4), groups=st.integers(1, 3), T=st.integers(1, 12),
-       overhead=st.sampled_from([0, 4, 32]))
-def test_answer_runs_compute_each_row_to_its_last_alive_column_in_whole_groups(seed, width, groups, T, overhead):
-    g = torch.Generator().manual_seed(seed)
-    N = groups * width
-    ends = torch.randint(0, T + 1, (N,), generator=g)
-    alive = torch.arange(T)[None, :] < ends[:, None]                     # (N, T), alive up to its end
-    chunks = training.answer_chunks(alive, width, overhead=overhead)
-    covered = torch.zeros(N, T, dtype=torch.long)
-    previous = 0
-    for start, end, w, rows, real in chunks:
-        assert start == previous and start < end <= T and len(rows) == len(real) and len(rows) % w == 0
-        previous = end
-        for k in range(len(rows) // w):                                    # w slots per kept group
-            slot_rows, slot_real = rows[k * w:(k + 1) * w], real[k * w:(k + 1) * w]
-            assert len(set((slot_rows // width).tolist())) == 1 and slot_real.any()
-            assert len(set(slot_rows[slot_real].tolist())) == int(slot_real.sum())  # no row twice
-        assert (ends[rows[real]] > start).all()   # a run holds only rows still needed when it starts
-        covered[rows[real], start:end] += 1
-    need = torch.arange(T)[None, :] < ends[:, None]
-    assert covered.max() <= 1 and (covered[need] == 1).all()   # every needed column exactly once
-    cost = sum(len(rows) * (end - start) + overhead for start, end, _, rows, _ in chunks)
-    assert cost <= N * T + overhead or not bool(need.any())  # never worse than one run of every row
-
-
-def test_trimmed_answers_give_the_plain_forwards_log_probs_and_gradients(bridged64, monkeypatch):
-    """Rows ending at very different columns, cut into runs (no overhead, so every cut is taken):
-    the log-probs and the gradients are those of the plain N-row forward."""
+def test_one_token_answers_still_run_the_answers_pass(bridged64, monkeypatch):
+    """A micro-batch whose answers are all one token long still makes the answers' pass, forward and
+    backward, as one with longer answers does (under --shard the processes' passes must pair up, or
+    FSDP2's gathers would wait on each other for ever); its one column predicts nothing, so the
+    log-probs and gradients are the plain forward's."""
     model, _ = bridged64
-    plans = []
-    real_chunks = training.answer_chunks
-    monkeypatch.setattr(training, "answer_chunks", lambda alive, width: plans.append(real_chunks(alive, width, 0))
-                        or plans[-1])
-    g = torch.Generator().manual_seed(3)
-    width, lengths = 3, [1, 12, 5, 0, 7, 7, 2, 3, 12]                   # a row with no answer at all
-    N, S = len(lengths), 12
-    prompt = torch.randint(3, 259, (3, 6), generator=g)
-    prompt_alive = torch.ones(3, 6, dtype=torch.bool)
-    prompt_alive[1, :2] = False                                           # left padding
-    answer = torch.randint(3, 259, (N, S), generator=g)
-    answer_alive = torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]
-    results = []
-    for shared in (True, False):
-        model.zero_grad()
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width,
-                                        shared_prompt=shared)
-        (logp * torch.linspace(0.5, 1.5, S, dtype=logp.dtype)).sum().backward()
-        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    (lp1, g1), (lp2, g2) = results
-    assert len(plans) == 1 and len(plans[0]) >= 3                         # the answers did run in pieces
-    assert (lp1 - lp2).abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
-    for name in g1:
-        assert (g1[name] - g2[name]).abs().max() < 1e-9 * (1 + g2[name].abs().max()), name
-
-
-def test_a_sharded_model_runs_the_answers_in_one_piece(bridged64, monkeypatch):
-    """Under --shard every process must make the same passes (FSDP2 gathers weights for each), and
-    the pieces depend on the answers: a sharded model runs one piece, every row to the end."""
-    model, _ = bridged64
-    passes = []
-    hidden = type(model).hidden
-    monkeypatch.setattr(type(model), "hidden", lambda self, tokens, *a, **k: passes.append(tokens.shape)
-                        or hidden(self, tokens, *a, **k))
-    g = torch.Generator().manual_seed(1)
-    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
-    answer = torch.randint(3, 259, (4, 60), generator=g)
-    answer_alive = torch.arange(60)[None, :] < torch.tensor([2, 60, 3, 4])[:, None]
-    with torch.no_grad():
-        pieces = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-        assert len(passes) > 2                                  # the prompt, then more than one piece
-        passes.clear()
-        monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
-        one = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-    assert passes == [(2, 4), (4, 59)]                          # the prompt, then every row to the end
-    assert (pieces - one).abs().max() < 1e-9
-
-
-def test_a_sharded_model_runs_the_answers_pass_for_one_token_answers(bridged64, monkeypatch):
-    """With --shard, a micro-batch whose answers are all one token long still makes the answers' pass,
-    forward and backward, as a process with longer answers does (or FSDP2's gathers would not pair up
-    and the processes would wait on each other for ever); its log-probs and gradients do not change."""
-    model, _ = bridged64
+    g = torch.Generator().manual_seed(2)
+    batch = (torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool),
+             torch.randint(3, 259, (4, 1), generator=g), torch.ones(4, 1, dtype=torch.bool), 2)
+    expected = logprobs_and_gradients(plain_logprobs, model, *batch)
     passes, reached = [], []
     hidden = type(model).hidden
 
     def counted(self, tokens, *a, **k):
         passes.append(tokens.shape)
         out = hidden(self, tokens, *a, **k)
-        if out.requires_grad:
-            out.register_hook(lambda grad: reached.append(tokens.shape))
+        out.register_hook(lambda grad: reached.append(tokens.shape))
         return out
     monkeypatch.setattr(type(model), "hidden", counted)
-    g = torch.Generator().manual_seed(2)
-    prompt, prompt_alive = torch.randint(3, 259, (2, 4), generator=g), torch.ones(2, 4, dtype=torch.bool)
-    answer, answer_alive = torch.randint(3, 259, (4, 1), generator=g), torch.ones(4, 1, dtype=torch.bool)
-
-    def logp_and_grads():
-        model.zero_grad(set_to_none=True)
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-        logp.sum().backward()
-        return logp.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    plain, plain_grads = logp_and_grads()
-    assert passes == [(2, 4)] and reached == [(2, 4)]           # one process alone: the prompt only
-    passes.clear(), reached.clear()
-    monkeypatch.setattr(training.parallel, "is_sharded", lambda m: True)
-    sharded, sharded_grads = logp_and_grads()
-    assert passes == [(2, 4), (4, 1)]                           # the prompt, then the answers' one column
-    assert sorted(reached) == [(2, 4), (4, 1)]                  # and both passes' backward
-    assert (plain - sharded).abs().max() < 1e-12
-    assert len(plain_grads) == len(sharded_grads)
-    assert all((a - b).abs().max() < 1e-12 for a, b in zip(plain_grads, sharded_grads))
+    logp, grads = logprobs_and_gradients(training.answer_logprobs, model, *batch)
+    assert passes == [(2, 4), (4, 1)] and sorted(reached) == [(2, 4), (4, 1)]  # the prompt, the answers' column
+    assert (logp - expected[0]).abs().max() < 1e-12
+    assert_same_gradients(grads, expected[1], 1e-12)
 
 
 def test_micro_batches_are_runs_of_whole_groups():
@@ -243,253 +166,17 @@ def test_a_slice_that_cuts_a_group_is_refused(bridged64):
 def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
                                                                          fake_reward):
     seen = []
-    real = training.answer_logprobs
+    real = fast.answer_logprobs  # the scripts' default (training.scorer)
 
     def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         assert answer.shape[0] == prompt.shape[0] * width
         seen.append(prompt.shape[0])
         return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
-    monkeypatch.setattr(training, "answer_logprobs", spy)
+    monkeypatch.setattr(fast, "answer_logprobs", spy)
     grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
     log = log_of(tmp_path)
     assert sum(seen) == sum(r["groups_updated"] for r in log) > 0
     assert all(r["groups_updated"] == round(3 * (1 - r["zero_var"])) for r in log)
-
-
-# --- the scripts end to end ---------------------------------------------------------------------
-
-def test_grpo_two_steps_writes_a_log_and_checkpoints_that_load(tiny, tmp_path, fake_reward, capsys):
-    out = tmp_path / "all"
-    grpo(tiny, out, "--steps", "2", "--train", "all")
-    text = capsys.readouterr().out
-    assert "step 2/2 | loss" in text and "[1 " in text  # the step line and one group side by side
-    log = log_of(out)
-    assert [r["step"] for r in log] == [0, 1]
-    fields = {"loss", "reward", "acc", "zero_var", "len", "trunc", "kl", "clip", "grad_norm", "tok_s",
-              "elapsed_s", "eta_s", "peak_rss_mb"}
-    assert fields <= set(log[0])
-    assert log[0]["ratio_max"] < 1e-4  # fp32: the sampler's log-probs are the forward's
-    mean = sum(r["reward"] for r in log) / 2
-    assert f"| all | 2 | {mean:.3f} | {mean:.3f} |" in reward_curves.summarize_runs([out])
-    if importlib.util.find_spec("matplotlib"):  # two runs: the loop must not lose `steps`
-        reward_curves.plot_runs([out, out], tmp_path / "reward.png", steps=1)
-        assert (tmp_path / "reward.png").read_bytes()[:4] == b"\x89PNG"
-    ckpt = out / "checkpoint"
-    model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # HF dir + its blocks
-    assert model.bridge_config["kind"] == "bridge"
-    out_new = tmp_path / "new"
-    grpo(tiny, out_new, "--steps", "2", "--train", "new", "--arch", "pmatch")
-    assert sorted(p.name for p in (out_new / "checkpoint").iterdir()) == ["bridge.safetensors", "state.pt"]
-    run = subprocess.run([sys.executable, "sample.py", "--model", str(tiny), "--bridge",
-                          str(out_new / "checkpoint" / "bridge.safetensors"), "--width", "2",
-                          "--max-new-tokens", "4", "--prompt", "hi"], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0 and "answer 2/2" in run.stdout
-
-
-def test_sft_trains_only_the_new_parameters_and_its_checkpoint_samples(tiny, tmp_path, fake_reward, capsys):
-    base, _ = load_model(str(tiny))
-    before = {k: v.clone() for k, v in base.state_dict().items()}
-    sft(tiny, tmp_path, "--steps", "2")
-    err = capsys.readouterr().err
-    assert "problems tried" in err and "groups, by width" in err  # the data statistics
-    ckpt = tmp_path / "checkpoint" / "bridge.safetensors"
-    model, _ = load_model(str(tiny), bridge=str(ckpt))
-    after = model.state_dict()
-    for k, v in before.items():
-        assert torch.equal(after[k], v), k  # the base model is bit-identical
-    blocks = load_file(str(ckpt))
-    assert any(v.abs().max() > 0 for k, v in blocks.items() if "o_proj" in k)  # W_O left zero
-    data = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
-    assert len(data) == 4 and all(len(d["right"]) <= 4 for d in data)
-
-
-def test_sft_groups_are_near_equal_and_never_a_single_answer():
-    rec = lambda k: dict(prompt=[1], right=[[i] for i in range(k)])
-    widths = lambda k, w: [len(a) for _, a in train_sft.make_groups([rec(k)], w)]
-    assert widths(1, 4) == [] and widths(2, 4) == [2] and widths(4, 4) == [4]
-    assert widths(5, 4) == [3, 2] and widths(7, 4) == [4, 3] and widths(8, 4) == [4, 4]
-    assert widths(3, 2) == [2]  # the leftover single answer is dropped
-
-
-def same_tensors(a, b):
-    ta, tb = load_file(str(a)), load_file(str(b))
-    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
-
-
-@pytest.mark.parametrize("flags", [["--train", "all"], ["--train", "new", "--kl-coef", "0.5"]],
-                         ids=["all", "new-with-kl"])
-def test_grpo_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward, flags):
-    """With --kl-coef the reference is the starting policy: a resumed run must rebuild it as such, not
-    from the checkpoint's weights."""
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    grpo(tiny, straight, "--steps", "4", *flags)
-    grpo(tiny, stopped, "--steps", "2", *flags)
-    grpo(tiny, stopped, "--steps", "4", *flags, "--resume")
-    names = ("model.safetensors", "bridge.safetensors") if "all" in flags else ("bridge.safetensors",)
-    for name in names:
-        assert same_tensors(straight / "checkpoint" / name, stopped / "checkpoint" / name)
-    a, b = log_of(straight), log_of(stopped)
-    assert [r["loss"] for r in a] == [r["loss"] for r in b] and any(r["groups_updated"] for r in a)
-    assert [r["kl"] for r in a] == [r["kl"] for r in b]
-
-
-def write_data(path, n):
-    path.write_text("".join(json.dumps({"question": f"Sam has {i} pens and finds {i + 1} more. How many pens?",
-                                        "answer": f"{i} + {i + 1} = {2 * i + 1}\n#### {2 * i + 1}"}) + "\n"
-                            for i in range(n)))
-    return path
-
-
-def test_own_data_trains_grpo_and_sft_on_the_files_problems(tiny, tmp_path, fake_reward, monkeypatch):
-    data = write_data(tmp_path / "mine.jsonl", 7)
-    seen = []
-    rollout = train_grpo.rollout
-    monkeypatch.setattr(train_grpo, "rollout", lambda m, t, batch, a: seen.extend(p for _, p in batch) or rollout(m, t, batch, a))
-    grpo(tiny, tmp_path / "g", "--data", str(data), "--steps", "2", "--pool", "5")
-    file = tasks.load_jsonl(data)
-    assert seen and all(p in file[:5] for p in seen) and {p.task for p in seen} == {"gsm8k"}  # the first --pool
-    started = json.loads((tmp_path / "g" / "args.json").read_text())
-    assert (started["task"], started["data"]) == ("gsm8k", str(data)) and len(log_of(tmp_path / "g")) == 2
-    grpo(tiny, tmp_path / "g", "--data", str(data), "--steps", "3", "--pool", "5", "--resume")  # the same run
-    sft(tiny, tmp_path / "s", "--data", str(data), "--steps", "1")
-    assert [json.loads(x)["question"] for x in (tmp_path / "s" / "data.jsonl").read_text().splitlines()] == \
-        [p.question for p in file[:4]]  # --problems 4: the file's first four
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--task", "add2"], "--data FILE gives the problems: drop --task and --hi"),
-    (["--hi", "5"], "--data FILE gives the problems"),
-])
-def test_data_with_a_task_is_one_usage_line(tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as e:
-        train_grpo.main(["--out", str(tmp_path / "o"), "--data", "x.jsonl", *extra])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and message in err[0]
-
-
-def test_a_bad_data_file_is_one_line_before_the_model_loads(tmp_path):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "answer": "no number"}\n')
-    few = write_data(tmp_path / "few.jsonl", 2)
-    (tmp_path / "empty.jsonl").write_text("\n")
-    for data, message in [(tmp_path / "none.jsonl", "cannot be read as a JSONL file"),
-                          (bad, "bad.jsonl, line 1: the answer must end with '#### N'"),
-                          (tmp_path / "empty.jsonl", "no problems in it"),
-                          (few, "2 problems, fewer than --prompts-per-step")]:
-        with pytest.raises(ValueError, match=message):
-            train_grpo.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), "--data", str(data),
-                             "--prompts-per-step", "3"])
-
-
-def test_a_resume_that_changes_what_the_run_computes_is_refused(tiny, tmp_path, fake_reward):
-    """The optimizer state a resume loads holds the run's learning rates: a new --lr would be ignored."""
-    grpo(tiny, tmp_path, "--steps", "1")
-    with pytest.raises(ValueError, match=r"--resume continues .* these differ: --lr 0.5 \(the run has 0.001\)"):
-        grpo(tiny, tmp_path, "--steps", "2", "--resume", "--lr", "0.5")
-    grpo(tiny, tmp_path, "--steps", "2", "--resume", "--show-every", "0", "--save-every", "1")  # how, not what
-    assert [r["step"] for r in log_of(tmp_path)] == [0, 1]
-
-
-def test_sft_resume_ends_bit_equal_to_an_uninterrupted_run(tiny, tmp_path, fake_reward):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    sft(tiny, straight, "--steps", "3")
-    sft(tiny, stopped, "--steps", "1")
-    sft(tiny, stopped, "--steps", "3", "--resume")
-    assert same_tensors(straight / "checkpoint" / "bridge.safetensors", stopped / "checkpoint" / "bridge.safetensors")
-
-
-def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_reward, monkeypatch):
-    real = train_grpo.rollout
-    calls = []
-
-    def interrupted(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:  # Ctrl-C arrives while step 2 is sampling
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kw)
-    monkeypatch.setattr(train_grpo, "rollout", interrupted)
-    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN in a shell's background job
-    with pytest.raises(SystemExit) as e:
-        grpo(tiny, tmp_path, "--steps", "5", "--save-every", "100")
-    assert e.value.code == 130
-    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
-    assert state["step"] == 1 and [r["step"] for r in log_of(tmp_path)] == [0, 1]
-    assert signal.getsignal(signal.SIGINT) is before  # handler restored
-
-
-# --- bad input: one clear error before anything slow --------------------------------------------
-
-@pytest.mark.parametrize("script, args, message", [
-    (train_grpo, ["--width", "0"], "--width must be >= 1"),
-    (train_grpo, ["--width", "1"], "--width must be >= 2 for GRPO"),
-    (train_sft, ["--width", "0"], "--width must be >= 1"),
-    (train_sft, ["--arch", "none"], "nothing to warm up"),
-    (train_grpo, ["--resume"], "holds no checkpoint"),
-    (train_grpo, ["--hi", "-1"], "number range"),
-    (train_grpo, ["--temperature", "0"], "--temperature must be > 0"),
-    (train_grpo, ["--steps", "0"], "--steps must be >= 1"),  # not the default 100
-    (train_grpo, ["--lr", "-0.5"], "--lr must be > 0"),  # AdamW would climb the loss
-    (train_grpo, ["--lr-new", "0"], "--lr-new must be > 0"),
-    (train_sft, ["--lr-new", "-1"], "--lr-new must be > 0"),
-    (train_grpo, ["--max-grad-norm", "-1"], "--max-grad-norm must be > 0"),  # would flip the gradient
-    (train_sft, ["--max-grad-norm", "nan"], "--max-grad-norm must be > 0"),
-    (train_grpo, ["--clip-low", "1"], r"--clip-low must be in \[0, 1\)"),
-    (train_grpo, ["--clip-high", "-0.1"], "--clip-high must be >= 0"),
-    (train_grpo, ["--kl-coef", "-1"], "--kl-coef must be >= 0"),
-    (train_sft, ["--epochs", "0"], "--epochs must be > 0"),
-])
-def test_bad_arguments_are_one_clear_error_before_the_model_loads(tmp_path, script, args, message):
-    # --model points nowhere: the error must come from the argument check, before any loading
-    with pytest.raises(ValueError, match=message):
-        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"), *args])
-
-
-@pytest.mark.parametrize("script", [train_grpo, train_sft])
-def test_an_out_that_is_a_file_is_refused_before_the_model_loads(tmp_path, script):
-    (tmp_path / "f").write_text("")
-    with pytest.raises(ValueError, match="is a file, not a directory"):
-        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "f")])
-    with pytest.raises(ValueError, match="f is a file, not a directory"):
-        script.main(["--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "f" / "run")])
-
-
-def test_a_bad_choice_is_one_line_and_exit_code_2(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        train_grpo.main(["--out", str(tmp_path), "--arch", "mlp"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and "invalid choice: 'mlp'" in err[0]
-
-
-def test_an_error_is_one_line_and_a_nonzero_exit_from_the_command_line(tiny, tmp_path):
-    r = subprocess.run([sys.executable, "train_sft.py", "--model", str(tiny), "--out", str(tmp_path),
-                        "--problems", "2", "--samples-per-problem", "2", *SMALL],  # the tiny model is never right
-                       cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and lines[-1].startswith("error: no problem had two right answers among 2")
-    assert "Traceback" not in r.stderr
-
-
-def test_init_from_a_checkpoint_of_another_base_model_is_a_clear_error(tiny, tmp_path):
-    other = make_training_model(tmp_path / "other", seed=9)
-    model, _ = load_model(str(other))
-    model.add_bridge("bridge", n_heads=2, head_dim=4, verbose=False)
-    save_bridge(model, tmp_path / "other.safetensors")
-    with pytest.raises(ValueError, match="made for another base model"):
-        train_grpo.main(["--model", str(tiny), "--out", str(tmp_path / "o"),
-                         "--init", str(tmp_path / "other.safetensors"), *SMALL])
-
-
-def test_a_run_directory_in_use_is_not_overwritten(tiny, tmp_path, fake_reward):
-    grpo(tiny, tmp_path, "--steps", "1")
-    with pytest.raises(ValueError, match="pass --resume"):
-        grpo(tiny, tmp_path, "--steps", "1")
-
-
-def test_with_fewer_groups_than_a_step_takes_an_sft_step_holds_each_group_once(tiny, tmp_path, fake_reward):
-    sft(tiny, tmp_path, "--steps", "1", "--groups-per-step", "50")
-    records = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
-    groups = train_sft.make_groups(records, 4)
-    assert 0 < log_of(tmp_path)[0]["groups"] == len(groups) < 50
 
 
 # --- the GRPO update, end to end ----------------------------------------------------------------
@@ -510,7 +197,7 @@ def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
             for p in model.bridge_parameters():
                 p.add_(noise * torch.randn(p.shape, generator=g, dtype=p.dtype))
     batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, prompts, args.seed)
-    r, *_ = train_grpo.rollout(model, tokenizer, batch, args)
+    r, *_ = train_grpo.sample_sets(model, tokenizer, batch, args)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
     return model, optimizer, args, r, adv
 
@@ -611,56 +298,8 @@ def test_the_log_probs_trained_on_are_those_of_the_sampling_temperature(tiny, tm
     assert (plain - tempered)[alive].abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("flags", [["--aggregate", "sequence"], ["--kl-coef", "0.1"], ["--dtype", "bf16"]],
-                         ids=["aggregate-sequence", "kl", "bf16"])
-def test_grpo_variants_run_and_log_finite_numbers(tiny, tmp_path, fake_reward, flags):
-    grpo(tiny, tmp_path, "--steps", "3", "--train", "all", *flags)
-    log = log_of(tmp_path)
-    assert len(log) == 3 and all(torch.isfinite(torch.tensor([r["loss"], r["grad_norm"], r["kl"]])).all() for r in log)
-    # the update is on-policy: the ratio to the sampler's log-probs is 1 up to rounding, which in bf16
-    # must stay far inside the clip range (0.2), or the clip would act on rounding alone
-    assert max(r["ratio_max"] for r in log) < (2e-2 if "bf16" in flags else 1e-4)
-    first = next(i for i, r in enumerate(log) if r["grad_norm"] > 0)  # the first step that moved
-    assert first < 2
-    if "--kl-coef" in flags:  # the run starts at the reference policy; after an update it has moved
-        assert log[0]["kl"] < 1e-6 and log[first + 1]["kl"] > 0
-
-
-def test_training_at_any_seed_and_sample_py_ask_a_problem_exactly_as_tasks_prompt_ids(tiny):
-    """One prompt renderer: the worked examples depend on the problem, not on the run's seed, so
-    training (every seed), evaluation and sample.py ask a held-out problem the same way."""
-    import argparse
-    import sample as sample_cli
-    import tasks
-    _, tok = load_model(str(tiny))
-    problem = sample_cli.default_problem()
-    expected = tasks.prompt_ids(tok, problem)
-    for seed in (0, 1, 2):
-        args = train_grpo.parse_args(["--out", "unused", "--seed", str(seed)])
-        assert training.encode_problems(tok, [problem], args) == [expected]
-    cli_args = argparse.Namespace(prompt=None, no_chat=False, task=None)
-    assert sample_cli.prompts_of(cli_args, tok)[1] == [expected]
-
-
-@pytest.mark.slow  # one torch.compile of the tiny model (about half a minute on 2 cores)
-def test_compiled_rollouts_give_the_plain_run(tiny, tmp_path, fake_reward):
-    """--compile samples the rollouts with the compiled forward; the weights it reads are the ones
-    the optimizer updates in place, so every step's rollouts (and so the run) are the plain run's."""
-    grpo(tiny, tmp_path / "plain", "--steps", "3", "--train", "all")
-    grpo(tiny, tmp_path / "compiled", "--steps", "3", "--train", "all", "--compile")
-    plain, compiled = log_of(tmp_path / "plain"), log_of(tmp_path / "compiled")
-    assert [r["reward"] for r in plain] == [r["reward"] for r in compiled]
-    assert [r["len"] for r in plain] == [r["len"] for r in compiled]
-    assert [r["loss"] for r in plain] == pytest.approx([r["loss"] for r in compiled], abs=1e-5)
-
-
-def test_compile_with_shard_is_one_line(tmp_path):
-    with pytest.raises(ValueError, match="--compile samples with the whole model"):
-        training.check_common(train_grpo.parse_args(["--out", str(tmp_path / "o"), "--compile", "--shard"]))
-
-
 def test_the_fused_adamw_step_is_the_default_kernels_step(tiny):
-    """make_optimizer picks PyTorch's fused AdamW on CPU (training.fused_adamw, for speed): three
+    """make_optimizer picks PyTorch's fused AdamW on CPU (training.make_optimizer, for speed): three
     steps of it move the weights as the default per-tensor kernel does, to float rounding."""
     import copy
     model = load_model(str(tiny), dtype=torch.float32)[0]
