@@ -210,8 +210,21 @@ def pilot_lines(res):
             f"Chosen: **--credit {p['chosen']}**, the same for every arm."]
 
 
+def run_args(res):
+    """{(arm, seed): args.json} of the study's GRPO runs (results/credit/seedS/grpo_ARM/args.json)."""
+    found = {}
+    for f in sorted(Path(res).glob("seed*/grpo_*/args.json")):
+        found[f.parent.name.removeprefix("grpo_"), int(f.parent.parent.name.removeprefix("seed"))] = read(f)
+    return found
+
+
+PROTOCOL_KEYS = ("task", "width", "sets", "credit", "prompts_per_step", "lr", "lr_new", "train")
+
+
 def study_protocol(runs, res):
+    """The protocol as the runs' own args.json files record it (one value per flag, or each run's)."""
     one = next(iter(runs.values()))["protocol"]
+    args = run_args(res)
     logs = {}
     for (arm, seed) in runs:
         log = Path(res) / f"seed{seed}_{arm}.log.jsonl"
@@ -219,11 +232,21 @@ def study_protocol(runs, res):
             logs.setdefault(arm, []).append((seed, len(log.read_text().splitlines())))
     trained = ", ".join(f"{sib.ARMS[a]} seeds {', '.join(str(s) for s, _ in sorted(v))} "
                         f"({'/'.join(str(n) for _, n in sorted(v))} steps)" for a, v in logs.items())
-    return (f"Protocol: GRPO on `distinct` at width 4 with 2 sets per prompt (the advantage over their 8 "
-            f"answers), the blocks' learning rate 1e-3, every arm trained alike: {trained}. Held out: "
-            f"{one['problems']} questions, n = {one['n']} answers each, evaluation seeds equal to the "
-            "training seed; Bridge at widths 2, 4, 8 on each path, the arms without a path between rows at "
-            "width 1, pooled into sets of W. Cells: the mean over seeds (lowest and highest seed in brackets).")
+    flags = []
+    for key in PROTOCOL_KEYS:
+        values = {json.dumps(a.get(key)) for a in args.values()}
+        if len(values) == 1:
+            flags.append(f"--{key.replace('_', '-')} {values.pop().strip(chr(34))}")
+        elif values:
+            flags.append(f"--{key.replace('_', '-')} " + " / ".join(
+                f"{json.dumps(a.get(key)).strip(chr(34))} ({sib.ARMS.get(arm, arm)} seed {seed})"
+                for (arm, seed), a in sorted(args.items())))
+    recorded = (f"GRPO with {' '.join(flags)} (from the runs' args.json)" if flags
+                else "GRPO (no run's args.json is committed)")
+    return (f"Protocol: {recorded}; trained: {trained}. Held out: {one['problems']} questions, n = {one['n']} "
+            "answers each, evaluation seeds equal to the training seed; Bridge at widths 2, 4, 8 on each path, "
+            "the arms without a path between rows at width 1, pooled into sets of W. Cells: the mean over seeds "
+            "(lowest and highest seed in brackets).")
 
 
 def study_section(res):

@@ -107,7 +107,11 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
                                                      credit_report.entry(bridge, W, "self")["per_problem"], W)
         assert twins["its self-only twin", W]["mean"] == pytest.approx(direct["mean"], abs=1e-12)
         assert twins["its self-only twin", W]["differences"] == pytest.approx([direct["mean"]] * 2, abs=1e-12)
+    for seed, sets in ((0, 2), (1, 3)):  # the protocol is what the runs recorded, a value per run if they differ
+        (res / f"seed{seed}/grpo_bridge").mkdir(parents=True)
+        (res / f"seed{seed}/grpo_bridge/args.json").write_text(json.dumps(dict(task="distinct", width=4, sets=sets)))
     study = "\n".join(credit_report.study_section(res))
+    assert "GRPO with --task distinct --width 4 --sets 2 (Bridge seed 0) / 3 (Bridge seed 1)" in study
     assert "Bridge at width 4 − its crossed twin | 4 |" in study and "seed 1:" in study and "**Verdict**" in study
 
 
