@@ -1,0 +1,174 @@
+"""Does each speed-up pay? Each one switched off alone, on two real workloads, against all of them on.
+
+    python bench/speedups.py --out results/speed/speedups.json    # ~30 min on 2 cores, alone on the machine
+    python bench/speedups.py --root OLD_CHECKOUT --out results/speed/speedups_before.json   # "before": its commands as they were
+    python bench/speedups.py --doc docs/speed.md                  # the table from those files (--check: exit 1 if stale)
+
+The workloads are what the studies run: an evaluation stage (evaluate.py on the set-level task
+with its committed Bridge, widths 1 2 4 8: many short answers) and one on the default task (longer,
+ragged answers), and GRPO steps (train_grpo.py, RLVR only on the default task, 8 prompts x 4
+answers: the rollout and the update). Each variant runs in a fresh interpreter, in which the
+speed-ups of fast.py are switched off one at a time by their keywords (`fast.sample(packed=False)`,
+`drop_rows=False`, `two_level=False`; for training `fast.answer_logprobs` replaced by the naive
+`training.answer_logprobs`); "reference" is the commands' `--reference` (all of them off), and
+"--compile" adds the compiled decode step. The rule (README, How the code is organised): a
+speed-up stays if its workload takes at least 10% longer without it.
+"""
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cli import Parser, add_overwrite, check_new_file, run, write_text  # noqa: E402
+
+BEGIN = "<!-- speedups:begin (written by `python bench/speedups.py --doc docs/speed.md` from results/speed/speedups.json; do not edit by hand) -->"
+END = "<!-- speedups:end -->"
+DEFAULT_OUT = ROOT / "results" / "speed" / "speedups.json"
+DEFAULT_BEFORE = ROOT / "results" / "speed" / "speedups_before.json"
+
+EVAL_DISTINCT = ["evaluate.py", "--bridge", "bridges/distinct.safetensors", "--task", "distinct", "--max-new-tokens",
+                 "32", "--split", "test", "--problems", "16", "--n", "8", "--widths", "1", "2", "4", "8", "--seed", "0"]
+EVAL_DEFAULT = ["evaluate.py", "--bridge", "bridges/default.safetensors", "--problems", "24", "--n", "8",
+                "--widths", "4", "--seed", "0"]
+GRPO = ["train_grpo.py", "--arch", "none", "--train", "all", "--steps", "3", "--show-every", "0", "--seed", "0"]
+# the patch each variant runs before the command: fast.py's keywords, or the naive log-prob path
+PATCHES = {
+    "all on": "",
+    "packed off": "fast.sample = functools.partial(fast.sample, packed=False)",
+    "rows stay": "fast.sample = functools.partial(fast.sample, drop_rows=False)",
+    "one-level draw": "fast.sample = functools.partial(fast.sample, two_level=False)",
+    "answers in one piece": "fast.answer_logprobs = training.answer_logprobs",
+}
+WORKLOADS = {  # name: (command, the variants measured on it)
+    "evaluation, distinct (16 questions x 8 answers, widths 1 2 4 8)":
+        (EVAL_DISTINCT, ["all on", "packed off", "rows stay", "one-level draw", "--compile", "reference"]),
+    "evaluation, default task (24 problems x 8 answers, width 4)":
+        (EVAL_DEFAULT, ["all on", "packed off", "rows stay", "one-level draw", "reference"]),
+    "GRPO, default task (RLVR only, 8 x 4; seconds per step, steps 2-3)":
+        (GRPO, ["all on", "packed off", "rows stay", "answers in one piece", "reference"]),
+}
+
+
+def launcher(patch, argv, root):
+    """python -c: apply the patch, then run the script of `root` as __main__ with argv."""
+    return [sys.executable, "-c",
+            "import functools, runpy, sys\n"
+            f"sys.path.insert(0, {str(root)!r})\n"
+            + ("import fast, training\n" if patch else "")
+            + f"{patch}\n"
+            f"sys.argv = {argv!r}\n"
+            f"runpy.run_path({str(Path(root) / argv[0])!r}, run_name='__main__')\n"]
+
+
+def measure(command, variant, scratch, root=ROOT):
+    """Seconds: the whole evaluation command, or the mean GRPO step after the first."""
+    argv = list(command)
+    patch = PATCHES.get(variant, "")
+    if variant == "reference":
+        argv.append("--reference")
+    if variant == "--compile":
+        argv.append("--compile")
+    out = Path(scratch) / f"run{time.monotonic_ns()}"
+    argv += ["--out", str(out) + (".json" if argv[0] == "evaluate.py" else "")]
+    t0 = time.perf_counter()
+    done = subprocess.run(launcher(patch, argv, root), cwd=root, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"{variant} of {argv[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
+    if argv[0] == "train_grpo.py":
+        steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return statistics.fmean(s["step_s"] for s in steps[1:])
+    return seconds
+
+
+def measure_all(root=ROOT, only=None):
+    """Every workload with each of its variants (or only those in `only`), one run each."""
+    import platform
+    import evaluate
+    import torch
+    rows, before = [], Path(root).resolve() != ROOT
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, (command, variants) in WORKLOADS.items():
+            for variant in variants:
+                if only and variant not in only:
+                    continue
+                seconds = measure(command, variant, scratch, root)
+                label = f"before ({commit(root)[:7]}), {variant}" if before else variant
+                rows.append(dict(workload=name, variant=label, seconds=seconds))
+                print(f"{name} | {label}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return dict(machine=evaluate.machine("cpu"), threads=torch.get_num_threads(), torch=torch.__version__,
+                python=platform.python_version(), git_commit=commit(root), rows=rows)
+
+
+def commit(root):
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def table(data, before=None):
+    """The Markdown table: each variant's seconds and its ratio to "all on" of the same workload;
+    `before` (the same measurement of an older checkout) adds its rows under each workload."""
+    if data["machine"] != (before or data)["machine"]:
+        raise ValueError(f"before and after were measured on different machines: {before['machine']} / {data['machine']}")
+    lines = [f"Measured with `python bench/speedups.py` on {data['machine']} ({data['threads']} threads, torch "
+             f"{data['torch']}, commit {(data['git_commit'] or '?')[:7]}), alone on the machine, one run each: "
+             "seconds (the whole command; for GRPO the mean of steps 2 and 3), and the ratio to all speed-ups "
+             "on: how much longer the workload takes without the speed-up. A speed-up stays at 1.10 or more.", "",
+             "| workload | variant | seconds | ratio to all on |", "|---|---|---|---|"]
+    base = {r["workload"]: r["seconds"] for r in data["rows"] if r["variant"] == "all on"}
+    rows = data["rows"] + (before["rows"] if before else [])
+    order = list(dict.fromkeys(r["workload"] for r in data["rows"]))
+    for r in sorted(rows, key=lambda r: order.index(r["workload"])):
+        ratio = "" if r["variant"] == "all on" else f"{r['seconds'] / base[r['workload']]:.2f}"
+        lines.append(f"| {r['workload']} | {r['variant']} | {r['seconds']:.1f} | {ratio} |")
+    return lines
+
+
+def section(path=DEFAULT_OUT, before=None):
+    data = json.loads(Path(path).read_text())
+    before = json.loads(Path(before).read_text()) if before and Path(before).is_file() else None
+    return "\n".join([BEGIN, "", *table(data, before), "", END])
+
+
+def main(argv=None):
+    p = Parser(prog="bench/speedups.py", description="Each speed-up of fast.py switched off alone, on real workloads.")
+    p.add_argument("--out", default=None, help="measure, and write the results JSON here")
+    add_overwrite(p)
+    p.add_argument("--doc", default=None, help="write the table into this Markdown file, between its markers")
+    p.add_argument("--results", default=str(DEFAULT_OUT), help="with --doc: the results JSON (default results/speed/speedups.json)")
+    p.add_argument("--before", default=str(DEFAULT_BEFORE), help="with --doc: the same measured on an older checkout, "
+                   "if the file exists (default results/speed/speedups_before.json)")
+    p.add_argument("--root", default=str(ROOT), help="measure the commands of this checkout (default: this one; "
+                   "an older checkout measures what the speed was before)")
+    p.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all)")
+    p.add_argument("--check", action="store_true", help="with --doc: exit 1 if the table is not what the results give")
+    args = p.parse_args(argv)
+    if args.out is None and args.doc is None:
+        p.error("nothing to do: give --out (measure) or --doc (write the table)")
+    if args.out:
+        check_new_file(args.out, args.overwrite)
+        write_text(args.out, json.dumps(measure_all(Path(args.root).resolve(), args.variants), indent=1) + "\n")
+    if args.doc:
+        doc = Path(args.doc)
+        text = doc.read_text()
+        if BEGIN not in text or END not in text:
+            raise ValueError(f"{doc}: no {BEGIN[:22]}... / {END} markers to write between")
+        head, rest = text.split(BEGIN, 1)
+        new = head + section(args.results, args.before) + rest.split(END, 1)[1]
+        if args.check:
+            if new != text:
+                print(f"{doc}: the speed-ups table is stale; run python bench/speedups.py --doc {doc}", file=sys.stderr)
+                return 1
+            return 0
+        write_text(doc, new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
