@@ -1,38 +1,27 @@
 """
-Bridge: attention along the batch axis, between the parallel answers to one prompt.
+Bridge: attention along the batch axis, between the parallel answers to one prompt (paper Eq. 2, Fig. 2).
 
-A decoder layer normally mixes information along the sequence (self-attention, per row) and along
-the hidden dimension (the MLP, per token). Bridge adds a third mixer (paper Eq. 2, Fig. 2): at
-every timestep t, the `width` rows that answer the same prompt attend to each other.
+A decoder layer mixes along the sequence (self-attention) and along the hidden dimension (the MLP).
+Bridge adds a third mixer: at every timestep t, the `width` rows answering one prompt attend to
+each other. In model.py's shapes (N = B * W rows, B groups of W; T time, D hidden):
 
     x (N, T, D)  --reshape-->  (B, W, T, D)  --transpose-->  (B, T, W, D)  --attention over W-->
 
-in the shapes of model.py's legend: N = B * W rows, B groups of W = width (rows g*W .. g*W+W-1
-answer one prompt), T time, D hidden. Written flat, as the paper does, this is one N x N
-attention per timestep with the other groups masked out (`bridge_mask`); tests/test_bridge.py
-shows the two forms are equal.
+Written flat, as the paper does, this is one N x N attention per timestep with the other groups
+masked out (`bridge_mask`); tests/test_bridge.py shows the two forms are equal.
 
-What the paper states:
-- # paper: "A Bridge block and input normalization layer are added after each feedforward block"
-  (Fig. 2), with a residual connection; the blocks are initialised to contribute nothing.
-- # paper: "Attention is masked for tokens from different prompts and from completed
-  generations" (Fig. 2).
-- # paper: only the current timestep's features are shared ("in a Markovian fashion", Fig. 2), so
-  Bridge needs no KV cache; "trained once, Bridge scales to any generation width" (abstract), so
-  the block has no positional encoding along the batch axis.
-What we chose where the paper is silent:
-- # choice: multi-head scaled dot-product attention with an inner width n_heads * head_dim well
-  below D (4 x 16 = 64 for the default model gives 3.3% new parameters, inside the paper's
-  2.8-5.1%); RMSNorm as the input norm (the host models' norm); no biases.
-- # choice: zero initialisation = the output projection W_O is zero, so a fresh block returns an
-  exact zero update and the model is bit-for-bit the base model. q/k/v start random (std
-  1/sqrt(D)) so that W_O receives a gradient from the first step.
-- # choice: a row always attends to itself. This keeps every softmax row non-empty (a width-1
-  group, or the last unfinished row) and makes width 1 reduce to x + W_O W_V norm(x).
-- # choice: "alive" decides who is a key. alive[n, t] is True for prompt tokens and generated
-  tokens up to and including the row's first EOS, so a finished row is still visible at its EOS
-  step and invisible from the next step on; left padding is dead too. Dead rows are still queries
-  (their outputs are computed, never used: their logits are never sampled nor trained on).
+- # paper: a Bridge block and its input norm after each feed-forward block, with a residual; the
+  blocks start contributing nothing; tokens of other prompts and of completed generations are masked.
+- # paper: only the current timestep is shared ("Markovian"), so no KV cache; any width at inference,
+  so no positional encoding along the batch axis.
+- # choice: multi-head attention, inner width n_heads * head_dim well below D (4 x 16 on the default
+  model: 3.3% new parameters, inside the paper's 2.8-5.1%); RMSNorm as the input norm; no biases.
+- # choice: zero init is W_O = 0 (the model is bit for bit the base model); q/k/v start random
+  (std 1/sqrt(D)) so that W_O gets a gradient from the first step.
+- # choice: a row always attends to itself: no softmax row is empty, and width 1 is x + W_O W_V norm(x).
+- # choice: `alive` decides who is a key: prompt tokens and generated ones up to and including the
+  first EOS. A finished row is visible at its EOS step and not after; padding is dead. Dead rows
+  are still queries (their outputs are computed, never used).
 """
 import torch
 import torch.nn as nn

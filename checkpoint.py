@@ -44,6 +44,45 @@ def read_safetensors(path):
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+
+def read_checkpoint(model_dir):
+    """The state dict stored in model_dir: one model.safetensors, or shards listed in an index."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        files = [model_dir / s for s in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    else:  # HF's names (model.safetensors, model-0000k-of-0000n...); bridge.safetensors is no weight file
+        files = sorted(model_dir.glob("model*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no model*.safetensors weights found")
+    state = {}
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: shard listed in {index.name} is missing")
+        state.update(read_safetensors(f))
+    return state
+
+
+def load_state_strict(model, state, where):
+    """Fill every parameter of model from state, using every tensor in state (HF key names)."""
+    config = model.config
+    state = dict(state)
+    if config.tie_word_embeddings:  # tied: lm_head is the embedding; a stored copy is redundant
+        state.pop("lm_head.weight", None)
+        if "model.embed_tokens.weight" in state:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    expected = {k: v.shape for k, v in model.state_dict().items() if ".bridge." not in k}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
+    if missing or unexpected or wrong:
+        few = lambda keys: ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")  # noqa: E731
+        problems = "; ".join(f"{name}: {few(keys)}" for name, keys in
+                             (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        raise ValueError(f"{where}: weights do not match the {config.model_type} config: {problems}")
+    model.load_state_dict(state, strict=False, assign=True)  # strictness checked above
+    model.tie_weights()
+
 def fingerprint(model, per_tensor=1024):
     """A short hash of the base weights, the same for any dtype and device the model was loaded in.
 

@@ -256,6 +256,17 @@ def check_out_file(path, flag="--out"):
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
+def check_device(device):
+    """The device as a string; a ValueError (one line) unless it is cpu, or cuda where CUDA is."""
+    import torch
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+    return device
+
+
 def check_figure_out(path, flag="--out"):
     """check_out_file for a figure, and matplotlib installed: the name must end in a suffix matplotlib
     writes as named (it would append .png to any other and write a file the command did not name)."""

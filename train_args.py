@@ -121,7 +121,7 @@ def parse_problem_source(p, argv):
 
 def check_common(args):
     """The errors of the common flags (ValueError, one line), found before anything slow happens."""
-    from model import check_device
+    from cli import check_device
     check_device(args.device)
     if args.data is not None:
         file_problems(args.data)  # a missing or malformed file: one line here, not after the model loads

@@ -50,7 +50,7 @@ def check_model(name, flag="--model"):
 def check_devices(devices, flag="--devices"):
     """Raise ValueError (one line) unless every device is cpu or cuda[:i], and CUDA is there for cuda."""
     sys.path.insert(0, str(ROOT))
-    from model import check_device
+    from cli import check_device
     for device in devices:
         try:
             check_device(device)

@@ -31,7 +31,7 @@ measure_into() {
   same_machine "$1"
 }
 
-# profile_steps DIR: one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear),
+# profile_steps DIR: one decode step at width 16 (fp32), by kind of op: packed weights (fast.packed_linears),
 # then F.linear.
 profile_steps() {
   once "$1/profile_w16.md" python bench/profile_step.py --width 16 --out "$1/profile_w16.json" --overwrite

@@ -149,7 +149,7 @@ def main(argv=None):
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     check_out_file(args.out)
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
-    from model import check_device
+    from cli import check_device
     check_device(args.device)
     r = profile(args)
     print(table(r))

@@ -16,7 +16,7 @@ source bench/once.sh  # once FILE COMMAND...: skipped when FILE is already writt
 
 measure_into "$OUT"
 # (before/ holds the earlier runs the report compares with, named by the commit they measured)
-# 1. one decode step at width 16 (fp32), by kind of op: packed weights (bridge.Linear), then F.linear,
+# 1. one decode step at width 16 (fp32), by kind of op: packed weights (fast.packed_linears), then F.linear,
 profile_steps "$OUT"
 #    and the packed step with 30 random non-zero Bridge blocks: what the blocks add, by kind of op
 once "$OUT/profile_w16_bridge.md" python bench/profile_step.py --width 16 --bridge --out "$OUT/profile_w16_bridge.json" --overwrite
@@ -30,7 +30,7 @@ once "$OUT/bridge.md" python bench/bench_sampler.py --what bridge --bridge-width
 #    and one Bridge block stage by stage, alone and inside decode steps (about 2 minutes)
 once "$OUT/block_cost.md" python bench/block_cost.py --out "$OUT/block_cost.json" --overwrite
 # 4. end to end: one evaluation stage of the first study's protocol on 40 problems, and the same with
-#    --compile (evaluate.py's compile freezes the weights, sample.decoder(model, "frozen"))
+#    --compile (evaluate.py's compile freezes the weights, fast.sample(compile="frozen"))
 for mode in plain compile; do
   flag=(); [ "$mode" = compile ] && flag=(--compile)
   once "$OUT/eval_$mode.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \

@@ -9,10 +9,10 @@ Reads profile_w16{,_plain,_bridge}.json (bench/profile_step.py), sampler.json an
 (bench/bench_sampler.py), block_cost.json (bench/block_cost.py), eval_{plain,compile,bf16}.json (evaluate.py), grpo_plain.log.jsonl
 (train_grpo.py's step log), grpo_trl.json and any grpo_trl_run*.json (bench/bench_grpo.py, later runs of the same code), and in before/ the same parts as
 measured at earlier commits (named in the file names, kept as they were measured): 9a9068b, before
-the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (bridge.Linear),
+the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (fast.packed_linears),
 also GRPO with --compile (its rollouts compile without freezing the weights, which change); 3225dc8
 and b45ea49 (GRPO and the two runs against TRL) and 7b27b40 (the evaluation), before the answers ran
-in pieces (training.answer_chunks) and finished rows left their groups (sample.drop_finished_rows).
+in pieces (fast.answers_in_pieces) and finished rows left their groups (fast.drop_finished_rows).
 Each folder in machines/ (bench/speed_machine.sh) adds a row to the table of other machines.
 """
 import json
@@ -102,7 +102,7 @@ def section(d):
             f"**Where one decode step goes** (`python bench/profile_step.py --width 16`, with `--plain`, and with "
             f"`--bridge`): width {p['width']}, {p['dtype']}, the kinds of op by their own time, averaged over "
             f"{p['steps']} profiled steps. \"Python and dispatch\" is the wall time no op accounts for. The products "
-            "multiply by weights packed once for oneDNN (`bridge.Linear`), or, with `--plain`, call `F.linear` as the "
+            "multiply by weights packed once for oneDNN (`fast.packed_linears`), or, with `--plain`, call `F.linear` as the "
             "model did before. `--bridge` is the packed step with 30 random non-zero Bridge blocks; its last column is "
             "what the blocks add (one profile each, so the difference carries the noise of two).", "",
             "| kind | F.linear, ms per step | packed, ms per step | share (packed) | packed + Bridge | Bridge adds |",
@@ -126,8 +126,8 @@ def section(d):
     s = d["sampler"]
     out += ["", "**The sampler against `transformers.generate`** (`python bench/bench_sampler.py --dtypes fp32 bf16 "
             "--widths 4 16 --compile --plain`, one run): tokens per second, 128 new tokens per row, no early stop, "
-            "prefill included; \"F.linear\" is our sampler inside `bridge.plain_products()`; `--compile` is what the "
-            "evaluate and sample commands run with `--compile`, `sample.decoder(model, \"frozen\")`: inductor with the "
+            "prefill included; \"F.linear\" is our sampler inside `fast.sample(packed=False)`; `--compile` is what the "
+            "evaluate and sample commands run with `--compile`, `fast.sample(compile=\"frozen\")`: inductor with the "
             "weights frozen as constants (on CPU packed for oneDNN at compile time) and a C++ wrapper calling its "
             "kernels, its compile time (the warm-up call, which compiles the decode step) apart. In bf16 both "
             "engines hold bf16 weights: this CPU multiplies bf16 matrices natively, and every weight read is half "
@@ -216,8 +216,8 @@ def end_to_end(d):
            f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
            "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
            "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights, 3225dc8 "
-           "(GRPO) and 7b27b40 (evaluation) before the answers ran in pieces (`training.answer_chunks`) and "
-           "finished rows left their groups (`sample.drop_finished_rows`). GRPO's "
+           "(GRPO) and 7b27b40 (evaluation) before the answers ran in pieces (`fast.answers_in_pieces`) and "
+           "finished rows left their groups (`fast.drop_finished_rows`). GRPO's "
            "`--compile` was measured at 57c38b0: its rollouts read weights that change every step, so they compile "
            "without freezing, which the packed weights do not reach.", "",
            "| seconds | 9a9068b | 57c38b0 | 3225dc8 / 7b27b40 | now | --compile (GRPO: 57c38b0) | 57c38b0 / now |",
