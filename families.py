@@ -241,5 +241,5 @@ TASKS = {  # name -> (axes, render)
 }
 SET_TASKS = {"distinct"}  # families scored as a group (group_reward), not answer by answer
 # Families whose split is decided by the arithmetic fact, not the question text: name -> fact(*params),
-# a tuple of ints. The other families keep the text split, so their questions and splits never change.
+# a tuple of ints. The other families are split by their question text (tasks.split_of).
 FACT_KEYS = {"word2": _word2_fact, "mul2": _mul2_fact}

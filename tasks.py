@@ -45,6 +45,7 @@ DEFAULT_DIFFICULTY = {"word": {"hi": 9}}
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem: the question as asked, its exact integer answer, the family that made it."""
     question: str
     answer: int
     task: str = ""  # the family that made it ("gsm8k" for load_jsonl, "" when built by hand)
