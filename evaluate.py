@@ -10,17 +10,14 @@ The width sweep: at width w every problem gets n answers, drawn as n/w groups of
 answers (sample.py), many groups per sample() call. Each answer is scored by tasks.reward, the one
 extractor that training uses too. Per problem and width the JSON keeps the number right and the
 extracted answers; every reported number is a metric of metrics.py, computed per problem from
-those and averaged over problems by metrics.summarize(), with a standard error over problems. The file also records
-the protocol (model, checkpoint, task, seeds, sampling settings, commit). Timing sits under its own
-key "timing": everything else is the same for the same arguments. The layout:
-
-    {"format", "protocol": {...}, "problems": [{"question", "answer"}], "timing": {...},
-     "results": [{"width", "groups", "n", "summary": {metric: {"mean", "se"}},
-                  "per_problem": [{"gold", "correct", "answers", "lengths", "truncated", "answer_line"}]}]}
+those and averaged over problems, with a standard error over problems (result_files.summary_of).
+The file also records the protocol (model, checkpoint, task, seeds, sampling settings, commit).
+Timing sits under its own key "timing": everything else is the same for the same arguments.
+result_files.py holds the file's layout, reads it back and draws the plot (--plot).
 
 The metrics and their exact definitions live in metrics.py (pure Python), with why a random
 k-subset at k < width is not "a Bridge run at width k"; this file samples, scores, records the
-protocol, prints the tables and draws the plot.
+protocol and prints the tables.
 """
 import json
 import subprocess
@@ -33,13 +30,13 @@ import cli
 import tasks
 from bridge import PATHS
 from cli import Parser, progress
-from metrics import mean_se, set_summary, summarize, threshold
+from metrics import threshold
+from result_files import FORMAT, plot, summary_of
 
 
 # -----------------------------------------------------------------------------
 # scoring: one problem's n answers -> its per-problem record (what metrics.summarize reads)
 
-FORMAT = "bridge-ref-eval/1"  # marks a result file, so --plot can refuse anything else
 LABELS = {"accuracy": "mean accuracy", "all_correct": "all correct", "answer_line": "has answer line",
           "length": "answer length (tokens)", "truncated": "truncated"}
 
@@ -132,14 +129,15 @@ def machine(device):
     return f"{name}, {os.cpu_count()} cores"
 
 
-def protocol(args, model, knobs):
-    """Everything needed to rerun the evaluation and to read its numbers."""
+def protocol(args, model, difficulty):
+    """Everything needed to rerun the evaluation and to read its numbers. (The difficulty is stored
+    under the key "knobs", which the committed result files hold.)"""
     import torch
     from checkpoint import fingerprint
     return dict(model=args.model, model_dir=model.source, model_fingerprint=fingerprint(model),
                 bridge=args.bridge, bridge_config=model.bridge_config,
                 bridge_on=model.bridge_config is not None and model.use_bridge,
-                task=args.task, data=args.data, knobs=knobs, split=args.split, problems=args.problems,
+                task=args.task, data=args.data, knobs=difficulty, split=args.split, problems=args.problems,
                 seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths, paths=args.paths,
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
@@ -162,26 +160,6 @@ def format_table(result, timing, path="siblings"):
     return "\n".join(lines)
 
 
-def summary_of(per_problem, width, args, n=None):
-    """{metric: {"mean", "se"}} of one width. A set-level task (records with "choices") is scored by
-    groups: at width W > 1 its own groups of W; at width 1 the n independent answers pooled into
-    pseudo-groups of --set-sizes (default: every other width of the sweep), the rows the
-    independent ceiling is about."""
-    n = n or args.n  # (the crossed path scores half of the n answers)
-    if "choices" not in per_problem[0]:
-        return summarize(per_problem, n, [k for k in args.ks if k <= n], args.taus)
-    pooled = getattr(args, "set_sizes", None) or [w for w in args.widths if w > 1] or [n]
-    sizes = [width] if width > 1 else pooled
-    out = {}
-    for size in sizes:
-        for name, v in set_summary(per_problem, n, size).items():
-            out[name if name == "valid" else f"{name}@{size}"] = v
-    for name in ("answer_line", "truncated"):
-        out[name] = mean_se([p[name] / n for p in per_problem])
-    out["length"] = mean_se([sum(p["lengths"]) / n for p in per_problem])
-    return out
-
-
 def evaluate(args):
     """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
     import contextlib
@@ -189,13 +167,13 @@ def evaluate(args):
     import fast
     from model import load_model
     from sample import DTYPES
-    knobs, problems = check_args(args)  # before the slow model load
+    difficulty, problems = check_args(args)  # before the slow model load
     model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype],
                                   bridge=args.bridge)
     model.use_bridge = not args.no_bridge
     # the one prompt of the project (training and sample.py render it the same way); '' = the template's default
     prompts = [tasks.prompt_ids(tokenizer, p, shots=args.shots, system=args.system or None) for p in problems]
-    out = dict(format=FORMAT, protocol=protocol(args, model, knobs),
+    out = dict(format=FORMAT, protocol=protocol(args, model, difficulty),
                problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
                timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine(args.device), widths={}))
     runs = [(w, path) for w in args.widths for path in (args.paths if w > 1 else ["siblings"])]
@@ -226,110 +204,6 @@ def evaluate(args):
     return out
 
 # -----------------------------------------------------------------------------
-# plots
-
-
-def read_result(path):
-    """A result file written by this script; anything else is a one-line ValueError."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
-        raise ValueError(f"{path}: not an evaluate.py result (not a JSON file)") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an evaluate.py result (no format {FORMAT!r})")
-    check_summaries(data, path)
-    return data
-
-
-def method_results(result):
-    """The entries of a result file sampled as the method samples (the siblings path): the width
-    sweep. Entries of --paths self / crossed are comparisons, not points of the sweep."""
-    return [r for r in result["results"] if r.get("path", "siblings") == "siblings"]
-
-
-def check_summaries(data, path):
-    """Every stored summary must be the one its per-problem records give (summary_of, the protocol's
-    n, ks and taus): what a report shows from either then agrees. Else a ValueError naming the file,
-    the width and the field."""
-    import math
-    from types import SimpleNamespace
-    for r in data["results"]:
-        stored = r.get("summary")
-        if stored is None:
-            continue
-        proto = data["protocol"]
-        # a set-level task's width-1 summary is pooled into the group sizes its keys name (--set-sizes)
-        sizes = sorted({int(k.split("@")[1]) for k in stored if k.startswith("set_score@")})
-        args = SimpleNamespace(n=r["n"], ks=proto["ks"], taus=[Fraction(t) for t in proto["taus"]],
-                               widths=proto["widths"], set_sizes=sizes or None)
-        where = f"{path}: width {r['width']}: summary"
-        try:
-            again = summary_of(r["per_problem"], r["width"], args)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
-            raise ValueError(f"{where} cannot be recomputed from its per-problem records ({e!r})") from None
-        for name in sorted(set(stored) | set(again)):
-            if name not in again or name not in stored:
-                raise ValueError(f"{where} {'has' if name in stored else 'lacks'} {name!r}, which its "
-                                 "per-problem records " + ("do not give" if name in stored else "give"))
-            for field in ("mean", "se"):
-                x, y = stored[name].get(field), again[name][field]
-                same = x == y or (None not in (x, y) and math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15))
-                if not same:
-                    raise ValueError(f"{where}.{name}.{field} is {x}, but its per-problem records give {y}")
-
-
-def label_of(protocol):
-    """The checkpoint's name ('+ off' when loaded but switched off), else the model's, else 'base'."""
-    if protocol["bridge"]:
-        return Path(protocol["bridge"]).stem + ("" if protocol["bridge_on"] else " off")
-    return Path(protocol["model"]).name if protocol["model"] else "base"
-
-
-def plot(paths, out, labels=None):
-    """Two panels: mean accuracy against width, and G-Pass@n_tau against tau (at the widest width)."""
-    runs = [read_result(p) for p in paths]
-    labels = labels or [label_of(run["protocol"]) for run in runs]
-    if len(labels) != len(runs):
-        raise ValueError(f"--labels: {len(labels)} labels for {len(runs)} files")
-    for path, run in zip(paths, runs):
-        if any("accuracy" not in r["summary"] for r in run["results"]):
-            raise ValueError(f"--plot {path}: a set-level task's results (no accuracy to draw); "
-                             "studies/siblings_report.py draws those")
-    cli.check_figure_out(out)
-    try:
-        import matplotlib
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for run, label in zip(runs, labels):
-        res, n = method_results(run), run["protocol"]["n"]
-        acc = [r["summary"]["accuracy"] for r in res]
-        left.errorbar([r["width"] for r in res], [a["mean"] for a in acc],
-                      yerr=[a["se"] or 0 for a in acc], marker="o", capsize=3, label=label)
-        # choice: G-Pass at the widest width, where k = n reads as "one Bridge set per problem"
-        wide = max(res, key=lambda r: r["width"])
-        taus = run["protocol"]["taus"]
-        g = [wide["summary"][f"G-Pass@{n}_{t}"] for t in taus]
-        right.errorbar([float(Fraction(t)) for t in taus], [x["mean"] for x in g],
-                       yerr=[x["se"] or 0 for x in g], marker="o", capsize=3,
-                       label=f"{label} (width {wide['width']}, n={n})")
-    widths = sorted({r["width"] for run in runs for r in method_results(run)})
-    left.set_xscale("log", base=2)
-    left.set_xticks(widths, [str(w) for w in widths])
-    left.set(xlabel="width", ylabel="mean accuracy", title="accuracy against width")
-    right.set(xlabel="tau", ylabel="G-Pass@n_tau", title="G-Pass@n_tau (± se over problems)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    cli.save_figure(fig, out, dpi=120)
-    print(f"wrote {out}", file=sys.stderr)
-
-# -----------------------------------------------------------------------------
 # command line
 
 
@@ -351,8 +225,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, metavar="FILE.jsonl",
                    help="evaluate on your own problems instead of a --task: the first --problems of a GSM8K-style "
                         "JSONL file, one {\"question\": ..., \"answer\": \"... #### N\"} per line (default: none)")
-    p.add_argument("--lo", type=int, default=None, help="task knob: smallest number in a problem (default: the task's)")
-    p.add_argument("--hi", type=int, default=None, help="task knob: largest number in a problem (default: as in training, tasks.DEFAULT_KNOBS)")
+    p.add_argument("--lo", type=int, default=None, help="the task's difficulty: smallest number in a problem (default: the task's)")
+    p.add_argument("--hi", type=int, default=None, help="the task's difficulty: largest number in a problem (default: as in training, tasks.DEFAULT_DIFFICULTY)")
     p.add_argument("--split", default=None, help="train or test (default test)")
     p.add_argument("--problems", type=int, default=200, help="how many problems (default 200)")
     p.add_argument("--problem-seed", type=int, default=0, help="seed that draws which problems are asked (default 0); the worked examples depend on the problem alone")
@@ -372,7 +246,7 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
     p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
                    "(fast.sample(compile='frozen'): the same answers up to float rounding; the first call compiles, "
-                   "minutes per width class on CPU, and at evaluation's batch shapes it gains little: README Speed; default off)")
+                   "minutes per width class on CPU, and at evaluation's batch shapes it gains little: docs/speed.md; default off)")
     p.add_argument("--reference", action="store_true", help="run the naive reference sampler (sample.sample) "
                    "instead of fast.sample; the same tokens, slower")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
@@ -397,7 +271,7 @@ def parse_args(argv=None):
 
 
 def check_args(args):
-    """Refuse bad input with one clear ValueError; fills in the default widths and ks; returns (knobs, problems)."""
+    """Refuse bad input with one clear ValueError; fills in the default widths and ks; returns (difficulty, problems)."""
     from sample import check_sampling
     n = args.n
     if n < 1:
@@ -442,17 +316,17 @@ def check_args(args):
     cli.check_out_file(args.out)  # before the evaluation, which takes minutes, not after it
     cli.check_new_file(args.out, args.overwrite)
     if args.data is not None:  # the file's first --problems, in its order
-        knobs, problems = {}, tasks.file_problems(args.data, args.problems)
+        difficulty, problems = {}, tasks.file_problems(args.data, args.problems)
         if len(problems) < args.problems:
             raise ValueError(f"--data {args.data}: {len(problems)} problems, fewer than --problems {args.problems}")
         tasks.messages(problems[0], shots=args.shots)  # a bad --shots fails here
-        return knobs, problems
-    # the same problem distribution as training: the task's DEFAULT_KNOBS, with --lo/--hi on top
-    knobs = dict(tasks.DEFAULT_KNOBS.get(args.task, {}))
-    knobs.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})
-    problems = tasks.make_problems(args.task, args.problems, seed=args.problem_seed, split=args.split, **knobs)
+        return difficulty, problems
+    # the same problem distribution as training: the task's DEFAULT_DIFFICULTY, with --lo/--hi on top
+    difficulty = dict(tasks.DEFAULT_DIFFICULTY.get(args.task, {}))
+    difficulty.update({k: v for k, v in (("lo", args.lo), ("hi", args.hi)) if v is not None})
+    problems = tasks.make_problems(args.task, args.problems, seed=args.problem_seed, split=args.split, **difficulty)
     tasks.messages(problems[0], shots=args.shots)  # a bad --shots fails here
-    return knobs, problems
+    return difficulty, problems
 
 
 def main(argv=None):

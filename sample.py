@@ -232,7 +232,7 @@ def default_problem(task=None):
     """The built-in prompt: the first held-out problem of `task` (default: the default task)."""
     import tasks
     task = task or tasks.DEFAULT_TASK
-    return tasks.make_problems(task, 1, seed=0, split="test", **tasks.DEFAULT_KNOBS.get(task, {}))[0]
+    return tasks.make_problems(task, 1, seed=0, split="test", **tasks.DEFAULT_DIFFICULTY.get(task, {}))[0]
 
 
 def prompts_of(args, tokenizer):

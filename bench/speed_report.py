@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "studies"))  # readme_section
 
 import readme_section  # noqa: E402  (in studies/)
 from cli import Parser, run  # noqa: E402
-from evaluate import read_result  # noqa: E402
+from result_files import read_result  # noqa: E402
 
 RES = ROOT / "results" / "speed"
 BEGIN = "<!-- speed:begin (written by `python bench/speed_report.py` from results/speed; do not edit by hand) -->"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "studies"))
 import paired  # noqa: E402
 import readme_section  # noqa: E402
 from cli import Parser, add_overwrite, check_new_file, check_out_file, run, save_figure, write_text  # noqa: E402
-from evaluate import check_summaries  # noqa: E402
+from result_files import check_summaries  # noqa: E402
 from metrics import distinct_scores, independent_ceiling  # noqa: E402
 
 RES = ROOT / "results" / "siblings"

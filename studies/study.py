@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate), wherever this is run from
 
-from evaluate import read_result  # noqa: E402
+from result_files import read_result  # noqa: E402
 from metrics import g_pass_at_k, mean_accuracy  # noqa: E402
 
 

@@ -105,7 +105,7 @@ def test_sample_py_width_4_uses_the_committed_default_bridge_on_a_held_out_probl
     assert DEFAULT_BRIDGE.is_file(), "bridges/default.safetensors is committed with the repository"
     problem = default_problem()
     assert problem.task == tasks.DEFAULT_TASK
-    train = tasks.make_problems(problem.task, 2000, seed=0, split="train", **tasks.DEFAULT_KNOBS[problem.task])
+    train = tasks.make_problems(problem.task, 2000, seed=0, split="train", **tasks.DEFAULT_DIFFICULTY[problem.task])
     assert problem.question not in {p.question for p in train}
     for flags, on in (([], True), (["--no-bridge"], False)):
         out = subprocess.run([sys.executable, "sample.py", "--width", "4", "--max-new-tokens", "48",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import evaluate
+import result_files
 from metrics import g_pass_at_k, maj_at_k, mg_pass_at_k, pass_at_k, summarize
 from tiny import make_tiny_model
 
@@ -160,7 +161,7 @@ def test_fresh_bridge_blocks_change_nothing_and_are_recorded(result, tiny, tmp_p
         assert (p["bridge"], p["bridge_on"]) == (str(ckpt), on)
         assert p["bridge_config"] == {"kind": "bridge", "n_heads": 2, "head_dim": 8}
         assert data["results"] == base["results"]
-        assert evaluate.label_of(p) == ("fresh" if on else "fresh off")
+        assert result_files.label_of(p) == ("fresh" if on else "fresh off")
 
 
 def test_a_full_training_checkpoint_directory_with_its_blocks_evaluates(tiny, tmp_path):

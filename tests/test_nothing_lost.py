@@ -19,6 +19,7 @@ import torch
 
 import cli
 import evaluate
+import result_files
 import sample
 import train_grpo
 import train_sft
@@ -336,15 +337,15 @@ def test_every_command_line_uses_the_shared_parser():
 
 def test_a_stored_summary_that_contradicts_the_counts_is_named(tmp_path):
     data = json.loads((ROOT / "results" / "repro" / "base.json").read_text())
-    evaluate.check_summaries(data, "base.json")  # the committed file agrees with itself
+    result_files.check_summaries(data, "base.json")  # the committed file agrees with itself
     data["results"][0]["summary"]["accuracy"]["mean"] = 0.589
     (tmp_path / "base.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"base.json: width 1: summary.accuracy.mean is 0.589, but its per-problem "
                                          r"records give 0.\d+"):
-        evaluate.read_result(tmp_path / "base.json")
+        result_files.read_result(tmp_path / "base.json")
     del data["results"][1]["summary"]["maj@2"]
     with pytest.raises(ValueError, match="width 2: summary lacks 'maj@2'"):
-        evaluate.check_summaries(data | {"results": data["results"][1:]}, "x.json")
+        result_files.check_summaries(data | {"results": data["results"][1:]}, "x.json")
 
 
 def copy_study(tmp_path, name):

@@ -178,7 +178,7 @@ def test_a_whole_split_can_be_drawn_and_one_more_is_a_clear_error(task):
         make_problems(task, size + 1, split="test")
 
 
-def test_answers_are_never_negative_and_knobs_change_the_range():
+def test_answers_are_never_negative_and_the_difficulty_changes_the_range():
     assert all(p.answer >= 0 for p in make_problems("word", 300) + make_problems("abc", 300))
     big = make_problems("add2", 50, lo=100, hi=999)
     assert all(200 <= p.answer <= 1998 for p in big)
@@ -239,14 +239,14 @@ def test_fact_split_families_share_no_fact_between_train_and_test(task, lo, hi):
     assert 0.3 < len(drawn["test"]) / len(facts) < 0.7  # about half the facts are held out
 
 
-def whole_split_facts(task, split, **knobs):
+def whole_split_facts(task, split, **difficulty):
     """The facts of every question of one split of a fact-split family."""
-    return {fact_of(task, p.question) for p in make_problems(task, question_count(task, split, **knobs),
-                                                             split=split, **knobs)}
+    return {fact_of(task, p.question) for p in make_problems(task, question_count(task, split, **difficulty),
+                                                             split=split, **difficulty)}
 
 
 @pytest.mark.parametrize("task, small, large", [("word2", 5, 10), ("mul2", 20, 99)])
-def test_a_facts_split_does_not_depend_on_the_knobs(task, small, large):
+def test_a_facts_split_does_not_depend_on_the_difficulty(task, small, large):
     held_out = whole_split_facts(task, "test", hi=small)
     assert held_out <= whole_split_facts(task, "test", hi=large)
     assert not held_out & whole_split_facts(task, "train", hi=large)

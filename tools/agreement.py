@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "studies"))  # readme_section
 
 import readme_section  # noqa: E402  (in studies/)
 from cli import Parser, run  # noqa: E402
-from evaluate import label_of, read_result  # noqa: E402
+from result_files import label_of, read_result  # noqa: E402
 from metrics import agreement  # noqa: E402
 
 RES = ROOT / "results" / "agreement"
