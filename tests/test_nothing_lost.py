@@ -19,6 +19,7 @@ import torch
 
 import cli
 import evaluate
+import fast
 import result_files
 import sample
 import train_grpo
@@ -250,16 +251,20 @@ def interrupted(*args, **kwargs):
     raise KeyboardInterrupt  # Ctrl-C while the answers are sampled
 
 
-def test_ctrl_c_in_evaluate_is_one_line_exit_130_and_writes_nothing(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sample, "sample", interrupted)
-    code, message = one_line_exit(lambda: evaluate.main(["--model", str(tiny), "--problems", "2", "--n", "2",
-                                                         "--widths", "1", "--shots", "0", "--out", str(tmp_path / "r.json")]), capsys)
+@pytest.mark.parametrize("reference", [False, True])  # fast.sample by default, sample.sample with --reference
+def test_ctrl_c_in_evaluate_is_one_line_exit_130_and_writes_nothing(tiny, tmp_path, monkeypatch, capsys, reference):
+    monkeypatch.setattr(sample if reference else fast, "sample", interrupted)
+    code, message = one_line_exit(lambda: evaluate.main(["--model", str(tiny), "--problems", "2", "--n", "2", "--widths", "1",
+                                                         "--shots", "0", "--out", str(tmp_path / "r.json")]
+                                                        + ["--reference"] * reference), capsys)
     assert (code, message) == (130, "stopped by Ctrl-C") and os.listdir(tmp_path) == []
 
 
-def test_ctrl_c_in_sample_is_one_line_exit_130(tiny, monkeypatch, capsys):
-    monkeypatch.setattr(sample, "sample", interrupted)
-    assert one_line_exit(lambda: sample.main(["--model", str(tiny), "--prompt", "hi"]), capsys) == (130, "stopped by Ctrl-C")
+@pytest.mark.parametrize("reference", [False, True])
+def test_ctrl_c_in_sample_is_one_line_exit_130(tiny, monkeypatch, capsys, reference):
+    monkeypatch.setattr(sample if reference else fast, "sample", interrupted)
+    assert one_line_exit(lambda: sample.main(["--model", str(tiny), "--prompt", "hi"] + ["--reference"] * reference),
+                         capsys) == (130, "stopped by Ctrl-C")
 
 # -----------------------------------------------------------------------------
 # 4. what the arguments alone decide, before the model loads
