@@ -15,6 +15,8 @@ speed-ups of fast.py are switched off one at a time by their keywords (`fast.sam
 speed-up stays if its workload takes at least 10% longer without it.
 """
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -66,8 +68,9 @@ def launcher(patch, argv, root):
             f"runpy.run_path({str(Path(root) / argv[0])!r}, run_name='__main__')\n"]
 
 
-def measure(command, variant, scratch, root=ROOT):
-    """Seconds: the whole evaluation command, or the mean GRPO step after the first."""
+def measure(command, variant, scratch, root=ROOT, timeout=None):
+    """Seconds: the whole evaluation command, or the mean GRPO step after the first; None if the
+    command ran past `timeout` seconds (it is stopped there)."""
     argv = list(command)
     patch = PATCHES.get(variant, "")
     if variant == "reference":
@@ -77,33 +80,49 @@ def measure(command, variant, scratch, root=ROOT):
     out = Path(scratch) / f"run{time.monotonic_ns()}"
     argv += ["--out", str(out) + (".json" if argv[0] == "evaluate.py" else "")]
     t0 = time.perf_counter()
-    done = subprocess.run(launcher(patch, argv, root), cwd=root, capture_output=True, text=True)
+    proc = subprocess.Popen(launcher(patch, argv, root), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and what it started (compile workers)
+        proc.communicate()
+        return None
     seconds = time.perf_counter() - t0
-    if done.returncode:
-        raise RuntimeError(f"{variant} of {argv[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
+    if proc.returncode:
+        raise RuntimeError(f"{variant} of {argv[0]} failed: {stderr.strip().splitlines()[-1:]}")
     if argv[0] == "train_grpo.py":
         steps = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         return statistics.fmean(s["step_s"] for s in steps[1:])
     return seconds
 
 
-def measure_all(root=ROOT, only=None):
-    """Every workload with each of its variants (or only those in `only`), one run each."""
+def measure_all(root=ROOT, only=None, timeout=None, out=None):
+    """Every workload with each of its variants (or only those in `only`), one run each. With `out`,
+    the results so far are written after every run, and the runs a file there already holds are
+    not run again (a stopped measurement resumes)."""
     import platform
     import evaluate
     import torch
-    rows, before = [], Path(root).resolve() != ROOT
+    before = Path(root).resolve() != ROOT
+    data = dict(machine=evaluate.machine("cpu"), threads=torch.get_num_threads(), torch=torch.__version__,
+                python=platform.python_version(), git_commit=commit(root), timeout=timeout, rows=[])
+    if out and Path(out).is_file():
+        data["rows"] = json.loads(Path(out).read_text())["rows"]
+    done = {(r["workload"], r["variant"]) for r in data["rows"]}
     with tempfile.TemporaryDirectory() as scratch:
         for name, (command, variants) in WORKLOADS.items():
             for variant in variants:
-                if only and variant not in only:
-                    continue
-                seconds = measure(command, variant, scratch, root)
                 label = f"before ({commit(root)[:7]}), {variant}" if before else variant
-                rows.append(dict(workload=name, variant=label, seconds=seconds))
-                print(f"{name} | {label}: {seconds:.1f} s", file=sys.stderr, flush=True)
-    return dict(machine=evaluate.machine("cpu"), threads=torch.get_num_threads(), torch=torch.__version__,
-                python=platform.python_version(), git_commit=commit(root), rows=rows)
+                if (only and variant not in only) or (name, label) in done:
+                    continue
+                seconds = measure(command, variant, scratch, root, timeout)
+                data["rows"].append(dict(workload=name, variant=label, seconds=seconds))
+                shown = f"{seconds:.1f} s" if seconds is not None else f"stopped after {timeout} s"
+                print(f"{name} | {label}: {shown}", file=sys.stderr, flush=True)
+                if out:
+                    write_text(out, json.dumps(data, indent=1) + "\n")
+    return data
 
 
 def commit(root):
@@ -125,8 +144,12 @@ def table(data, before=None):
     rows = data["rows"] + (before["rows"] if before else [])
     order = list(dict.fromkeys(r["workload"] for r in data["rows"]))
     for r in sorted(rows, key=lambda r: order.index(r["workload"])):
-        ratio = "" if r["variant"] == "all on" else f"{r['seconds'] / base[r['workload']]:.2f}"
-        lines.append(f"| {r['workload']} | {r['variant']} | {r['seconds']:.1f} | {ratio} |")
+        s, b = r["seconds"], base[r["workload"]]
+        if s is None:  # stopped at the timeout: at least that long
+            seconds, ratio = f"> {data['timeout']}", f"> {data['timeout'] / b:.2f}"
+        else:
+            seconds, ratio = f"{s:.1f}", "" if r["variant"] == "all on" else f"{s / b:.2f}"
+        lines.append(f"| {r['workload']} | {r['variant']} | {seconds} | {ratio} |")
     return lines
 
 
@@ -147,13 +170,19 @@ def main(argv=None):
     p.add_argument("--root", default=str(ROOT), help="measure the commands of this checkout (default: this one; "
                    "an older checkout measures what the speed was before)")
     p.add_argument("--variants", nargs="+", default=None, help="only these variants (default: all)")
+    p.add_argument("--timeout", type=int, default=600, help="stop a run after this many seconds, recorded as "
+                   "at least that long (default 600)")
+    p.add_argument("--resume", action="store_true", help="keep the runs an existing --out holds, measure the rest")
     p.add_argument("--check", action="store_true", help="with --doc: exit 1 if the table is not what the results give")
     args = p.parse_args(argv)
     if args.out is None and args.doc is None:
         p.error("nothing to do: give --out (measure) or --doc (write the table)")
     if args.out:
-        check_new_file(args.out, args.overwrite)
-        write_text(args.out, json.dumps(measure_all(Path(args.root).resolve(), args.variants), indent=1) + "\n")
+        if not args.resume:
+            check_new_file(args.out, args.overwrite)
+            if Path(args.out).is_file():
+                Path(args.out).unlink()
+        measure_all(Path(args.root).resolve(), args.variants, args.timeout, args.out)
     if args.doc:
         doc = Path(args.doc)
         text = doc.read_text()

@@ -56,3 +56,12 @@ def test_the_table_is_the_json_with_each_ratio_to_all_on(tmp_path):
 def test_before_and_after_on_different_machines_is_an_error():
     with pytest.raises(ValueError, match="different machines"):
         speedups.table(data(), data(machine="cpu B"))
+
+
+def test_a_run_past_the_timeout_is_stopped_and_shown_as_at_least_that_long(tmp_path):
+    script = tmp_path / "evaluate.py"
+    script.write_text("import time\ntime.sleep(30)\n")
+    assert speedups.measure([str(script)], "all on", tmp_path, ROOT, timeout=1) is None
+    d = data(rows=[("w", "all on", 10.0), ("w", "--compile", None)])
+    d["timeout"] = 400
+    assert "| w | --compile | > 400 | > 40.00 |" in speedups.table(d)
