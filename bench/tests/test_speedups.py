@@ -65,3 +65,7 @@ def test_a_run_past_the_timeout_is_stopped_and_shown_as_at_least_that_long(tmp_p
     d = data(rows=[("w", "all on", 10.0), ("w", "--compile", None)])
     d["timeout"] = 400
     assert "| w | --compile | > 400 | > 40.00 |" in speedups.table(d)
+
+
+def test_the_committed_table_is_what_the_committed_measurements_give():
+    assert speedups.main(["--doc", str(ROOT / "docs" / "speed.md"), "--check"]) == 0
