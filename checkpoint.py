@@ -328,10 +328,9 @@ def check_run_dir(args):
 
 
 # what a resumed run may change: how long it runs, how often it saves and shows, and how it computes
-# (device, compiled sampling, sharding, micro-batches, the reference path), none of which changes what
-# it computes
-RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "compile", "shard", "micro_groups",
-                     "reference", "out"}
+# (device, sharding, micro-batches, the reference path), none of which changes what it computes
+RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "shard", "micro_groups", "reference",
+                     "out"}
 
 
 def check_same_run(args, out):

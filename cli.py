@@ -34,6 +34,19 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def add_removed(parser, flag, why):
+    """A flag an earlier version had: using it is one line saying why it went, exit code 2."""
+    class Removed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{flag} was removed: {why}")
+    parser.add_argument(flag, nargs=0, action=Removed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+# choice: the frozen torch.compile decode step made an evaluation stage more than 3x slower (a graph
+# per batch shape) and paid only once compiled, never within a command's wall time (docs/speed.md)
+COMPILE_GONE = "the compiled decode step never paid for its compile time on a real workload (docs/speed.md)"
+
+
 class StopNow(KeyboardInterrupt):
     """A Ctrl-C that stops at once, with the line that says what it leaves behind."""
 
@@ -86,9 +99,7 @@ def add_sample_arguments(p):
     a("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
     a("--device", default="cpu", help="cpu or cuda (default cpu)")
     a("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
-    a("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
-      "(fast.sample(compile='frozen'): the same answers up to float rounding; the first call compiles, minutes "
-      "on CPU; then the fastest decode step on CPU for a few prompts, docs/speed.md; default off)")
+    add_removed(p, "--compile", COMPILE_GONE)
     a("--reference", action="store_true", help="run the naive reference sampler (sample.sample) instead of "
       "fast.sample; the same tokens, slower")
     a("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
@@ -106,8 +117,6 @@ def check_sample_args(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     sample.check_sampling(args.temperature, args.top_k, args.top_p)
     check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
-    if args.reference and args.compile:
-        raise ValueError("--reference runs the naive sampler, which does not compile: drop --compile or --reference")
     if args.no_chat and not args.prompt:
         raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
     if args.task is not None:

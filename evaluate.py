@@ -91,7 +91,7 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
                    top_p=args.top_p, generator=gens, groups_per_prompt=groups, path=path)
         batch_ids = [prompts[p] for p in batch]
         rollout = sample.sample(model, batch_ids, tokenizer.eos_ids, **run) if args.reference else \
-            fast.sample(model, batch_ids, tokenizer.eos_ids, compile="frozen" if args.compile else False, **run)
+            fast.sample(model, batch_ids, tokenizer.eos_ids, **run)
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
@@ -141,7 +141,7 @@ def protocol(args, model, difficulty):
                 seeds=dict(problems=args.problem_seed, sampling=args.seed), widths=args.widths, paths=args.paths,
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
-                max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype, compile=args.compile,
+                max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype,
                 **({"reference": True} if args.reference else {}),  # (absent: fast.sample, the default)
                 device=args.device, git_commit=git_commit(), torch=torch.__version__)
 
@@ -182,7 +182,7 @@ def evaluate(args):
     for width, path in runs:
         t0 = time.time()
         # the weights stay fixed: packed once for all of this width's calls (fast.packed_linears)
-        with contextlib.nullcontext() if args.reference or args.compile else fast.packed_linears(model):
+        with contextlib.nullcontext() if args.reference else fast.packed_linears(model):
             completions = sample_width(model, tokenizer, prompts, width, args, step, path)
         seconds = time.time() - t0
         n = args.n
@@ -244,9 +244,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="sampling seed; each call's generator is derived from it (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
-    p.add_argument("--compile", action="store_true", help="decode with torch.compile of the model, its weights frozen "
-                   "(fast.sample(compile='frozen'): the same answers up to float rounding; the first call compiles, "
-                   "minutes per width class on CPU, and at evaluation's batch shapes it gains little: docs/speed.md; default off)")
+    cli.add_removed(p, "--compile", cli.COMPILE_GONE)
     p.add_argument("--reference", action="store_true", help="run the naive reference sampler (sample.sample) "
                    "instead of fast.sample; the same tokens, slower")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
@@ -281,8 +279,6 @@ def check_args(args):
     for w in args.widths:
         if w < 1 or n % w:
             raise ValueError(f"--widths: {w} must be >= 1 and divide n={n} (n answers = n/width groups of width)")
-    if args.reference and args.compile:
-        raise ValueError("--reference runs the naive sampler, which does not compile: drop --compile or --reference")
     if len(set(args.paths)) != len(args.paths):
         raise ValueError(f"--paths: each path once, got {' '.join(args.paths)}")
     if "crossed" in args.paths:

@@ -6,10 +6,8 @@ Sampling: fast.sample(model, prompts_ids, eos_ids, **sample.sample's keywords) r
 Rollout (the same tokens, alive and log-probs), faster; with every speed-up off, exactly its result.
 - packed=True: on CPU every nn.Linear multiplies by its weight packed once per call for oneDNN
   (packed_linears); F.linear's few-row products re-pack the weight every call. Equal up to rounding.
-- two_level=True: the inverse CDF in two levels (two_level_draw), the same tokens as sample_from.
 - drop_rows=True: rows no later step needs leave the batch (drop_finished_rows); every step still
   draws the numbers of all N rows, so nothing a kept row computes or draws changes.
-- compile=True or "frozen" (default off): the decode steps run torch.compile (compiled_step).
 
 Training: fast.answer_logprobs takes training.answer_logprobs's arguments and gives its log-probs and
 gradients (tests/test_fast_training.py), the answers run in pieces that leave out the padding after
@@ -81,35 +79,6 @@ def packed_linears(model):
         for m in linears:
             del m.forward
 
-# --- the two-level draw
-
-
-def two_level_draw(z, u, block=256):
-    """sample.sample_from(z.softmax(-1), u): the same tokens, in fewer passes over the vocabulary.
-
-    The same inverse CDF at the same uniform number u (N, 1) per row, in two levels: the CDF over
-    blocks of `block` tokens picks the block, then the CDF inside that block picks the token, so the
-    fp64 running sum covers V / block + block numbers instead of V, and the weights need no
-    normalising (one exp pass instead of a softmax and an fp64 copy of all V probabilities). Tokens
-    can differ from sample_from's only where rounding moves a CDF boundary past u (a chance of
-    order 2^-50 per draw); a zero-probability token is never drawn, as there.
-    """
-    N, V = z.shape
-    weights = (z - z.max(dim=-1, keepdim=True).values).exp()                  # (N, V), 0 where z = -inf
-    if V % block:
-        weights = F.pad(weights, (0, -V % block))
-    per_block = weights.view(N, -1, block)                                     # (N, V / block, block)
-    mass = per_block.sum(dim=-1, dtype=torch.float64)                         # (N, V / block)
-    cdf = mass.cumsum(dim=-1)
-    target = u * cdf[:, -1:]                                                   # (N, 1), < the total
-    b = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[1] - 1)  # first block cdf > target
-    before = torch.where(b > 0, cdf.gather(1, (b - 1).clamp(min=0)), torch.zeros_like(target))
-    # where inside block b the target falls, as a fraction of the block's mass (< 1 up to rounding)
-    frac = ((target - before) / mass.gather(1, b)).clamp(0.0, 1.0 - 2.0 ** -53)
-    inner = per_block[torch.arange(N, device=z.device), b[:, 0]].double().cumsum(dim=-1)  # (N, block)
-    j = torch.searchsorted(inner, frac * inner[:, -1:], right=True).clamp(max=block - 1)
-    return (b * block + j).squeeze(-1)
-
 # --- finished rows leave the batch
 
 
@@ -136,14 +105,13 @@ def group_slots(groups):
     return rows, real, w
 
 
-def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
+def drop_finished_rows(batch, is_alive, finished, width):
     """The batch without the rows no later step needs, once that frees a quarter of its slots.
 
     A row is needed while the token it just got is alive (an EOS is still a key for its siblings
     at its own step) and its group has a row still writing. The kept rows are laid out by
     group_slots (padding slots are dead for the step: Bridge's mask leaves them out), so nothing a
-    needed row computes changes. whole_groups: drop only groups that have all finished (a compiled
-    decode step would compile again for every new number of slots).
+    needed row computes changes.
     # choice: wait until a quarter of the slots would go: each drop copies the cache, which costs
     # about one decode step's attention
     """
@@ -151,10 +119,7 @@ def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
     done = finished.view(-1, width).all(dim=1)                                      # (B,)
     needed = (is_alive & ~done.repeat_interleave(width)).tolist()                   # (N,)
     groups = [[r for r, ok in zip(rows[k:k + w], real[k:k + w]) if ok] for k in range(0, len(rows), w)]
-    if whole_groups:
-        keep = [g if any(needed[r] for r in g) else [] for g in groups]
-    else:
-        keep = [[r for r in g if needed[r]] for g in groups]
+    keep = [[r for r in g if needed[r]] for g in groups]
     new_rows, new_real, new_w = group_slots(keep)
     if new_w == 0 or len(new_rows) * 4 > len(rows) * 3:
         return batch
@@ -164,74 +129,22 @@ def drop_finished_rows(batch, is_alive, finished, width, whole_groups=False):
     return Batch(rows=torch.tensor(new_rows, device=device), real=torch.tensor(new_real, device=device),
                  slots=new_w, cache=batch.cache.select_rows(take))
 
-# --- compiled decode steps
-
-
-def compiled_step(model, frozen=False):
-    """torch.compile of model.forward, what a decode step calls instead of the model: the same
-    computation with the small ops of every layer fused into a few kernels; the first call compiles
-    (a minute or more for the default model on CPU). It reads the weights at every step, so it
-    serves a model that trains between calls (GRPO's rollouts).
-    frozen=True: for weights that no longer change (evaluation, the sample command). Inductor reads
-    the weights once, as constants ("freezing": on CPU packed for oneDNN, what depends only on them
-    folded), and a C++ wrapper calls the kernels. A frozen step would keep using the old weights if
-    they changed, so every call compares a checksum of them (weights_checksum) and raises if so.
-    # choice: dynamic=True, one compilation for every batch size and cache length, since both change
-    # as sampling goes (a size of 1 is specialised: another graph); kept on the model (a plain
-    # attribute, never saved), so it compiles once per graph.
-    """
-    if not frozen:
-        if "compiled_forward" not in model.__dict__:
-            model.__dict__["compiled_forward"] = torch.compile(model.forward, dynamic=True)
-        return model.__dict__["compiled_forward"]
-    now = weights_checksum(model)
-    if "frozen_forward" not in model.__dict__:
-        compiled = torch.compile(model.forward, dynamic=True)
-
-        def step(*args, **kwargs):
-            # the settings must hold where inductor runs, in the call that compiles (as options= of
-            # torch.compile, freezing is not applied)
-            import torch._inductor.config as inductor
-            with inductor.patch(freezing=True, cpp_wrapper=True):
-                return compiled(*args, **kwargs)
-        model.__dict__["frozen_forward"] = (step, now)
-    step, then = model.__dict__["frozen_forward"]
-    if not (then[0] == now[0] and torch.equal(then[1], now[1])):
-        raise RuntimeError("the model's weights changed since its frozen compile, which still holds the old "
-                           "ones: sample with compile=True (reads the weights at every step) or a new model")
-    return step
-
-
-def weights_checksum(model):
-    """Where every parameter lives and the fp64 sum of its entries: an optimizer step, a loaded state
-    dict or a new block changes it. (A sum reads each weight once: ~0.1 s for the default model.)"""
-    params = list(model.parameters())
-    return (tuple((p.data_ptr(), p.shape, p.dtype) for p in params),
-            torch.stack([p.detach().sum(dtype=torch.float64) for p in params]).cpu())
-
 # --- the sampler
 
 
 @torch.no_grad()
 def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperature=1.0, top_k=0,
            top_p=1.0, generator=None, ignore_eos=False, keep_logits=False, groups_per_prompt=1,
-           path="siblings", compile=False, packed=True, drop_rows=True, two_level=True):
+           path="siblings", packed=True, drop_rows=True):
     """sample.sample with the speed-ups of this file (see its docstring): the same Rollout.
 
-    compile: False, True, or "frozen" for weights that no longer change (compiled_step); with it the
-        logits are the plain forward's up to float rounding, so are the log-probs, and the tokens the
-        same except where rounding moves a draw across a CDF boundary. The compiled step packs its
-        weights its own way: packed applies without it.
     drop_rows: not with keep_logits (which records every row) nor on the crossed path (whose pairs
-        of groups keep their slots); with compile only whole groups leave.
+        of groups keep their slots).
     """
-    if compile not in (False, True, "frozen"):
-        raise ValueError(f"compile must be False, True or 'frozen', got {compile!r}")
     check_sampling(temperature, top_k, top_p)
     generator = cli.check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator,
                                       path, keep_logits)
-    step = compiled_step(model, frozen=compile == "frozen") if compile else model
-    with packed_linears(model) if packed and not compile else contextlib.nullcontext():
+    with packed_linears(model) if packed else contextlib.nullcontext():
         device, pad = model.lm_head.weight.device, eos_ids[0]
         eos = torch.tensor(eos_ids, device=device)
         tokens, alive, logits, cache = prefill(model, prompts_ids, width * groups_per_prompt, max_new_tokens, pad)
@@ -244,8 +157,7 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         for i in range(max_new_tokens):
             # every step draws the numbers of all N rows; each slot takes its row's
             u = uniforms(N, generator, device)[batch.rows] if temperature > 0 else None      # (n, 1)
-            picked, picked_logp = sample_next(logits, u, temperature, top_k, top_p,
-                                              draw=two_level_draw if two_level else None)
+            picked, picked_logp = sample_next(logits, u, temperature, top_k, top_p)
             nxt = torch.full((N,), pad, dtype=torch.long, device=device)      # rows not in the batch: pad
             logp = torch.zeros(N, dtype=picked_logp.dtype, device=device)
             rows = batch.rows[batch.real]                                     # the real slots' rows
@@ -260,8 +172,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
             if finished.all() or i == max_new_tokens - 1:
                 break
             if drop_rows:
-                batch = drop_finished_rows(batch, is_alive, finished, width, whole_groups=bool(compile))
-            logits = step(nxt[batch.rows, None], width=batch.slots, alive=(is_alive[batch.rows] & batch.real)[:, None],
+                batch = drop_finished_rows(batch, is_alive, finished, width)
+            logits = model(nxt[batch.rows, None], width=batch.slots, alive=(is_alive[batch.rows] & batch.real)[:, None],
                           cache=batch.cache, path=path)[:, -1]
         return Rollout.from_steps(tokens, alive, steps, width, seen)
 

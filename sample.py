@@ -87,15 +87,14 @@ def sample_from(probs, u):
     return idx.squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
-def sample_next(logits, u, temperature=1.0, top_k=0, top_p=1.0, draw=None):
+def sample_next(logits, u, temperature=1.0, top_k=0, top_p=1.0):
     """One token per row and its log-prob, from logits (N, V) and each row's uniform number u (N, 1).
-    temperature 0 = greedy (u unread: None will do); top_k 0 = off; top_p 1.0 = off. draw(z, u): the
-    inverse CDF of softmax(z) at u; None = sample_from (fast.two_level_draw: the same, faster)."""
+    temperature 0 = greedy (u unread: None will do); top_k 0 = off; top_p 1.0 = off."""
     z = sampling_logits(logits, temperature, top_k, top_p)
     if temperature == 0:
         tokens = z.argmax(dim=-1)
     else:
-        tokens = draw(z, u) if draw else sample_from(z.softmax(dim=-1), u)
+        tokens = sample_from(z.softmax(dim=-1), u)
     # the log-prob exactly as token_logprobs computes it (training recomputes it that way)
     return tokens, z.log_softmax(dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
 
@@ -261,7 +260,7 @@ def main(argv=None):
         rollout = sample(model, ids, tokenizer.eos_ids, **run)
     else:
         import fast
-        rollout = fast.sample(model, ids, tokenizer.eos_ids, compile="frozen" if args.compile else False, **run)
+        rollout = fast.sample(model, ids, tokenizer.eos_ids, **run)
     dt, completions = time.time() - t0, rollout.completions()
     out = [[tokenizer.decode(c) for c in completions[g * W:(g + 1) * W]] for g in range(len(prompts))]
     finished = [bool(c) and c[-1] in set(tokenizer.eos_ids) for c in completions]
@@ -269,7 +268,7 @@ def main(argv=None):
                for g, answers in enumerate(out)] if problem else None
     if args.json:
         settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
-                                                  "seed", "device", "dtype", "compile", "reference")}
+                                                  "seed", "device", "dtype", "reference")}
         results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out)]
         if problem:
             results[0].update(gold=problem.answer, rewards=rewards[0])

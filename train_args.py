@@ -45,8 +45,7 @@ def common_args(p, *, width, lr_new):
     a("--show-every", type=int, default=10, help="print one group's answers every k steps (default 10; 0 = never)")
     a("--device", default="cpu", help="cpu or cuda (default cpu)")
     a("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast with fp32 master weights (default fp32)")
-    a("--compile", action="store_true", help="sample (rollouts, warm-up data) with torch.compile of the model "
-      "(the same tokens up to float rounding; compiles once; default off)")
+    cli.add_removed(p, "--compile", cli.COMPILE_GONE)
     a("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state over the "
       "processes (FSDP2) instead of a full replica each")
     a("--reference", action="store_true", help="run the naive reference paths (training.answer_logprobs: every answer "
@@ -140,11 +139,6 @@ def check_common(args):
     for name in ("lr_new", "max_grad_norm"):
         check_positive(args, name)
     cli.check_out_dir(args.out)
-    if args.compile and args.reference:
-        raise ValueError("--reference runs the naive sampler, which does not compile: drop --compile or --reference")
-    if args.compile and args.shard:
-        raise ValueError("--compile samples with the whole model; with --shard it is gathered per rollout: "
-                         "use one or the other")
     parallel.check_shard(args.shard)
     check_run_dir(args)
 

@@ -11,7 +11,6 @@ runs at B rows, its keys and values are copied into the N = B * W rows, and the 
 of them. Gradients flow back through the copy into the shared prompt (the copy's backward sums the
 rows). tests/test_training.py shows it equals the plain N-row forward, log-probs and gradients.
 """
-import functools
 import random
 from contextlib import nullcontext
 
@@ -92,12 +91,12 @@ def scorer(args):
 
 
 def sampler(args):
-    """The sampler of the rollouts and of the warm-up data: fast.sample (the same tokens, faster; with
-    --compile its decode steps compiled), or the naive sample.sample with --reference."""
+    """The sampler of the rollouts and of the warm-up data: fast.sample (the same tokens, faster), or
+    the naive sample.sample with --reference."""
     if args.reference:
         return sample.sample
     import fast
-    return functools.partial(fast.sample, compile=args.compile)
+    return fast.sample
 
 
 def split_rollout(rollout, rows):

@@ -4,7 +4,6 @@ Throughput of our sampler, side by side with transformers' generate, and the cos
     python bench/bench_sampler.py                     # sampler vs HF: widths 1 4 16, fp32 and bf16, cpu (+cuda)
     python bench/bench_sampler.py --what bridge       # Bridge and P-Match, off vs on, at widths 1 4 16 64, fp32
     python bench/bench_sampler.py --what all --new-tokens 128 --out bench.json
-    python bench/bench_sampler.py --dtypes fp32 --widths 4 16 --compile   # also our sampler with --compile
     python bench/bench_sampler.py --widths 4 16 --plain   # also ours with F.linear instead of packed weights
 
 Ours is fast.sample, what the commands run by default. Every number is tokens generated per
@@ -27,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
+from cli import COMPILE_GONE, Parser, add_overwrite, add_removed, check_new_file, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -60,13 +59,10 @@ def measure(job):
                 for p in model.bridge_parameters():
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
-        # "compiled": what --compile of the sample and evaluate commands runs, fast.sample(compile="frozen");
         # "plain": every product through F.linear, fast.sample(packed=False)
-        compiled = "frozen" if job["engine"] == "compiled" else False
-
         def run(k):
             fast.sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
-                        compile=compiled, packed=job["engine"] != "plain")
+                        packed=job["engine"] != "plain")
 
     def timed():
         benchkit.sync(device)
@@ -75,8 +71,7 @@ def measure(job):
         benchkit.sync(device)
         return width * n / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    # warm-up: first-call allocations and kernel selection (and for "compiled", the compilation,
-    # once per setting of the blocks)
+    # warm-up: first-call allocations and kernel selection
     for on in ((False, True) if job["table"] == "bridge" else (None,)):
         if on is not None:
             model.use_bridge = on
@@ -100,13 +95,13 @@ def jobs_for(args, devices):
         for device in devices:
             for dtype in args.dtypes:
                 for width in args.widths:
-                    for engine in ("ours", "hf") + (("compiled",) if args.compile else ()) + (("plain",) if args.plain else ()):
+                    for engine in ("ours", "hf") + (("plain",) if args.plain else ()):
                         jobs.append(dict(base, table="sampler", engine=engine, block="none",
                                          device=device, dtype=dtype, width=width))
     if args.what in ("bridge", "all"):
         for device in devices:
             for width in args.bridge_widths:
-                for engine in ("ours",) + (("compiled",) if args.compile else ()) + (("plain",) if args.plain else ()):
+                for engine in ("ours",) + (("plain",) if args.plain else ()):
                     for block in ("bridge", "pmatch"):
                         jobs.append(dict(base, table="bridge", engine=engine, block=block, device=device,
                                          dtype="fp32", width=width, repeats=args.repeats))
@@ -130,8 +125,7 @@ def tables(results):
     keys = sorted({(r["device"], r["dtype"], r["width"]) for r in results if r["table"] == "sampler"},
                   key=lambda k: (k[0], k[1] != "fp32", k[2]))
     if keys:
-        compiled = any(r.get("engine") == "compiled" for r in results)
-        more = (" ours --compile tok/s | compiled / HF | compile s |", "---|---|---|") if compiled else ("", "")
+        more = ("", "")
         plain = any(r.get("engine") == "plain" for r in results)
         if plain:
             more = (more[0] + " ours F.linear tok/s | F.linear / HF |", more[1] + "---|---|")
@@ -140,12 +134,8 @@ def tables(results):
         for device, dtype, width in keys:
             o = find(table="sampler", engine="ours", device=device, dtype=dtype, width=width)
             h = find(table="sampler", engine="hf", device=device, dtype=dtype, width=width)
-            c = find(table="sampler", engine="compiled", device=device, dtype=dtype, width=width)
             mem = lambda r: "-" if r is None or "error" in r else f"{r['peak_mb']:.0f}"
             cells = ""
-            if compiled:  # compile s: the warm-up call, which compiles (a plain warm-up takes well under a second)
-                secs = "-" if c is None or "error" in c else f"{c['warmup_s']:.0f}"
-                cells = f" {fmt(c)} | {ratio(c, h)} | {secs} |"
             if plain:
                 f = find(table="sampler", engine="plain", device=device, dtype=dtype, width=width)
                 cells += f" {fmt(f)} | {ratio(f, h)} |"
@@ -166,7 +156,7 @@ def tables(results):
                     cells += [f"{r['tok_s_off']:.1f}", f"{r['tok_s']:.1f}", f"{r['tok_s'] / r['tok_s_off']:.2f}"]
             b = find(table="bridge", block="bridge", device=device, width=width, engine=engine)
             mem = "-" if b is None or "error" in b else f"{b['peak_mb']:.0f}"
-            label = f"{width} (--compile)" if engine == "compiled" else f"{width} (F.linear)" if engine == "plain" else str(width)
+            label = f"{width} (F.linear)" if engine == "plain" else str(width)
             lines.append(f"| {device} | {label} | " + " | ".join(cells) + f" | {mem} |")
     return "\n".join(lines)
 
@@ -180,8 +170,7 @@ def main(argv=None):
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES), help="dtypes for the sampler table (default fp32 bf16)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
-    p.add_argument("--compile", action="store_true", help="also our sampler with --compile as evaluate.py and "
-                   "sample.py run it (fast.sample(compile='frozen')), its compile time apart (default off)")
+    add_removed(p, "--compile", COMPILE_GONE)
     p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
                    "(fast.sample(packed=False)), not the packed weights of fast.packed_linears (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")

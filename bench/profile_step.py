@@ -5,7 +5,7 @@ sampler, each op's own time summed into a few kinds, per step.
     python bench/profile_step.py --width 4 --steps 32 --out results/profile_step.json
 
 One decode step is what fast.sample() does per new token: draw a token per row from the last
-logits (sample_next with fast.two_level_draw), then one forward of the model over the new column
+logits (sample_next), then one forward of the model over the new column
 with the KV cache, its products on packed weights (fast.packed_linears; F.linear with --plain). The
 rows are prefilled with one chat prompt, then `--warmup` steps run unprofiled, then `--steps`
 profiled. "Python and dispatch" is the wall time no op accounts for: the interpreter, module calls,
@@ -76,7 +76,7 @@ def profile(args):
         alive = torch.ones(W, 1, dtype=torch.bool, device=device)
 
         def step(logits):
-            nxt, _ = sample_next(logits, uniforms(W, gen, device), draw=fast.two_level_draw)
+            nxt, _ = sample_next(logits, uniforms(W, gen, device))
             return model(nxt[:, None], width=W, alive=alive, cache=cache)[:, -1]
 
         for _ in range(args.warmup):

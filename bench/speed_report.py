@@ -63,8 +63,10 @@ def load(res):
                 machines=[load_machine(m) for m in sorted(p for p in (res / "machines").glob("*") if p.is_dir())])
 
 
-MACHINE_PARTS = ("machine.txt", "profile_w16.json", "profile_w16_plain.json", "sampler.json", "sampler_compile.json",
-                 "bridge.json", "block_cost.json", "grpo_trl.json")
+# (sampler_compile.json, the --compile engine of the sampler table, exists only for the machines measured
+# before --compile was removed)
+MACHINE_PARTS = ("machine.txt", "profile_w16.json", "profile_w16_plain.json", "sampler.json", "bridge.json",
+                 "block_cost.json", "grpo_trl.json")
 
 
 def sorted_runs(res, read):
@@ -80,7 +82,8 @@ def load_machine(res):
     read = lambda n: json.loads((res / n).read_text())
     return dict(machine=(res / "machine.txt").read_text().strip(), profile=read("profile_w16.json"),
                 profile_plain=read("profile_w16_plain.json"), sampler=read("sampler.json"),
-                compiled=read("sampler_compile.json"), bridge=read("bridge.json"),
+                compiled=read("sampler_compile.json") if (res / "sampler_compile.json").is_file() else None,
+                bridge=read("bridge.json"),
                 block=read("block_cost.json"), trl=sorted_runs(res, read))
 
 
@@ -127,7 +130,8 @@ def section(d):
     out += ["", "**The sampler against `transformers.generate`** (`python bench/bench_sampler.py --dtypes fp32 bf16 "
             "--widths 4 16 --compile --plain`, one run): tokens per second, 128 new tokens per row, no early stop, "
             "prefill included; \"F.linear\" is our sampler inside `fast.sample(packed=False)`; `--compile` is what the "
-            "evaluate and sample commands run with `--compile`, `fast.sample(compile=\"frozen\")`: inductor with the "
+            "evaluate and sample commands ran with `--compile` until it was removed (it never paid for its compile "
+            "time on a real workload: the table at the top of this page): inductor with the "
             "weights frozen as constants (on CPU packed for oneDNN at compile time) and a C++ wrapper calling its "
             "kernels, its compile time (the warm-up call, which compiles the decode step) apart. In bf16 both "
             "engines hold bf16 weights: this CPU multiplies bf16 matrices natively, and every weight read is half "
@@ -336,7 +340,7 @@ def machines(d):
         out.append(f"| {m['machine']} | {l3} | {m['profile_plain']['step_ms']:.1f} | {m['profile']['step_ms']:.1f} | "
                    f"{tok('ours', 'fp32', 16):.0f} | {ratio('fp32', 4):.2f} | {ratio('fp32', 16):.2f} | "
                    f"{ratio('bf16', 4):.2f} | {ratio('bf16', 16):.2f} | {tok('ours', 'bf16', 16) / tok('ours', 'fp32', 16):.2f} | "
-                   f"{compiled_ratio(m['compiled']):.2f} |")
+                   f"{compiled_ratio(m['compiled'])} |")
     out += ["", "The blocks at width 16 in fp32 on the same machines: Bridge on/off from the blocks' command (packed, "
             "best of 5), and from `bench/block_cost.py` (the median of its rounds) with its products-only floor; "
             "one GRPO step against TRL's from `bench/bench_grpo.py` (each run's mean ratio).", "",
@@ -363,9 +367,11 @@ def trl_ratios(runs):
 
 
 def compiled_ratio(rows):
-    """--compile over generate, fp32, width 16, from one run of the sampler table."""
+    """--compile over generate, fp32, width 16, from one run of the sampler table ("-": not measured)."""
+    if rows is None or not any(r.get("engine") == "compiled" for r in rows):
+        return "-"
     tok = lambda e: find(rows, engine=e, dtype="fp32", width=16)["tok_s"]
-    return tok("compiled") / tok("hf")
+    return f"{tok('compiled') / tok('hf'):.2f}"
 
 
 GOALS = {"w16": 1.6, "w4": 1.3, "on_off": 0.95, "grpo": 4.0}

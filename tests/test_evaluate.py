@@ -190,7 +190,6 @@ BAD = {  # name: (arguments, what the one line must mention)
     "bad-knob": (["--task", "add1", "--lo", "5", "--hi", "2"], "number range"),
     "too-many-problems": (["--task", "add1", "--problems", "1000"], "distinct questions"),
     "top-p": (["--top-p", "0"], "top-p"),
-    "reference-and-compile": (["--reference", "--compile"], "drop --compile or --reference"),
     "missing-bridge": (["--bridge", "no-such.safetensors"], "no-such.safetensors"),
     "missing-out-dir": (["--out", "no/such/dir/r.json"], "does not exist"),
     "out-is-a-directory": (["--out", "."], "is a directory"),

@@ -8,14 +8,12 @@ from hypothesis import given, settings, strategies as st
 
 import fast
 import sample as naive
-from bridge import Bridge
 from model import KVCache, load_model
 from tiny import add_random_bridge, make_tiny_model
 
 EOS = list(range(3, 40))  # many EOS ids: rows and groups finish at very different steps
-SPEED_UPS = {"packed": dict(packed=True), "two_level": dict(two_level=True), "drop_rows": dict(drop_rows=True),
-             "all": dict(packed=True, two_level=True, drop_rows=True)}
-OFF = dict(packed=False, two_level=False, drop_rows=False)
+SPEED_UPS = {"packed": dict(packed=True), "drop_rows": dict(drop_rows=True), "all": dict(packed=True, drop_rows=True)}
+OFF = dict(packed=False, drop_rows=False)
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +65,12 @@ def test_with_every_speed_up_off_it_is_the_naive_sampler_exactly(bridged, gens):
 @pytest.mark.parametrize("name", SPEED_UPS)
 @pytest.mark.parametrize("gens", ["one", "per_group"])
 def test_each_speed_up_alone_and_all_together_give_the_naive_rollout(bridged, name, gens):
-    """Tokens and alive exactly; log-probs exactly where the products are the same ones (the draw
-    only picks tokens; packing is fp32 only), else to float rounding (the packed products; a
-    forward over fewer rows)."""
+    """Tokens and alive exactly; log-probs exactly where the products are the same ones (packing is
+    fp32 only), else to float rounding (the packed products; a forward over fewer rows)."""
     generators = (lambda: torch.Generator().manual_seed(9)) if gens == "one" else (lambda: group_generators(9, 6))
     a, b = both(bridged, generators, OFF | SPEED_UPS[name])
     fp64 = bridged.lm_head.weight.dtype == torch.float64
-    assert_same(a, b, exact=name == "two_level" or (name == "packed" and fp64))
+    assert_same(a, b, exact=name == "packed" and fp64)
 
 
 @pytest.mark.parametrize("path", ["self", "crossed"])
@@ -94,8 +91,6 @@ def test_bad_input_is_refused_as_by_the_naive_sampler(bridged):
     with pytest.raises(ValueError, match="one each"):
         fast.sample(bridged, [[5, 6]], [2], width=2, max_new_tokens=4, groups_per_prompt=3,
                     generator=group_generators(0, 1))
-    with pytest.raises(ValueError, match="compile must be False, True or 'frozen'"):
-        fast.sample(bridged, [[5, 6]], [2], compile="fast")
 
 
 # --- packed weights ------------------------------------------------------------------------------
@@ -193,19 +188,6 @@ def test_autocast_other_dtypes_and_a_dtype_the_cpu_cannot_pack_keep_f_linear(mon
         assert torch.equal(half(x.bfloat16()), F.linear(x.bfloat16(), half.weight, half.bias))
 
 
-# --- the two-level draw ------------------------------------------------------------------------------
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**31), rows=st.integers(1, 8), vocab=st.sampled_from([1, 5, 255, 256, 257, 3000]),
-       top_k=st.sampled_from([0, 1, 3]), top_p=st.sampled_from([1.0, 0.5]))
-def test_the_two_level_draw_gives_the_plain_inverse_cdf_tokens(seed, rows, vocab, top_k, top_p):
-    g = torch.Generator().manual_seed(seed)
-    z = naive.sampling_logits(4 * torch.randn(rows, vocab, generator=g), top_k=top_k, top_p=top_p)
-    u = naive.uniforms(rows, torch.Generator().manual_seed(seed), "cpu")
-    tokens = fast.two_level_draw(z, u, block=16)
-    assert torch.equal(tokens, naive.sample_from(z.softmax(-1), u)) and torch.isfinite(z.gather(-1, tokens[:, None])).all()
-
-
 # --- finished rows leave the batch -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -249,7 +231,7 @@ def test_finished_rows_leave_their_groups_and_no_token_changes(bridged64, monkey
 
 def test_which_rows_leave_and_how_groups_are_padded(tiny_dir):
     """Group 0: rows 1 and 2 dead; group 1: row 5 just ended (its EOS is still a key), 6 and 7 dead.
-    Rows leave (padding copies a kept row, dead), or with whole_groups only finished groups do."""
+    Rows leave (padding copies a kept row, dead)."""
     model = load_model(str(tiny_dir))[0]
     cache = KVCache(model.config, 12, 4)
     cache.n_real = torch.arange(12)                            # tells the rows apart
@@ -262,63 +244,24 @@ def test_which_rows_leave_and_how_groups_are_padded(tiny_dir):
     is_alive[3] = False                                        # group 0 keeps one row: padded
     out = fast.drop_finished_rows(batch, is_alive, finished, 4)
     assert out.rows.tolist() == [0, 0, 4, 5] and out.real.tolist() == [True, False, True, True]
-    out = fast.drop_finished_rows(batch, is_alive, finished, 4, whole_groups=True)
-    assert out.slots == 4 and out.rows.tolist() == list(range(8))
     # nothing to gain (every row still writing): the batch as it was
     assert fast.drop_finished_rows(batch, torch.ones(12, dtype=torch.bool), torch.zeros(12, dtype=torch.bool), 4) is batch
     assert fast.group_slots([[3], [], [5, 6, 7]]) == ([3, 3, 3, 5, 6, 7], [True, False, False, True, True, True], 3)
 
 
-# --- compiled decode steps ----------------------------------------------------------------------------
+# --- a speed-up that did not pay is gone, and its flag says so -----------------------------------------
 
-def test_the_compiled_decode_gives_the_plain_tokens(bridged64):
-    """compile=True decodes with torch.compile of the forward: in fp64 its logits equal the plain
-    forward's to rounding, so the tokens are the same, through padding, Bridge blocks and groups
-    leaving the batch (batch size and cache length change: one dynamic compilation)."""
-    a, b = both(bridged64, lambda: group_generators(7, 6), dict(compile=True), prompts=prompts_ids(7, [3, 6, 2]))
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.alive, b.alive)
-    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-9)
-    assert not any(k.startswith("compiled") for k in bridged64.state_dict())  # nothing new is saved
+@pytest.mark.parametrize("command", ["evaluate", "sample", "train_sft", "train_grpo"])
+def test_the_removed_compile_flag_is_one_line(command, capsys):
+    import cli
+    import evaluate
+    import train_grpo
+    import train_sft
+    parse = dict(evaluate=evaluate.parse_args, train_sft=train_sft.parse_args, train_grpo=train_grpo.parse_args,
+                 sample=lambda argv: cli.add_sample_arguments(cli.Parser(prog="sample.py")).parse_args(argv))[command]
+    with pytest.raises(SystemExit) as e:
+        parse(["--compile"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "--compile was removed: the compiled decode step never paid" in err[0]
+    assert "compile" not in vars(parse(["--out", "o"] if command.startswith("train") else []))
 
-
-def test_the_frozen_compile_gives_the_plain_tokens_and_refuses_changed_weights(tiny_dir):
-    """compile="frozen", the --compile of the evaluate and sample commands, reads the weights once as
-    constants (on CPU in fp32, packed for oneDNN by inductor): the same tokens as the plain path
-    and log-probs to fp32 rounding, through padding, Bridge blocks and groups leaving; a second
-    call reuses the compilation; once the weights change it raises instead of sampling the old ones."""
-    model = add_random_bridge(load_model(str(tiny_dir), dtype=torch.float32)[0], seed=3)
-    prompts = prompts_ids(5, [3, 6, 2])
-    kw = dict(width=3, max_new_tokens=10, groups_per_prompt=2)
-    a = naive.sample(model, prompts, EOS, generator=group_generators(5, 6), **kw)
-    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    b = fast.sample(model, prompts, EOS, generator=group_generators(5, 6), compile="frozen", **kw)
-    held = model.frozen_forward[0]
-    c = fast.sample(model, prompts, EOS, generator=group_generators(5, 6), compile="frozen", **kw)
-    assert model.frozen_forward[0] is held
-    # one graph for both calls, though the batch shrank as groups left (its cache rows re-selected)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 1
-    for x in (b, c):
-        assert torch.equal(a.tokens, x.tokens) and torch.equal(a.alive, x.alive)
-        assert torch.allclose(a.logprobs, x.logprobs, atol=1e-4)
-    assert (a.alive[:, a.prompt_len:].sum(1) < 10).any()  # some rows ended early (groups left)
-    # one decode step from a fixed cache (one group of 3 rows), the frozen step and the plain forward
-    cache = KVCache(model.config, 3, 8)
-    with torch.no_grad():
-        model.hidden(torch.tensor([[5, 9, 11, 4]] * 3), width=3, alive=torch.ones(3, 4, dtype=torch.bool), cache=cache)
-    column, column_alive = torch.tensor([[7], [8], [9]]), torch.ones(3, 1, dtype=torch.bool)
-
-    @torch.no_grad()
-    def step(fn):
-        return fn(column, width=3, alive=column_alive, cache=cache.repeat_rows(1))[:, -1]
-    before = step(held)
-    assert torch.allclose(before, step(model), atol=1e-4)
-    block = next(m for m in model.modules() if isinstance(m, Bridge))
-    with torch.no_grad():
-        block.qkv_proj.weight.mul_(1.5)  # as an optimizer step would, in place
-    with pytest.raises(RuntimeError, match="weights changed since its frozen compile"):
-        fast.sample(model, prompts, EOS, generator=group_generators(5, 6), compile="frozen", **kw)
-    # why it must raise: inductor froze the weights of the first call (it packed this product's
-    # weight), so the frozen step no longer gives what the model now computes
-    now = step(model)
-    assert not torch.allclose(now, before, atol=1e-3)
-    assert not torch.allclose(step(held), now, atol=1e-3)

@@ -180,7 +180,6 @@ BAD = {  # name: (extra CLI args, change to a copy of the model directory, what 
     "temperature=inf": (["--temperature", "inf"], None, "finite"),  # would draw uniformly
     "max-new-tokens=0": (["--max-new-tokens", "0"], None, "--max-new-tokens must be >= 1"),
     "no-chat-without-prompt": (["--no-chat"], None, "--no-chat applies to --prompt"),
-    "reference-and-compile": (["--reference", "--compile"], None, "drop --compile or --reference"),
     "top-p=0": (["--top-p", "0"], None, "top-p"),
     "top-p>1": (["--top-p", "1.5"], None, "top-p"),
     "prompt>context": (["--prompt", "x" * 300], None, "context"),

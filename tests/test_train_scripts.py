@@ -18,7 +18,6 @@ import torch
 from safetensors.torch import load_file
 
 import tasks
-import train_args
 import train_grpo
 import train_sft
 import training
@@ -297,20 +296,3 @@ def test_training_at_any_seed_and_sample_py_ask_a_problem_exactly_as_tasks_promp
         assert training.encode_problems(tok, [problem], args) == [expected]
     cli_args = argparse.Namespace(prompt=None, no_chat=False, task=None)
     assert sample_cli.prompts_of(cli_args, tok)[1] == [expected]
-
-
-@pytest.mark.slow  # one torch.compile of the tiny model (about half a minute on 2 cores)
-def test_compiled_rollouts_give_the_plain_run(tiny, tmp_path, fake_reward):
-    """--compile samples the rollouts with the compiled forward; the weights it reads are the ones
-    the optimizer updates in place, so every step's rollouts (and so the run) are the plain run's."""
-    grpo(tiny, tmp_path / "plain", "--steps", "3", "--train", "all")
-    grpo(tiny, tmp_path / "compiled", "--steps", "3", "--train", "all", "--compile")
-    plain, compiled = log_of(tmp_path / "plain"), log_of(tmp_path / "compiled")
-    assert [r["reward"] for r in plain] == [r["reward"] for r in compiled]
-    assert [r["len"] for r in plain] == [r["len"] for r in compiled]
-    assert [r["loss"] for r in plain] == pytest.approx([r["loss"] for r in compiled], abs=1e-5)
-
-
-def test_compile_with_shard_is_one_line(tmp_path):
-    with pytest.raises(ValueError, match="--compile samples with the whole model"):
-        train_args.check_common(train_grpo.parse_args(["--out", str(tmp_path / "o"), "--compile", "--shard"]))

@@ -98,8 +98,6 @@ def check_args(args):
         raise ValueError("--width must be 2 or more: a single answer has no siblings to attend to")
     if args.no_bridge:
         raise ValueError("the map draws the Bridge blocks: drop --no-bridge")
-    if args.compile:
-        raise ValueError("the map records the blocks with hooks, which a compiled model does not call: drop --compile")
     # choice: refuse, not one figure per prompt: the map is one group's, and several prompts would
     # need as many --out names
     if args.prompt and len(args.prompt) > 1:
@@ -125,7 +123,7 @@ def main(argv=None):
     import fast
     run_kw = dict(width=args.width, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
-    # every row stays in the batch, so that each step records the whole group (--compile is refused)
+    # every row stays in the batch, so that each step records the whole group
     rollout = sample.sample(model, ids[:1], tokenizer.eos_ids, **run_kw) if args.reference else \
         fast.sample(model, ids[:1], tokenizer.eos_ids, drop_rows=False, **run_kw)
     remove()

@@ -37,17 +37,6 @@ def test_every_engine_runs_and_the_tables_read_them(tmp_path, capsys):
     b, p = (find(results, table="bridge", block=k) for k in ("bridge", "pmatch"))
     assert (f"| cpu | 2 | {b['tok_s_off']:.1f} | {b['tok_s']:.1f} | {b['tok_s'] / b['tok_s_off']:.2f} | "
             f"{p['tok_s_off']:.1f} | {p['tok_s']:.1f} | {p['tok_s'] / p['tok_s_off']:.2f} |") in text
-    assert "--compile" not in text
-
-
-@pytest.mark.slow  # three compilations (the sampler, then Bridge and P-Match off and on)
-def test_compile_adds_its_engine_and_compile_time(tmp_path, capsys):
-    results, text = run(tmp_path, capsys, "--compile")
-    assert {(r["table"], r["engine"]) for r in results} == {("sampler", "ours"), ("sampler", "hf"),
-                                                           ("sampler", "compiled"), ("bridge", "ours"),
-                                                           ("bridge", "compiled")}
-    assert "| ours --compile tok/s | compiled / HF | compile s |" in text
-    assert "| cpu | 2 (--compile) |" in text and "| cpu | 2 |" in text
 
 
 def test_plain_adds_the_f_linear_engine(tmp_path, capsys):
