@@ -99,7 +99,6 @@ def sample_next(logits, u, temperature=1.0, top_k=0, top_p=1.0):
     return tokens, z.log_softmax(dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
 
 
-
 @dataclass
 class Rollout:
     """What one call of `sample` produced: N = len(prompts) * groups_per_prompt * width rows."""
