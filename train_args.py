@@ -48,8 +48,8 @@ def common_args(p, *, width, lr_new):
     cli.add_removed(p, "--compile", cli.COMPILE_GONE)
     a("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state over the "
       "processes (FSDP2) instead of a full replica each")
-    a("--reference", action="store_true", help="run the naive reference paths (training.answer_logprobs: every answer "
-      "row to the end) instead of fast.py's: the same numbers, slower (default off)")
+    a("--reference", action="store_true", help="sample the rollouts with the naive sample.sample instead of "
+      "fast.sample: the same tokens, slower (default off)")
 
 
 def parse_grpo(argv=None):

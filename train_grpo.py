@@ -159,7 +159,7 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
     # paper: the GRPO group is the Bridge width group: a micro-batch holds whole groups.
     # choice: one update per rollout: old_logp is the sampler's own, the ratio 1 up to rounding.
     # choice: without --kl-coef, groups whose advantages are all 0 are not run (their gradient is 0)."""
-    W, answer_logprobs = args.width, training.scorer(args)
+    W = args.width
     assert r.tokens.shape[0] == advantages.shape[0] and r.tokens.shape[0] % W == 0, "a process must hold whole groups"
     total = parallel.all_sum(count(r.alive[:, r.prompt_len:], args.aggregate))  # the whole step's, every process
     signal = advantages.view(-1, W).ne(0).any(1)                                       # (B,)
@@ -171,10 +171,11 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
     for rows, weight in parallel.step_passes(batches, model, filler=slice(0, W)):  # weight 0: a --shard filler pass
         prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
         with training.autocast(args):
-            logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W, temperature=args.temperature)
+            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W,
+                                            temperature=args.temperature)
             with torch.no_grad():  # the starting policy's, for the KL term
-                ref = None if ref_model is None else answer_logprobs(ref_model, prompt, prompt_alive, answer,
-                                                                     answer_alive, W, temperature=args.temperature)
+                ref = None if ref_model is None else training.answer_logprobs(
+                    ref_model, prompt, prompt_alive, answer, answer_alive, W, temperature=args.temperature)
         # choice: EOS is an answer token: the mask is `alive`, never the token values
         loss, s = policy_loss(logp, r.logprobs[rows, :logp.shape[1]], advantages[rows].to(logp.device), answer_alive,
                               clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,

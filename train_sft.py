@@ -175,12 +175,12 @@ def train_step(model, optimizer, batch, eos_id, args):
     mine = sorted(parallel.my_share(batch), key=lambda g: len(g[1]))
     runs = [list(run) for _, run in itertools.groupby(mine, key=lambda g: len(g[1]))]  # one width each
     batches = [run[i:i + args.micro_groups] for run in runs for i in range(0, len(run), args.micro_groups)]
-    answer_logprobs, loss_sum = training.scorer(args), 0.0
+    loss_sum = 0.0
     optimizer.zero_grad(set_to_none=True)
     for groups, weight in parallel.step_passes(batches, model, filler=batches[0]):  # weight 0: a --shard filler pass
         (prompt, prompt_alive, answer, answer_alive), width = pad_groups(groups, eos_id, args.device)
         with training.autocast(args):
-            logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
+            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
         loss = -(logp * answer_alive).sum() / total  # this micro-batch's part of the step's token mean
         (loss * weight).backward()
         loss_sum += loss.item() if weight else 0.0

@@ -3,7 +3,7 @@ What the two training scripts (train_sft.py, train_grpo.py) share: the log-prob 
 of whole groups, the model set-up (blocks, what trains, the optimizer), a run's checkpoints and the
 order of the training data. Their flags and argument checks are in train_args.py, the checkpoint
 format in checkpoint.py, the step log and Ctrl-C in cli.py, what several processes (torchrun) must
-agree on in parallel.py, and the faster forward the scripts run by default in fast.py.
+agree on in parallel.py, and the faster sampler the scripts run by default in fast.py.
 
 answer_logprobs is the training twin of the sampler's "prefill once per prompt": the W rows of a
 group share their prompt, and Bridge over identical rows equals its width-1 result, so the prompt
@@ -36,26 +36,17 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
     """
     h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)       # (N, S, D)
-    return scored(model, h, answer, answer_alive, temperature)
+    # choice: the vocabulary product only where a token is scored (the padding after EOS is
+    # often half the answers, and the product costs the default model about a fifth of a position)
+    picked = sample.token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
+    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
 
 
 def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
-    """The hidden states (N, S, D) that predict the answer tokens (N, S): the prompt once, every
-    answer row on its copy of the prompt's cache to the last column."""
-    S = answer.shape[1]
-    cache, first = prompt_once(model, prompt, prompt_alive, answer, width, cache_dtype)
-    cols = answer_columns(S)
-    rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols], cache=cache)  # (N, S-1, D)
-    return torch.cat((first, rest), dim=1)[:, :S]
-
-
-def prompt_once(model, prompt, prompt_alive, answer, width, cache_dtype=None):
-    """(cache, first): the B prompts run once, their keys and values copied into the N = B * width
-    rows of the answers (N, S), with room for their S columns, and the hidden state (N, 1, D) of each
-    row's last prompt position, which predicts answer token 0. cache_dtype: the dtype the keys and
-    values are computed in (default: the autocast dtype, else the weights')."""
-    B, P = prompt.shape
-    N, S = answer.shape
+    """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
+    their keys and values copied into the N = B * width rows, every answer row on its copy.
+    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
+    (B, P), (N, S) = prompt.shape, answer.shape
     if N != B * width:
         raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
     if cache_dtype is None:
@@ -63,31 +54,13 @@ def prompt_once(model, prompt, prompt_alive, answer, width, cache_dtype=None):
         cache_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.lm_head.weight.dtype
     cache = KVCache(model.config, B, P + S, prompt.device, cache_dtype)
     h = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)                  # (B, P, D)
-    return cache.repeat_rows(width), h[:, -1:].repeat_interleave(width, 0)             # N rows; (N, 1, D)
-
-
-def answer_columns(S):
-    """The columns of S answer tokens that the answers' pass runs: token s predicts token s + 1, so
-    all but the last. # choice: at least one, so that every micro-batch makes the same passes,
-    forward and backward (what --shard needs: FSDP2 gathers a layer's weights for each pass); for
-    one-token answers that column predicts nothing and is sliced off."""
-    return slice(0, max(S - 1, 1))
-
-
-def scored(model, h, answer, answer_alive, temperature):
-    """The log-probs (N, S) of the answer tokens from the hidden states that predict them; 0 where
-    answer_alive is False. # choice: the vocabulary product only where a token is scored: for the
-    default model it costs about a fifth of a position's forward and backward, and the padding after
-    EOS is often half the answers."""
-    picked = sample.token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
-    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
-
-
-def scorer(args):
-    """The log-prob forward the updates run: fast.answer_logprobs (the same numbers, faster), or
-    answer_logprobs above with --reference."""
-    import fast  # (fast.py builds on this file)
-    return answer_logprobs if args.reference else fast.answer_logprobs
+    first = h[:, -1:].repeat_interleave(width, 0)           # (N, 1, D): predicts answer token 0
+    # token s predicts token s + 1, so all columns but the last run. # choice: at least one, so
+    # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
+    cols = slice(0, max(S - 1, 1))
+    rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
+                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
+    return torch.cat((first, rest), dim=1)[:, :S]
 
 
 def sampler(args):

@@ -39,7 +39,7 @@ from cli import Parser, add_overwrite, check_new_file, check_out_file, run  # no
 #   generate on 32 rows (each prompt repeated 4 times, so 4 prefills), left-padded, dynamic KV cache;
 # - the update: ours skips the forward/backward of groups whose 4 rewards are equal (their advantages,
 #   hence their gradient, are exactly 0: `groups_updated` says how many went through) and runs the
-#   prompt once per group (fast.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
+#   prompt once per group (training.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
 #   also computes the token entropy for its logs;
 # - micro-batches: ours --micro-groups (train_grpo's default 2 groups = 8 rows per forward/backward);
 #   TRL --trl-micro-batch rows (default 32: the whole step at once), one generation of 32 per step;
@@ -79,8 +79,7 @@ def grpo_ours(work, micro_groups=None):
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=benchkit.ROOT)
         if out.returncode != 0:
-            lines = out.stderr.strip().splitlines()
-            return dict(work, engine="ours", error=lines[-1].removeprefix("error: ") if lines else f"exit code {out.returncode}")
+            return dict(work, engine="ours", error=benchkit.failure(out.returncode, out.stderr))
         log = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines() if line.strip()]
         args_used = json.loads((tmp / "run" / "args.json").read_text())
     finally:

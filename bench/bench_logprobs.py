@@ -1,7 +1,7 @@
 """
 Training's forward+backward over one GRPO step's rollout: the prompt computed once per group
-(fast.answer_logprobs, the scripts' default) against the plain forward over N full rows, in fp32
-and bf16 autocast.
+(training.answer_logprobs, what the scripts run) against the plain forward over N full rows, in
+fp32 and bf16 autocast.
 
     python bench/bench_logprobs.py --repeats 2 --out results/bench_logprobs.json > results/bench_logprobs.md
     python bench/bench_logprobs.py --eos --repeats 2 --out results/bench_logprobs_eos.json > results/bench_logprobs_eos.md
@@ -10,9 +10,7 @@ and bf16 autocast.
 The default GRPO shape (train_grpo's defaults: its task and prompts, 8 prompts x 4 answers, 64
 answer tokens, every answer run to 64 tokens), micro-batches of train_grpo's --micro-groups, every
 parameter trained. Alternating, best of --repeats. Also how far bf16 autocast moves the log-probs
-from fp32 (on the same tokens). With --eos the answers end at their EOS, as in training, and a
-third way is timed: the prompt once, the answers in one piece to the longest (training.answer_logprobs,
-the naive path, --reference), which is what leaving out the padding after each EOS (fast.plan_pieces) saves.
+from fp32 (on the same tokens). With --eos the answers end at their EOS, as in training.
 """
 import sys
 import time
@@ -38,18 +36,18 @@ def bf16_instructions():
 def plain_logprobs(model, prompt, prompt_alive, answer, answer_alive, width):
     """The plain forward over N full rows: each group's prompt repeated in front of each of its answers."""
     import torch
-    import training
+    import sample
     P = prompt.shape[1]
     tokens = torch.cat((prompt.repeat_interleave(width, 0), answer), dim=1)              # (N, P+S)
     alive = torch.cat((prompt_alive.repeat_interleave(width, 0), answer_alive), dim=1)
     h = model.hidden(tokens, width=width, alive=alive)[:, P - 1:-1]                        # (N, S, D)
-    return training.scored(model, h, answer, answer_alive, 1.0)
+    picked = sample.token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], 1.0)
+    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)
 
 
 def bench_logprobs(args):
     """(result dict, table): seconds of one step's forward+backward both ways, and the bf16 drift."""
     import torch
-    import fast
     import tasks
     import train_grpo
     import training
@@ -63,7 +61,7 @@ def bench_logprobs(args):
     r = sample(model, prompts, tok.eos_ids, width=4, max_new_tokens=64,
                generator=torch.Generator().manual_seed(0), ignore_eos=not args.eos)
     batches = training.micro_batches(list(range(8)), d.micro_groups, 4)
-    forwards = {"shared": fast.answer_logprobs, "one piece": training.answer_logprobs, "plain": plain_logprobs}
+    forwards = {"shared": training.answer_logprobs, "plain": plain_logprobs}
 
     def run(way, dtype):
         model.zero_grad(set_to_none=True)
@@ -76,7 +74,7 @@ def bench_logprobs(args):
                 out.append(lp.detach()[answer_alive])  # the answer tokens
         return torch.cat(out)
 
-    ways = ("shared", "one piece", "plain") if args.eos else ("shared", "plain")
+    ways = ("shared", "plain")
     times, logps = {}, {}
     for _ in range(args.repeats):
         for dtype in ("fp32", "bf16"):
@@ -84,23 +82,20 @@ def bench_logprobs(args):
                 t0 = time.perf_counter()
                 logps[dtype, way] = run(way, dtype)
                 times.setdefault((dtype, way), []).append(time.perf_counter() - t0)
-    rows = [dict(dtype=dt, shared_s=min(times[dt, "shared"]), plain_s=min(times[dt, "plain"]))
-            | ({"one_piece_s": min(times[dt, "one piece"])} if args.eos else {}) for dt in ("fp32", "bf16")]
+    rows = [dict(dtype=dt, shared_s=min(times[dt, "shared"]), plain_s=min(times[dt, "plain"])) for dt in ("fp32", "bf16")]
     diff = (logps["bf16", "shared"] - logps["fp32", "shared"]).abs()
     drift = dict(mean_abs=diff.mean().item(), max_abs=diff.max().item(),
                  share_over_0_2=(diff > 0.2).float().mean().item())  # 0.2: outside the PPO clip range
     P, cpu, bf16 = r.prompt_len, machine("cpu"), bf16_instructions()
     n = int(r.alive[:, P:].sum())
-    cells = dict(shared=0, one_piece=0, plain=0)  # positions each way computes (prompt positions included)
+    cells = dict(shared=0, plain=0)  # positions each way computes (prompt positions included)
     longest = []                                  # each micro-batch's longest answer
     for mb in batches:
         prompt, _, answer, answer_alive = training.split_rollout(r, mb)
         (B, P_), (N, S) = prompt.shape, answer.shape
         longest.append(str(S))
         cells["plain"] += N * (P_ + S - 1)
-        cells["one_piece"] += B * P_ + N * (S - 1)
-        cells["shared"] += B * P_ + sum(len(slots) * (end - start) for start, end, _, slots, _ in
-                                        fast.plan_pieces(answer_alive[:, :-1], 4))
+        cells["shared"] += B * P_ + N * (S - 1)
     longest = " ".join(longest)
     answers = (f"answers ending at their EOS (at most 64 tokens; {n} answer tokens; the longest of each "
                f"micro-batch: {longest})" if args.eos else "64-token answers")
@@ -108,18 +103,10 @@ def bench_logprobs(args):
              f"micro-batches of {d.micro_groups} groups, all parameters, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, best of {args.repeats}",
              f"# {cpu}; bf16 product instructions: {', '.join(bf16) or 'none'}\n"]
-    if args.eos:
-        lines += ["| dtype | prompt once, answers in pieces (s) | prompt once, answers in one piece (s) | "
-                  "plain N rows (s) | one piece / pieces | plain / pieces |", "|---|---|---|---|---|---|"]
-        lines += [f"| {row['dtype']} | {row['shared_s']:.1f} | {row['one_piece_s']:.1f} | {row['plain_s']:.1f} | "
-                  f"{row['one_piece_s'] / row['shared_s']:.2f} | {row['plain_s'] / row['shared_s']:.2f} |" for row in rows]
-    else:
-        lines += ["| dtype | prompt once per group (s) | plain N rows (s) | speed-up |", "|---|---|---|---|"]
-        lines += [f"| {row['dtype']} | {row['shared_s']:.1f} | {row['plain_s']:.1f} | {row['plain_s'] / row['shared_s']:.2f} |"
-                  for row in rows]
-    if args.eos:
-        lines.append(f"\nrows x columns computed, prompts included: in pieces {cells['shared']}, in one piece "
-                     f"{cells['one_piece']} ({cells['shared'] / cells['one_piece']:.2f} of it), plain {cells['plain']}")
+    lines += ["| dtype | prompt once per group (s) | plain N rows (s) | speed-up |", "|---|---|---|---|"]
+    lines += [f"| {row['dtype']} | {row['shared_s']:.1f} | {row['plain_s']:.1f} | {row['plain_s'] / row['shared_s']:.2f} |"
+              for row in rows]
+    lines.append(f"\nrows x columns computed, prompts included: prompt once {cells['shared']}, plain {cells['plain']}")
     lines.append(f"\nbf16 autocast vs fp32 log-probs of the same {n} answer tokens: mean |diff| "
                  f"{drift['mean_abs']:.4f}, max {drift['max_abs']:.3f}, share above 0.2: {drift['share_over_0_2']:.4f}")
     return (dict(rows=rows, drift=drift, prompt_len=P, answer_tokens=n, eos=args.eos, cells=cells, machine=cpu,
@@ -130,8 +117,8 @@ def main(argv=None):
     p = Parser(prog="bench_logprobs.py", description="Training's forward+backward: prompt once per group vs the plain N-row forward, fp32 and bf16.")
     benchkit.add_model(p)
     p.add_argument("--repeats", type=int, default=3, help="the four runs alternated this many times, best kept (default 3)")
-    p.add_argument("--eos", action="store_true", help="answers end at their EOS (as in training), and the answers "
-                   "in one piece are timed too")
+    p.add_argument("--eos", action="store_true", help="answers end at their EOS, as in training (default: "
+                   "every answer runs to 64 tokens)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     add_overwrite(p)
     args = p.parse_args(argv)

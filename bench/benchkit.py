@@ -8,7 +8,9 @@ as `python bench/NAME.py`); studies/survey_tasks.py, studies/oracle.py and tools
 add bench/ to their path.
 """
 import json
+import re
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -93,9 +95,24 @@ def run_job(script, job):
     out = subprocess.run([sys.executable, str(Path(script).resolve()), "--job", json.dumps(job)],
                          capture_output=True, text=True)
     if out.returncode != 0:
-        lines = out.stderr.strip().splitlines()
-        return dict(job, error=lines[-1].removeprefix("error: ") if lines else f"exit code {out.returncode}")
+        return dict(job, error=failure(out.returncode, out.stderr))
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def failure(returncode, stderr):
+    """One line for a command that failed: its "error: ..." line (cli.run's), else the exception a
+    traceback ends with, else how it ended: a process killed by a signal (the kernel's out-of-memory
+    killer sends SIGKILL) may leave only a library's warning as its last line."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    if errors:
+        return errors[-1]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    if raised:
+        return raised[-1]
+    if returncode < 0:
+        return f"killed by signal {-returncode} ({signal.Signals(-returncode).name}" + ("; out of memory?)" if -returncode == signal.SIGKILL else ")")
+    return f"exit code {returncode}" + (f"; its last line: {lines[-1]}" if lines else "")
 
 
 def emit(result, table, out):

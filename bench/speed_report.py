@@ -12,7 +12,7 @@ measured at earlier commits (named in the file names, kept as they were measured
 the fused AdamW kernel and the cut micro-batches; 57c38b0, before the packed weights (fast.packed_linears),
 also GRPO with --compile (its rollouts compile without freezing the weights, which change); 3225dc8
 and b45ea49 (GRPO and the two runs against TRL) and 7b27b40 (the evaluation), before the answers ran
-in pieces (fast.answers_in_pieces) and finished rows left their groups (fast.drop_finished_rows).
+in pieces (since deleted) and finished rows left their groups (fast.drop_finished_rows).
 Each folder in machines/ (bench/speed_machine.sh) adds a row to the table of other machines.
 """
 import json
@@ -220,7 +220,7 @@ def end_to_end(d):
            f"bridge --train all`, steps 2-{len(g['plain'])}, 8 prompts x 4 answers; the first step, which compiles, not "
            "counted). The earlier columns are the same parts run at those commits (`results/speed/before`): 9a9068b "
            "before the fused AdamW kernel and the cut micro-batches, 57c38b0 before the packed weights, 3225dc8 "
-           "(GRPO) and 7b27b40 (evaluation) before the answers ran in pieces (`fast.answers_in_pieces`) and "
+           "(GRPO) and 7b27b40 (evaluation) before the answers ran in pieces (since deleted) and "
            "finished rows left their groups (`fast.drop_finished_rows`). GRPO's "
            "`--compile` was measured at 57c38b0: its rollouts read weights that change every step, so they compile "
            "without freezing, which the packed weights do not reach.", "",

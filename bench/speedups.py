@@ -9,10 +9,10 @@ with its committed Bridge, widths 1 2 4 8: many short answers) and one on the de
 ragged answers), and GRPO steps (train_grpo.py, RLVR only on the default task, 8 prompts x 4
 answers: the rollout and the update). Each variant runs in a fresh interpreter, in which the
 speed-ups of fast.py are switched off one at a time by their keywords (`fast.sample(packed=False)`,
-`drop_rows=False`; for training `fast.answer_logprobs` replaced by the naive
-`training.answer_logprobs`); "packed only" switches off all but the packed weights; "reference" is
-the commands' `--reference` (all of them off). (The results also hold "one-level draw" and
-"--compile" rows, measured before those two were deleted for not paying.) The rule (README, How the code is organised): a
+`drop_rows=False`); "packed only" switches off all but the packed weights; "reference" is the
+commands' `--reference` (all of them off). The results also hold rows of speed-ups measured before
+they were deleted for not paying ("one-level draw", "--compile", "answers in one piece": what
+switching off the answers in pieces measured). The rule (README, How the code is organised): a
 speed-up stays if its workload takes at least 10% longer without it.
 """
 import json
@@ -40,14 +40,12 @@ EVAL_DISTINCT = ["evaluate.py", "--bridge", "bridges/distinct.safetensors", "--t
 EVAL_DEFAULT = ["evaluate.py", "--bridge", "bridges/default.safetensors", "--problems", "24", "--n", "8",
                 "--widths", "4", "--seed", "0"]
 GRPO = ["train_grpo.py", "--arch", "none", "--train", "all", "--steps", "3", "--show-every", "0", "--seed", "0"]
-# the patch each variant runs before the command: fast.py's keywords, or the naive log-prob path
+# the patch each variant runs before the command: fast.sample's keywords
 PATCHES = {
     "all on": "",
     "packed off": "fast.sample = functools.partial(fast.sample, packed=False)",
     "rows stay": "fast.sample = functools.partial(fast.sample, drop_rows=False)",
-    "answers in one piece": "fast.answer_logprobs = training.answer_logprobs",
-    "packed only": "fast.sample = functools.partial(fast.sample, drop_rows=False); "
-                   "fast.answer_logprobs = training.answer_logprobs",
+    "packed only": "fast.sample = functools.partial(fast.sample, drop_rows=False)",
 }
 WORKLOADS = {  # name: (command, the variants measured on it)
     "evaluation, distinct (16 questions x 8 answers, widths 1 2 4 8)":
@@ -55,7 +53,7 @@ WORKLOADS = {  # name: (command, the variants measured on it)
     "evaluation, default task (24 problems x 8 answers, width 4)":
         (EVAL_DEFAULT, ["all on", "packed off", "rows stay", "reference", "packed only"]),
     "GRPO, default task (RLVR only, 8 x 4; seconds per step, steps 2-3)":
-        (GRPO, ["all on", "packed off", "rows stay", "answers in one piece", "reference", "packed only"]),
+        (GRPO, ["all on", "packed off", "rows stay", "reference", "packed only"]),
 }
 
 
@@ -64,7 +62,7 @@ def launcher(patch, argv, root):
     return [sys.executable, "-c",
             "import functools, runpy, sys\n"
             f"sys.path.insert(0, {str(root)!r})\n"
-            + ("import fast, training\n" if patch else "")
+            + ("import fast\n" if patch else "")
             + f"{patch}\n"
             f"sys.argv = {argv!r}\n"
             f"runpy.run_path({str(Path(root) / argv[0])!r}, run_name='__main__')\n"]

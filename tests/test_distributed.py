@@ -31,7 +31,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-import fast  # noqa: E402
 import parallel  # noqa: E402
 import train_args  # noqa: E402
 import train_grpo  # noqa: E402
@@ -45,7 +44,7 @@ def instrument(setattr):
     """Swap in even_length_reward; return a list that records this process's rollouts, forwards
     and checkpoint writes."""
     events = []
-    rollout, logprobs, write = train_grpo.sample_sets, fast.answer_logprobs, training.write_checkpoint
+    rollout, logprobs, write = train_grpo.sample_sets, training.answer_logprobs, training.write_checkpoint
 
     def spy_rollout(model, tokenizer, indexed_problems, args):
         out = rollout(model, tokenizer, indexed_problems, args)
@@ -64,7 +63,7 @@ def instrument(setattr):
     setattr(train_grpo, "group_reward", even_length_group_reward)
     setattr(train_sft, "reward", even_length_reward)
     setattr(train_grpo, "sample_sets", spy_rollout)
-    setattr(fast, "answer_logprobs", spy_logprobs)  # the scripts' default (training.scorer)
+    setattr(training, "answer_logprobs", spy_logprobs)
     setattr(training, "write_checkpoint", spy_write)
     return events
 

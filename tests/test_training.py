@@ -1,6 +1,6 @@
 """Training: the prompt-once forward equals the plain forward, whole groups everywhere, and GRPO's
 update is the gradient of the loss written out over the whole step (tests/test_train_scripts.py runs
-the scripts end to end; tests/test_fast_training.py checks the answers in pieces).
+the scripts end to end).
 
 Everything runs in-process on a tiny random model in tmp_path. Its byte-level tokenizer makes long
 prompts, so the runs use --shots 0 and a short context; many EOS ids make answers end early. The
@@ -15,7 +15,6 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-import fast
 import train_grpo
 import train_sft
 import training
@@ -166,13 +165,13 @@ def test_a_slice_that_cuts_a_group_is_refused(bridged64):
 def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
                                                                          fake_reward):
     seen = []
-    real = fast.answer_logprobs  # the scripts' default (training.scorer)
+    real = training.answer_logprobs
 
     def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         assert answer.shape[0] == prompt.shape[0] * width
         seen.append(prompt.shape[0])
         return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
-    monkeypatch.setattr(fast, "answer_logprobs", spy)
+    monkeypatch.setattr(training, "answer_logprobs", spy)
     grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
     log = log_of(tmp_path)
     assert sum(seen) == sum(r["groups_updated"] for r in log) > 0

@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_grpo  # noqa: E402
+import benchkit  # noqa: E402
 
 
 @pytest.fixture
@@ -42,3 +43,15 @@ def test_a_failed_engine_is_exit_code_1_and_the_rows_are_written(tmp_path, monke
     assert json.loads(out.read_text())[0]["error"] == "it broke"
     captured = capsys.readouterr()
     assert "| ours | error: it broke |" in captured.out and "error: ours failed: it broke" in captured.err
+
+
+@pytest.mark.parametrize("code, stderr, line", [
+    (1, "loading\nerror: --model x: no such model directory\n", "--model x: no such model directory"),
+    (1, "Traceback (most recent call last):\n  File \"t.py\", line 1\nValueError: bad\n  warnings.warn(\n", "ValueError: bad"),
+    (-9, "UserWarning: something\n  warnings.warn(\n", "killed by signal 9 (SIGKILL; out of memory?)"),
+    (3, "  warnings.warn(\n", "exit code 3; its last line: warnings.warn("),
+    (2, "", "exit code 2"),
+])
+def test_a_failed_engine_is_said_in_one_line_that_names_what_ended_it(code, stderr, line):
+    # a process that only left a library's warning (a kill, an exit without a message) is not that warning
+    assert benchkit.failure(code, stderr) == line

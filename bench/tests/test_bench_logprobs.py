@@ -29,18 +29,14 @@ def test_both_ways_in_both_dtypes_and_the_machine(tmp_path, capsys):
     assert f"bf16 product instructions: {', '.join(r['bf16_instructions']) or 'none'}" in text
 
 
-def test_with_eos_the_answers_in_one_piece_are_timed_too(tmp_path, capsys):
+def test_with_eos_the_answers_end_and_the_prompt_once_computes_fewer_positions(tmp_path, capsys):
     path = make_training_model(tmp_path / "m", seed=1)
     out = tmp_path / "b.json"
     bench_logprobs.main(["--model", str(path), "--repeats", "1", "--eos", "--out", str(out)])
     r = json.loads(out.read_text())
     assert r["eos"] and 0 < r["answer_tokens"] <= 8 * 4 * 64
-    assert r["cells"]["shared"] <= r["cells"]["one_piece"] < r["cells"]["plain"]
-    text = capsys.readouterr().out
-    for row in r["rows"]:  # both ratios are over the answers in pieces, from the seconds in the JSON
-        one, plain = row["one_piece_s"] / row["shared_s"], row["plain_s"] / row["shared_s"]
-        assert (f"| {row['dtype']} | {row['shared_s']:.1f} | {row['one_piece_s']:.1f} | {row['plain_s']:.1f} | "
-                f"{one:.2f} | {plain:.2f} |") in text
+    assert 0 < r["cells"]["shared"] < r["cells"]["plain"]
+    assert f"prompt once {r['cells']['shared']}, plain {r['cells']['plain']}" in capsys.readouterr().out
 
 
 def test_a_missing_model_is_one_line_from_the_command():
