@@ -276,13 +276,14 @@ def check_device(device):
     return device
 
 
-def check_figure_out(path, flag="--out"):
-    """check_out_file for a figure, and matplotlib installed: the name must end in a suffix matplotlib
-    writes as named (it would append .png to any other and write a file the command did not name)."""
+def check_figure_out(path, overwrite, flag="--out"):
+    """check_out_file and check_new_file for a figure, and matplotlib installed: the name must end in
+    a suffix matplotlib writes as named (it would append .png to any other: a file not named)."""
     import importlib.util
     if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"{flag} {path}: a figure's name ends in {', '.join(FIGURE_SUFFIXES)}")
     check_out_file(path, flag)
+    check_new_file(path, overwrite, flag)
     if importlib.util.find_spec("matplotlib") is None:
         raise ValueError(f"{flag}: drawing the figure needs matplotlib: pip install matplotlib")
 

@@ -328,7 +328,7 @@ def check_args(args):
 def main(argv=None):
     args = parse_args(argv)
     if args.plot:
-        return plot(args.plot, args.out or "evaluate.png", args.labels)
+        return plot(args.plot, args.out or "evaluate.png", args.labels, args.overwrite)
     args.out = args.out or "results.json"
     result = evaluate(args)
     cli.write_text(args.out, json.dumps(result, indent=1) + "\n")  # whole, or the old file untouched

@@ -104,8 +104,9 @@ def label_of(protocol):
 # -----------------------------------------------------------------------------
 # the plot (evaluate.py --plot)
 
-def plot(paths, out, labels=None):
+def plot(paths, out, labels=None, overwrite=False):
     """Two panels: mean accuracy against width, and G-Pass@n_tau against tau (at the widest width)."""
+    cli.check_figure_out(out, overwrite)
     runs = [read_result(p) for p in paths]
     labels = labels or [label_of(run["protocol"]) for run in runs]
     if len(labels) != len(runs):
@@ -114,7 +115,6 @@ def plot(paths, out, labels=None):
         if any("accuracy" not in r["summary"] for r in run["results"]):
             raise ValueError(f"--plot {path}: a set-level task's results (no accuracy to draw); "
                              "studies/siblings_report.py draws those")
-    cli.check_figure_out(out)
     try:
         import matplotlib
     except ImportError:

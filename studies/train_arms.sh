@@ -53,5 +53,5 @@ for ((target = CHUNK; target <= STEPS; target += CHUNK)); do
   grpo_chunk pmatch "$target" --arch pmatch --train all --init "$OUT/sft_pmatch/checkpoint/bridge.safetensors"
   grpo_chunk bridge "$target" --arch bridge --train all --init "$OUT/sft_bridge/checkpoint/bridge.safetensors"
 done
-python tools/reward_curves.py "$OUT/grpo_rlvr" "$OUT/grpo_pmatch" "$OUT/grpo_bridge" --out "$OUT/reward.png" \
+python tools/reward_curves.py "$OUT/grpo_rlvr" "$OUT/grpo_pmatch" "$OUT/grpo_bridge" --out "$OUT/reward.png" --overwrite \
   --labels "RLVR only" "P-Match" "Bridge"

@@ -22,15 +22,15 @@ def test_output_paths_are_checked_up_front(tmp_path):
     cli.check_out_dir(tmp_path / "new_dir")
     cli.check_out_dir(tmp_path)
     cli.check_out_dir(tmp_path / "new" / "parents" / "too")  # made with its parents, as training does
-    cli.check_figure_out(tmp_path / "fig.PDF")
+    cli.check_figure_out(tmp_path / "fig.PDF", False)
     for check, path, message in [
         (cli.check_out_file, tmp_path, "is a directory"),
         (cli.check_out_file, tmp_path / "no" / "x.json", "does not exist"),
         (cli.check_out_file, tmp_path / "file" / "x.json", "does not exist"),
         (cli.check_out_dir, tmp_path / "file", "is a file, not a directory"),
         (cli.check_out_dir, tmp_path / "file" / "dir", "file is a file, not a directory"),
-        (cli.check_figure_out, tmp_path / "fig", "a figure's name ends in .png, .pdf, .svg"),
-        (cli.check_figure_out, tmp_path / "fig.jpeg", "a figure's name ends in"),
+        (lambda p: cli.check_figure_out(p, True), tmp_path / "fig", "a figure's name ends in .png, .pdf, .svg"),
+        (lambda p: cli.check_figure_out(p, True), tmp_path / "fig.jpeg", "a figure's name ends in"),
     ]:
         with pytest.raises(ValueError, match=message) as e:
             check(path)

@@ -119,6 +119,30 @@ def test_the_tools_refuse_an_existing_results_file(tmp_path):
     assert old.read_text() == "{}"
 
 
+def test_the_figure_tools_refuse_an_existing_figure_unless_overwrite(tmp_path):
+    """A figure is a result too: every command that draws one refuses an existing file in one line,
+    before it loads a model or reads a run, and goes on with --overwrite (here: to the model or run
+    that does not exist)."""
+    old = tmp_path / "old.png"
+    old.write_bytes(b"a figure")
+    reward_curves = __import__("reward_curves")
+    positive_control = __import__("positive_control")
+    commands = [
+        (evaluate.main, ["--plot", str(tmp_path / "none.json"), "--out", str(old)], FileNotFoundError),
+        (attention_map.main, ["--model", NO_MODEL, "--out", str(old)], OSError),
+        (reward_curves.main, [str(tmp_path / "no_run"), "--out", str(old)], (OSError, ValueError)),
+        (positive_control.main, ["--from-json", "--out", str(tmp_path / "none.json"), "--plot", str(old)],
+         (OSError, ValueError)),
+    ]
+    for main, argv, after in commands:
+        with pytest.raises(ValueError, match=f"{old} already exists; pass --overwrite to replace it"):
+            main(argv)
+        with pytest.raises(after) as e:  # with --overwrite the figure check passes: what fails is the input
+            main(argv + ["--overwrite"])
+        assert "already exists" not in str(e.value)
+    assert old.read_bytes() == b"a figure"
+
+
 def test_a_readme_section_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text("head\n<!-- b -->\nold\n<!-- e -->\ntail\n")

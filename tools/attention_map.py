@@ -88,6 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, metavar="FILE.png", help="the figure to write (.png, .pdf or .svg)")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="layers to draw (default: four, evenly spaced)")
+    cli.add_overwrite(p)
     return p.parse_args(argv)
 
 
@@ -102,7 +103,7 @@ def check_args(args):
     # need as many --out names
     if args.prompt and len(args.prompt) > 1:
         raise ValueError(f"--prompt: the map draws one prompt's group, got {len(args.prompt)} prompts; give one")
-    cli.check_figure_out(args.out)
+    cli.check_figure_out(args.out, args.overwrite)
 
 
 def main(argv=None):

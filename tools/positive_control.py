@@ -214,7 +214,7 @@ def main(argv=None):
     p.add_argument("--out", default=str(ROOT / "results" / "positive_control.json"))
     p.add_argument("--plot", default=None, help="also draw the curves to this .png, .pdf or .svg (needs matplotlib)")
     p.add_argument("--from-json", action="store_true", help="only draw --plot from an existing --out")
-    cli.add_overwrite(p)
+    cli.add_overwrite(p, "--out and --plot")
     args = p.parse_args(argv)
     if args.width < 2:
         raise ValueError("--width must be >= 2: at width 1 there are no siblings to read")
@@ -222,7 +222,7 @@ def main(argv=None):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if args.plot:
-        cli.check_figure_out(args.plot, "--plot")
+        cli.check_figure_out(args.plot, args.overwrite, "--plot")
     if args.from_json:
         if not args.plot:
             raise ValueError("--from-json only draws the figure of an existing --out: give --plot FILE")

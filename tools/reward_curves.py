@@ -102,13 +102,14 @@ def main(argv=None):
     p.add_argument("--smooth", type=int, default=10, help="running mean over this many steps (default 10)")
     p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: arch and directory)")
     p.add_argument("--steps", type=int, default=None, help="only the first N steps of each run (runs still going: compare equal steps)")
+    cli.add_overwrite(p)
     a = p.parse_args(argv)
     for flag in ("smooth", "steps"):
         if getattr(a, flag) is not None and getattr(a, flag) < 1:
             p.error(f"--{flag} must be >= 1, got {getattr(a, flag)}")
     if a.labels is not None and len(a.labels) != len(a.runs):
         p.error(f"--labels: {len(a.labels)} given for {len(a.runs)} run directories; give one label per run")
-    cli.check_figure_out(a.out)
+    cli.check_figure_out(a.out, a.overwrite)
     for run in a.runs:  # every run readable before the table and the figure, not halfway through them
         read_log(run)
         if a.labels is None:
