@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cli
-from sample import Rollout, check_sampling, prefill, sample_next, uniforms
+from sample import Rollout, check_sampling, prefill, record_step, sample_next, uniforms
 
 # --- packed weights
 
@@ -156,13 +156,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
             logp = torch.zeros(N, dtype=picked_logp.dtype, device=device)
             rows = batch.rows[batch.real]                                     # the real slots' rows
             nxt[rows], logp[rows] = picked[batch.real], picked_logp[batch.real]
-            is_alive = ~finished
-            nxt, logp = nxt.where(is_alive, pad), logp.where(is_alive, 0.0)
-            steps.append((nxt, is_alive, logp))
-            if keep_logits:
-                seen.append(logits if logits.dtype == torch.float64 else logits.float())
-            if not ignore_eos:
-                finished = finished | torch.isin(nxt, eos)
+            nxt, is_alive, finished = record_step(steps, seen, logits, nxt, logp, finished, pad,
+                                                  None if ignore_eos else eos, keep_logits)
             if finished.all() or i == max_new_tokens - 1:
                 break
             if drop_rows:

@@ -174,17 +174,24 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     for step in range(max_new_tokens):
         u = uniforms(N, generator, device) if temperature > 0 else None          # (N, 1)
         nxt, logp = sample_next(logits, u, temperature, top_k, top_p)            # (N,), (N,)
-        is_alive = ~finished
-        nxt, logp = nxt.where(is_alive, pad), logp.where(is_alive, 0.0)  # finished rows: a pad nobody reads
-        steps.append((nxt, is_alive, logp))
-        if keep_logits:
-            seen.append(logits if logits.dtype == torch.float64 else logits.float())
-        if not ignore_eos:
-            finished = finished | torch.isin(nxt, eos)
+        nxt, is_alive, finished = record_step(steps, seen, logits, nxt, logp, finished, pad,
+                                              None if ignore_eos else eos, keep_logits)
         if finished.all() or step == max_new_tokens - 1:
             break
         logits = model(nxt[:, None], width=width, alive=is_alive[:, None], cache=cache, path=path)[:, -1]
     return Rollout.from_steps(tokens, alive, steps, width, seen)
+
+
+def record_step(steps, seen, logits, nxt, logp, finished, pad, eos, keep_logits):
+    """Append a step's (tokens, alive, log-probs) to `steps` (and its logits to `seen`) and return
+    (tokens, alive, finished after it). Rows already finished get a pad nobody reads, log-prob 0;
+    a row that draws one of `eos` (None: ignore EOS) is finished from the next step."""
+    is_alive = ~finished
+    nxt, logp = nxt.where(is_alive, pad), logp.where(is_alive, 0.0)
+    steps.append((nxt, is_alive, logp))
+    if keep_logits:
+        seen.append(logits if logits.dtype == torch.float64 else logits.float())
+    return nxt, is_alive, finished if eos is None else finished | torch.isin(nxt, eos)
 
 
 def encode_prompts(tokenizer, prompts, chat=True):
