@@ -60,7 +60,9 @@ def study_lines(name):
     title, what, anchor = STUDY_TEXT[name]
     runs = load(STUDIES[name].res)
     proto = runs["base"]["protocol"]
-    comps = [c for c in comparisons(runs) if c["width"] == TRAIN_WIDTH]
+    # (the width effects against P-Match's stay in the full section: a first reader gets the plain rows)
+    comps = [c for c in comparisons(runs) if c["width"] == TRAIN_WIDTH and c["arms"][0] == "Bridge" or
+             c["width"] == TRAIN_WIDTH and c["arms"][1] == "Bridge at width 1"]
     bridge = statistics.fmean(statistics.fmean(per_problem(r, TRAIN_WIDTH)) for r in runs["arms"]["bridge"].values())
     lines = [f"**{title}** (`{proto['task']}`, {what} with numbers up to {proto['knobs']['hi']}; "
              f"{len(comps[0]['seeds'])} training seeds per arm, {proto['problems']} held-out problems, n = {proto['n']} "

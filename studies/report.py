@@ -38,7 +38,7 @@ from paired import DETECTABLE, METHOD, TIES, compare  # noqa: E402
 import readme_section  # noqa: E402  (next to this file)
 from pilot import pilot_lines  # noqa: E402
 from study import ARMS, RES, STUDIES, has_result, load, per_problem, per_seed, study_of  # noqa: E402
-from verdict import TRAIN_WIDTH, attribution_line, pts, signed, sibling_line, verdict_line  # noqa: E402
+from verdict import TRAIN_WIDTH, attribution_line, net_sibling_line, pts, signed, sibling_line, verdict_line  # noqa: E402
 
 TAUS = ("1/8", "1/2", "3/4", "1")
 # the markers are matched verbatim in docs/results.md (a new wording must change both)
@@ -78,7 +78,21 @@ def comparisons(runs):
     if 1 in widths:
         out += [compare(per_seed(arms["bridge"], w), per_seed(arms["bridge"], 1),
                         (f"Bridge at width {w}", "Bridge at width 1"), w) for w in widths if w != 1]
+    if 1 in widths and arms["pmatch"]:
+        # every run draws its answers from the same evaluation seeds (one generator per width, problem
+        # and group), so "width w - width 1" carries the seeds' own width effect in every seed alike;
+        # P-Match has no path between rows, so its "width w - width 1" is that effect alone, and the
+        # difference of the two differences is what Bridge's path adds
+        out += [compare(width_effect(arms["bridge"], w), width_effect(arms["pmatch"], w),
+                        ("Bridge's width effect", "P-Match's width effect"), w)
+                for w in widths if w != 1]
     return out
+
+
+def width_effect(seed_runs, width):
+    """{seed: per problem, the metric at `width` minus at width 1} of one arm's runs."""
+    at_w, at_1 = per_seed(seed_runs, width), per_seed(seed_runs, 1)
+    return {s: [x - y for x, y in zip(at_w[s], at_1[s])] for s in at_w}
 
 
 # -----------------------------------------------------------------------------
@@ -197,7 +211,11 @@ def comparison_lines(comps):
              f"detected, {DETECTABLE}; se (problems): over the problems, of the per-problem differences "
              f"averaged over the seeds; seeds higher / tied / lower: {TIES}. The last rows compare the same "
              "Bridge runs at width w and at width 1 (where a row has no sibling): what attending to the "
-             "siblings adds at inference, the trained weights fixed.", "",
+             "siblings adds at inference, the trained weights fixed. Every run samples from the same "
+             "evaluation seeds, which move width w against width 1 alike in every training seed; so the "
+             "width effect (an arm's width w minus its width 1, per problem) of Bridge is also compared "
+             "with P-Match's, whose rows have no path between them: the difference of the two is what "
+             "Bridge's path adds, free of the seeds' own effect.", "",
              "| comparison | width | per seed (seed: difference) | mean | 95% interval (seeds) | "
              "detectable | se (problems) | seeds higher / tied / lower |", "|---|---|---|---|---|---|---|---|"]
     for c in comps:
@@ -207,8 +225,9 @@ def comparison_lines(comps):
         lines.append(f"| {c['arms'][0]} - {c['arms'][1]} | {c['width']} | {each} | {signed(100 * c['mean'])} | "
                      f"{lo_hi} | {found} | {100 * c['se_problems']:.1f} | {c['wins']} / {c['ties']} / {c['losses']} |")
     at_train = [c for c in comps if c["width"] == TRAIN_WIDTH]
-    verdict = [verdict_line(c) for c in at_train if c["arms"][1] != "Bridge at width 1"]
+    verdict = [verdict_line(c) for c in at_train if c["arms"][0] == "Bridge"]
     verdict += [sibling_line(c) for c in at_train if c["arms"][1] == "Bridge at width 1"]
+    verdict += [net_sibling_line(c) for c in at_train if c["arms"][1] == "P-Match's width effect"]
     verdict += attribution_line(comps)
     k = min(len(c["seeds"]) for c in comps)
     if k < 3:

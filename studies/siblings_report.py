@@ -266,6 +266,14 @@ def walltime_lines(res=RES):
     return ["", f"Wall time per stage ({machine}, from `results/siblings/walltime.jsonl`): " + "; ".join(parts) + "."]
 
 
+# what the width rows above cannot separate, said where they are printed
+SHARED_SEEDS = ("Every run of this study samples from the same evaluation seeds (one generator per width, question "
+                "and group), so \"Bridge at width W − its weights at width 1\" also carries those seeds' own width "
+                "effect, alike in every training seed; the arms without a path between rows were sampled at width 1 "
+                "only, so that effect cannot be netted out here. The credit study below draws its evaluation "
+                "seeds from the training seed and compares each set with itself sampled without the path.")
+
+
 def section(res=RES, control=CONTROL, doc=DOC):
     """The section; its figures are linked from `doc`."""
     runs, base = load(res)
@@ -276,6 +284,8 @@ def section(res=RES, control=CONTROL, doc=DOC):
     if runs:
         out += [f"![score per answer against the independent ceiling]({readme_section.link(RES / 'set_score.png', doc)})", ""]
     out += (comparison_lines(comps) if comps else ["No paired comparison yet (it needs a seed both arms have)."])
+    if comps:
+        out += ["", SHARED_SEEDS]
     out += ["", verdict(runs, comps)] + walltime_lines(res) + ["", END]
     return "\n".join(out)
 

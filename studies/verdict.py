@@ -79,6 +79,16 @@ def sibling_line(c):
     return f"Within Bridge, {what} ({interval}; {seed_count(c)}{design(c)})."
 
 
+def net_sibling_line(c):
+    """Bridge's width effect against P-Match's (the shared evaluation seeds' own), in words."""
+    d, interval, side = read_interval(c)
+    w = c["width"]
+    what = {1: "the siblings help", -1: "the siblings hurt", 0: "the siblings add nothing measurable"}[side]
+    return (f"Net of what the shared evaluation seeds do to width {w} against width 1 on their own (P-Match's "
+            f"width {w} minus width 1, a block with no path between rows), {what}: {signed(d)} points ({interval}; "
+            f"{seed_count(c)}{design(c)}).")
+
+
 def attribution_line(comps):
     """Whether Bridge's lead over P-Match can be credited to the siblings: [] or one sentence.
 

@@ -26,6 +26,9 @@ def test_each_row_is_a_comparison_of_the_full_section_at_the_training_width():
     text = headline.section()
     for name in ("repro", "headroom"):
         for c in report.comparisons(load(STUDIES[name].res)):
+            if c["arms"][1] == "P-Match's width effect":  # full section only
+                assert c["arms"][1] not in text
+                continue
             assert (headline.row(c) in text) == (c["width"] == 4), (name, c["arms"], c["width"])
     for c in siblings_report.comparisons(siblings_report.load()[0]):
         assert (headline.row(c) in text) == (c["width"] == 4), (c["arms"], c["width"])

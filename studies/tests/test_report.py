@@ -147,6 +147,25 @@ def test_every_comparison_is_paired_by_seed_and_a_tie_is_a_tie(study):
     assert "detected with 80% power" in text.split("**Verdict**")[1]
 
 
+def test_the_width_effect_is_netted_of_the_shared_seeds_by_p_match(study):
+    """Shared evaluation seeds move width w against width 1 in every arm alike: P-Match's runs made
+    identical to Bridge's give a difference-in-differences of exactly 0, and in general it is Bridge's
+    (width w - width 1) minus P-Match's, per seed."""
+    runs = report.load(study)
+    means = {arm: {s: {w: statistics.fmean(report.per_problem(r, w)) for w in (1, 4)} for s, r in seeds.items()}
+             for arm, seeds in runs["arms"].items() if seeds}
+    c = next(c for c in report.comparisons(runs) if c["arms"][1] == "P-Match's width effect" and c["width"] == 4)
+    want = [(means["bridge"][s][4] - means["bridge"][s][1]) - (means["pmatch"][s][4] - means["pmatch"][s][1])
+            for s in c["seeds"]]
+    assert c["differences"] == pytest.approx(want, abs=1e-12)
+    for s in (0, 1, 2):
+        write(study, f"seed{s}_pmatch", json.loads((study / f"seed{s}_bridge.json").read_text()))
+    runs = report.load(study)
+    c = next(c for c in report.comparisons(runs) if c["arms"][1] == "P-Match's width effect" and c["width"] == 4)
+    assert c["differences"] == [0, 0, 0] and c["ties"] == 3
+    assert "Net of what the shared evaluation seeds do to width 4" in report.section(runs, study).split("**Verdict**")[1]
+
+
 def test_one_seed_gives_no_interval_and_no_crash(study):
     for s in (1, 2):
         for arm in ("rlvr", "pmatch", "bridge"):
