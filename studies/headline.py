@@ -127,8 +127,23 @@ def oracle_lines(res=credit_report.RES):
     below = all(credit_report.scores(bridge, W, W)[0]["mean"] < float(independent_ceiling(K, W)[0])
                 for W in credit_report.SIZES)
     lines += ["", "Bridge stays " + ("below" if below else "not everywhere below") + " the independent ceiling "
-              "even here, where reading the siblings pays, so GRPO on this task was not rerun yet."]
+              "even here, where reading the siblings pays. " + credit_study_line(res, K)]
     return lines + [""]
+
+
+def credit_study_line(res, K):
+    """Where the GRPO study with the set credited stands: its arms' score per answer at the training width."""
+    runs, _ = siblings_report.load(res)
+    seeds = sorted(s for (a, s) in runs if a == "bridge")
+    if not seeds:
+        return "GRPO with several sets per prompt (`bash studies/credit.sh seed S`) has no finished Bridge arm yet."
+    W = TRAIN_WIDTH
+    cells = [f"{siblings_report.ARMS[a]} {siblings_report.mean_of(siblings_report.per_seed(runs, a, siblings_report.sampled_at(a), 'score')[W])[0]:.3f}"
+             for a in ("rlvr", "pmatch", "bridge") if any(b == a for b, _ in runs)]
+    sets = "/".join(sorted({str(a.get("sets")) for a in credit_report.run_args(res).values()})) or "?"
+    return (f"GRPO with {sets} sets per prompt, the advantage over all of them, so far {len(seeds)} training seed"
+            f"{'s' if len(seeds) > 1 else ''} (score per answer at W = {W}, ceiling "
+            f"{float(independent_ceiling(K, W)[0]):.3f}): {', '.join(cells)}.")
 
 
 def section():

@@ -1,5 +1,7 @@
 """studies/headline.py: README.md's headline tables are the comparisons of docs/results.md at the
 training width, and the verdict reads their intervals."""
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "studies"))
 
+import credit_report  # noqa: E402
 import headline  # noqa: E402
 import report  # noqa: E402
 import siblings_report  # noqa: E402
@@ -60,3 +63,20 @@ def test_a_document_that_is_not_a_file_is_one_line(tmp_path):
         headline.main(["--doc", str(tmp_path)])
     with pytest.raises(ValueError, match="no such file"):
         headline.main(["--check", "--readme", str(tmp_path / "README.md")])
+
+
+def test_the_credit_study_line_reads_its_arms_and_their_sets(tmp_path):
+    """Before any arm: says so; after: each arm's score per answer at W = 4 and the --sets of its runs."""
+    res = credit_report.RES
+    if not (res / "oracle_bridge.json").is_file():
+        pytest.skip("no oracle check committed")
+    assert "no finished Bridge arm yet" in headline.credit_study_line(tmp_path, 9)
+    shutil.copy(res / "oracle_bridge.json", tmp_path / "seed0_bridge.json")  # a Bridge result of every width
+    shutil.copy(res / "oracle_pmatch.json", tmp_path / "seed0_pmatch.json")  # a no-path result at width 1
+    (tmp_path / "seed0" / "grpo_bridge").mkdir(parents=True)
+    (tmp_path / "seed0" / "grpo_bridge" / "args.json").write_text(json.dumps({"sets": 3}))
+    line = headline.credit_study_line(tmp_path, 9)
+    bridge, _ = credit_report.scores(credit_report.read(res / "oracle_bridge.json"), 4, 4)
+    pmatch, _ = credit_report.scores(credit_report.read(res / "oracle_pmatch.json"), 1, 4)
+    assert "with 3 sets per prompt" in line and "1 training seed (" in line and "ceiling 0.702" in line
+    assert f"P-Match {pmatch['mean']:.3f}, Bridge {bridge['mean']:.3f}." in line and "RLVR" not in line
