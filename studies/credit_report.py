@@ -304,6 +304,32 @@ def committed_section(res):
             *[row for name, r in found for row in paths_rows(name, r)]]
 
 
+def stage_kind(stage):
+    """The kind of a walltime.jsonl stage: "credit/seed0/grpo_bridge" -> "GRPO", "eval/oracle_bridge" -> ..."""
+    if stage.startswith("eval/"):
+        return "oracle evaluation" if "/oracle_" in stage else "evaluation"
+    if "/oracle_" in stage:
+        return "oracle training"
+    if "/pilot/" in stage:
+        return "pilot GRPO"
+    return "warm-up" if "/sft_" in stage else "GRPO" if "/grpo_" in stage else stage
+
+
+def walltime_lines(res):
+    """Minutes per kind of stage and machine (studies/stages.sh appends every stage to walltime.jsonl)."""
+    path = Path(res) / "walltime.jsonl"
+    if not path.is_file():
+        return []
+    kinds = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        kinds.setdefault((stage_kind(r["stage"]), r["machine"]), []).append(r["seconds"] / 60)
+    rows = [f"| {kind} | {machine} | {len(v)} | {min(v):.0f}–{max(v):.0f} |" for (kind, machine), v in kinds.items()]
+    return [f"Wall time per stage, from `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` "
+            "(a stage that shared the CPU with other work says so there):", "",
+            "| stage | machine | runs | minutes |", "|---|---|---|---|", *rows]
+
+
 def section(res=RES):
     lines = [BEGIN, "", "### The oracle check: can Bridge coordinate at all?", ""]
     lines += oracle_section(res)
@@ -311,8 +337,9 @@ def section(res=RES):
     lines += pilot_lines(res) + [""] + study_section(res)
     lines += ["", "### What the siblings add, at fixed randomness: the committed Bridges", ""]
     lines += committed_section(res)
-    lines += ["", "Regenerate: `python studies/credit_report.py`; the runs: `bash studies/credit.sh oracle`, "
-              "`bash studies/credit.sh committed`, `bash studies/credit.sh mul2` (wall times in `results/credit/walltime.jsonl`).", "", END]
+    lines += [""] + walltime_lines(res)
+    lines += ["", "Regenerate: `python studies/credit_report.py`; the runs, in order: `bash studies/credit.sh oracle`, "
+              "`pilot`, `seed 0`, `seed 1`, `seed 2`, `committed`, `mul2` (each skips what is done).", "", END]
     return "\n".join(lines)
 
 
