@@ -249,6 +249,26 @@ def study_protocol(runs, res):
             "(lowest and highest seed in brackets).")
 
 
+def above_ceiling_line(runs):
+    """[] or one sentence: the no-path arms' seeds that score above the independent ceiling, and why
+    that can only be the sampling of the held-out questions (their rows are independent draws)."""
+    found = []
+    for arm in ("rlvr", "pmatch"):
+        by_size = sib.per_seed(runs, arm, sib.sampled_at(arm), "score")
+        for W in SIZES:
+            ceiling = float(independent_ceiling(9, W)[0])
+            for seed, values in sorted(by_size[W].items()):
+                mean = sum(values) / len(values)
+                se = (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+                if mean > ceiling:
+                    found.append(f"{sib.ARMS[arm]} seed {seed} at W = {W}: {mean:.3f} ± {se:.3f} against {ceiling:.3f}")
+    if not found:
+        return []
+    return ["An arm without a path between rows above the ceiling (" + "; ".join(found) + ", ± se over "
+            "questions) is the sampling of the held-out questions: its rows are independent draws from one "
+            "distribution per question, whose expected score per answer cannot exceed the ceiling.", ""]
+
+
 def study_section(res):
     runs, _ = sib.load(res)
     if not runs:
@@ -256,6 +276,7 @@ def study_section(res):
     comps = sib.comparisons(runs) + twin_comparisons(runs)
     lines = [study_protocol(runs, res), ""]
     lines += sib.table(runs, None, "score", res) + [""] + sib.table(runs, None, "distinct", res) + [""]
+    lines += above_ceiling_line(runs)
     lines += sib.comparison_lines(comps) + [""]
     lines += collision_lines(runs) + [""]
     return lines + [sib.verdict(runs, comps)]

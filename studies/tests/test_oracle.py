@@ -117,3 +117,17 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
 
 def test_the_committed_section_is_what_the_committed_results_give():
     assert credit_report.main(["--check"]) == 0
+
+
+def test_a_no_path_arm_above_the_ceiling_is_named_as_sampling_noise():
+    """Rows without a path are independent draws: a seed that scores above the ceiling anyway is
+    named, with its se over questions; one below it is not."""
+    def result(choices):  # one width-1 run of two questions, 8 answers each
+        return {"results": [{"width": 1, "per_problem": [{"choices": c} for c in choices]}]}
+    spread = [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]]  # every set of 2, 4 or 8 all distinct
+    same = [[3] * 8, [3] * 7 + [None]]
+    line = " ".join(credit_report.above_ceiling_line({("pmatch", 0): result(spread), ("rlvr", 0): result(same)}))
+    for W, ceiling in ((2, 0.889), (4, 0.702), (8, 0.438)):
+        assert f"P-Match seed 0 at W = {W}: 1.000 ± 0.000 against {ceiling:.3f}" in line
+    assert "RLVR" not in line and "cannot exceed the ceiling" in line
+    assert credit_report.above_ceiling_line({("pmatch", 0): result(same)}) == []
