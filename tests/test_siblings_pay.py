@@ -236,9 +236,12 @@ def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_d
 
 def test_one_set_gives_the_log_it_gave_before_sets_existed(tmp_path):
     """--sets 1 (the default) is the one-set algorithm: the pinned log of tests/grpo_golden.py,
-    written before --sets existed. Counts and rewards must match exactly; the floats (loss, grad
-    norm, ratio) are compared to 1e-6 relative, since another CPU may round a product differently
-    (on the AMD EPYC that wrote the file they match bit for bit)."""
+    written before --sets existed. Counts, rewards and the prompts drawn must match exactly: the
+    same tokens were sampled and scored. The floats (loss, grad norm, ratio, kl, clip) are held to
+    1e-5 absolute, the scale of fp32 rounding in terms of size ~1 (the loss is a mean of
+    ratio x advantage terms, so its error is absolute, not relative to the small mean): on the
+    AMD EPYC that wrote the file they match bit for bit, on an Intel Xeon they differ by up to
+    4e-6 (grad norm 7.338180 against 7.338176); a mismatch of the two log-prob paths is far larger."""
     import grpo_golden
     pinned = json.loads((Path(__file__).parent / "data" / "grpo_one_set_log.json").read_text())
     now = grpo_golden.run(tmp_path)
@@ -247,7 +250,7 @@ def test_one_set_gives_the_log_it_gave_before_sets_existed(tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             if k in ("loss", "grad_norm", "ratio_max", "kl", "clip"):
-                assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+                assert abs(a[k] - b[k]) < 1e-5, k
             else:
                 assert a[k] == b[k], k
 
