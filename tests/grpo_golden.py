@@ -1,8 +1,9 @@
 """A short GRPO run on the tiny model whose log pins the one-set algorithm (train_grpo.py --sets 1).
 
-    python tests/grpo_golden.py tests/data/grpo_one_set_log.json   # rewrite the pinned log
+    python tests/grpo_golden.py tests/data/grpo_one_set_log.json   # rewrite a pinned log
 
-The pinned file was written by this script at the commit before --sets existed (c89efaf); the test
+The pinned files were written by this script at the commit before --sets existed (c89efaf), one
+per CPU (grpo_one_set_log.json on an AMD EPYC, grpo_one_set_log.intel-xeon.json on an Intel Xeon);
 test_one_set_gives_the_log_it_gave_before_sets_existed reruns it and compares every field except
 the timings.
 """
