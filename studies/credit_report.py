@@ -58,6 +58,13 @@ def rates(within, across):
     return " / ".join("–" if x is None else f"{x:.3f}" for x in (within, across))
 
 
+def crossed_cell(result, width, crossed_score):
+    """The crossed path's score, and Bridge's own on the same sets: the crossed run keeps every other
+    set (the one it reads is the set in between), so the paired difference compares those sets."""
+    own = set_values(result, width, groups=list(range(0, entry(result, width)["groups"], 2)))
+    return f"{crossed_score} (Bridge {sum(own) / len(own):.3f} on those sets)"
+
+
 def oracle_rows(bridge, pmatch):
     """The oracle table's rows and the facts the verdict reads."""
     rows, passes = [], {}
@@ -76,7 +83,7 @@ def oracle_rows(bridge, pmatch):
         within, across = collision_rate(entry(bridge, W)["per_problem"], W)
         passes[W] = b_score["mean"] - float(ceiling[0]) > 2 * b_score["se"]
         rows.append(f"| {W} | {float(ceiling[0]):.3f} / {float(ceiling[1]):.3f} | {fmt(b_score)} / {fmt(b_all)} | "
-                    f"{fmt(s_score, False)} | {fmt(c_score, False)} | {fmt(w1_score, False)} | "
+                    f"{fmt(s_score, False)} | {crossed_cell(bridge, W, fmt(c_score, False))} | {fmt(w1_score, False)} | "
                     f"{fmt(p_score)} / {fmt(p_all)} | {signed(vs_self)} | {signed(vs_crossed)} | "
                     f"{rates(within, across)} |")
     return rows, passes
@@ -302,7 +309,7 @@ def paths_rows(name, result):
                                            groups=list(range(0, own["groups"], 2)))
         within, across = collision_rate(own["per_problem"], W)
         rows.append(f"| {COMMITTED.get(name, name)} | {result['protocol']['task']} | {W} | {fmt(score(own))} | "
-                    f"{fmt(score(alone), False)} | {fmt(score(crossed), False)} | {signed(vs_self)} | "
+                    f"{fmt(score(alone), False)} | {crossed_cell(result, W, fmt(score(crossed), False))} | {signed(vs_self)} | "
                     f"{signed(vs_crossed)} | {rates(within, across)} |")
     return rows
 

@@ -141,9 +141,17 @@ def credit_study_line(res, K):
     cells = [f"{siblings_report.ARMS[a]} {siblings_report.mean_of(siblings_report.per_seed(runs, a, siblings_report.sampled_at(a), 'score')[W])[0]:.3f}"
              for a in ("rlvr", "pmatch", "bridge") if any(b == a for b, _ in runs)]
     sets = "/".join(sorted({str(a.get("sets")) for a in credit_report.run_args(res).values()})) or "?"
-    return (f"GRPO with {sets} sets per prompt, the advantage over all of them, so far {len(seeds)} training seed"
-            f"{'s' if len(seeds) > 1 else ''} (score per answer at W = {W}, ceiling "
-            f"{float(independent_ceiling(K, W)[0]):.3f}): {', '.join(cells)}.")
+    n = len(seeds)
+    # choice: the study planned 3 seeds per arm; before that the line says how far it is
+    count = f"{n} training seed{'s' if n > 1 else ''}" if n >= 3 else f"so far {n} training seed{'s' if n > 1 else ''}"
+    line = (f"GRPO with {sets} sets per prompt, the advantage over all of them, {count} (score per answer at "
+            f"W = {W}, ceiling {float(independent_ceiling(K, W)[0]):.3f}): {', '.join(cells)}")
+    vs = next((c for c in siblings_report.comparisons(runs)
+               if c["width"] == W and c["arms"] == ["Bridge", "P-Match"] and c["interval"]), None)
+    if vs is None:
+        return line + "."
+    lo, hi = (100 * x for x in vs["interval"])
+    return line + f"; Bridge − P-Match {100 * vs['mean']:+.1f} points, 95% interval over seeds [{lo:+.1f}, {hi:+.1f}]."
 
 
 def section():
