@@ -329,7 +329,29 @@ def committed_section(res):
             "| Bridge | task | W | Bridge | self-only | crossed | Bridge − self-only | Bridge − crossed | "
             "collisions within / across |",
             "|---|---|---|---|---|---|---|---|---|",
-            *[row for name, r in found for row in paths_rows(name, r)]]
+            *[row for name, r in found for row in paths_rows(name, r)],
+            "",
+            committed_verdict(found)]
+
+
+def committed_verdict(found):
+    """One sentence: which committed Bridge at which width differs from its self-only twin by more
+    than two standard errors (paired per set, same random numbers), if any."""
+    moved, total = [], 0
+    for name, result in found:
+        for e in result["results"]:
+            W = e["width"]
+            if "path" in e or entry(result, W, "self") is None:
+                continue
+            total += 1
+            d = paired_set_difference(e["per_problem"], entry(result, W, "self")["per_problem"], W)
+            if abs(d["mean"]) > 2 * d["se"]:
+                moved.append(f"{COMMITTED.get(name, name)} at W = {W} ({signed(d)})")
+    if not moved:
+        return (f"**In words.** At fixed randomness the siblings change no committed Bridge's score: in all "
+                f"{total} cases Bridge − self-only is within two standard errors of 0.")
+    return (f"**In words.** At fixed randomness Bridge − self-only is more than two standard errors from 0 "
+            f"in {len(moved)} of {total} cases: " + "; ".join(moved) + ".")
 
 
 def stage_kind(stage):

@@ -131,3 +131,20 @@ def test_a_no_path_arm_above_the_ceiling_is_named_as_sampling_noise():
         assert f"P-Match seed 0 at W = {W}: 1.000 ± 0.000 against {ceiling:.3f}" in line
     assert "RLVR" not in line and "cannot exceed the ceiling" in line
     assert credit_report.above_ceiling_line({("pmatch", 0): result(same)}) == []
+
+
+def test_the_committed_verdict_names_a_bridge_whose_siblings_move_its_score():
+    """Within two se of 0 on the committed results; a self-only twin whose answers are all invalid
+    (score 0) makes Bridge − self-only far from 0, and the sentence names that Bridge and width."""
+    import copy
+    import credit_report
+    r = credit_report.read(credit_report.RES / "committed_distinct.json")
+    if r is None:
+        pytest.skip("no committed fixed-randomness result")
+    assert "within two standard errors of 0" in credit_report.committed_verdict([("committed_distinct", r)])
+    broken = copy.deepcopy(r)
+    alone = credit_report.entry(broken, 4, "self")
+    for p in alone["per_problem"]:
+        p["choices"] = [None] * len(p["choices"])
+    line = credit_report.committed_verdict([("committed_distinct", broken)])
+    assert "in 1 of 3 cases: `bridges/distinct.safetensors` at W = 4 (+" in line
