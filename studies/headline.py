@@ -131,6 +131,9 @@ def oracle_lines(res=credit_report.RES):
     return lines + [""]
 
 
+PLANNED_SEEDS = 3  # choice: the credit study's seeds per arm; before that the line says how far it is
+
+
 def credit_study_line(res, K):
     """Where the GRPO study with the set credited stands: its arms' score per answer at the training width."""
     runs, _ = siblings_report.load(res)
@@ -141,9 +144,9 @@ def credit_study_line(res, K):
     cells = [f"{siblings_report.ARMS[a]} {siblings_report.mean_of(siblings_report.per_seed(runs, a, siblings_report.sampled_at(a), 'score')[W])[0]:.3f}"
              for a in ("rlvr", "pmatch", "bridge") if any(b == a for b, _ in runs)]
     sets = "/".join(sorted({str(a.get("sets")) for a in credit_report.run_args(res).values()})) or "?"
-    n = len(seeds)
-    # choice: the study planned 3 seeds per arm; before that the line says how far it is
-    count = f"{n} training seed{'s' if n > 1 else ''}" if n >= 3 else f"so far {n} training seed{'s' if n > 1 else ''}"
+    count = f"{len(seeds)} training seed{'s' * (len(seeds) > 1)}"
+    if len(seeds) < PLANNED_SEEDS:
+        count = "so far " + count
     line = (f"GRPO with {sets} sets per prompt, the advantage over all of them, {count} (score per answer at "
             f"W = {W}, ceiling {float(independent_ceiling(K, W)[0]):.3f}): {', '.join(cells)}")
     vs = next((c for c in siblings_report.comparisons(runs)

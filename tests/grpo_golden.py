@@ -3,8 +3,8 @@
     python tests/grpo_golden.py tests/data/grpo_one_set_log.json   # rewrite a pinned log
 
 The pinned files were written by this script at the commit before --sets existed (c89efaf), one
-per CPU (grpo_one_set_log.json on an AMD EPYC, grpo_one_set_log.intel-xeon.json on an Intel Xeon);
-test_one_set_gives_the_log_it_gave_before_sets_existed reruns it and compares every field except
+per machine (grpo_one_set_log.json: a 2-core AMD EPYC; grpo_one_set_log.intel-xeon.json: a 2-core
+Intel Xeon); test_one_set_gives_the_log_it_gave_before_sets_existed reruns it and compares every field except
 the timings.
 """
 import json

@@ -80,3 +80,24 @@ def test_the_credit_study_line_reads_its_arms_and_their_sets(tmp_path):
     pmatch, _ = credit_report.scores(credit_report.read(res / "oracle_pmatch.json"), 1, 4)
     assert "with 3 sets per prompt" in line and "1 training seed (" in line and "ceiling 0.702" in line
     assert f"P-Match {pmatch['mean']:.3f}, Bridge {bridge['mean']:.3f}." in line and "RLVR" not in line
+
+
+def test_the_credit_study_line_gives_the_paired_interval_once_the_planned_seeds_are_in(tmp_path):
+    """With fewer seeds than planned it says "so far"; with them, no "so far" and Bridge − P-Match at
+    W = 4 with its interval over seeds, the comparison the study section prints."""
+    res = credit_report.RES
+    names = [f"seed{s}_{a}.json" for s in range(headline.PLANNED_SEEDS) for a in ("bridge", "pmatch")]
+    if not all((res / n).is_file() for n in names):
+        pytest.skip("the credit study's seeds are not all committed")
+    for n in names[:2]:
+        shutil.copy(res / n, tmp_path / n)
+    assert "so far 1 training seed (" in headline.credit_study_line(tmp_path, 9)
+    for n in names[2:]:
+        shutil.copy(res / n, tmp_path / n)
+    line = headline.credit_study_line(tmp_path, 9)
+    runs, _ = siblings_report.load(tmp_path)
+    vs = next(c for c in siblings_report.comparisons(runs) if c["width"] == 4 and c["arms"] == ["Bridge", "P-Match"])
+    lo, hi = vs["interval"]
+    assert f"{headline.PLANNED_SEEDS} training seeds (" in line and "so far" not in line
+    assert line.endswith(f"Bridge − P-Match {100 * vs['mean']:+.1f} points, 95% interval over seeds "
+                         f"[{100 * lo:+.1f}, {100 * hi:+.1f}].")

@@ -148,3 +148,21 @@ def test_the_committed_verdict_names_a_bridge_whose_siblings_move_its_score():
         p["choices"] = [None] * len(p["choices"])
     line = credit_report.committed_verdict([("committed_distinct", broken)])
     assert "in 1 of 3 cases: `bridges/distinct.safetensors` at W = 4 (+" in line
+
+
+def test_the_crossed_cell_shows_the_sets_its_paired_difference_compares():
+    """The crossed run keeps every other set, so Bridge's score on those sets minus the crossed score
+    is exactly the paired Bridge − crossed difference the table prints beside it."""
+    import re
+    import credit_report
+    from metrics import paired_set_difference
+    r = credit_report.read(credit_report.RES / "committed_distinct.json")
+    if r is None:
+        pytest.skip("no committed fixed-randomness result")
+    for W in (2, 4, 8):
+        own, crossed = credit_report.entry(r, W), credit_report.entry(r, W, "crossed")
+        score = credit_report.set_summary(crossed["per_problem"], crossed["n"], W)["set_score"]["mean"]
+        cell = credit_report.crossed_cell(r, W, f"{score:.6f}")
+        on_those = float(re.search(r"\(Bridge ([0-9.]+) on those sets\)", cell)[1])
+        d = paired_set_difference(own["per_problem"], crossed["per_problem"], W, groups=list(range(0, own["groups"], 2)))
+        assert on_those - score == pytest.approx(d["mean"], abs=6e-4)  # the cell rounds to 3 places
