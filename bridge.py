@@ -8,7 +8,7 @@ each other. In model.py's shapes (N = B * W rows, B groups of W; T time, D hidde
     x (N, T, D)  --reshape-->  (B, W, T, D)  --transpose-->  (B, T, W, D)  --attention over W-->
 
 Written flat, as the paper does, this is one N x N attention per timestep with the other groups
-masked out (`bridge_mask`); tests/test_bridge.py shows the two forms are equal.
+masked out (`bridge_mask`); tests/spec/test_1_bridge.py shows the two forms are equal.
 
 - # paper: a Bridge block and its input norm after each feed-forward block, with a residual; the
   blocks start contributing nothing; tokens of other prompts and of completed generations are masked.

@@ -1,5 +1,5 @@
-"""Shared test setup of every test folder (tests/, bench/tests/, studies/tests/, tools/tests/):
-offline, deterministic, small.
+"""Shared test setup of every test folder (tests/*, tools/tests/, experiments/*/tests/): offline,
+deterministic, small.
 
 Tests never touch the network: HF_HUB_OFFLINE is set before anything imports huggingface_hub.
 Hypothesis draws sizes and seeds (never raw float arrays); the 'ci' profile keeps the example
@@ -12,7 +12,7 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # flat layout: `import model`
+sys.path.insert(0, str(ROOT))  # the method files (`import model`) and the package (`import bridgekit`)
 sys.path.insert(0, str(ROOT / "tests"))  # tiny.py: the tiny random models the tests of every folder build
 
 from hypothesis import HealthCheck, settings  # noqa: E402

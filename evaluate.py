@@ -3,7 +3,7 @@
     python evaluate.py                                        # default model, 200 test problems, widths 1 2 4 8
     python evaluate.py --bridge bridge.safetensors --out bridge.json
     python evaluate.py --bridge bridge.safetensors --no-bridge --out base.json   # its base model
-    python evaluate.py --model runs/full --problems 50 --n 4 --widths 1 4 --out full.json
+    python evaluate.py --model experiments/runs/full --problems 50 --n 4 --widths 1 4 --out full.json
     python evaluate.py --plot base.json bridge.json --out widths.png             # needs matplotlib
 
 The width sweep: at width w every problem gets n answers, drawn as n/w groups of w interdependent
@@ -26,12 +26,12 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import cli
-import tasks
+from bridgekit import cli
+from bridgekit import tasks
 from bridge import PATHS
-from cli import Parser, progress
-from metrics import threshold
-from result_files import FORMAT, plot, summary_of
+from bridgekit.cli import Parser, progress
+from bridgekit.metrics import threshold
+from bridgekit.result_files import FORMAT, plot, summary_of
 
 
 # -----------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
     """
     import torch
 
-    import fast
+    from bridgekit import fast
     import sample
     device = model.lm_head.weight.device
     groups = args.n // width
@@ -133,7 +133,7 @@ def protocol(args, model, difficulty):
     """Everything needed to rerun the evaluation and to read its numbers. (The difficulty is stored
     under the key "knobs", which the committed result files hold.)"""
     import torch
-    from checkpoint import fingerprint
+    from bridgekit.checkpoint import fingerprint
     return dict(model=args.model, model_dir=model.source, model_fingerprint=fingerprint(model),
                 bridge=args.bridge, bridge_config=model.bridge_config,
                 bridge_on=model.bridge_config is not None and model.use_bridge,
@@ -164,7 +164,7 @@ def evaluate(args):
     """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
     import contextlib
 
-    import fast
+    from bridgekit import fast
     from model import load_model
     from sample import DTYPES
     difficulty, problems = check_args(args)  # before the slow model load
@@ -303,7 +303,7 @@ def check_args(args):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     cli.check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
     if args.paths != ["siblings"]:  # self / crossed change whom Bridge lets a row read: they need Bridge blocks
-        from checkpoint import bridge_metadata
+        from bridgekit.checkpoint import bridge_metadata
         kind = None if args.bridge is None or args.no_bridge else bridge_metadata(args.bridge).get("kind")
         if kind != "bridge":
             raise ValueError(f"--paths {' '.join(args.paths)} compares whom Bridge lets a row read: it needs a model "

@@ -30,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bridge import RMSNorm, sibling_mask  # shared with the blocks: the norm; Bridge's mask
-from checkpoint import load_bridge, load_state_strict, read_checkpoint
-from cli import check_device
+from bridgekit.checkpoint import load_bridge, load_state_strict, read_checkpoint
+from bridgekit.cli import check_device
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
 
@@ -327,8 +327,8 @@ def model_from_state(config, state, *, device="cpu", dtype=torch.float32, where=
 def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=None):
     """(model, tokenizer) from a local HF-style directory or an HF repo id (None: the default model),
     with the Bridge / P-Match checkpoint at path `bridge` (made by checkpoint.save_bridge) if given."""
-    from tokenizer import Tokenizer
-    from weights import resolve_model_dir  # finds or converts the files; prints the source
+    from bridgekit.tokenizer import Tokenizer
+    from bridgekit.weights import resolve_model_dir  # finds or converts the files; prints the source
     device = check_device(device)
     model_dir = Path(resolve_model_dir(name_or_path))
     config_path = model_dir / "config.json"

@@ -8,7 +8,7 @@ Sample `width` interdependent answers per prompt with a KV cache: the naive refe
 Every step is a plain forward of the model in model.py (shapes as in its legend):
 1. The prompts are tokenized and left-padded to the longest; `alive` marks the real tokens.
 2. Prefill once per prompt, then copy its cache into its groups_per_prompt * width rows (the same
-   as prefilling all N rows: a group's rows are identical over the prompt, tests/test_bridge.py).
+   as prefilling all N rows: a group's rows are identical over the prompt, tests/spec/test_1_bridge.py).
 3. Decode all N rows in lock-step: each row draws its next token from its own logits (one uniform
    number per row and step, from one seeded torch.Generator or one per group), then one forward
    over the new column. A row that emits EOS keeps that EOS alive and is dead from the next step
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-import cli
+from bridgekit import cli
 
 
 def check_sampling(temperature, top_k, top_p):
@@ -235,7 +235,7 @@ def setup(args):
 
 def default_problem(task=None):
     """The built-in prompt: the first held-out problem of `task` (default: the default task)."""
-    import tasks
+    from bridgekit import tasks
     task = task or tasks.DEFAULT_TASK
     return tasks.make_problems(task, 1, seed=0, split="test", **tasks.DEFAULT_DIFFICULTY.get(task, {}))[0]
 
@@ -243,7 +243,7 @@ def default_problem(task=None):
 def prompts_of(args, tokenizer):
     """(prompt texts, their ids, the task problem or None): --prompt, or default_problem() asked
     exactly as training asks it (tasks.prompt_ids)."""
-    import tasks
+    from bridgekit import tasks
     if args.prompt:
         return args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat), None
     problem = default_problem(args.task)
@@ -252,7 +252,7 @@ def prompts_of(args, tokenizer):
 
 def main(argv=None):
     """The sampling command: print every answer of every prompt's group (or one JSON object)."""
-    import tasks
+    from bridgekit import tasks
     p = cli.add_sample_arguments(cli.Parser(prog="sample.py", description="Sample `width` interdependent answers per prompt."))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args(argv)
@@ -265,7 +265,7 @@ def main(argv=None):
     if args.reference:
         rollout = sample(model, ids, tokenizer.eos_ids, **run)
     else:
-        import fast
+        from bridgekit import fast
         rollout = fast.sample(model, ids, tokenizer.eos_ids, **run)
     dt, completions = time.time() - t0, rollout.completions()
     out = [[tokenizer.decode(c) for c in completions[g * W:(g + 1) * W]] for g in range(len(prompts))]
@@ -297,5 +297,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from cli import run
+    from bridgekit.cli import run
     run(main)

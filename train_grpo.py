@@ -1,8 +1,8 @@
 """
 RL with verifiable rewards (GRPO) for the three arms of the paper's comparison, from one script:
 
-    python train_grpo.py --arch none   --train all --out runs/rlvr      # RLVR only (no new block)
-    python train_grpo.py --arch bridge --train all --init runs/sft_bridge/checkpoint/bridge.safetensors --out runs/bridge
+    python train_grpo.py --arch none   --train all --out experiments/runs/rlvr      # RLVR only (no new block)
+    python train_grpo.py --arch bridge --train all --init experiments/runs/sft_bridge/checkpoint/bridge.safetensors --out experiments/runs/bridge
     python train_grpo.py ... --resume                                  # continue a stopped run
     torchrun --nproc_per_node 4 train_grpo.py --device cuda ...       # 4 GPUs, the same algorithm
 
@@ -24,11 +24,11 @@ import time
 
 import torch
 
-import cli
-import parallel
-import train_args
-import training
-from tasks import group_reward, question_count, stable_seed
+from bridgekit import cli
+from bridgekit import parallel
+from bridgekit import train_args
+from bridgekit import training
+from bridgekit.tasks import group_reward, question_count, stable_seed
 
 # -----------------------------------------------------------------------------
 # the GRPO math: pure functions of tensors

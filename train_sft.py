@@ -2,9 +2,9 @@
 The SFT warm-up of the new blocks (the paper's optional warm-up before RLVR): teach a fresh Bridge
 (or P-Match) block, on answers the base model already gives, to read its siblings before RL starts.
 
-    python train_sft.py --arch bridge --out runs/sft_bridge
-    python sample.py --width 4 --bridge runs/sft_bridge/checkpoint/bridge.safetensors
-    torchrun --nproc_per_node 4 train_sft.py --device cuda --arch bridge --out runs/sft_bridge
+    python train_sft.py --arch bridge --out experiments/runs/sft_bridge
+    python sample.py --width 4 --bridge experiments/runs/sft_bridge/checkpoint/bridge.safetensors
+    torchrun --nproc_per_node 4 train_sft.py --device cuda --arch bridge --out experiments/runs/sft_bridge
 
 1. Data (# paper): the base model samples --samples-per-problem answers (default 8, the paper's) to
    each of --problems training problems; wrong answers are dropped, and so are problems with at
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-import cli
-import parallel
-import train_args
-import training
-from tasks import SET_TASKS, reward, set_choice, stable_seed
+from bridgekit import cli
+from bridgekit import parallel
+from bridgekit import train_args
+from bridgekit import training
+from bridgekit.tasks import SET_TASKS, reward, set_choice, stable_seed
 
 # -----------------------------------------------------------------------------
 # 1. data: sample with the base model, keep the right answers, group them

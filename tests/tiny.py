@@ -99,3 +99,15 @@ def even_length_reward(text, problem):
 def even_length_group_reward(texts, problem, finished=None, credit="answer"):
     """even_length_reward of each answer of a group (GRPO scores a group with tasks.group_reward)."""
     return [even_length_reward(t, problem) for t in texts]
+
+
+def tokens_alive(seed, N, T, vocab=259):
+    """Random token ids (N, T) past the specials, all alive."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, vocab, (N, T), generator=g), torch.ones(N, T, dtype=torch.bool)
+
+
+def logits(model, tokens, width, alive):
+    """The model's logits (N, T, V) without gradients."""
+    with torch.no_grad():
+        return model(tokens, width=width, alive=alive)

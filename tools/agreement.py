@@ -2,13 +2,13 @@
 same number, and the share that are word for word the same (docs/results.md, "What Bridge attends to").
 
     python evaluate.py --bridge bridges/default.safetensors --widths 1 4 --save-texts \
-        --out results/agreement/default_bridge.json
+        --out experiments/results/agreement/default_bridge.json
     python tools/agreement.py                # rewrite docs/results.md between the agreement markers
     python tools/agreement.py --check        # exit 1 if docs/results.md's table is not what the files give
     python tools/agreement.py --doc FILE     # the table in another Markdown file (it must hold the markers)
 
-Reads every evaluate.py file in results/agreement/ (written with --save-texts, so the texts are
-there) and the first study's trained Bridge runs, results/repro/seed*_bridge.json (numbers only:
+Reads every evaluate.py file in experiments/results/agreement/ (written with --save-texts, so the texts are
+there) and the first study's trained Bridge runs, experiments/results/repro/seed*_bridge.json (numbers only:
 their texts were not kept). At a width W > 1 a group is one of the run's own groups of W
 interdependent answers; at width 1 the independent answers are pooled into pseudo-groups of
 --size (default 4, the training width), the same share for rows that cannot see each other.
@@ -18,15 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
-sys.path.insert(0, str(ROOT / "studies"))  # readme_section
+sys.path.insert(0, str(ROOT / "experiments" / "studies"))  # readme_section
 
-import readme_section  # noqa: E402  (in studies/)
-from cli import Parser, run  # noqa: E402
-from result_files import label_of, read_result  # noqa: E402
-from metrics import agreement  # noqa: E402
+import readme_section  # noqa: E402  (in experiments/studies/)
+from bridgekit.cli import Parser, run  # noqa: E402
+from bridgekit.result_files import label_of, read_result  # noqa: E402
+from bridgekit.metrics import agreement  # noqa: E402
 
-RES = ROOT / "results" / "agreement"
-BEGIN = "<!-- agreement:begin (written by `python tools/agreement.py` from results/agreement and results/repro; do not edit by hand) -->"
+RES = ROOT / "experiments" / "results" / "agreement"
+BEGIN = "<!-- agreement:begin (written by `python tools/agreement.py` from experiments/results/agreement and experiments/results/repro; do not edit by hand) -->"
 END = "<!-- agreement:end -->"
 DOC = readme_section.DOCS / "results.md"  # where the table goes unless --doc names another file
 
@@ -59,11 +59,11 @@ def rows(paths, size):
 
 
 def rerun_lines(paths):
-    """For a file here with a namesake in results/repro (the same evaluation, made again with
+    """For a file here with a namesake in experiments/results/repro (the same evaluation, made again with
     --save-texts): how many extracted answers the rerun reproduced, width by width, and where each ran."""
     lines = []
     for path in paths:
-        old = ROOT / "results" / "repro" / path.name
+        old = ROOT / "experiments" / "results" / "repro" / path.name
         if path.parent.name == "repro" or not old.is_file():
             continue
         new_run, old_run = read_result(path), read_result(old)
@@ -74,7 +74,7 @@ def rerun_lines(paths):
                 continue
             pairs = [(x, y) for a, b in zip(r["per_problem"], before["per_problem"]) for x, y in zip(a["answers"], b["answers"])]
             cells.append(f"width {r['width']}: {sum(x == y for x, y in pairs)} of {len(pairs)}")
-        lines.append(f"Rerun check: `{path.relative_to(ROOT)}` is the evaluation of `results/repro/{path.name}` made "
+        lines.append(f"Rerun check: `{path.relative_to(ROOT)}` is the evaluation of `experiments/results/repro/{path.name}` made "
                      f"again (same seeds) on {new_run['timing']['machine']}, the first on "
                      f"{old_run['timing']['machine']}; it reproduced the extracted answers of " + "; ".join(cells) + ".")
     return lines
@@ -95,13 +95,13 @@ def table(found, reruns=()):
 
 
 def agreement_table(size):
-    """The section from the committed files: the first study's Bridge runs and results/agreement."""
-    paths = sorted(RES.glob("*.json")) + sorted((ROOT / "results" / "repro").glob("seed*_bridge.json"))
+    """The section from the committed files: the first study's Bridge runs and experiments/results/agreement."""
+    paths = sorted(RES.glob("*.json")) + sorted((ROOT / "experiments" / "results" / "repro").glob("seed*_bridge.json"))
     if not paths:
         raise FileNotFoundError(f"{RES}: no evaluate.py files (see this file's docstring for the command)")
     found = rows(paths, size)
     if not found:
-        raise ValueError(f"no result at width 1 or {size} in {RES} or results/repro: an empty table")
+        raise ValueError(f"no result at width 1 or {size} in {RES} or experiments/results/repro: an empty table")
     return table(found, rerun_lines(paths))
 
 

@@ -2,9 +2,9 @@
 What Bridge attends to: the attention of each answer over its siblings, per layer and generated
 token, and how large the blocks' update is next to the residual stream (the paper's Fig. 7).
 
-    python tools/attention_map.py --width 4 --out results/attention.png
+    python tools/attention_map.py --width 4 --out experiments/results/attention.png
     python tools/attention_map.py --width 4 --max-new-tokens 64 --prompt "Write one sentence about the sea." \
-        --out results/attention.png --layers 0 10 20 29
+        --out experiments/results/attention.png --layers 0 10 20 29
 
 The arguments are sample.py's (model, Bridge, prompt, sampling), plus --out and --layers; one
 --prompt at most (the figure is one group's). Forward hooks on every Bridge block record, at each
@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import sample  # noqa: E402
-import cli  # noqa: E402
-from cli import Parser, run  # noqa: E402
+from bridgekit import cli  # noqa: E402
+from bridgekit.cli import Parser, run  # noqa: E402
 
 
 def record_bridge(model):
@@ -121,7 +121,7 @@ def main(argv=None):
     records, remove = record_bridge(model)
     import torch
 
-    import fast
+    from bridgekit import fast
     run_kw = dict(width=args.width, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
     # every row stays in the batch, so that each step records the whole group

@@ -10,11 +10,11 @@ Bridge and P-Match get the same batches and steps; the loss is measured on fresh
   which hold their tickets.
 - P-Match cannot: a token-wise block sees one row, and the floor is information-theoretic.
 - The same Bridge weights at width 1 cannot either (each row is its own group).
-tests/test_positive_control.py checks all three on a tiny random model in seconds; this script
+tests/spec/test_3_positive_control.py checks all three on a tiny random model in seconds; this script
 measures the learning curves on the default model:
 
-    python tools/positive_control.py                                   # -> results/positive_control.json
-    python tools/positive_control.py --plot results/positive_control.png   # + the figure (matplotlib)
+    python tools/positive_control.py                                   # -> experiments/results/positive_control.json
+    python tools/positive_control.py --plot experiments/results/positive_control.png   # + the figure (matplotlib)
 """
 import json
 import math
@@ -25,14 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))  # benchkit: the flags the scripts share
+sys.path.insert(0, str(ROOT / "experiments" / "bench"))  # benchkit: the flags the scripts share
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import benchkit  # noqa: E402
-import cli  # noqa: E402
-from cli import Parser  # noqa: E402
+from bridgekit import cli  # noqa: E402
+from bridgekit.cli import Parser  # noqa: E402
 
 FORMAT = "bridge-ref-control/1"
 
@@ -211,7 +211,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=str(ROOT / "results" / "positive_control.json"))
+    p.add_argument("--out", default=str(ROOT / "experiments" / "results" / "positive_control.json"))
     p.add_argument("--plot", default=None, help="also draw the curves to this .png, .pdf or .svg (needs matplotlib)")
     p.add_argument("--from-json", action="store_true", help="only draw --plot from an existing --out")
     cli.add_overwrite(p, "--out and --plot")

