@@ -26,8 +26,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from bridgekit import cli
-from bridgekit import tasks
+from bridgekit import checks, cli, tasks
 from bridge import PATHS
 from bridgekit.cli import Parser, progress
 from bridgekit.metrics import threshold
@@ -68,14 +67,17 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
 
     path: whom Bridge lets a row read (sample.sample). The generators depend on (--seed, width,
     problem, group) only, so every path draws the same random numbers for the same row. The
-    sampler is fast.sample, or sample.sample with --reference (the same tokens).
+    sampler is sample.sample, or with --fast bridgekit/fast.py's (the same tokens).
 
     step(rows, label) is told after every call (cli.progress: answers done, elapsed, ETA).
     """
     import torch
 
-    from bridgekit import fast
     import sample
+    sampler = sample.sample
+    if args.fast:
+        from bridgekit import fast
+        sampler = fast.sample
     device = model.lm_head.weight.device
     groups = args.n // width
     # choice: a problem's n/width groups are never split across calls, and share one prefill
@@ -90,13 +92,18 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
         run = dict(width=width, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                    top_p=args.top_p, generator=gens, groups_per_prompt=groups, path=path)
         batch_ids = [prompts[p] for p in batch]
-        rollout = sample.sample(model, batch_ids, tokenizer.eos_ids, **run) if args.reference else \
-            fast.sample(model, batch_ids, tokenizer.eos_ids, **run)
+        rollout = sampler(model, batch_ids, tokenizer.eos_ids, **run)
         rows = rollout.completions()  # rows [i*n, (i+1)*n) are the n answers of the batch's problem i
         for i, p in enumerate(batch):
             out[p] += rows[i * args.n:(i + 1) * args.n]
         step(len(batch) * args.n, f"width {width}" + ("" if path == "siblings" else f", {path}"))
     return out
+
+
+def fast_weights(model):
+    """--fast: every linear layer's weight packed once (fast.packed_linears)."""
+    from bridgekit import fast
+    return fast.packed_linears(model)
 
 
 def git_commit():
@@ -142,7 +149,7 @@ def protocol(args, model, difficulty):
                 n=args.n, ks=args.ks, taus=[str(t) for t in args.taus], shots=args.shots, system=args.system,
                 temperature=args.temperature, top_p=args.top_p, top_k=0,
                 max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype,
-                **({"reference": True} if args.reference else {}),  # (absent: fast.sample, the default)
+                **({"fast": True} if args.fast else {}),  # (absent: sample.sample, docs/results.md)
                 device=args.device, git_commit=git_commit(), torch=torch.__version__)
 
 
@@ -164,7 +171,6 @@ def evaluate(args):
     """The sweep: load the model, sample every width, print a table per width; returns the result dict."""
     import contextlib
 
-    from bridgekit import fast
     from model import load_model
     from sample import DTYPES
     difficulty, problems = check_args(args)  # before the slow model load
@@ -177,12 +183,16 @@ def evaluate(args):
                problems=[dict(question=p.question, answer=p.answer) for p in problems], results=[],
                timing=dict(started=time.strftime("%Y-%m-%d %H:%M:%S"), machine=machine(args.device), widths={}))
     runs = [(w, path) for w in args.widths for path in (args.paths if w > 1 else ["siblings"])]
+    longest = sorted(prompts, key=len)[-max(1, args.batch_rows // args.n):]  # the largest sample() call
+    for width, path in runs:
+        checks.check_sample_call(model, longest, width=width, groups_per_prompt=args.n // width, path=path,
+                                 max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     step = progress(len(runs) * len(problems) * args.n, "answers")
     t_all = time.time()
     for width, path in runs:
         t0 = time.time()
-        # the weights stay fixed: packed once for all of this width's calls (fast.packed_linears)
-        with contextlib.nullcontext() if args.reference else fast.packed_linears(model):
+        # --fast: the weights stay fixed, packed once for all of this width's calls (fast.packed_linears)
+        with fast_weights(model) if args.fast else contextlib.nullcontext():
             completions = sample_width(model, tokenizer, prompts, width, args, step, path)
         seconds = time.time() - t0
         n = args.n
@@ -244,9 +254,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="sampling seed; each call's generator is derived from it (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
-    cli.add_removed(p, "--compile", cli.COMPILE_GONE)
-    p.add_argument("--reference", action="store_true", help="run the naive reference sampler (sample.sample) "
-                   "instead of fast.sample; the same tokens, slower")
+    p.add_argument("--fast", action="store_true", help="sample with the speed-ups (bridgekit/fast.py: the same "
+                   "tokens, faster) instead of the naive sample.sample")
     p.add_argument("--save-texts", action="store_true", help="also store every answer's text in the JSON")
     p.add_argument("--paths", nargs="+", default=["siblings"], choices=list(PATHS),
                    help="at every width > 1, sample the same sets (the same random numbers per row) once per path: "
@@ -270,7 +279,6 @@ def parse_args(argv=None):
 
 def check_args(args):
     """Refuse bad input with one clear ValueError; fills in the default widths and ks; returns (difficulty, problems)."""
-    from sample import check_sampling
     n = args.n
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
@@ -297,7 +305,7 @@ def check_args(args):
             threshold(t, n)
         except ValueError as e:
             raise ValueError(f"--taus: {e}") from None
-    check_sampling(args.temperature, 0, args.top_p)
+    checks.check_sampling(args.temperature, 0, args.top_p)
     for flag in ("problems", "max_new_tokens", "batch_rows"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

@@ -29,9 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bridge import RMSNorm, sibling_mask  # shared with the blocks: the norm; Bridge's mask
+from bridge import BLOCKS, RMSNorm, new_parameter_summary, sibling_mask  # the blocks, the norm they share, Bridge's mask
 from bridgekit.checkpoint import load_bridge, load_state_strict, read_checkpoint
-from bridgekit.cli import check_device
+from bridgekit.checks import check_device
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
 
@@ -141,7 +141,7 @@ class KVCache:
     marks the columns holding real tokens (the only keys ever attended to) and `n_real` counts them
     per row (the position of the next real token). One tensor per layer, so that layer i's in-place
     write never touches a tensor layer j < i saved for backward: gradients flow through a cache
-    (training runs a group's prompt once and its answers on top, training.answer_logprobs).
+    (training runs a group's prompt once and its answers on top, sample.answer_logprobs).
     """
 
     def __init__(self, config, n_rows, capacity, device="cpu", dtype=torch.float32):
@@ -292,7 +292,6 @@ class Transformer(nn.Module):
 
     def add_bridge(self, kind="bridge", n_heads=4, head_dim=16, seed=0, verbose=True):
         """Insert a zero-initialised Bridge (or P-Match) block after every MLP; outputs don't change."""
-        from bridge import BLOCKS, new_parameter_summary
         if kind not in BLOCKS:
             raise ValueError(f"unknown block kind {kind!r}: use one of {', '.join(BLOCKS)}")
         if n_heads < 1 or head_dim < 1:
@@ -344,4 +343,5 @@ def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=N
     tokenizer = Tokenizer(model_dir, config)
     if bridge is not None:
         load_bridge(model, bridge)
+        print(f"loaded {bridge}: {new_parameter_summary(model)}", file=sys.stderr)
     return model, tokenizer

@@ -3,7 +3,7 @@ Sample `width` interdependent answers per prompt with a KV cache: the naive refe
 
     python sample.py --width 4
     python sample.py --width 4 --prompt "What is 47 + 38?" --temperature 0.7 --json
-    python sample.py --width 4 --bridge bridge.safetensors [--no-bridge] [--reference]
+    python sample.py --width 4 --bridge bridge.safetensors [--no-bridge] [--fast]
 
 Every step is a plain forward of the model in model.py (shapes as in its legend):
 1. The prompts are tokenized and left-padded to the longest; `alive` marks the real tokens.
@@ -14,11 +14,11 @@ Every step is a plain forward of the model in model.py (shapes as in its legend)
    over the new column. A row that emits EOS keeps that EOS alive and is dead from the next step
    on (fed a padding token nothing attends to). Stop when all have finished, or at max_new_tokens.
 A token's log-prob is that of the distribution it was drawn from (sampling_logits), the rule
-training recomputes (token_logprobs). fast.py holds the speed-ups: fast.sample gives this
-sampler's tokens, and the command runs it unless --reference.
+training recomputes (token_logprobs, inside answer_logprobs: the log-prob forward of training).
+The commands check a call's arguments and memory before it (bridgekit/checks.py); with --fast they
+run bridgekit/fast.py's sampler instead, which gives this one's tokens, faster.
 """
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -26,17 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bridgekit import cli
-
-
-def check_sampling(temperature, top_k, top_p):
-    """A ValueError (one line) unless the sampling settings describe a distribution."""
-    if not (temperature >= 0 and math.isfinite(temperature)):  # inf would draw uniformly, silently
-        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top-p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        raise ValueError(f"top-k must be >= 0 (0 = off), got {top_k}")
+from bridgekit import checks, cli
 
 
 def sampling_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
@@ -162,10 +152,8 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
         (group r of a prompt, r even, reads group r + 1 instead of its own rows, and r + 1 only itself;
         needs an even groups_per_prompt). Every path draws the same random numbers for every row.
     """
-    check_sampling(temperature, top_k, top_p)
-    generator = cli.check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator,
-                                      path, keep_logits)
     device, pad = model.lm_head.weight.device, eos_ids[0]
+    generator = torch.Generator(device).manual_seed(0) if generator is None else generator
     eos = torch.tensor(eos_ids, device=device)
     tokens, alive, logits, cache = prefill(model, prompts_ids, width * groups_per_prompt, max_new_tokens, pad)
     N = tokens.shape[0]
@@ -194,6 +182,53 @@ def record_step(steps, seen, logits, nxt, logp, finished, pad, eos, keep_logits)
     return nxt, is_alive, finished if eos is None else finished | torch.isin(nxt, eos)
 
 
+# -----------------------------------------------------------------------------
+# the log-prob forward of training: the answers' log-probs, each group's prompt run once
+
+
+def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *, temperature=1.0):
+    """log p(answer[n, s] | prompt, answer[n, :s], the siblings' answers up to s): (N, S) fp32.
+
+    The training twin of prefill: a group's W rows share their prompt, and Bridge over identical
+    rows equals its width-1 result, so the prompt runs at B rows, its keys and values are copied into
+    the N = B * W rows and the answers run on top of them; the gradients flow back through the copy
+    into the shared prompt. tests/scripts/test_04_training.py: equal to the plain N-row forward.
+
+    prompt (B, P) and prompt_alive: one left-padded prompt per group. answer (N, S) and
+    answer_alive: N = B * width rows, grouped prompt-major, alive up to and including EOS.
+    temperature: the log-probs are those of the distribution the sampler drew from at this
+    temperature (token_logprobs, the sampler's own rule); 1 for the model's own.
+    Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
+    """
+    h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)       # (N, S, D)
+    # choice: the vocabulary product only where a token is scored (the padding after EOS is
+    # often half the answers, and the product costs the default model about a fifth of a position)
+    picked = token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
+    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
+
+
+def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
+    """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
+    their keys and values copied into the N = B * width rows, every answer row on its copy.
+    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
+    (B, P), (N, S) = prompt.shape, answer.shape
+    if N != B * width:
+        raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
+    if cache_dtype is None:
+        device = prompt.device.type
+        cache_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.lm_head.weight.dtype
+    from model import KVCache
+    cache = KVCache(model.config, B, P + S, prompt.device, cache_dtype)
+    h = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)                  # (B, P, D)
+    first = h[:, -1:].repeat_interleave(width, 0)           # (N, 1, D): predicts answer token 0
+    # token s predicts token s + 1, so all columns but the last run. # choice: at least one, so
+    # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
+    cols = slice(0, max(S - 1, 1))
+    rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
+                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
+    return torch.cat((first, rest), dim=1)[:, :S]
+
+
 def encode_prompts(tokenizer, prompts, chat=True):
     """Texts -> id lists; with chat=True each prompt is one user turn of the chat template."""
     if chat:
@@ -212,7 +247,8 @@ def generate(model, tokenizer, prompts, *, width=4, max_new_tokens=256, temperat
     return [texts[g * width:(g + 1) * width] for g in range(len(prompts))]
 
 
-# the command line (its arguments: cli.add_sample_arguments; tools/attention_map.py shares its set-up)
+# the command line (its arguments: cli.add_sample_arguments, checked by checks.check_sample_args;
+# tools/attention_map.py shares its set-up)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
 
@@ -256,17 +292,19 @@ def main(argv=None):
     p = cli.add_sample_arguments(cli.Parser(prog="sample.py", description="Sample `width` interdependent answers per prompt."))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args(argv)
-    cli.check_sample_args(args)
+    checks.check_sample_args(args)
     model, tokenizer, bridge = setup(args)
     prompts, ids, problem = prompts_of(args, tokenizer)
-    t0, W = time.time(), args.width
+    W = args.width
     run = dict(width=W, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
-    if args.reference:
-        rollout = sample(model, ids, tokenizer.eos_ids, **run)
-    else:
+    checks.check_sample_call(model, ids, **run)
+    sampler = sample
+    if args.fast:  # the speed-ups, asked for: the same tokens (bridgekit/fast.py)
         from bridgekit import fast
-        rollout = fast.sample(model, ids, tokenizer.eos_ids, **run)
+        sampler = fast.sample
+    t0 = time.time()
+    rollout = sampler(model, ids, tokenizer.eos_ids, **run)
     dt, completions = time.time() - t0, rollout.completions()
     out = [[tokenizer.decode(c) for c in completions[g * W:(g + 1) * W]] for g in range(len(prompts))]
     finished = [bool(c) and c[-1] in set(tokenizer.eos_ids) for c in completions]
@@ -274,7 +312,7 @@ def main(argv=None):
                for g, answers in enumerate(out)] if problem else None
     if args.json:
         settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
-                                                  "seed", "device", "dtype", "reference")}
+                                                  "seed", "device", "dtype", "fast")}
         results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out)]
         if problem:
             results[0].update(gold=problem.answer, rewards=rewards[0])
@@ -297,5 +335,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from bridgekit.cli import run
-    run(main)
+    cli.run(main)

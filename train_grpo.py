@@ -28,7 +28,9 @@ from bridgekit import cli
 from bridgekit import parallel
 from bridgekit import train_args
 from bridgekit import training
-from bridgekit.tasks import group_reward, question_count, stable_seed
+from bridgekit.tasks import group_reward, stable_seed
+from sample import answer_logprobs
+from train_sft import model_for_run, resume, sampler
 
 # -----------------------------------------------------------------------------
 # the GRPO math: pure functions of tensors
@@ -109,17 +111,6 @@ def step_problems(pool, step, per_step, seed):
     return training.epoch_stream(pool, step, per_step, seed, "epoch")
 
 
-def training_pool(args):
-    """The training problems cycled through: --pool of them, or all of the train split up to 2000
-    (with --data: the file's first --pool problems, or all of them)."""
-    n = args.pool or (None if args.data else min(2000, question_count(args.task, "train", **training.task_difficulty(args))))
-    pool = training.train_problems(args, n)
-    if len(pool) < args.prompts_per_step:
-        what = f"--data {args.data}: {len(pool)} problems" if args.data else f"task {args.task!r} has only {len(pool)} training questions"
-        raise ValueError(f"{what}, fewer than --prompts-per-step")
-    return pool
-
-
 def rollout_seed(seed, i, s):
     """The seed of set s of prompt i of the stream. # choice: a step depends only on (seed, step,
     weights), never on the rank or on which groups share a batch: resuming needs no RNG state. Set 0
@@ -136,9 +127,9 @@ def sample_sets(model, tokenizer, indexed_problems, args):
     gens = [torch.Generator(model.lm_head.weight.device).manual_seed(rollout_seed(args.seed, i, s))
             for i, _ in indexed_problems for s in range(M)]
     with training.autocast(args), parallel.gathered(model):  # --shard: the whole model, gathered once
-        r = training.sampler(args)(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids,
-                                   width=W, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                   generator=gens, groups_per_prompt=M)
+        r = sampler(args)(model, training.encode_problems(tokenizer, problems, args), tokenizer.eos_ids, width=W,
+                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens,
+                          groups_per_prompt=M)
     completions, eos = r.completions(), set(tokenizer.eos_ids)
     texts = [tokenizer.decode(c) for c in completions]
     finished = [bool(c) and c[-1] in eos for c in completions]
@@ -155,47 +146,39 @@ def count(alive, aggregate):
 
 def update(model, optimizer, r, advantages, args, ref_model=None):
     """One optimizer step on one rollout: each micro-batch's loss, weighted by its share of the step's
-    tokens, backward; then the gradient clipped and one AdamW step.
+    tokens, backward; then the gradient clipped and one AdamW step (parallel.step: with torchrun, the
+    same step on every process).
     # paper: the GRPO group is the Bridge width group: a micro-batch holds whole groups.
     # choice: one update per rollout: old_logp is the sampler's own, the ratio 1 up to rounding.
     # choice: without --kl-coef, groups whose advantages are all 0 are not run (their gradient is 0)."""
     W = args.width
     assert r.tokens.shape[0] == advantages.shape[0] and r.tokens.shape[0] % W == 0, "a process must hold whole groups"
-    total = parallel.all_sum(count(r.alive[:, r.prompt_len:], args.aggregate))  # the whole step's, every process
     signal = advantages.view(-1, W).ne(0).any(1)                                       # (B,)
     todo = [g for g in range(len(signal)) if signal[g] or args.kl_coef > 0]
-    updated = parallel.all_sum(len(todo))  # step or no step: the same on every process
-    stats = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, tokens=0)
-    optimizer.zero_grad(set_to_none=True)
-    batches = training.micro_batches(todo, args.micro_groups, W)
-    for rows, weight in parallel.step_passes(batches, model, filler=slice(0, W)):  # weight 0: a --shard filler pass
+
+    def loss_of(rows):
+        """The loss of rows (whole groups), what it is averaged over, and its numbers."""
         prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, rows)
         with training.autocast(args):
-            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W,
-                                            temperature=args.temperature)
+            logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, W, temperature=args.temperature)
             with torch.no_grad():  # the starting policy's, for the KL term
-                ref = None if ref_model is None else training.answer_logprobs(
+                ref = None if ref_model is None else answer_logprobs(
                     ref_model, prompt, prompt_alive, answer, answer_alive, W, temperature=args.temperature)
         # choice: EOS is an answer token: the mask is `alive`, never the token values
-        loss, s = policy_loss(logp, r.logprobs[rows, :logp.shape[1]], advantages[rows].to(logp.device), answer_alive,
-                              clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,
-                              kl_coef=args.kl_coef, aggregate=args.aggregate)
-        share = count(answer_alive, args.aggregate) / total  # the micro-batch losses sum to the step's loss
-        (loss * share * weight).backward()
-        if weight:
-            stats["loss"] += loss.item() * share
-            stats["clip_frac"] += s["clip_frac"] * s["tokens"]
-            stats["kl"] += s["kl"] * s["tokens"]
-            stats["ratio_max"] = max(stats["ratio_max"], s["ratio_max"])
-            stats["tokens"] += s["tokens"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    grad_norm = parallel.finish_gradients(model, params, args.max_grad_norm) if updated else 0.0
-    if updated:
-        optimizer.step()
-    stats = parallel.step_sums(stats, largest=("ratio_max",))
-    n = max(stats.pop("tokens"), 1)
-    return dict(stats, clip_frac=stats["clip_frac"] / n, kl=stats["kl"] / n, grad_norm=grad_norm,
-                groups_updated=updated)
+        loss, stats = policy_loss(logp, r.logprobs[rows, :logp.shape[1]], advantages[rows].to(logp.device), answer_alive,
+                                  clip_low=args.clip_low, clip_high=args.clip_high, ref_logp=ref,
+                                  kl_coef=args.kl_coef, aggregate=args.aggregate)
+        return loss, count(answer_alive, args.aggregate), stats
+
+    grad_norm, parts = parallel.step(model, optimizer, training.micro_batches(todo, args.micro_groups, W), loss_of,
+                                     count(r.alive[:, r.prompt_len:], args.aggregate), args.max_grad_norm,
+                                     filler=slice(0, W))
+    n = max(sum(s["tokens"] for _, _, s in parts), 1)
+    return dict(loss=sum(share * s["loss"] for _, share, s in parts),
+                clip_frac=sum(s["clip_frac"] * s["tokens"] for _, _, s in parts) / n,
+                kl=sum(s["kl"] * s["tokens"] for _, _, s in parts) / n,
+                ratio_max=max((s["ratio_max"] for _, _, s in parts), default=0.0), grad_norm=grad_norm,
+                groups_updated=sum((rows.stop - rows.start) // W for rows, _, _ in parts))
 
 # -----------------------------------------------------------------------------
 # the run
@@ -204,7 +187,6 @@ def update(model, optimizer, r, advantages, args, ref_model=None):
 FIELDS = [("loss", ".4f"), ("reward", ".3f"), ("acc", ".3f"), ("zero_var", ".2f"), ("len", ".1f"),
           ("trunc", ".2f"), ("kl", ".4f"), ("clip", ".3f"), ("grad_norm", ".3f"), ("tok_s", ".0f"),
           ("step_s", ".1f")]
-NO_UPDATE = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, grad_norm=0.0, groups_updated=0)  # --rollout-only
 
 
 def step_record(step, mine, r, rewards, scores, stats, eos_ids, args, t0, t_rollout):
@@ -240,12 +222,12 @@ def parse_args(argv=None):
 
 def setup(args):
     """Model, tokenizer, optimizer, reference model and first step (fresh, or from --resume)."""
-    model, tokenizer = training.model_for_run(args, init=args.init)
+    model, tokenizer = model_for_run(args, init=args.init)
     # the starting policy, frozen, for the KL term (copied before a resume replaces the weights)
     ref_model = copy.deepcopy(model).requires_grad_(False) if args.kl_coef > 0 else None
     first = 0
     if args.resume:
-        model, tokenizer, state = training.resume(args)
+        model, tokenizer, state = resume(args)
         first = state["step"] + 1
     if args.shard:  # FSDP2: the optimizer is built over the sharded parameters
         parallel.shard(model)
@@ -265,7 +247,9 @@ def main(argv=None):
     model, tokenizer, optimizer, ref_model, first = setup(args)
     if parallel.is_main():
         print(training.parameter_counts(model) + f" | train {args.train} | arch {args.arch}", file=sys.stderr)
-    pool = training_pool(args)
+    pool = training.training_pool(args)
+    first_batch = parallel.my_share(step_problems(pool, first, args.prompts_per_step, args.seed))
+    training.check_rollouts_fit(model, tokenizer, [p for _, p in first_batch], args, width=args.width, groups=args.sets)
     log = cli.StepLog(args.out, FIELDS, args.steps, first, main=parallel.is_main())
     with cli.GracefulStop() as stop:
         for step in range(first, args.steps):
@@ -275,16 +259,16 @@ def main(argv=None):
             r, rewards, scores, texts = sample_sets(model, tokenizer, mine, args)     # 1-2. sample, score
             t_rollout = time.time() - t0
             adv = group_advantages(rewards, args.sets * args.width, scale=args.adv_scale)  # 3. advantages
-            stats = NO_UPDATE if args.rollout_only else update(model, optimizer, r, adv, args, ref_model)  # 4-5.
+            stats = update(model, optimizer, r, adv, args, ref_model)                   # 4-5. loss, step
             log.write(step_record(step, mine, r, rewards, scores, stats, tokenizer.eos_ids, args, t0, t_rollout))
             if args.show_every and step % args.show_every == 0 and parallel.is_main():
                 show_group(step, batch[0][1], texts, scores, args.width)
             stopping = parallel.any_process(stop.requested)  # every process stops after the same step
-            if not args.rollout_only and ((step + 1) % args.save_every == 0 or step + 1 == args.steps or stopping):
+            if (step + 1) % args.save_every == 0 or step + 1 == args.steps or stopping:
                 training.save_checkpoint(args.out, model, optimizer, step, args, args.train)
             if stopping:
                 parallel.dist_exit(130)
-    if not args.rollout_only and parallel.is_main():
+    if parallel.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
     parallel.dist_exit()
 

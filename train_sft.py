@@ -30,7 +30,38 @@ from bridgekit import cli
 from bridgekit import parallel
 from bridgekit import train_args
 from bridgekit import training
+from bridgekit.checkpoint import load_checkpoint
 from bridgekit.tasks import SET_TASKS, reward, set_choice, stable_seed
+from model import load_model
+from sample import answer_logprobs, sample
+
+# -----------------------------------------------------------------------------
+# the model of a run (train_grpo.py's too): the base model and its blocks, fresh or resumed
+
+
+def model_for_run(args, *, init=None):
+    """(model, tokenizer): the base model with fresh blocks of --arch, or the blocks of `init`."""
+    model, tokenizer = load_model(args.model, device=args.device, bridge=init)  # checks init's base model
+    if init is not None:
+        kind = model.bridge_config["kind"]
+        if kind != args.arch:
+            raise ValueError(f"--init {init} holds {kind} blocks but --arch is {args.arch}")
+    elif args.arch != "none":
+        model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
+    return model, tokenizer
+
+
+def resume(args):
+    """(model, tokenizer, state) of the checkpoint in --out: its whole model, or --model with its blocks."""
+    return load_checkpoint(args.out, lambda model_dir, bridge: load_model(model_dir or args.model, device=args.device,
+                                                                          bridge=bridge))
+
+def sampler(args):
+    """The rollouts' sampler: the naive sample.sample, or with --fast bridgekit/fast.py's (the same tokens)."""
+    if not args.fast:
+        return sample
+    from bridgekit import fast
+    return fast.sample
 
 # -----------------------------------------------------------------------------
 # 1. data: sample with the base model, keep the right answers, group them
@@ -74,9 +105,8 @@ def sample_records(model, tokenizer, batch, first, args):
     gens = [torch.Generator(args.device).manual_seed(stable_seed("sft", args.seed, first + j))
             for j in range(len(batch))]
     with training.autocast(args):
-        r = training.sampler(args)(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
-                                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                   generator=gens)
+        r = sampler(args)(model, ids, tokenizer.eos_ids, width=args.samples_per_problem,
+                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, generator=gens)
     answers, eos, k = r.completions(), set(tokenizer.eos_ids), args.samples_per_problem
     records = []
     for j, problem in enumerate(batch):
@@ -180,7 +210,7 @@ def train_step(model, optimizer, batch, eos_id, args):
     for groups, weight in parallel.step_passes(batches, model, filler=batches[0]):  # weight 0: a --shard filler pass
         (prompt, prompt_alive, answer, answer_alive), width = pad_groups(groups, eos_id, args.device)
         with training.autocast(args):
-            logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
+            logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)
         loss = -(logp * answer_alive).sum() / total  # this micro-batch's part of the step's token mean
         (loss * weight).backward()
         loss_sum += loss.item() if weight else 0.0
@@ -209,11 +239,13 @@ def main(argv=None):
     training.start_run(args)
     first = 0
     if args.resume:
-        model, tokenizer, state = training.resume(args)
+        model, tokenizer, state = resume(args)
         first = state["step"] + 1
     else:
-        model, tokenizer = training.model_for_run(args)
-    records = sample_answers(model, tokenizer, training.train_problems(args, args.problems), args)
+        model, tokenizer = model_for_run(args)
+    problems = training.train_problems(args, args.problems)
+    training.check_rollouts_fit(model, tokenizer, problems[:args.sample_batch], args, width=args.samples_per_problem)
+    records = sample_answers(model, tokenizer, problems, args)
     groups = make_groups(records, args.width)  # 1. data
     if parallel.is_main():
         print(data_summary(records, groups), file=sys.stderr)

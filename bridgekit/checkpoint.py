@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
@@ -161,7 +160,6 @@ def convert_bridge(src, dst, dtype="bf16"):
 
 def load_bridge(model, path):
     """Rebuild the blocks described in a save_bridge checkpoint and load them; checks the base model."""
-    from bridge import new_parameter_summary
     meta = bridge_metadata(path)
     c = model.config
     base = (c.model_type, str(c.hidden_size), str(c.num_hidden_layers), fingerprint(model))
@@ -180,7 +178,6 @@ def load_bridge(model, path):
                          f"{meta['head_dim']} (e.g. {sorted(set(state) ^ expected)[:2]})")
     ref = model.lm_head.weight
     model.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, strict=False)
-    print(f"loaded {path}: {new_parameter_summary(model)}", file=sys.stderr)
 
 # -----------------------------------------------------------------------------
 # a training run's checkpoint: OUT/checkpoint/ is replaced atomically
@@ -328,8 +325,8 @@ def check_run_dir(args):
 
 
 # what a resumed run may change: how long it runs, how often it saves and shows, and how it computes
-# (device, sharding, micro-batches, the reference path), none of which changes what it computes
-RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "shard", "micro_groups", "reference",
+# (device, sharding, micro-batches, the --fast sampler), none of which changes what it computes
+RESUME_MAY_CHANGE = {"steps", "resume", "save_every", "show_every", "device", "shard", "micro_groups", "fast",
                      "out"}
 
 

@@ -34,19 +34,6 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def add_removed(parser, flag, why):
-    """A flag an earlier version had: using it is one line saying why it went, exit code 2."""
-    class Removed(argparse.Action):
-        def __call__(self, parser, namespace, values, option_string=None):
-            parser.error(f"{flag} was removed: {why}")
-    parser.add_argument(flag, nargs=0, action=Removed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-
-
-# choice: the frozen torch.compile decode step made an evaluation stage more than 3x slower (a graph
-# per batch shape) and paid only once compiled, never within a command's wall time (docs/speed.md)
-COMPILE_GONE = "the compiled decode step never paid for its compile time on a real workload (docs/speed.md)"
-
-
 class StopNow(KeyboardInterrupt):
     """A Ctrl-C that stops at once, with the line that says what it leaves behind."""
 
@@ -77,8 +64,24 @@ def check_in_file(path, flag, what="file"):
         raise FileNotFoundError(f"{flag} {path}: no such {what}")
 
 
-# --- the sampling command (sample.py, tools/attention_map.py): its arguments and their checks, and
-# --- whether a sample() call fits in memory
+# --- the flags every script beside the method defines alike (tools/, experiments/)
+
+MODEL_HELP = "local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, converted once)"
+
+
+def add_model(parser):
+    """--model: the base model, named as every command of the repository names it."""
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
+
+
+def add_block_shape(parser):
+    """--heads and --head-dim of new blocks trained alone on the frozen base (the positive control,
+    the oracle check), the default Bridge's shape unless given."""
+    parser.add_argument("--heads", type=int, default=4, help="heads of a new block (default 4, as the default Bridge)")
+    parser.add_argument("--head-dim", type=int, default=16, help="head size of a new block (default 16)")
+
+
+# --- the sampling command's arguments (sample.py, tools/attention_map.py; checked in checks.py)
 
 
 def add_sample_arguments(p):
@@ -99,81 +102,12 @@ def add_sample_arguments(p):
     a("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
     a("--device", default="cpu", help="cpu or cuda (default cpu)")
     a("--dtype", default="fp32", choices=["fp32", "bf16"], help="weights and activations (default fp32)")
-    add_removed(p, "--compile", COMPILE_GONE)
-    a("--reference", action="store_true", help="run the naive reference sampler (sample.sample) instead of "
-      "fast.sample; the same tokens, slower")
+    a("--fast", action="store_true", help="sample with the speed-ups (bridgekit/fast.py: the same tokens, faster) "
+      "instead of the naive sample.sample")
     a("--no-chat", action="store_true", help="feed the prompt as raw text, without the chat template")
     a("--task", default=None, help="without --prompt: ask the first held-out problem of this task family of "
-      "tasks.py and score the answers (default word)")
+      "bridgekit/tasks.py and score the answers (default word)")
     return p
-
-
-def check_sample_args(args):
-    """The sampling command's errors found before the (slow) model load: one line each."""
-    import sample
-    from bridgekit import tasks
-    for name in ("width", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    sample.check_sampling(args.temperature, args.top_k, args.top_p)
-    check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
-    if args.no_chat and not args.prompt:
-        raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
-    if args.task is not None:
-        if args.task not in tasks.TASKS:
-            raise ValueError(f"unknown task {args.task!r}; choose one of {', '.join(tasks.TASKS)}")
-        if args.prompt:
-            raise ValueError("--task picks the built-in problem; it cannot score a --prompt")
-        if args.task in tasks.SET_TASKS and args.width < 2:
-            raise ValueError(f"task {args.task!r} is scored as a group: at --width 1 there is nothing to coordinate")
-
-
-def check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator, path, keep_logits):
-    """A ValueError (one line) for a sample() call that cannot run, before anything is allocated;
-    returns its generator (None: a fresh one seeded 0)."""
-    import torch
-    if min(width, groups_per_prompt, max_new_tokens) < 1:
-        raise ValueError(f"width, groups_per_prompt and max_new_tokens must be >= 1, got "
-                         f"{width}, {groups_per_prompt} and {max_new_tokens}")
-    if not prompts_ids or any(len(ids) == 0 for ids in prompts_ids):
-        raise ValueError("every prompt needs at least one token")
-    if path == "crossed" and groups_per_prompt % 2:
-        raise ValueError(f"the crossed path pairs the groups of a prompt: groups_per_prompt must be even, got {groups_per_prompt}")
-    weight, P = model.lm_head.weight, max(len(ids) for ids in prompts_ids)
-    if P + max_new_tokens > model.config.max_position_embeddings:
-        raise ValueError(f"prompt of {P} tokens + {max_new_tokens} new tokens exceeds the model's context of "
-                         f"{model.config.max_position_embeddings} (lower --max-new-tokens or shorten the prompt)")
-    n_groups = len(prompts_ids) * groups_per_prompt
-    check_fits(model.config, len(prompts_ids), n_groups * width, P + max_new_tokens, weight.dtype, weight.device,
-               keep_logits * max_new_tokens)
-    if generator is None:
-        return torch.Generator(weight.device).manual_seed(0)
-    if not isinstance(generator, torch.Generator) and len(generator) != n_groups:
-        raise ValueError(f"got {len(generator)} generators for {n_groups} groups (one each)")
-    return generator
-
-
-def call_bytes(config, prompts, rows, capacity, dtype, kept_steps=0):
-    """(KV cache bytes, logits bytes) one sample() call needs at least: the cache of the prompts
-    (prefill) and of all its rows, `capacity` columns each, and the (rows, vocabulary) logits with
-    the fp32 copy the sampling distribution is computed in (and every step's, with keep_logits)."""
-    import torch
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    per_row = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * capacity * itemsize
-    logits = rows * config.vocab_size * (itemsize + 4) + rows * kept_steps * config.vocab_size * 4
-    return (prompts + rows) * per_row, logits
-
-
-def check_fits(config, prompts, rows, capacity, dtype, device, kept_steps=0):
-    """A ValueError (one line) when a call's KV cache and logits alone exceed the memory the device
-    has available (available_bytes), before any of it is allocated: the alternative is the
-    kernel's out-of-memory killer, which ends the process without a word."""
-    free = available_bytes(device)
-    cache, logits = call_bytes(config, prompts, rows, capacity, dtype, kept_steps)
-    if free is not None and cache + logits > free:
-        raise ValueError(f"{rows} rows of {capacity} tokens need at least {size_text(cache + logits)} "
-                         f"(KV cache {size_text(cache)}, logits {size_text(logits)}), more than the "
-                         f"{size_text(free)} available on {device}: lower the width or the rows per call")
 
 
 def check_new_file(path, overwrite, flag="--out"):
@@ -220,37 +154,6 @@ def save_figure(fig, out, **kwargs):
     write_atomic(out, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
 
 
-def available_bytes(device="cpu"):
-    """Memory a new allocation can take now: on CUDA the device's free memory (and what PyTorch's
-    allocator holds unused); on the CPU the kernel's MemAvailable, lowered to the room left under a
-    cgroup limit (a container). None when it cannot be read."""
-    import torch
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type != "cpu":
-        return None
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        return None
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            avail = min(avail, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return avail
-
-
-def size_text(n):
-    """A number of bytes in words: 1.5 GiB, 12.0 MiB."""
-    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
-
-
 def check_out_file(path, flag="--out"):
     """Raise ValueError (one line) unless `path` can be written as a file: not a directory, in an existing
     directory we may write to. Commands call it before their work, so a bad path does not cost a run."""
@@ -263,17 +166,6 @@ def check_out_file(path, flag="--out"):
 
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def check_device(device):
-    """The device as a string; a ValueError (one line) unless it is cpu, or cuda where CUDA is."""
-    import torch
-    device = str(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
-    return device
 
 
 def check_figure_out(path, overwrite, flag="--out"):

@@ -1,6 +1,6 @@
 """
-The speed-ups, beside the naive method files: each switched by a keyword and tested to give the
-naive path's result (tests/scripts/test_03_fast.py).
+The speed-ups, beside the naive method files: what every command runs with --fast, each switched by
+a keyword and tested to give the naive path's result (tests/scripts/test_03_fast.py).
 
 Sampling: fast.sample(model, prompts_ids, eos_ids, **sample.sample's keywords) returns sample.sample's
 Rollout (the same tokens, alive and log-probs), faster; with every speed-up off, exactly its result.
@@ -9,8 +9,8 @@ Rollout (the same tokens, alive and log-probs), faster; with every speed-up off,
 - drop_rows=True: rows no later step needs leave the batch (drop_finished_rows); every step still
   draws the numbers of all N rows, so nothing a kept row computes or draws changes.
 
-Training uses fast.sample for its rollouts (training.sampler); its log-probs have no speed-up here:
-training.answer_logprobs, the prompt once per group, is already the method's own path.
+With --fast, training samples its rollouts with fast.sample (train_sft.sampler); its log-probs have no
+speed-up here: sample.answer_logprobs, the prompt once per group, is already the method's own path.
 """
 import contextlib
 import functools
@@ -20,8 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bridgekit import cli
-from sample import Rollout, check_sampling, prefill, record_step, sample_next, uniforms
+from sample import Rollout, prefill, record_step, sample_next, uniforms
 
 # --- packed weights
 
@@ -135,11 +134,9 @@ def sample(model, prompts_ids, eos_ids, *, width=4, max_new_tokens=256, temperat
     drop_rows: not with keep_logits (which records every row) nor on the crossed path (whose pairs
         of groups keep their slots).
     """
-    check_sampling(temperature, top_k, top_p)
-    generator = cli.check_sample_call(model, prompts_ids, width, max_new_tokens, groups_per_prompt, generator,
-                                      path, keep_logits)
     with packed_linears(model) if packed else contextlib.nullcontext():
         device, pad = model.lm_head.weight.device, eos_ids[0]
+        generator = torch.Generator(device).manual_seed(0) if generator is None else generator
         eos = torch.tensor(eos_ids, device=device)
         tokens, alive, logits, cache = prefill(model, prompts_ids, width * groups_per_prompt, max_new_tokens, pad)
         N = tokens.shape[0]

@@ -10,8 +10,9 @@ state are split over the processes, a decoder layer's weights gathered only whil
 The groups still stay whole on one process, and the step is the same algorithm (tests/scripts/test_07_shard.py).
 
 What a training step's processes must agree on is here, so that the scripts read as one process:
-the step's count (all_sum), equal passes and FSDP2's scale (step_passes), the summed and clipped
-gradient (finish_gradients), the step's numbers (step_sums) and the checkpoint (whole, load_optimizer).
+GRPO's whole step in one call (step: the step's count, equal passes and FSDP2's scale, the summed and
+clipped gradient, every micro-batch's numbers), the SFT step's parts (step_passes, finish_gradients,
+all_sum) and the checkpoint (whole, load_optimizer).
 """
 import os
 import sys
@@ -236,12 +237,32 @@ def finish_gradients(model, params, max_norm):
     return full_value(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
 
-def step_sums(stats, largest=()):
-    """A step's numbers over all processes: each value summed, those named in `largest` the largest."""
-    if not distributed():
-        return stats
-    parts = all_gather(stats)
-    return {k: (max if k in largest else sum)(p[k] for p in parts) for k in stats}
+def step(model, optimizer, batches, loss_of, count, max_norm, filler):
+    """One optimizer step from this process's micro-batches (row slices), the same step on every process.
+
+    loss_of(rows) -> (loss, the count it is a mean over, its numbers). Each micro-batch's loss is
+    weighted by its count's share of the whole step's (`count`, this process's, summed over the
+    processes), so the weighted losses sum to the step's loss; one backward each (under --shard,
+    as many passes as the busiest process, step_passes); then the gradient summed over the processes
+    and clipped to max_norm, and one optimizer step unless no process had a micro-batch.
+    Returns (the gradient's norm before the clip, [(rows, share, numbers with the loss)] of every
+    micro-batch of every process, in rank order).
+    """
+    total = all_sum(count)
+    optimizer.zero_grad(set_to_none=True)
+    mine = []
+    for rows, weight in step_passes(batches, model, filler):
+        loss, n, numbers = loss_of(rows)
+        share = n / total
+        (loss * share * weight).backward()
+        if weight:
+            mine.append((rows, share, dict(numbers, loss=loss.item())))
+    parts = [part for process in all_gather(mine) for part in process]
+    if not parts:
+        return 0.0, parts
+    grad_norm = finish_gradients(model, [p for p in model.parameters() if p.requires_grad], max_norm)
+    optimizer.step()
+    return grad_norm, parts
 
 
 def full_states(model, optimizer):

@@ -9,9 +9,10 @@ import math
 from bridgekit import cli
 from bridgekit import parallel
 from bridgekit.checkpoint import check_run_dir
+from bridgekit.checks import check_device
 from bridgekit.metrics import CREDITS
 from bridgekit.tasks import DATA_TASK, SET_TASKS, SYSTEM, TASKS, file_problems, question_count
-from bridgekit.training import task_difficulty
+from bridgekit.training import task_difficulty, training_pool
 
 # -----------------------------------------------------------------------------
 # the flags
@@ -45,11 +46,10 @@ def common_args(p, *, width, lr_new):
     a("--show-every", type=int, default=10, help="print one group's answers every k steps (default 10; 0 = never)")
     a("--device", default="cpu", help="cpu or cuda (default cpu)")
     a("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32, or bf16 autocast with fp32 master weights (default fp32)")
-    cli.add_removed(p, "--compile", cli.COMPILE_GONE)
     a("--shard", action="store_true", help="under torchrun: split parameters, gradients and AdamW state over the "
       "processes (FSDP2) instead of a full replica each")
-    a("--reference", action="store_true", help="sample the rollouts with the naive sample.sample instead of "
-      "fast.sample: the same tokens, slower (default off)")
+    a("--fast", action="store_true", help="sample the rollouts with the speed-ups (bridgekit/fast.py: the same "
+      "tokens, faster) instead of the naive sample.sample (default off)")
 
 
 def parse_grpo(argv=None):
@@ -73,7 +73,6 @@ def parse_grpo(argv=None):
     a("--clip-low", type=float, default=0.2, help="PPO clip: ratio >= 1 - clip_low (default 0.2)")
     a("--clip-high", type=float, default=0.28, help="PPO clip: ratio <= 1 + clip_high (default 0.28, DAPO)")
     a("--kl-coef", type=float, default=0.0, help="weight of the k3 KL to the starting policy (default 0: no reference copy)")
-    a("--rollout-only", action="store_true", help="sample and score, never update: how much signal a task gives (no checkpoint)")
     args = parse_problem_source(p, argv)
     if args.steps is None:  # (not `or`: --steps 0 must reach the check, not become 100)
         args.steps = 100
@@ -120,7 +119,6 @@ def parse_problem_source(p, argv):
 
 def check_common(args):
     """The errors of the common flags (ValueError, one line), found before anything slow happens."""
-    from bridgekit.cli import check_device
     check_device(args.device)
     if args.data is not None:
         file_problems(args.data)  # a missing or malformed file: one line here, not after the model loads
@@ -146,14 +144,13 @@ def check_common(args):
 def check_grpo(args):
     """check_common, then GRPO's own flags."""
     check_common(args)
-    if args.width < 2 and not args.rollout_only:
+    if args.width < 2:
         raise ValueError(f"--width must be >= 2 for GRPO (advantages compare answers within a group), got {args.width}")
     if args.arch == "none" and (args.train == "new" or args.init):
         raise ValueError("--arch none has no new blocks: use --train all and no --init")
     if args.prompts_per_step < 1 or (args.pool is not None and args.pool < args.prompts_per_step):
         raise ValueError(f"need 1 <= --prompts-per-step <= --pool, got {args.prompts_per_step} and {args.pool}")
     if args.data is not None:
-        from train_grpo import training_pool
         training_pool(args)  # enough problems in the file: one line here, not after the model loads
     elif args.pool is not None:
         have = question_count(args.task, "train", **task_difficulty(args))

@@ -1,75 +1,24 @@
 """
-What the two training scripts (train_sft.py, train_grpo.py) share: the log-prob forward, micro-batches
-of whole groups, the model set-up (blocks, what trains, the optimizer), a run's checkpoints and the
+What the two training scripts (train_sft.py, train_grpo.py) share beside the model: micro-batches of
+whole groups, the training problems, what trains and the optimizer, a run's checkpoints and the
 order of the training data. Their flags and argument checks are in train_args.py, the checkpoint
 format in checkpoint.py, the step log and Ctrl-C in cli.py, what several processes (torchrun) must
-agree on in parallel.py, and the faster sampler the scripts run by default in fast.py.
-
-answer_logprobs is the training twin of the sampler's "prefill once per prompt": the W rows of a
-group share their prompt, and Bridge over identical rows equals its width-1 result, so the prompt
-runs at B rows, its keys and values are copied into the N = B * W rows, and the answers run on top
-of them. Gradients flow back through the copy into the shared prompt (the copy's backward sums the
-rows). tests/scripts/test_04_training.py shows it equals the plain N-row forward, log-probs and gradients.
+agree on in parallel.py. The log-prob forward is sample.py's (answer_logprobs), the model set-up
+train_sft.py's (model_for_run).
 """
 import random
 from contextlib import nullcontext
 
 import torch
 
-from bridgekit import parallel
-import sample
-from bridgekit.checkpoint import load_bridge, load_checkpoint, write_args, write_checkpoint
-from model import KVCache, load_model
-from bridgekit.tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, stable_seed
+from bridgekit import checks, parallel
+from bridgekit.checkpoint import write_args, write_checkpoint
+from bridgekit.tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, question_count, stable_seed
+
+
 
 # -----------------------------------------------------------------------------
-# log-probs of answers
-
-
-def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *, temperature=1.0):
-    """log p(answer[n, s] | prompt, answer[n, :s], the siblings' answers up to s): (N, S) fp32.
-
-    prompt (B, P) and prompt_alive: one left-padded prompt per group. answer (N, S) and
-    answer_alive: N = B * width rows, grouped prompt-major, alive up to and including EOS.
-    temperature: the log-probs are those of the distribution the sampler drew from at this
-    temperature (sample.token_logprobs, the sampler's own rule); 1 for the model's own.
-    Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
-    """
-    h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)       # (N, S, D)
-    # choice: the vocabulary product only where a token is scored (the padding after EOS is
-    # often half the answers, and the product costs the default model about a fifth of a position)
-    picked = sample.token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
-    return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
-
-
-def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
-    """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
-    their keys and values copied into the N = B * width rows, every answer row on its copy.
-    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
-    (B, P), (N, S) = prompt.shape, answer.shape
-    if N != B * width:
-        raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
-    if cache_dtype is None:
-        device = prompt.device.type
-        cache_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else model.lm_head.weight.dtype
-    cache = KVCache(model.config, B, P + S, prompt.device, cache_dtype)
-    h = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)                  # (B, P, D)
-    first = h[:, -1:].repeat_interleave(width, 0)           # (N, 1, D): predicts answer token 0
-    # token s predicts token s + 1, so all columns but the last run. # choice: at least one, so
-    # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
-    cols = slice(0, max(S - 1, 1))
-    rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
-                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
-    return torch.cat((first, rest), dim=1)[:, :S]
-
-
-def sampler(args):
-    """The sampler of the rollouts and of the warm-up data: fast.sample (the same tokens, faster), or
-    the naive sample.sample with --reference."""
-    if args.reference:
-        return sample.sample
-    from bridgekit import fast
-    return fast.sample
+# micro-batches of whole groups
 
 
 def split_rollout(rollout, rows):
@@ -124,25 +73,29 @@ def train_problems(args, n):
     return make_problems(args.task, n, seed=args.seed, split="train", **task_difficulty(args))
 
 
+def training_pool(args):
+    """The training problems cycled through: --pool of them, or all of the train split up to 2000
+    (with --data: the file's first --pool problems, or all of them)."""
+    n = args.pool or (None if args.data else min(2000, question_count(args.task, "train", **task_difficulty(args))))
+    pool = train_problems(args, n)
+    if len(pool) < args.prompts_per_step:
+        what = f"--data {args.data}: {len(pool)} problems" if args.data else f"task {args.task!r} has only {len(pool)} training questions"
+        raise ValueError(f"{what}, fewer than --prompts-per-step")
+    return pool
+
+
 def encode_problems(tokenizer, problems, args):
     """Each problem's prompt as training asks it (tasks.prompt_ids, with --shots and --system)."""
     return [prompt_ids(tokenizer, p, shots=args.shots, system=args.system) for p in problems]
 
+def check_rollouts_fit(model, tokenizer, problems, args, *, width, groups=1):
+    """Before the first rollout: a sample() call on these problems (a step's) can run and fits in
+    memory (checks.check_sample_call), a one-line error otherwise."""
+    checks.check_sample_call(model, encode_problems(tokenizer, problems, args), width=width, groups_per_prompt=groups,
+                             max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+
 # -----------------------------------------------------------------------------
-# the model: blocks, what trains, the optimizer
-
-
-def model_for_run(args, *, init=None):
-    """(model, tokenizer): the base model with fresh blocks of --arch, or the blocks of `init`."""
-    model, tokenizer = load_model(args.model, device=args.device)
-    if init is not None:
-        load_bridge(model, init)  # checks that it was made for this base model
-        kind = model.bridge_config["kind"]
-        if kind != args.arch:
-            raise ValueError(f"--init {init} holds {kind} blocks but --arch is {args.arch}")
-    elif args.arch != "none":
-        model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
-    return model, tokenizer
+# what trains, the optimizer
 
 
 def make_optimizer(model, train, lr, lr_new):
@@ -169,12 +122,6 @@ def parameter_counts(model):
 
 # -----------------------------------------------------------------------------
 # the run directory: OUT/args.json and OUT/checkpoint/ (the format is checkpoint.py's)
-
-
-def resume(args):
-    """(model, tokenizer, state) of the checkpoint in --out: its whole model, or --model with its blocks."""
-    return load_checkpoint(args.out, lambda model_dir, bridge: load_model(model_dir or args.model, device=args.device,
-                                                                          bridge=bridge))
 
 
 def start_run(args):

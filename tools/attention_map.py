@@ -9,8 +9,8 @@ token, and how large the blocks' update is next to the residual stream (the pape
 The arguments are sample.py's (model, Bridge, prompt, sampling), plus --out and --layers; one
 --prompt at most (the figure is one group's). Forward hooks on every Bridge block record, at each
 decode step of that prompt, the softmax the block applies (Bridge.attention_weights, heads
-averaged) and |update| / |residual| per answer; the sampling itself is sample.py's (fast.sample, or
-sample.sample with --reference), unchanged.
+averaged) and |update| / |residual| per answer; the sampling itself is sample.py's (sample.sample, or
+with --fast bridgekit/fast.py's), unchanged.
 Needs matplotlib (pip install -e ".[plot]").
 """
 import sys
@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the method's files, at the repository root
 
 import sample  # noqa: E402
-from bridgekit import cli  # noqa: E402
+from bridgekit import checks, cli  # noqa: E402
 from bridgekit.cli import Parser, run  # noqa: E402
 
 
@@ -94,7 +94,7 @@ def parse_args(argv=None):
 
 def check_args(args):
     """Every error that needs no model, before the model loads."""
-    cli.check_sample_args(args)
+    checks.check_sample_args(args)
     if args.width < 2:
         raise ValueError("--width must be 2 or more: a single answer has no siblings to attend to")
     if args.no_bridge:
@@ -121,12 +121,14 @@ def main(argv=None):
     records, remove = record_bridge(model)
     import torch
 
-    from bridgekit import fast
     run_kw = dict(width=args.width, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                   top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
-    # every row stays in the batch, so that each step records the whole group
-    rollout = sample.sample(model, ids[:1], tokenizer.eos_ids, **run_kw) if args.reference else \
-        fast.sample(model, ids[:1], tokenizer.eos_ids, drop_rows=False, **run_kw)
+    checks.check_sample_call(model, ids[:1], **run_kw)
+    if args.fast:  # every row stays in the batch, so that each step records the whole group
+        from bridgekit import fast
+        rollout = fast.sample(model, ids[:1], tokenizer.eos_ids, drop_rows=False, **run_kw)
+    else:
+        rollout = sample.sample(model, ids[:1], tokenizer.eos_ids, **run_kw)
     remove()
     lengths = rollout.alive[:, rollout.prompt_len:].sum(dim=1).tolist()
     ratios = draw_attention(records, lengths, layers, args.out,

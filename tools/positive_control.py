@@ -25,12 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments" / "bench"))  # benchkit: the flags the scripts share
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import benchkit  # noqa: E402
 from bridgekit import cli  # noqa: E402
 from bridgekit.cli import Parser  # noqa: E402
 
@@ -199,13 +197,13 @@ def plot(result, out):
 
 def main(argv=None):
     p = Parser(prog="positive_control.py", description=__doc__.split("\n\n")[0])
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--tickets", type=int, default=10, help="K, the ticket values 0..K-1 (default 10)")
     p.add_argument("--width", type=int, default=4, help="W, rows per group (default 4)")
     p.add_argument("--steps", type=int, default=300, help="Adam steps on the blocks (default 300)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--groups", type=int, default=16, help="groups per step (default 16)")
-    benchkit.add_block_shape(p)
+    cli.add_block_shape(p)
     p.add_argument("--eval-every", type=int, default=25, help="fresh-group evaluation every this many steps (default 25)")
     p.add_argument("--eval-groups", type=int, default=256, help="fresh groups per evaluation (default 256)")
     p.add_argument("--seed", type=int, default=0)

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
+from bridgekit import cli, checks  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -39,7 +40,7 @@ from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file,
 #   generate on 32 rows (each prompt repeated 4 times, so 4 prefills), left-padded, dynamic KV cache;
 # - the update: ours skips the forward/backward of groups whose 4 rewards are equal (their advantages,
 #   hence their gradient, are exactly 0: `groups_updated` says how many went through) and runs the
-#   prompt once per group (training.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
+#   prompt once per group (sample.answer_logprobs); TRL runs all 32 full rows (prompt + answer) and
 #   also computes the token entropy for its logs;
 # - micro-batches: ours --micro-groups (train_grpo's default 2 groups = 8 rows per forward/backward);
 #   TRL --trl-micro-batch rows (default 32: the whole step at once), one generation of 32 per step;
@@ -65,7 +66,7 @@ def grpo_ours(work, micro_groups=None):
     import shutil
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
-    cmd = [sys.executable, str(benchkit.ROOT / "train_grpo.py"), "--arch", "none", "--train", "all",
+    cmd = [sys.executable, str(benchkit.ROOT / "train_grpo.py"), "--fast", "--arch", "none", "--train", "all",
            "--task", work["task"], "--shots", str(work["shots"]), "--system", work["system"],
            "--prompts-per-step", str(work["prompts"]), "--width", str(work["width"]),
            "--max-new-tokens", str(work["max_new_tokens"]), "--temperature", "1", "--adv-scale", "std",
@@ -112,10 +113,11 @@ def grpo_trl(job):
     import trl
     from trl import GRPOConfig, GRPOTrainer
     import train_grpo
+    from bridgekit import training
     from bridgekit.tasks import Problem, messages, reward
     from bridgekit.weights import resolve_model_dir
     model_dir = str(resolve_model_dir(job["model"]))
-    pool = train_grpo.training_pool(argparse.Namespace(task=job["task"], hi=job["hi"], pool=job["pool"], data=None,
+    pool = training.training_pool(argparse.Namespace(task=job["task"], hi=job["hi"], pool=job["pool"], data=None,
                                                        prompts_per_step=job["prompts"], seed=job["seed"]))
     # the prompt of train_grpo.py (tasks.prompt_ids renders these messages); '' = the template's default
     rows = [dict(prompt=messages(p, shots=job["shots"], system=job["system"] or None),
@@ -264,7 +266,7 @@ def main(argv=None):
     p.add_argument("--grpo-shots", type=int, default=None, help="worked examples per prompt (default: train_grpo's --shots)")
     p.add_argument("--trl-micro-batch", type=int, default=32, help="TRL rows per forward/backward; 32 / this = gradient accumulation (default 32)")
     p.add_argument("--ours-micro-groups", type=int, default=None, help="our groups per forward/backward (default: train_grpo's --micro-groups)")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: TRL's run, in a fresh process
     add_overwrite(p)
@@ -279,7 +281,7 @@ def main(argv=None):
     import importlib.util
     if "trl" in args.grpo_engines and importlib.util.find_spec("trl") is None:
         raise ValueError('--grpo-engines trl: trl is not installed (pip install -e ".[bench]"), or give --grpo-engines ours')
-    benchkit.check_model(args.model)
+    checks.check_model(args.model)
     check_out_file(args.out)
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     work, rows = bench_grpo(args)

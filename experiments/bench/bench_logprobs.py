@@ -1,6 +1,6 @@
 """
 Training's forward+backward over one GRPO step's rollout: the prompt computed once per group
-(training.answer_logprobs, what the scripts run) against the plain forward over N full rows, in
+(sample.answer_logprobs, what the scripts run) against the plain forward over N full rows, in
 fp32 and bf16 autocast.
 
     python experiments/bench/bench_logprobs.py --repeats 2 --out experiments/results/bench_logprobs.json > experiments/results/bench_logprobs.md
@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
+from bridgekit import cli, checks  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 
@@ -53,15 +54,15 @@ def bench_logprobs(args):
     from bridgekit import training
     from evaluate import machine
     from model import load_model
-    from sample import sample
+    from sample import answer_logprobs, sample
     d = train_grpo.parse_args(["--out", "x"])  # the defaults of a GRPO run
     model, tok = load_model(args.model)
-    problems = [p for _, p in train_grpo.step_problems(train_grpo.training_pool(d), 0, 8, d.seed)]
+    problems = [p for _, p in train_grpo.step_problems(training.training_pool(d), 0, 8, d.seed)]
     prompts = [tasks.prompt_ids(tok, p, shots=d.shots, system=d.system or None) for p in problems]
     r = sample(model, prompts, tok.eos_ids, width=4, max_new_tokens=64,
                generator=torch.Generator().manual_seed(0), ignore_eos=not args.eos)
     batches = training.micro_batches(list(range(8)), d.micro_groups, 4)
-    forwards = {"shared": training.answer_logprobs, "plain": plain_logprobs}
+    forwards = {"shared": answer_logprobs, "plain": plain_logprobs}
 
     def run(way, dtype):
         model.zero_grad(set_to_none=True)
@@ -115,7 +116,7 @@ def bench_logprobs(args):
 
 def main(argv=None):
     p = Parser(prog="bench_logprobs.py", description="Training's forward+backward: prompt once per group vs the plain N-row forward, fp32 and bf16.")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--repeats", type=int, default=3, help="the four runs alternated this many times, best kept (default 3)")
     p.add_argument("--eos", action="store_true", help="answers end at their EOS, as in training (default: "
                    "every answer runs to 64 tokens)")
@@ -124,7 +125,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
-    benchkit.check_model(args.model)
+    checks.check_model(args.model)
     check_out_file(args.out)
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     benchkit.emit(*bench_logprobs(args), args.out)

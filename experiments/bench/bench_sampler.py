@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's files, at the repository root
 
 import benchkit  # noqa: E402  (next to this file)
-from bridgekit.cli import COMPILE_GONE, Parser, add_overwrite, add_removed, check_new_file, check_out_file, run  # noqa: E402
+from bridgekit import cli, checks  # noqa: E402
+from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
 DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
@@ -164,13 +165,12 @@ def tables(results):
 def main(argv=None):
     p = Parser(prog="bench_sampler.py", description="Tokens/s of our sampler vs transformers.generate, and of Bridge on vs off.")
     p.add_argument("--what", default="sampler", choices=["sampler", "bridge", "all"], help="which table(s) (default sampler)")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--widths", type=int, nargs="+", default=[1, 4, 16], help="widths for the sampler table (default 1 4 16)")
     p.add_argument("--bridge-widths", type=int, nargs="+", default=[1, 4, 16, 64], help="widths for the Bridge table (default 1 4 16 64)")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES), help="dtypes for the sampler table (default fp32 bf16)")
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
-    add_removed(p, "--compile", COMPILE_GONE)
     p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
                    "(fast.sample(packed=False)), not the packed weights of fast.packed_linears (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
@@ -182,7 +182,7 @@ def main(argv=None):
         print(json.dumps(measure(json.loads(args.job))))
         return 0
     benchkit.check_counts(p, args, "widths", "bridge_widths", "new_tokens", "repeats")
-    benchkit.check_model(args.model)
+    checks.check_model(args.model)
     import torch
     if args.devices:
         benchkit.check_devices(args.devices)

@@ -1,7 +1,7 @@
 """What the benchmarks of experiments/bench/ share: where the repository is, the checks of their arguments made
 before any configuration runs, timing on a device, peak memory, one configuration run in a fresh
 interpreter, and writing a table plus the JSON it came from; and the flags every script beside the
-method defines alike (--model; --heads and --head-dim of blocks trained alone).
+method defines alike (bridgekit.cli.add_model, add_block_shape; bridgekit.checks.check_model).
 
 Not a command: the scripts of experiments/bench/ import it (`import benchkit`, found next to them when they run
 as `python experiments/bench/NAME.py`); experiments/studies/survey_tasks.py, experiments/studies/oracle.py and tools/positive_control.py
@@ -16,43 +16,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: the method's files, train_grpo.py
-MODEL_HELP = "local HF-style directory or HF repo id (default: SmolLM2-135M-Instruct from PyPI, converted once)"
-
-
-def add_model(parser):
-    """--model: the base model, named as every command of the repository names it."""
-    parser.add_argument("--model", default=None, help=MODEL_HELP)
-
-
-def add_block_shape(parser):
-    """--heads and --head-dim of new blocks trained alone on the frozen base (the positive control,
-    the oracle check), the default Bridge's shape unless given."""
-    parser.add_argument("--heads", type=int, default=4, help="heads of a new block (default 4, as the default Bridge)")
-    parser.add_argument("--head-dim", type=int, default=16, help="head size of a new block (default 16)")
-
-
-def check_model(name, flag="--model"):
-    """Raise ValueError (one line) if `name` is a local path that is not a model directory; a hub repo
-    id (owner/name) or None (the default model) is left to the load. The jobs run in subprocesses that
-    report a failure one by one: a model that cannot be there must fail once, before them."""
-    if name is None:
-        return
-    sys.path.insert(0, str(ROOT))
-    from bridgekit import weights
-    path = Path(name).expanduser()
-    if path.is_dir():
-        try:
-            weights.check_model_dir(path)
-        except FileNotFoundError as e:
-            raise ValueError(f"{flag} {e}") from None
-    elif path.exists() or weights.looks_like_path(name):
-        raise ValueError(f"{flag} {name}: no such model directory")
-
-
 def check_devices(devices, flag="--devices"):
     """Raise ValueError (one line) unless every device is cpu or cuda[:i], and CUDA is there for cuda."""
     sys.path.insert(0, str(ROOT))
-    from bridgekit.cli import check_device
+    from bridgekit.checks import check_device
     for device in devices:
         try:
             check_device(device)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import benchkit  # noqa: E402  (next to this file)
+from bridgekit import cli  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run, write_text  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
@@ -202,7 +202,7 @@ def probe_line(r):
 
 def main(argv=None):
     p = Parser(prog="block_cost.py", description=__doc__.split("\n\n")[0])
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--width", type=int, default=16, help="rows, one group (default 16)")
     p.add_argument("--steps", type=int, default=16, help="decode steps per measurement (default 16)")
     p.add_argument("--rounds", type=int, default=8, help="off/on rounds of whole steps (default 8)")

@@ -141,7 +141,7 @@ def main(argv=None):
     cli.add_overwrite(p)
     args = p.parse_args(argv)
     device = args.device or ("cpu" if args.dry_run else "cuda")
-    from bridgekit.cli import check_device
+    from bridgekit.checks import check_device
     check_device(device)  # no CUDA: the project's one-line error
     from memory import check_outputs
     out = check_outputs(args.out, args.overwrite)  # before the check's minutes, not after

@@ -50,12 +50,11 @@ def meta_model(shape):
 
 
 def activation_bytes(model, groups, width, prompt_tokens, answer_tokens):
-    """Bytes autograd saves in training's forward of one micro-batch (training.answer_hidden: the
+    """Bytes autograd saves in training's forward of one micro-batch (sample.answer_hidden: the
     prompt once per group, the answers on its cache; then every answer position scored, since the
     positions that are scored depend on the answers, which the meta device does not have), each saved
     storage once, the weights left out."""
-    from bridgekit import training
-    from sample import token_logprobs
+    from sample import answer_hidden, token_logprobs
     weights = {p.untyped_storage()._cdata for p in model.parameters()}
     saved = {}
 
@@ -69,7 +68,7 @@ def activation_bytes(model, groups, width, prompt_tokens, answer_tokens):
                       torch.zeros(groups * width, answer_tokens, dtype=torch.long, **meta))
     alive = torch.ones_like(answer, dtype=torch.bool)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        h = training.answer_hidden(model, prompt, torch.ones_like(prompt, dtype=torch.bool), answer, alive, width,
+        h = answer_hidden(model, prompt, torch.ones_like(prompt, dtype=torch.bool), answer, alive, width,
                                    cache_dtype=model.lm_head.weight.dtype)  # (no autocast on the meta device)
         token_logprobs(model.lm_head(h), answer)
     return sum(saved.values())

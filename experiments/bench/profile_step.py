@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import benchkit  # noqa: E402  (next to this file)
+from bridgekit import cli  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run, write_text  # noqa: E402
 
 PROMPT = "What is the capital of France? Answer in one sentence."
@@ -130,7 +130,7 @@ def table(r):
 
 def main(argv=None):
     p = Parser(prog="profile_step.py", description="Where the time of one decode step goes.")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--width", type=int, default=16, help="rows decoded together (default 16)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="(default fp32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -149,7 +149,7 @@ def main(argv=None):
         p.error(f"--warmup must be >= 0, got {args.warmup}")
     check_out_file(args.out)
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
-    from bridgekit.cli import check_device
+    from bridgekit.checks import check_device
     check_device(args.device)
     r = profile(args)
     print(table(r))

@@ -32,15 +32,15 @@ once "$OUT/bridge.md" python experiments/bench/bench_sampler.py --what bridge --
 once "$OUT/block_cost.md" python experiments/bench/block_cost.py --out "$OUT/block_cost.json" --overwrite
 # 4. end to end: one evaluation stage of the first study's protocol on 40 problems (eval_compile.json
 #    is the same with the --compile of that time, kept as measured)
-once "$OUT/eval_plain.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
+once "$OUT/eval_plain.md" python evaluate.py --fast --bridge bridges/default.safetensors --problems 40 --n 8 \
   --widths 1 2 4 8 --seed 0 --out "$OUT/eval_plain.json" --overwrite
 # 4b. the same evaluation in bf16 weights: its time, and how many answers move
-once "$OUT/eval_bf16.md" python evaluate.py --bridge bridges/default.safetensors --problems 40 --n 8 \
+once "$OUT/eval_bf16.md" python evaluate.py --fast --bridge bridges/default.safetensors --problems 40 --n 8 \
   --widths 1 2 4 8 --seed 0 --dtype bf16 --out "$OUT/eval_bf16.json" --overwrite
 # 5. end to end: 6 GRPO steps of the first study's Bridge arm (from a fresh block). (The same with
 #    the --compile of commit 57c38b0, whose rollouts compiled without freezing, is kept in before/.)
 rm -rf /tmp/speed_grpo_plain
-once "$OUT/grpo_plain.log.jsonl" bash -c "python train_grpo.py --out /tmp/speed_grpo_plain --steps 6 --arch bridge \
+once "$OUT/grpo_plain.log.jsonl" bash -c "python train_grpo.py --fast --out /tmp/speed_grpo_plain --steps 6 --arch bridge \
   --train all --seed 0 --show-every 0 > /dev/null && cat /tmp/speed_grpo_plain/log.jsonl"
 # 6. one GRPO step against TRL's GRPOTrainer, 3 timed steps each (needs pip install -e ".[bench]");
 #    TRL in micro-batches of 8 rows: its 32-row default peaks at 22 GB, this machine's whole memory

@@ -22,9 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments" / "studies"))  # readme_section
 
-import readme_section  # noqa: E402  (in experiments/studies/)
+from bridgekit import readme_section  # noqa: E402
 from bridgekit.cli import Parser, run  # noqa: E402
 from bridgekit.result_files import read_result  # noqa: E402
 

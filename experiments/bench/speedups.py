@@ -9,8 +9,8 @@ with its committed Bridge, widths 1 2 4 8: many short answers) and one on the de
 ragged answers), and GRPO steps (train_grpo.py, RLVR only on the default task, 8 prompts x 4
 answers: the rollout and the update). Each variant runs in a fresh interpreter, in which the
 speed-ups of fast.py are switched off one at a time by their keywords (`fast.sample(packed=False)`,
-`drop_rows=False`); "packed only" switches off all but the packed weights; "reference" is the
-commands' `--reference` (all of them off). The results also hold rows of speed-ups measured before
+`drop_rows=False`) in a run with `--fast`; "packed only" switches off all but the packed weights;
+"reference" is the commands without `--fast` (all of them off, the naive sampler). The results also hold rows of speed-ups measured before
 they were deleted for not paying ("one-level draw", "--compile", "answers in one piece": what
 switching off the answers in pieces measured). The rule (README, How the code is organised): a
 speed-up stays if its workload takes at least 10% longer without it.
@@ -73,7 +73,12 @@ def measure(command, variant, scratch, root=ROOT, timeout=None):
     command ran past `timeout` seconds (it is stopped there)."""
     argv = list(command)
     patch = PATCHES.get(variant, "")
-    if variant == "reference":
+    # the speed-ups are the commands' --fast, and "reference" their naive default (a checkout from
+    # before --fast ran the speed-ups by default and the naive sampler with --reference)
+    has_fast = "--fast" in (Path(root) / "evaluate.py").read_text()
+    if has_fast and variant != "reference":
+        argv.append("--fast")
+    elif not has_fast and variant == "reference":
         argv.append("--reference")
     out = Path(scratch) / f"run{time.monotonic_ns()}"
     argv += ["--out", str(out) + (".json" if argv[0] == "evaluate.py" else "")]

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments" / "studies"))
 
 import paired  # noqa: E402
-import readme_section  # noqa: E402
+from bridgekit import readme_section  # noqa: E402
 import siblings_report as sib  # noqa: E402  (the same seedS_ARM.json layout as the first study)
 from bridgekit.cli import Parser, run, write_text  # noqa: E402
 from bridgekit.metrics import answer_scores, collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
 
 import credit_report  # noqa: E402  (next to this file)
-import readme_section  # noqa: E402
+from bridgekit import readme_section  # noqa: E402
 import siblings_report  # noqa: E402
 from bridgekit.cli import Parser, run  # noqa: E402
 from bridgekit.metrics import independent_ceiling  # noqa: E402

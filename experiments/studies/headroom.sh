@@ -37,7 +37,7 @@ pilot() {
   # the candidates the survey's screen lets through (experiments/studies/pilot.py pilot_screen: enough held-out
   # problems, enough groups with mixed rewards), one "task hi" per line
   local screened c task hi dir
-  screened=$(python -c "import json, sys; sys.path.insert(0, 'studies'); import pilot
+  screened=$(python -c "import json, sys; sys.path.insert(0, 'experiments/studies'); import pilot
 for task, hi in pilot.pilot_screen(json.load(open('$out/survey.json'))): print(task, hi)")
   while read -r task hi; do
     [ -n "$task" ] || continue

@@ -29,9 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's files, at the root
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments" / "bench"))  # benchkit: the flags the scripts share
 
-import benchkit  # noqa: E402
 from bridgekit import cli  # noqa: E402
 from bridgekit import train_args  # noqa: E402
 from bridgekit import training  # noqa: E402
@@ -103,7 +101,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", nargs="+", required=True, metavar="DATA_JSONL",
                    help="warm-up data.jsonl files of train_sft.py --task distinct (their answers are pooled per question)")
     p.add_argument("--out", required=True, help="directory: sets.jsonl, log.jsonl, checkpoint/bridge.safetensors")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--width", type=int, default=4, help="rows per constructed set (default 4, the study's width)")
     p.add_argument("--sets-per-question", type=int, default=32, help="sets drawn per training question (default 32)")
     p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
@@ -111,7 +109,7 @@ def parse_args(argv=None):
     p.add_argument("--micro-groups", type=int, default=4, help="sets per forward/backward (default 4)")
     p.add_argument("--lr-new", type=float, default=2e-3, help="AdamW learning rate of the blocks (default 2e-3)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
-    benchkit.add_block_shape(p)
+    cli.add_block_shape(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sets, their order and the blocks (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)

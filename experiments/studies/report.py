@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))  # the top-level modules (metrics, evaluate, cli),
 
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run, save_figure, write_text  # noqa: E402
 from paired import DETECTABLE, METHOD, TIES, compare  # noqa: E402
-import readme_section  # noqa: E402  (next to this file)
+from bridgekit import readme_section  # noqa: E402
 from pilot import pilot_lines  # noqa: E402
 from study import ARMS, RES, STUDIES, has_result, load, per_problem, per_seed, study_of  # noqa: E402
 from verdict import TRAIN_WIDTH, attribution_line, net_sibling_line, pts, signed, sibling_line, verdict_line  # noqa: E402

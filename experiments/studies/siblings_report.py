@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments" / "studies"))
 
 import paired  # noqa: E402
-import readme_section  # noqa: E402
+from bridgekit import readme_section  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run, save_figure, write_text  # noqa: E402
 from bridgekit.result_files import check_summaries  # noqa: E402
 from bridgekit.metrics import distinct_scores, independent_ceiling  # noqa: E402

@@ -53,7 +53,7 @@ evaluate() {  # $1 = results name, then evaluate.py flags
   local name=$1; shift
   [ -f "$RES/$name.json" ] && { echo "== $RES/$name.json: done"; return; }
   # (--overwrite: a $name.json.tmp left by a stopped sitting is this stage's own, not a result)
-  timed "eval/$name" python evaluate.py "$@" "${EVAL[@]}" --out "$RES/$name.json.tmp" --overwrite
+  timed "eval/$name" python evaluate.py --fast "$@" "${EVAL[@]}" --out "$RES/$name.json.tmp" --overwrite
   mv "$RES/$name.json.tmp" "$RES/$name.json"
 }
 
@@ -67,7 +67,7 @@ sft() {  # $1 = seed dir, $2 = seed, $3 = arch
   for src in "$1/sft_bridge/data.jsonl" "$RES/${1#experiments/runs/*/}/sft_bridge/data.jsonl"; do
     if [ ! -f "$out/data.jsonl" ] && [ -f "$src" ]; then cp "$src" "$out/data.jsonl"; fi
   done
-  timed "${1#experiments/runs/}/sft_$3" logged "$out" python train_sft.py --arch "$3" --out "$out" --seed "$2" \
+  timed "${1#experiments/runs/}/sft_$3" logged "$out" python train_sft.py --fast --arch "$3" --out "$out" --seed "$2" \
     "${SFT_FLAGS[@]}" "${TASK[@]}" --dtype "$DTYPE" --device "$DEVICE" --show-every 10
   record "$out"
 }
@@ -81,7 +81,7 @@ train_arm() {  # $1 = seed dir, $2 = seed, $3 = arm, then train_grpo.py flags; t
     resume=(--resume)
   fi
   mkdir -p "$out"
-  timed "${dir#experiments/runs/}/grpo_$arm" logged "$out" python train_grpo.py --out "$out" --steps "$STEPS" \
+  timed "${dir#experiments/runs/}/grpo_$arm" logged "$out" python train_grpo.py --fast --out "$out" --steps "$STEPS" \
     "${resume[@]}" "$@" "${TASK[@]}" --seed "$seed" --dtype "$DTYPE" --device "$DEVICE" --show-every 10
   steps=$(wc -l < "$out/log.jsonl")
   [ "$steps" -eq "$STEPS" ] || { echo "$out: log has $steps steps, expected $STEPS" >&2; exit 1; }

@@ -6,9 +6,9 @@ the default task"; experiments/results/tasks.md).
     python experiments/studies/survey_tasks.py --survey-steps 2 --model path/to/model     # a quicker look
     python experiments/studies/survey_tasks.py --configs headroom    # the candidates with headroom (word2, mul2)
 
-Each configuration (task, largest number, worked examples, system message) is one run of
-`train_grpo.py --rollout-only`: the rollouts of GRPO exactly (8 prompts x width 4, temperature 1,
-64 new tokens unless --max-new-tokens, seed 1), never updated. Per configuration the table gives
+Each configuration (task, largest number, worked examples, system message) runs in a fresh process
+the rollouts of GRPO exactly (`rollouts`: train_grpo.py's own functions on its arguments; 8 prompts x
+width 4, temperature 1, 64 new tokens unless --max-new-tokens, seed 1), never updated. Per configuration the table gives
 the accuracy, the share of groups with mixed rewards (the only groups GRPO learns from), answer
 length, truncation and the seconds per group, averaged over --survey-steps steps. --configs
 headroom surveys the candidates with headroom instead (HEADROOM_CONFIGS).
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's fil
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments" / "bench"))  # benchkit
 
 import benchkit  # noqa: E402  (in experiments/bench/)
+from bridgekit import cli, checks  # noqa: E402
 from bridgekit.cli import Parser, add_overwrite, check_new_file, check_out_file, run  # noqa: E402
 
 TASK_CONFIGS = [  # (task, --hi, --shots, --system); system None = the chat template's default
@@ -39,12 +40,33 @@ HEADROOM_CONFIGS = [
 CONFIGS = {"default": TASK_CONFIGS, "headroom": HEADROOM_CONFIGS}
 
 
+NO_UPDATE = dict(loss=0.0, clip_frac=0.0, kl=0.0, ratio_max=0.0, grad_norm=0.0, groups_updated=0)
+
+
+def rollouts(argv):
+    """GRPO's rollouts exactly, never updated: train_grpo.py's own functions on its arguments `argv`
+    (one configuration), --steps steps, each step's record in OUT/log.jsonl as train_grpo.py writes it."""
+    import train_grpo
+    from bridgekit import cli, training
+    from train_sft import model_for_run
+    args = train_grpo.parse_args(argv)
+    model, tokenizer = model_for_run(args)
+    pool = training.training_pool(args)
+    log = cli.StepLog(args.out, train_grpo.FIELDS, args.steps, 0)
+    for step in range(args.steps):
+        t0 = time.time()
+        batch = train_grpo.step_problems(pool, step, args.prompts_per_step, args.seed)
+        r, rewards, scores, _ = train_grpo.sample_sets(model, tokenizer, batch, args)
+        log.write(train_grpo.step_record(step, batch, r, rewards, scores, NO_UPDATE, tokenizer.eos_ids, args, t0,
+                                         time.time() - t0))
+
+
 def survey_tasks(args):
     from bridgekit.tasks import SYSTEM
     rows, configs = [], CONFIGS[args.configs]
     for i, (task, hi, shots, system) in enumerate(configs, 1):
         out = Path(tempfile.mkdtemp(prefix="survey-"))
-        cmd = [sys.executable, str(benchkit.ROOT / "train_grpo.py"), "--rollout-only", "--task", task,
+        cmd = [sys.executable, __file__, "--rollouts", "--fast", "--task", task,
                "--shots", str(shots), "--system", SYSTEM if system == "short" else "",
                "--steps", str(args.survey_steps), "--prompts-per-step", "8", "--width", "4",
                "--max-new-tokens", str(args.max_new_tokens), "--seed", "1", "--show-every", "0", "--out", str(out)]
@@ -56,7 +78,7 @@ def survey_tasks(args):
             done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
             if done.returncode != 0:  # the child's own one-line error is already on stderr
                 raise ValueError(f"configuration {i}/{len(configs)} ({task} hi={hi} shots={shots}): "
-                                 f"train_grpo.py --rollout-only exited with code {done.returncode}")
+                                 f"its rollouts exited with code {done.returncode}")
             log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         finally:
             shutil.rmtree(out, ignore_errors=True)
@@ -77,9 +99,9 @@ def survey_tasks(args):
 
 
 def main(argv=None):
-    p = Parser(prog="survey_tasks.py", description="Which task gives GRPO the most signal (train_grpo.py --rollout-only per configuration).")
+    p = Parser(prog="survey_tasks.py", description="Which task gives GRPO the most signal (GRPO's rollouts per configuration, never updated).")
     p.add_argument("--survey-steps", type=int, default=6, help="rollout steps of 8 prompts x 4 answers per configuration (default 6)")
-    benchkit.add_model(p)
+    cli.add_model(p)
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--configs", default="default", choices=list(CONFIGS),
                    help="which configurations: default (the committed survey) or headroom (word2, mul2; default default)")
@@ -91,7 +113,7 @@ def main(argv=None):
     for flag in ("survey_steps", "max_new_tokens"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    benchkit.check_model(args.model)
+    checks.check_model(args.model)
     check_out_file(args.out)
     check_new_file(args.out, args.overwrite)  # a results file is replaced only when asked
     rows, table = survey_tasks(args)
@@ -100,4 +122,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--rollouts"]:  # one configuration, in the process survey_tasks() starts
+        sys.exit(run(lambda: rollouts(sys.argv[2:])))
     sys.exit(run(main))

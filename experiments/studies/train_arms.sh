@@ -30,7 +30,7 @@ sft() {  # $1 = arch
   for src in "$OUT/sft_bridge/data.jsonl" "experiments/results/repro/seed$SEED/sft_bridge/data.jsonl"; do
     if [ ! -f "$out/data.jsonl" ] && [ -f "$src" ]; then cp "$src" "$out/data.jsonl"; fi
   done
-  python train_sft.py --arch "$1" --out "$out" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
+  python train_sft.py --fast --arch "$1" --out "$out" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
 }
 
 grpo_chunk() {  # $1 = arm name, $2 = target step count, then extra flags
@@ -39,10 +39,10 @@ grpo_chunk() {  # $1 = arm name, $2 = target step count, then extra flags
   if [ -f "$out/log.jsonl" ]; then done=$(wc -l < "$out/log.jsonl"); fi
   if [ -f "$out/checkpoint/state.pt" ]; then
     [ "$done" -ge "$target" ] && return
-    python train_grpo.py --out "$out" --steps "$target" --resume "$@" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
+    python train_grpo.py --fast --out "$out" --steps "$target" --resume "$@" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
   else
     mkdir -p "$out"
-    python train_grpo.py --out "$out" --steps "$target" "$@" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
+    python train_grpo.py --fast --out "$out" --steps "$target" "$@" "${COMMON[@]}" 2>&1 | tee -a "$out/stdout.txt"
   fi
 }
 

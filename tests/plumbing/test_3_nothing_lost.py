@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bridgekit import cli
+from bridgekit import checks, cli
 import evaluate
 from bridgekit import fast
 from bridgekit import result_files
@@ -32,7 +32,7 @@ for folder in ("experiments/bench", "experiments/studies", "tools"):  # the scri
 import attention_map  # noqa: E402
 import block_cost  # noqa: E402
 import memory  # noqa: E402
-import readme_section  # noqa: E402
+from bridgekit import readme_section  # noqa: E402
 import report  # noqa: E402
 import siblings_report  # noqa: E402
 
@@ -275,19 +275,19 @@ def interrupted(*args, **kwargs):
     raise KeyboardInterrupt  # Ctrl-C while the answers are sampled
 
 
-@pytest.mark.parametrize("reference", [False, True])  # fast.sample by default, sample.sample with --reference
-def test_ctrl_c_in_evaluate_is_one_line_exit_130_and_writes_nothing(tiny, tmp_path, monkeypatch, capsys, reference):
-    monkeypatch.setattr(sample if reference else fast, "sample", interrupted)
+@pytest.mark.parametrize("use_fast", [False, True])  # sample.sample by default, fast.sample with --fast
+def test_ctrl_c_in_evaluate_is_one_line_exit_130_and_writes_nothing(tiny, tmp_path, monkeypatch, capsys, use_fast):
+    monkeypatch.setattr(fast if use_fast else sample, "sample", interrupted)
     code, message = one_line_exit(lambda: evaluate.main(["--model", str(tiny), "--problems", "2", "--n", "2", "--widths", "1",
                                                          "--shots", "0", "--out", str(tmp_path / "r.json")]
-                                                        + ["--reference"] * reference), capsys)
+                                                        + ["--fast"] * use_fast), capsys)
     assert (code, message) == (130, "stopped by Ctrl-C") and os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_ctrl_c_in_sample_is_one_line_exit_130(tiny, monkeypatch, capsys, reference):
-    monkeypatch.setattr(sample if reference else fast, "sample", interrupted)
-    assert one_line_exit(lambda: sample.main(["--model", str(tiny), "--prompt", "hi"] + ["--reference"] * reference),
+@pytest.mark.parametrize("use_fast", [False, True])
+def test_ctrl_c_in_sample_is_one_line_exit_130(tiny, monkeypatch, capsys, use_fast):
+    monkeypatch.setattr(fast if use_fast else sample, "sample", interrupted)
+    assert one_line_exit(lambda: sample.main(["--model", str(tiny), "--prompt", "hi"] + ["--fast"] * use_fast),
                          capsys) == (130, "stopped by Ctrl-C")
 
 # -----------------------------------------------------------------------------
@@ -326,14 +326,14 @@ def test_sampling_a_set_level_task_at_width_1_is_refused():
 def test_a_width_that_cannot_fit_is_refused_with_its_size(tiny, monkeypatch, capsys):
     from model import load_model
     model, tok = load_model(str(tiny))
-    cache, logits = cli.call_bytes(model.config, 1, 1000, 3 + 4, torch.float32)
+    cache, logits = checks.call_bytes(model.config, 1, 1000, 3 + 4, torch.float32)
     # 2 layers x (keys, values) x 2 kv heads x head_dim 16 x 7 columns x 4 bytes per row; fp32 logits twice
     assert cache == 1001 * 2 * 2 * 2 * 16 * 7 * 4 and logits == 1000 * 272 * 8
-    monkeypatch.setattr(cli, "available_bytes", lambda device: 2 ** 20)  # a machine with 1 MiB free
+    monkeypatch.setattr(checks, "available_bytes", lambda device: 2 ** 20)  # a machine with 1 MiB free
     with pytest.raises(ValueError, match=r"^1000 rows of 7 tokens need at least 5.5 MiB \(KV cache 3.4 MiB, "
                                          r"logits 2.1 MiB\), more than the 1.0 MiB available on cpu"):
-        sample.sample(model, [[5, 6, 7]], tok.eos_ids, width=1000, max_new_tokens=4)
-    sample.sample(model, [[5, 6, 7]], tok.eos_ids, width=4, max_new_tokens=4)  # what fits still runs
+        checks.check_sample_call(model, [[5, 6, 7]], width=1000, max_new_tokens=4)
+    checks.check_sample_call(model, [[5, 6, 7]], width=4, max_new_tokens=4)  # what fits passes
     code, message = one_line_exit(lambda: sample.main(["--model", str(tiny), "--prompt", "hi", "--width", "1000"]), capsys)
     assert code != 0 and "MiB available on cpu" in message
 
@@ -341,7 +341,7 @@ def test_a_width_that_cannot_fit_is_refused_with_its_size(tiny, monkeypatch, cap
 @pytest.mark.skipif(not Path("/proc/meminfo").is_file(), reason="needs Linux's /proc")
 def test_the_available_memory_is_read():
     total = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
-    assert 0 < cli.available_bytes("cpu") <= total
+    assert 0 < checks.available_bytes("cpu") <= total
 
 # -----------------------------------------------------------------------------
 # 6. no abbreviated flags

@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import sample as sample_cli
 from bridgekit.checkpoint import save_bridge
+from bridgekit.checks import check_sample_call
 from model import load_model
 from sample import generate, sample, sample_from, sample_next, token_logprobs, uniforms
 from tiny import add_random_bridge, make_tiny_model
@@ -80,11 +81,11 @@ def test_first_tokens_differ_across_rows_on_uniform_logits(tmp_path):
                                         (dict(prompts=[]), "at least one token"),
                                         (dict(max_new_tokens=0), "max_new_tokens"),
                                         (dict(width=0), "width")])
-def test_sample_refuses_impossible_arguments(tiny, bad, needle):
+def test_a_sample_call_with_impossible_arguments_is_refused_before_it_runs(tiny, bad, needle):
     model, *_ = tiny
     args = dict(prompts=[[5, 6]], width=2, max_new_tokens=3) | bad
-    with pytest.raises(ValueError, match=needle):
-        sample(model, args.pop("prompts"), [2], **args)
+    with pytest.raises(ValueError, match=needle):  # what the commands check before they call sample()
+        check_sample_call(model, args.pop("prompts"), **args)
 
 
 @pytest.mark.parametrize("ignore_eos", [False, True])
@@ -155,13 +156,13 @@ def test_cli_prints_every_answer_of_the_group_and_json(tiny, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["width"] == 2 and [len(r["responses"]) for r in data["results"]] == [2, 2]
     assert data["settings"]["top_k"] == 0 and data["settings"]["temperature"] == 1.0
-    # --reference runs the naive sampler: the same answers as the default fast.sample
+    # --fast runs the speed-ups: the same answers as the default naive sampler
     args = ["--model", str(path), "--width", "3", "--max-new-tokens", "6", "--json", "--prompt", "a", "--seed", "4"]
     sample_cli.main(args)
+    naive = json.loads(capsys.readouterr().out)
+    sample_cli.main(args + ["--fast"])
     fast_run = json.loads(capsys.readouterr().out)
-    sample_cli.main(args + ["--reference"])
-    reference = json.loads(capsys.readouterr().out)
-    assert reference["results"] == fast_run["results"] and reference["settings"]["reference"]
+    assert fast_run["results"] == naive["results"] and fast_run["settings"]["fast"] and not naive["settings"]["fast"]
 
 
 def corrupt_model(path):
@@ -288,8 +289,8 @@ def test_groups_per_prompt_equals_repeating_the_prompt(bridged64, seed, width, g
 def test_a_generator_list_needs_one_per_group(tiny):
     model, _, _ = tiny
     with pytest.raises(ValueError, match="one each"):
-        sample(model, [[5, 6]], [2], width=2, max_new_tokens=4, groups_per_prompt=3,
-               generator=group_generators(0, 1))
+        check_sample_call(model, [[5, 6]], width=2, max_new_tokens=4, groups_per_prompt=3,
+                          generator=group_generators(0, 1))
 
 
 # --- what Bridge attends to (tools/attention_map.py) ----------------------------------------------

@@ -87,10 +87,11 @@ def test_keep_logits_and_greedy_give_the_naive_rollout(bridged):
     assert torch.equal(a.tokens, b.tokens) and torch.allclose(a.logprobs, b.logprobs, atol=1e-4)
 
 
-def test_bad_input_is_refused_as_by_the_naive_sampler(bridged):
-    with pytest.raises(ValueError, match="one each"):
-        fast.sample(bridged, [[5, 6]], [2], width=2, max_new_tokens=4, groups_per_prompt=3,
-                    generator=group_generators(0, 1))
+def test_bad_input_is_refused_before_either_sampler_runs(bridged):
+    from bridgekit.checks import check_sample_call
+    with pytest.raises(ValueError, match="one each"):  # the commands' check, the same for both samplers
+        check_sample_call(bridged, [[5, 6]], width=2, max_new_tokens=4, groups_per_prompt=3,
+                          generator=group_generators(0, 1))
 
 
 # --- packed weights ------------------------------------------------------------------------------
@@ -249,19 +250,20 @@ def test_which_rows_leave_and_how_groups_are_padded(tiny_dir):
     assert fast.group_slots([[3], [], [5, 6, 7]]) == ([3, 3, 3, 5, 6, 7], [True, False, False, True, True, True], 3)
 
 
-# --- a speed-up that did not pay is gone, and its flag says so -----------------------------------------
+# --- a speed-up that did not pay is gone, its flag with it; the speed-ups are one flag, --fast -----------
 
 @pytest.mark.parametrize("command", ["evaluate", "sample", "train_sft", "train_grpo"])
-def test_the_removed_compile_flag_is_one_line(command, capsys):
+def test_the_removed_compile_flag_is_gone_and_fast_is_every_commands_one_flag(command, capsys):
     from bridgekit import cli
     import evaluate
     import train_grpo
     import train_sft
     parse = dict(evaluate=evaluate.parse_args, train_sft=train_sft.parse_args, train_grpo=train_grpo.parse_args,
                  sample=lambda argv: cli.add_sample_arguments(cli.Parser(prog="sample.py")).parse_args(argv))[command]
+    must = ["--out", "o"] if command.startswith("train") else []
     with pytest.raises(SystemExit) as e:
-        parse(["--compile"])
+        parse(must + ["--compile"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and "--compile was removed: the compiled decode step never paid" in err[0]
-    assert "compile" not in vars(parse(["--out", "o"] if command.startswith("train") else []))
+    assert e.value.code == 2 and len(err) == 1 and "unrecognized arguments: --compile" in err[0]
+    assert "compile" not in vars(parse(must)) and not parse(must).fast and parse(must + ["--fast"]).fast
 

@@ -19,7 +19,7 @@ import train_grpo
 import train_sft
 from bridgekit import training
 from model import load_model
-from sample import sample, token_logprobs
+from sample import answer_logprobs, sample, token_logprobs
 from tiny import MANY_EOS as EOS, SMALL, add_random_bridge, even_length_group_reward, even_length_reward, make_training_model
 
 
@@ -58,7 +58,7 @@ def bridged64(tiny):
 
 
 def plain_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, temperature=1.0):
-    """The reference training.answer_logprobs must equal: the plain forward over N full rows, each
+    """The reference answer_logprobs must equal: the plain forward over N full rows, each
     group's prompt repeated in front of every answer of the group, every position scored."""
     P = prompt.shape[1]
     tokens = torch.cat((prompt.repeat_interleave(width, 0), answer), dim=1)        # (N, P+S)
@@ -94,7 +94,7 @@ def test_prompt_once_equals_the_plain_forward_in_logprobs_and_gradients(bridged6
     r = sample(model, prompts, EOS, width=width, max_new_tokens=8, generator=g)    # early EOS
     batch = training.split_rollout(r, slice(0, r.tokens.shape[0]))
     answer_alive = batch[3]
-    lp1, g1 = logprobs_and_gradients(training.answer_logprobs, model, *batch, width)
+    lp1, g1 = logprobs_and_gradients(answer_logprobs, model, *batch, width)
     lp2, g2 = logprobs_and_gradients(plain_logprobs, model, *batch, width)
     assert (lp1 - lp2)[answer_alive].abs().max() < 1e-9 and (lp1[~answer_alive] == 0).all()
     assert_same_gradients(g1, g2)
@@ -118,8 +118,8 @@ def test_a_micro_batch_leaves_out_the_columns_where_all_its_rows_have_ended(brid
             assert answer_alive[:, -1].any() and not r.alive[rows, P + S:].any()
             cut += S < r.tokens.shape[1] - P
             with torch.no_grad():
-                short = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
-                full = training.answer_logprobs(model, prompt, prompt_alive, r.tokens[rows, P:],
+                short = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, 2)
+                full = answer_logprobs(model, prompt, prompt_alive, r.tokens[rows, P:],
                                                 r.alive[rows, P:], 2)
             assert (short - full[:, :S])[answer_alive].abs().max() < 1e-12
     assert cut > 0  # some micro-batch did end before the batch
@@ -144,7 +144,7 @@ def test_one_token_answers_still_run_the_answers_pass(bridged64, monkeypatch):
         out.register_hook(lambda grad: reached.append(tokens.shape))
         return out
     monkeypatch.setattr(type(model), "hidden", counted)
-    logp, grads = logprobs_and_gradients(training.answer_logprobs, model, *batch)
+    logp, grads = logprobs_and_gradients(answer_logprobs, model, *batch)
     assert passes == [(2, 4), (4, 1)] and sorted(reached) == [(2, 4), (4, 1)]  # the prompt, the answers' column
     assert (logp - expected[0]).abs().max() < 1e-12
     assert_same_gradients(grads, expected[1], 1e-12)
@@ -165,13 +165,13 @@ def test_a_slice_that_cuts_a_group_is_refused(bridged64):
 def test_the_update_sees_only_whole_groups_and_skips_groups_without_signal(tiny, tmp_path, monkeypatch,
                                                                          fake_reward):
     seen = []
-    real = training.answer_logprobs
+    real = answer_logprobs
 
     def spy(model, prompt, prompt_alive, answer, answer_alive, width, **kw):
         assert answer.shape[0] == prompt.shape[0] * width
         seen.append(prompt.shape[0])
         return real(model, prompt, prompt_alive, answer, answer_alive, width, **kw)
-    monkeypatch.setattr(training, "answer_logprobs", spy)
+    monkeypatch.setattr(train_grpo, "answer_logprobs", spy)
     grpo(tiny, tmp_path, "--steps", "2", "--micro-groups", "2")
     log = log_of(tmp_path)
     assert sum(seen) == sum(r["groups_updated"] for r in log) > 0
@@ -195,7 +195,7 @@ def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
         with torch.no_grad():
             for p in model.bridge_parameters():
                 p.add_(noise * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, prompts, args.seed)
+    batch = train_grpo.step_problems(training.training_pool(args), 0, prompts, args.seed)
     r, *_ = train_grpo.sample_sets(model, tokenizer, batch, args)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 1, 1, 1, 0, 1, 1]), 3)
     return model, optimizer, args, r, adv
@@ -204,7 +204,7 @@ def grpo_setup(tiny, tmp_path, *extra, dtype=None, prompts=3, noise=0.0):
 def sequence_logprobs(model, r, args, **kw):
     with torch.no_grad():
         prompt, prompt_alive, answer, answer_alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
-        logp = training.answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, args.width, **kw)
+        logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, args.width, **kw)
     return (logp * answer_alive).sum(1), logp, answer_alive
 
 
@@ -229,7 +229,7 @@ def hand_written_gradient(model, r, adv, args, ref_model=None):
     sequence: the mean over answers of -A * (the answer's mean logp)."""
     model.zero_grad(set_to_none=True)
     prompt, prompt_alive, answer, alive = training.split_rollout(r, slice(0, r.tokens.shape[0]))
-    logp = training.answer_logprobs(model, prompt, prompt_alive, answer, alive, args.width)
+    logp = answer_logprobs(model, prompt, prompt_alive, answer, alive, args.width)
     a, m = adv[:, None].double(), alive.double()
     if args.aggregate == "token":
         loss = -(a * logp * m).sum() / m.sum()
@@ -238,7 +238,7 @@ def hand_written_gradient(model, r, adv, args, ref_model=None):
     kl = 0.0
     if ref_model is not None:
         with torch.no_grad():
-            ref = training.answer_logprobs(ref_model, prompt, prompt_alive, answer, alive, args.width)
+            ref = answer_logprobs(ref_model, prompt, prompt_alive, answer, alive, args.width)
         k3 = ((ref - logp).exp() - (ref - logp) - 1) * m
         loss = loss + args.kl_coef * k3.sum() / m.sum()
         kl = (k3.sum() / m.sum()).item()

@@ -44,7 +44,7 @@ def instrument(setattr):
     """Swap in even_length_reward; return a list that records this process's rollouts, forwards
     and checkpoint writes."""
     events = []
-    rollout, logprobs, write = train_grpo.sample_sets, training.answer_logprobs, training.write_checkpoint
+    rollout, logprobs, write = train_grpo.sample_sets, train_grpo.answer_logprobs, training.write_checkpoint
 
     def spy_rollout(model, tokenizer, indexed_problems, args):
         out = rollout(model, tokenizer, indexed_problems, args)
@@ -63,7 +63,8 @@ def instrument(setattr):
     setattr(train_grpo, "group_reward", even_length_group_reward)
     setattr(train_sft, "reward", even_length_reward)
     setattr(train_grpo, "sample_sets", spy_rollout)
-    setattr(training, "answer_logprobs", spy_logprobs)
+    setattr(train_grpo, "answer_logprobs", spy_logprobs)
+    setattr(train_sft, "answer_logprobs", spy_logprobs)
     setattr(training, "write_checkpoint", spy_write)
     return events
 
@@ -200,7 +201,7 @@ def rollout_and_one_process_updates(argv, tmp_path, edit=None):
     edit: a function that changes the rollout before it is saved."""
     args = train_grpo.parse_args(argv)
     model, tokenizer, _, _, _ = train_grpo.setup(args)
-    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 4, args.seed)
+    batch = train_grpo.step_problems(training.training_pool(args), 0, 4, args.seed)
     r, *_ = train_grpo.sample_sets(model, tokenizer, batch, args)
     if edit is not None:
         edit(r)

@@ -18,6 +18,7 @@ import evaluate
 import train_grpo
 from bridgekit import training
 from bridge import sibling_mask
+from bridgekit.checks import check_sample_call
 from bridgekit.metrics import distinct_scores, set_credit
 from model import load_model
 from sample import sample
@@ -74,7 +75,7 @@ def test_each_set_of_a_prompt_is_its_own_bridge_group_with_its_own_randomness(ti
     args = grpo_args(tiny, tmp_path / "r", "--sets", "2")
     model, tokenizer, *_ = train_grpo.setup(args)
     add_random_bridge(model, seed=3)
-    batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 2, args.seed)
+    batch = train_grpo.step_problems(training.training_pool(args), 0, 2, args.seed)
     r, rewards, scores, _ = train_grpo.sample_sets(model, tokenizer, batch, args)
     assert r.tokens.shape[0] == 2 * 2 * 3 and r.width == 3 and rewards.shape == (12,)
     # set 0 of each prompt is what --sets 1 samples (the same seed), set 1 is new randomness
@@ -95,7 +96,7 @@ def test_a_step_of_several_sets_is_the_same_update_whatever_the_micro_batches(ti
         model, tokenizer, optimizer, ref, _ = train_grpo.setup(args)
         add_random_bridge(model, seed=3)
         optimizer = training.make_optimizer(model, args.train, args.lr, args.lr_new)
-        batch = train_grpo.step_problems(train_grpo.training_pool(args), 0, 2, args.seed)
+        batch = train_grpo.step_problems(training.training_pool(args), 0, 2, args.seed)
         r, rewards, _, _ = train_grpo.sample_sets(model, tokenizer, batch, args)
         adv = train_grpo.group_advantages(rewards, args.sets * args.width)
         assert adv.ne(0).any()
@@ -218,8 +219,8 @@ def test_evaluate_scores_the_crossed_path_on_the_sets_that_read_another(tmp_path
 
 def test_crossed_sampling_needs_pairs_of_groups(bridged):
     model, _ = bridged
-    with pytest.raises(ValueError, match="even"):
-        sample(model, [[5, 6]], [2], width=2, max_new_tokens=2, groups_per_prompt=3, path="crossed")
+    with pytest.raises(ValueError, match="even"):  # the commands' check before sample()
+        check_sample_call(model, [[5, 6]], width=2, max_new_tokens=2, groups_per_prompt=3, path="crossed")
 
 
 def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_dir, tmp_path):

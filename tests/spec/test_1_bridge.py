@@ -16,7 +16,7 @@ from hypothesis import given, strategies as st
 from bridge import Bridge, PMatch, bridge_mask, count_parameters, sibling_mask
 from model import Config, Transformer, load_model
 from sample import generate, sample
-from tiny import add_random_bridge, logits, make_tiny_model, tokens_alive
+from tiny import add_random_bridge, logits, tokens_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-9  # model-level tolerance (fp64)

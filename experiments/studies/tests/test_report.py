@@ -344,7 +344,7 @@ def test_the_sections_go_to_docs_and_their_figure_links_are_relative_to_the_file
     """By default the sections are written into docs/results.md; --doc (or its earlier name --readme)
     names another file, and the figure is linked from wherever that file is, so the same results
     give the same text in any file but for that link."""
-    import readme_section
+    from bridgekit import readme_section  # noqa: E402
     assert report.DOC == ROOT / "docs" / "results.md"
     figure = ROOT / "experiments" / "results" / "repro" / "accuracy.png"
     assert readme_section.link(figure, ROOT / "docs" / "results.md") == "../experiments/results/repro/accuracy.png"

@@ -1,7 +1,7 @@
 """A generated section of a Markdown file: the text between two marker lines, written or checked.
 
-Not a command: the report writers of experiments/studies/ import it from their folder, experiments/bench/speed_report.py
-and tools/agreement.py add experiments/studies/ to their path. Each generator computes its section from
+Not a command: the report writers of experiments/studies/, experiments/bench/speed_report.py and
+tools/agreement.py import it. Each generator computes its section from
 committed files; this puts it between its markers in its document (docs/results.md, docs/speed.md,
 or README.md for the headline table), or with check=True only says whether the document already
 holds exactly that. `--doc` names another document (`--readme`, its earlier name, still works).
@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # cli, at the repository root
+from bridgekit.cli import check_out_file, write_text
 
-from bridgekit.cli import check_out_file, write_text  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs"
 
