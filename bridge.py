@@ -109,7 +109,7 @@ class Bridge(nn.Module):
         self.n_heads, self.head_dim = n_heads, head_dim
         inner = n_heads * head_dim
         self.norm = RMSNorm(dim, eps)
-        # choice: W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are
+        # W_Q, W_K, W_V of Eq. 2 stacked into one (3 * inner, D) matrix: rows [0, inner) are
         # W_Q, then W_K, then W_V; one product instead of three small ones
         self.qkv_proj = nn.Linear(dim, 3 * inner, bias=False)
         self.o_proj = nn.Linear(inner, dim, bias=False)

@@ -20,25 +20,19 @@ k-subset at k < width is not "a Bridge run at width k"; this file samples, score
 protocol and prints the tables.
 """
 import json
-import subprocess
 import sys
 import time
 from fractions import Fraction
-from pathlib import Path
 
 from bridgekit import checks, cli, tasks
 from bridge import PATHS
 from bridgekit.cli import Parser, progress
 from bridgekit.metrics import threshold
-from bridgekit.result_files import FORMAT, plot, summary_of
+from bridgekit.result_files import FORMAT, format_table, git_commit, machine, plot, summary_of
 
 
 # -----------------------------------------------------------------------------
 # scoring: one problem's n answers -> its per-problem record (what metrics.summarize reads)
-
-LABELS = {"accuracy": "mean accuracy", "all_correct": "all correct", "answer_line": "has answer line",
-          "length": "answer length (tokens)", "truncated": "truncated"}
-
 
 def score(problem, completions, tokenizer, keep_texts=False):
     """The per-problem record of one width, from the n completions (token ids, EOS included)."""
@@ -80,12 +74,12 @@ def sample_width(model, tokenizer, prompts, width, args, step, path="siblings"):
         sampler = fast.sample
     device = model.lm_head.weight.device
     groups = args.n // width
-    # choice: a problem's n/width groups are never split across calls, and share one prefill
+    # A problem's n/width groups are never split across calls, and share one prefill
     per_call = max(1, args.batch_rows // args.n)
     out = [[] for _ in prompts]
     for start in range(0, len(prompts), per_call):
         batch = range(start, min(start + per_call, len(prompts)))
-        # choice: every group samples from its own generator, seeded from (--seed, width, problem,
+        # Every group samples from its own generator, seeded from (--seed, width, problem,
         # group) by the stable hash of tasks.py, so the answers do not depend on --batch-rows
         gens = [torch.Generator(device).manual_seed(tasks.stable_seed("evaluate", args.seed, width, p, g))
                 for p in batch for g in range(groups)]
@@ -106,36 +100,6 @@ def fast_weights(model):
     return fast.packed_linears(model)
 
 
-def git_commit():
-    """HEAD of the repository this file is in, with '-dirty' if a tracked file changed; None outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,
-                                        check=True).stdout.strip()
-        head = git("rev-parse", "HEAD")
-        # choice: untracked files (result JSONs, figures) do not make the tree dirty
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty else "")
-
-
-def machine(device):
-    """The hardware in words: the GPU's name, or the CPU model and its core count."""
-    import os
-    import platform
-    import torch
-    if str(device).startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
 def protocol(args, model, difficulty):
     """Everything needed to rerun the evaluation and to read its numbers. (The difficulty is stored
     under the key "knobs", which the committed result files hold.)"""
@@ -151,20 +115,6 @@ def protocol(args, model, difficulty):
                 max_new_tokens=args.max_new_tokens, batch_rows=args.batch_rows, dtype=args.dtype,
                 **({"fast": True} if args.fast else {}),  # (absent: sample.sample, docs/results.md)
                 device=args.device, git_commit=git_commit(), torch=torch.__version__)
-
-
-def format_table(result, timing, path="siblings"):
-    """One width's summary as a markdown table (mean and standard error over problems)."""
-    width, n, summary = result["width"], result["n"], result["summary"]
-    lines = [f"\nwidth {width}" + ("" if path == "siblings" else f", path {path}") + f": n = {n} answers per "
-             f"problem ({n // width} x {width}), {len(result['per_problem'])} problems",
-             "| metric | mean | ± se |", "|---|---|---|"]
-    for name, v in summary.items():
-        digits = 1 if name == "length" else 3
-        se = "" if v["se"] is None else f"{v['se']:.{digits}f}"
-        lines.append(f"| {LABELS.get(name, name)} | {v['mean']:.{digits}f} | {se} |")
-    lines.append(f"| tokens/s | {timing['tokens_per_s']:.1f} | |")
-    return "\n".join(lines)
 
 
 def evaluate(args):

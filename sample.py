@@ -201,7 +201,7 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     Positions where answer_alive is False get 0 (as the sampler records them) and no gradient.
     """
     h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)       # (N, S, D)
-    # choice: the vocabulary product only where a token is scored (the padding after EOS is
+    # The vocabulary product only where a token is scored (the padding after EOS is
     # often half the answers, and the product costs the default model about a fifth of a position)
     picked = token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive], temperature)
     return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
@@ -221,7 +221,7 @@ def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cach
     cache = KVCache(model.config, B, P + S, prompt.device, cache_dtype)
     h = model.hidden(prompt, width=1, alive=prompt_alive, cache=cache)                  # (B, P, D)
     first = h[:, -1:].repeat_interleave(width, 0)           # (N, 1, D): predicts answer token 0
-    # token s predicts token s + 1, so all columns but the last run. # choice: at least one, so
+    # token s predicts token s + 1, so all columns but the last run. At least one, so
     # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
     cols = slice(0, max(S - 1, 1))
     rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],

@@ -112,7 +112,7 @@ def step_problems(pool, step, per_step, seed):
 
 
 def rollout_seed(seed, i, s):
-    """The seed of set s of prompt i of the stream. # choice: a step depends only on (seed, step,
+    """The seed of set s of prompt i of the stream. A step depends only on (seed, step,
     weights), never on the rank or on which groups share a batch: resuming needs no RNG state. Set 0
     keeps the one-set rule's seed, so --sets 1 samples exactly what it always did."""
     return stable_seed("rollout", seed, i) if s == 0 else stable_seed("rollout", seed, i, s)

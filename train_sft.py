@@ -70,7 +70,7 @@ def sampler(args):
 def sample_answers(model, tokenizer, problems, args):
     """OUT/data.jsonl: per problem, the ids of its prompt and of its right, finished answers.
 
-    # choice: sampled once and stored, one line per problem tried, so a stopped run resumes its
+    # Sampled once and stored, one line per problem tried, so a stopped run resumes its
     sampling where it stopped and --resume never samples again. Under torchrun the processes split
     each round of problems, and rank 0 writes every process's records in problem order.
     """
@@ -175,7 +175,7 @@ def data_summary(records, groups):
 
 def pad_groups(groups, eos_id, device):
     """Groups of one width -> prompt (B, P), prompt_alive, answer (N, S), answer_alive.
-    # choice: a group's answers are right-padded to the longest, the padding dead (`alive`) exactly as
+    # A group's answers are right-padded to the longest, the padding dead (`alive`) exactly as
     after EOS in sampling, so a short answer leaves its siblings' attention when it ends."""
     width = len(groups[0][1])
     assert all(len(a) == width for _, a in groups), "a micro-batch holds groups of one width"

@@ -105,8 +105,8 @@ def drop_finished_rows(batch, is_alive, finished, width):
     at its own step) and its group has a row still writing. The kept rows are laid out by
     group_slots (padding slots are dead for the step: Bridge's mask leaves them out), so nothing a
     needed row computes changes.
-    # choice: wait until a quarter of the slots would go: each drop copies the cache, which costs
-    # about one decode step's attention
+    It waits until a quarter of the slots would go: each drop copies the cache, which costs about one
+    decode step's attention.
     """
     rows, real, w = batch.rows.tolist(), batch.real.tolist(), batch.slots
     done = finished.view(-1, width).all(dim=1)                                      # (B,)

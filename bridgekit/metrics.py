@@ -64,7 +64,7 @@ def _check(n, c, k=None):
         return n, c
     k = _integer(k, "k")
     if not 1 <= k <= n:
-        # choice: raise where the references answer silently (human-eval pass@k 1.0, GPassK 0.0):
+        # Raise where the references answer silently (human-eval pass@k 1.0, GPassK 0.0):
         # a k-subset of fewer than k answers does not exist, so any number would be made up
         raise ValueError(f"k must be in [1, n={n}], got {k}")
     return n, c, k
@@ -120,7 +120,7 @@ def _rational(tau):
     try:
         if isinstance(tau, str):
             return Fraction(tau)
-        # choice: limit_denominator, not Fraction(str(tau)): str(1/11) = "0.09090909090909091" is
+        # limit_denominator, not Fraction(str(tau)): str(1/11) = "0.09090909090909091" is
         # a little above 1/11, so the decimal route would ask for 2 right answers out of 11
         return Fraction(tau).limit_denominator(10**6)
     except (ValueError, ZeroDivisionError, TypeError, OverflowError):  # nan, inf, "abc", None

@@ -32,11 +32,11 @@ def dist_init(args):
     """Join torchrun's process group and return (rank, world size); without torchrun, (0, 1) and
     nothing else happens (no process group).
 
-    # choice: NCCL on CUDA, one GPU per process (--device cuda becomes cuda:LOCAL_RANK); gloo on
+    NCCL on CUDA, one GPU per process (--device cuda becomes cuda:LOCAL_RANK); gloo on
     CPU. The rendezvous (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) is torchrun's environment.
     The replicas start equal without a broadcast: the weights are read from the same files and
     new blocks are initialised from --seed.
-    # choice: a collective waits up to an hour (torch's default is 10 minutes for NCCL), since a
+    A collective waits up to an hour (torch's default is 10 minutes for NCCL), since a
     process waits there for the slowest rollout of the step and for rank 0's checkpoint.
     """
     rank, world, local = dist_env()
@@ -139,7 +139,7 @@ def all_reduce_grads(params):
     groups without signal) adds zeros; every process must call this, or the others wait forever.
     (A parameter that no process's forward reaches would get zeros where one process leaves None,
     which AdamW treats differently; every trainable parameter of these models is reached.)
-    # choice: one plain all-reduce per tensor after the backward passes rather than
+    One plain all-reduce per tensor after the backward passes rather than
     DistributedDataParallel: the same sum without a wrapper, and processes may run different
     numbers of micro-batches (DDP expects the same forwards on every process). What it gives up is
     DDP's overlap of the communication with the backward pass.
@@ -167,7 +167,7 @@ def check_shard(shard):
 def shard(model):
     """Shard the model's parameters (and so its gradients and AdamW state) over the processes.
 
-    # choice: one FSDP unit per decoder layer, the layer's Bridge/P-Match block inside it (the block
+    One FSDP unit per decoder layer, the layer's Bridge/P-Match block inside it (the block
     runs right after that layer's MLP, so its weights arrive with the layer's), then the rest
     (embeddings, final norm, head) as the root unit. Without a process group: returned unchanged.
     """
@@ -192,7 +192,7 @@ def is_sharded(model):
 def gathered(model):
     """The whole sharded model gathered on every process for the block inside (sampling).
 
-    # choice: sampling runs one forward per generated token, and each process's groups end at
+    Sampling runs one forward per generated token, and each process's groups end at
     different steps, so the processes run different numbers of forwards: a forward may not
     all-gather. Gathering every layer once before the rollout (and splitting them again after)
     makes each forward local. The rollout then holds the full weights (no gradients, no optimizer

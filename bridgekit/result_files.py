@@ -11,6 +11,7 @@ give. The report writers (experiments/studies/, experiments/bench/, tools/) read
 """
 import json
 import math
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -145,3 +146,53 @@ def plot(paths, out, labels=None, overwrite=False):
     fig.tight_layout()
     cli.save_figure(fig, out, dpi=120)
     print(f"wrote {out}", file=sys.stderr)
+
+# -----------------------------------------------------------------------------
+# what evaluate.py prints and records beside the numbers: a width's table, the machine, the commit
+
+LABELS = {"accuracy": "mean accuracy", "all_correct": "all correct", "answer_line": "has answer line",
+          "length": "answer length (tokens)", "truncated": "truncated"}
+
+
+def format_table(result, timing, path="siblings"):
+    """One width's summary as a markdown table (mean and standard error over problems)."""
+    width, n, summary = result["width"], result["n"], result["summary"]
+    lines = [f"\nwidth {width}" + ("" if path == "siblings" else f", path {path}") + f": n = {n} answers per "
+             f"problem ({n // width} x {width}), {len(result['per_problem'])} problems",
+             "| metric | mean | ± se |", "|---|---|---|"]
+    for name, v in summary.items():
+        digits = 1 if name == "length" else 3
+        se = "" if v["se"] is None else f"{v['se']:.{digits}f}"
+        lines.append(f"| {LABELS.get(name, name)} | {v['mean']:.{digits}f} | {se} |")
+    lines.append(f"| tokens/s | {timing['tokens_per_s']:.1f} | |")
+    return "\n".join(lines)
+
+
+def machine(device):
+    """The hardware in words: the GPU's name, or the CPU model and its core count."""
+    import os
+    import platform
+    import torch
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def git_commit():
+    """HEAD of the repository this file is in, with '-dirty' if a tracked file changed; None outside git."""
+    here = Path(__file__).resolve().parent  # inside the repository
+    try:
+        git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        # Untracked files (result JSONs, figures) do not make the tree dirty
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")

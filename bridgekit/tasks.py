@@ -56,7 +56,7 @@ class Problem:
 
 def split_of(question):
     """'test' or 'train' for a question text, the same in every process."""
-    # choice: a cryptographic hash, not zlib.crc32: CRC bits are linear in the input bits, so a
+    # A cryptographic hash, not zlib.crc32: CRC bits are linear in the input bits, so a
     # crc split of "What is 47 + 38?" would follow a pattern in the digits (a biased test set)
     return "test" if stable_seed("split", question) % 2 else "train"
 

@@ -109,7 +109,7 @@ def make_optimizer(model, train, lr, lr_new):
     if train == "all":
         groups.insert(0, dict(params=base, lr=lr))
     # choice: no weight decay (the blocks start at zero and should stay small unless useful).
-    # choice: PyTorch's fused AdamW kernel where it runs (the same update in one pass over each
+    # PyTorch's fused AdamW kernel where it runs (the same update in one pass over each
     # tensor instead of a loop of small ops per tensor; it also runs on FSDP2's shards)
     fused = True if {p.device.type for p in model.parameters()} <= {"cpu", "cuda"} else None
     return torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=0.0, fused=fused)

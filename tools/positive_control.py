@@ -150,7 +150,7 @@ def measure(args):
                              digits=digits, seed=args.seed, every=args.eval_every, on_eval=on_eval)
         result["arms"][kind] = dict(train_loss=[round(x, 5) for x in train], curve=curve,
                                     seconds=round(time.time() - t0, 1))
-    from evaluate import machine
+    from bridgekit.result_files import machine
     result["machine"] = machine(args.device)
     return result
 

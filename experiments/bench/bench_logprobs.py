@@ -52,7 +52,7 @@ def bench_logprobs(args):
     from bridgekit import tasks
     import train_grpo
     from bridgekit import training
-    from evaluate import machine
+    from bridgekit.result_files import machine
     from model import load_model
     from sample import answer_logprobs, sample
     d = train_grpo.parse_args(["--out", "x"])  # the defaults of a GRPO run

@@ -155,7 +155,7 @@ def main(argv=None):
     widths, new_tokens = ([1, 4] if dry else [1, 4, 16, 64]), (4 if dry else 128)
     sizes = (["--shots", "0", "--max-new-tokens", "6", "--heads", "2", "--head-dim", "4", "--prompts-per-step", "2"]
              if dry else ["--max-new-tokens", "64"])
-    from evaluate import machine
+    from bridgekit.result_files import machine
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = random_model_dir(Path(tmp) / "model", shape)

@@ -15,7 +15,7 @@ once() {
 # first run; a later run on another machine stops here rather than mix two machines' numbers.
 same_machine() {
   local here
-  here=$(python -c "import evaluate; print(evaluate.machine('cpu'))")
+  here=$(python -c "from bridgekit.result_files import machine; print(machine('cpu'))")
   if [ -s "$1/machine.txt" ] && [ "$(cat "$1/machine.txt")" != "$here" ]; then
     echo "error: $1 holds measurements of $(cat "$1/machine.txt"), and this is $here: measure it into" \
          "a folder of its own (bash experiments/bench/speed_machine.sh experiments/results/speed/machines/NAME)" >&2

@@ -105,10 +105,10 @@ def measure_all(root=ROOT, only=None, timeout=None, out=None):
     the results so far are written after every run, and the runs a file there already holds are
     not run again (a stopped measurement resumes)."""
     import platform
-    import evaluate
     import torch
+    from bridgekit.result_files import machine
     before = Path(root).resolve() != ROOT
-    data = dict(machine=evaluate.machine("cpu"), threads=torch.get_num_threads(), torch=torch.__version__,
+    data = dict(machine=machine("cpu"), threads=torch.get_num_threads(), torch=torch.__version__,
                 python=platform.python_version(), git_commit=commit(root), timeout=timeout, rows=[])
     if out and Path(out).is_file():
         data["rows"] = json.loads(Path(out).read_text())["rows"]

@@ -25,7 +25,7 @@
 # same path under $RES (experiments/results/<study>/seed{S}/grpo_<arm>/). A warm-up in a fresh clone starts
 # from its committed data.jsonl.
 
-machine() { python -c "import evaluate; print(evaluate.machine('$DEVICE'))"; }
+machine() { python -c "from bridgekit.result_files import machine; print(machine('$DEVICE'))"; }
 
 timed() {  # $1 = stage name, then the command
   local stage=$1; shift

@@ -236,7 +236,7 @@ def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_d
 
 
 # the one-set log as tests/grpo_golden.py wrote it at c89efaf (before --sets existed), per machine
-# (evaluate.machine's words: the thread count can change a sum's order as much as the CPU can)
+# (result_files.machine's words: the thread count can change a sum's order as much as the CPU can)
 GOLDEN = {"AMD EPYC, 2 cores": "grpo_one_set_log.json",
           "Intel(R) Xeon(R) Processor, 2 cores": "grpo_one_set_log.intel-xeon.json"}
 FLOATS = ("loss", "grad_norm", "ratio_max", "kl", "clip")
@@ -262,7 +262,7 @@ def test_one_set_gives_the_log_it_gave_before_sets_existed(tmp_path):
     Intel Xeon) every field matches it bit for bit; elsewhere, where a product may round
     differently, it is the same run as both pinned logs (assert_same_run)."""
     import grpo_golden
-    from evaluate import machine
+    from bridgekit.result_files import machine
     data = Path(__file__).parent.parent / "data"
     now = grpo_golden.run(tmp_path)
     here = machine("cpu")
