@@ -42,10 +42,11 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
 
 
-def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
+def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None, path="siblings"):
     """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
     their keys and values copied into the N = B * width rows, every answer row on its copy.
-    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
+    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights').
+    path: whom Bridge lets a row read (bridge.sibling_mask; "siblings" is the method)."""
     (B, P), (N, S) = prompt.shape, answer.shape
     if N != B * width:
         raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
@@ -59,7 +60,7 @@ def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cach
     # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
     cols = slice(0, max(S - 1, 1))
     rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
-                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
+                        cache=cache.repeat_rows(width), path=path)                      # (N, S-1, D)
     return torch.cat((first, rest), dim=1)[:, :S]
 
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# "See the siblings talk": the oracle check done right, on `distinct`, with the real model sampling.
+#
+#   bash studies/talk.sh heldout          # the base model's answers to the held-out questions, in constructed sets
+#   bash studies/talk.sh pilot            # Bridge, seed 0, for PILOT_STEPS steps: its teacher-forced read
+#   bash studies/talk.sh seed 0           # one training seed: Bridge and P-Match trained on the same sets,
+#                                         # the read of each, then sampled at W = 2 4 8 on the three paths
+#   bash studies/talk.sh grpo 0           # GRPO with the set credited, from seed 0's oracle Bridge
+#
+# Targets are CONSTRUCTED (studies/oracle.py --targets successor), not self-generated. Every stage
+# skips what is done; a stopped training is redone from its start (its blocks appear only when it
+# ends). Wall times: results/talk/walltime.jsonl, with the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DTYPE=${DTYPE:-fp32}
+DEVICE=${DEVICE:-cpu}
+RES=results/talk
+RUNS=runs/talk
+TASK=(--task distinct --max-new-tokens 32)
+PATHS=(--paths siblings self crossed)
+mkdir -p "$RES" "$RUNS"
+source studies/stages.sh  # evaluate, timed, ...
+
+# the warm-up answers of the first set-level study, three seeds pooled per training question
+WARMUP=(results/siblings/seed0/sft_bridge/data.jsonl results/siblings/seed1/sft_bridge/data.jsonl
+        results/siblings/seed2/sft_bridge/data.jsonl)
+# choice: the number's cross-entropy weighted 1 beside the token mean, EPOCHS passes over 32 sets a
+# training question (the pilot: results/talk/pilot_read.json)
+ORACLE=(--targets successor --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --lr-new 2e-3
+        --micro-groups 8)
+HELDOUT=$RUNS/heldout/sets.jsonl
+
+need() {  # $1 = a file a stage needs, $2 = the stage that makes it
+  [ -f "$1" ] || { echo "error: $1 is missing: run 'bash studies/talk.sh $2' first" >&2; exit 1; }
+}
+
+heldout() {
+  if [ ! -f "$HELDOUT" ] && [ -f "$RES/heldout_sets.jsonl" ]; then  # a fresh clone: the committed sets
+    mkdir -p "$RUNS/heldout" && cp "$RES/heldout_sets.jsonl" "$HELDOUT"
+  fi
+  [ -f "$HELDOUT" ] && { echo "== $HELDOUT: done"; return; }
+  timed talk/heldout python studies/oracle_read.py heldout --out "$RUNS/heldout"
+  cp "$HELDOUT" "$RES/heldout_sets.jsonl"
+}
+
+oracle_run() {  # $1 = arch, $2 = seed, $3 = name, then more studies/oracle.py flags
+  local arch=$1 seed=$2 name=$3; shift 3
+  local out=$RUNS/$name
+  if [ ! -f "$out/checkpoint/bridge.safetensors" ]; then
+    rm -rf "$out" && mkdir -p "$out"
+    timed "talk/$name" logged "$out" python studies/oracle.py --arch "$arch" --warmup "${WARMUP[@]}" \
+      --out "$out" "${ORACLE[@]}" --seed "$seed" "$@"
+  fi
+  cp "$out/log.jsonl" "$RES/$name.log.jsonl"
+}
+
+read_blocks() {  # $1 = name: the teacher-forced read of $RUNS/$1's blocks on the held-out sets
+  need "$HELDOUT" heldout
+  [ -f "$RES/${1}_read.json" ] && { echo "== $RES/${1}_read.json: done"; return; }
+  timed "read/$1" python studies/oracle_read.py read --bridge "$RUNS/$1/checkpoint/bridge.safetensors" \
+    --sets "$HELDOUT" --out "$RES/${1}_read.json"
+}
+
+case "${1:-}" in
+  heldout)
+    heldout
+    ;;
+  pilot)
+    # choice: the pilot is Bridge, seed 0, on the training questions' sets; its read is measured on
+    # the held-out sets (teacher-forced only: nothing is sampled or tuned on the held-out split)
+    need "$HELDOUT" heldout
+    oracle_run bridge 0 pilot --steps "${PILOT_STEPS:-60}"
+    read_blocks pilot
+    ;;
+  seed)
+    seed=${2:?usage: bash studies/talk.sh seed SEED}
+    need "$HELDOUT" heldout
+    EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
+    for arch in bridge pmatch; do
+      oracle_run "$arch" "$seed" "seed${seed}_$arch"
+      read_blocks "seed${seed}_$arch"
+    done
+    evaluate "seed${seed}_bridge" --bridge "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" \
+      --widths 2 4 8 "${PATHS[@]}"
+    evaluate "seed${seed}_pmatch" --bridge "$RUNS/seed${seed}_pmatch/checkpoint/bridge.safetensors" \
+      --widths 1 --set-sizes 2 4 8
+    ;;
+  grpo)
+    seed=${2:?usage: bash studies/talk.sh grpo SEED}
+    need "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" "seed $seed"
+    STEPS=${STEPS:-40}
+    EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
+    arm_eval_flags() { echo "--widths 2 4 8 ${PATHS[*]}"; }
+    # choice: the credit study's recipe (2 sets of 4 per prompt, the set credited per answer, the
+    # blocks' learning rate 1e-3), only the blocks training so that the base model cannot drift
+    arm "$RUNS/grpo_seed$seed" "$seed" bridge "grpo_seed${seed}_bridge" --arch bridge --train new --sets 2 \
+      --lr-new 1e-3 --credit answer --init "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors"
+    ;;
+  *)
+    echo "usage: bash studies/talk.sh heldout | pilot | seed SEED | grpo SEED" >&2; exit 2
+    ;;
+esac
