@@ -2,7 +2,6 @@
 # "See the siblings talk": the oracle check done right, on `distinct`, with the real model sampling.
 #
 #   bash studies/talk.sh heldout          # the base model's answers to the held-out questions, in constructed sets
-#   bash studies/talk.sh pilot            # Bridge, seed 0, for PILOT_STEPS steps: its teacher-forced read
 #   bash studies/talk.sh seed 0           # one training seed: Bridge and P-Match trained on the same sets,
 #                                         # the read of each, then sampled at W = 2 4 8 on the three paths
 #   bash studies/talk.sh grpo 0           # GRPO with the set credited, from seed 0's oracle Bridge
@@ -24,10 +23,10 @@ source studies/stages.sh  # evaluate, timed, ...
 # the warm-up answers of the first set-level study, three seeds pooled per training question
 WARMUP=(results/siblings/seed0/sft_bridge/data.jsonl results/siblings/seed1/sft_bridge/data.jsonl
         results/siblings/seed2/sft_bridge/data.jsonl)
-# choice: the number's cross-entropy weighted 1 beside the token mean, EPOCHS passes over 32 sets a
-# training question (the pilot: results/talk/pilot_read.json)
-ORACLE=(--targets successor --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --lr-new 2e-3
-        --micro-groups 8)
+# choice: the number's cross-entropy weighted 1 beside the token mean, one pass over 16 sets a
+# training question (78 steps of 8 sets); seed 0's teacher-forced read says whether that is enough
+ORACLE=(--targets successor --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --sets-per-question 16
+        --lr-new 2e-3 --micro-groups 8)
 HELDOUT=$RUNS/heldout/sets.jsonl
 
 need() {  # $1 = a file a stage needs, $2 = the stage that makes it
@@ -65,13 +64,6 @@ case "${1:-}" in
   heldout)
     heldout
     ;;
-  pilot)
-    # choice: the pilot is Bridge, seed 0, on the training questions' sets; its read is measured on
-    # the held-out sets (teacher-forced only: nothing is sampled or tuned on the held-out split)
-    need "$HELDOUT" heldout
-    oracle_run bridge 0 pilot --steps "${PILOT_STEPS:-60}"
-    read_blocks pilot
-    ;;
   seed)
     seed=${2:?usage: bash studies/talk.sh seed SEED}
     need "$HELDOUT" heldout
@@ -97,6 +89,6 @@ case "${1:-}" in
       --lr-new 1e-3 --credit answer --init "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors"
     ;;
   *)
-    echo "usage: bash studies/talk.sh heldout | pilot | seed SEED | grpo SEED" >&2; exit 2
+    echo "usage: bash studies/talk.sh heldout | seed SEED | grpo SEED" >&2; exit 2
     ;;
 esac
