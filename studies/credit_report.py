@@ -118,9 +118,10 @@ def oracle_section(res):
                    f"W = {', '.join(map(str, won))}**: the block can carry coordination through the real "
                    "sampling loop when its training data asks for it.")
     else:
-        verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width**, even on data built "
-                   "so that reading the siblings pays. Then no RL result on this task can be expected to pass "
-                   "it either, with these blocks and this training.")
+        verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width** with these targets and "
+                   "this training; the targets taught a shortcut, so this does not show that Bridge cannot "
+                   "coordinate ([why](#why-the-first-oracles-verdict-does-not-follow), and [the oracle done "
+                   "right](#the-oracle-done-right)).")
     # why: did the blocks fit the sibling-dependent targets better than a block that cannot read them?
     losses = {arch: [json.loads(line)["loss"] for line in
                      (Path(res) / f"oracle_{arch}.log.jsonl").read_text().splitlines()] for arch in ("bridge", "pmatch")}
