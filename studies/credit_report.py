@@ -121,7 +121,7 @@ def oracle_section(res):
         verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width** with these targets and "
                    "this training; the targets taught a shortcut, so this does not show that Bridge cannot "
                    "coordinate ([why](#why-the-first-oracles-verdict-does-not-follow), and [the oracle done "
-                   "right](#the-oracle-done-right)).")
+                   "right](#see-the-siblings-talk)).")
     # why: did the blocks fit the sibling-dependent targets better than a block that cannot read them?
     losses = {arch: [json.loads(line)["loss"] for line in
                      (Path(res) / f"oracle_{arch}.log.jsonl").read_text().splitlines()] for arch in ("bridge", "pmatch")}

@@ -215,7 +215,7 @@ def headline_lines(res=RES):
     lines = [f"**The oracle done right** (constructed sets whose every number is uniform and knowable only by "
              f"reading the sibling that wrote just before; the number's loss weighted; {count}; {unit}; "
              f"[full section]({readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}"
-             "#the-oracle-done-right)):", "",
+             "#see-the-siblings-talk)):", "",
              "| W | independent ceiling | Bridge | Bridge − itself reading only itself (paired) |", "|---|---|---|---|"]
     for W in SIZES:
         f = facts[W]
