@@ -4,6 +4,7 @@
 #   bash studies/talk.sh heldout          # the base model's answers to the held-out questions, in constructed sets
 #   bash studies/talk.sh seed 0           # one training seed: Bridge and P-Match trained on the same sets,
 #                                         # the read of each, then sampled at W = 2 4 8 on the three paths
+#   bash studies/talk.sh commit 0         # seed 0's Bridge as bridges/distinct.safetensors, evaluated afresh
 #   bash studies/talk.sh grpo 0           # GRPO with the set credited, from seed 0's oracle Bridge
 #
 # Targets are CONSTRUCTED (studies/oracle.py --targets successor), not self-generated. Every stage
@@ -68,14 +69,24 @@ case "${1:-}" in
     seed=${2:?usage: bash studies/talk.sh seed SEED}
     need "$HELDOUT" heldout
     EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
-    for arch in bridge pmatch; do
-      oracle_run "$arch" "$seed" "seed${seed}_$arch"
-      read_blocks "seed${seed}_$arch"
-    done
+    oracle_run bridge "$seed" "seed${seed}_bridge"
+    read_blocks "seed${seed}_bridge"
     evaluate "seed${seed}_bridge" --bridge "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" \
       --widths 2 4 8 "${PATHS[@]}"
+    oracle_run pmatch "$seed" "seed${seed}_pmatch"
+    read_blocks "seed${seed}_pmatch"
     evaluate "seed${seed}_pmatch" --bridge "$RUNS/seed${seed}_pmatch/checkpoint/bridge.safetensors" \
       --widths 1 --set-sizes 2 4 8
+    ;;
+  commit)
+    # the blocks a reader samples first: seed SEED's oracle Bridge, stored in bf16 as
+    # bridges/distinct.safetensors, then that file evaluated at W = 4 with a sampling seed no run used
+    seed=${2:?usage: bash studies/talk.sh commit SEED}
+    need "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" "seed $seed"
+    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+      "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
+    EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")
+    evaluate committed_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
     ;;
   grpo)
     seed=${2:?usage: bash studies/talk.sh grpo SEED}
@@ -89,6 +100,6 @@ case "${1:-}" in
       --lr-new 1e-3 --credit answer --init "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors"
     ;;
   *)
-    echo "usage: bash studies/talk.sh heldout | seed SEED | grpo SEED" >&2; exit 2
+    echo "usage: bash studies/talk.sh heldout | seed SEED | commit SEED | grpo SEED" >&2; exit 2
     ;;
 esac
