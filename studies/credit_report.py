@@ -366,15 +366,16 @@ def stage_kind(stage):
     return "warm-up" if "/sft_" in stage else "GRPO" if "/grpo_" in stage else stage
 
 
-def walltime_lines(res):
-    """Minutes per kind of stage and machine (studies/stages.sh appends every stage to walltime.jsonl)."""
+def walltime_lines(res, kind=stage_kind):
+    """Minutes per kind of stage and machine (studies/stages.sh appends every stage to walltime.jsonl);
+    kind(stage name) names a stage's kind."""
     path = Path(res) / "walltime.jsonl"
     if not path.is_file():
         return []
     kinds = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        kinds.setdefault((stage_kind(r["stage"]), r["machine"]), []).append(r["seconds"] / 60)
+        kinds.setdefault((kind(r["stage"]), r["machine"]), []).append(r["seconds"] / 60)
     rows = [f"| {kind} | {machine} | {len(v)} | {min(v):.0f}–{max(v):.0f} |" for (kind, machine), v in kinds.items()]
     return [f"Wall time per stage, from `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` "
             "(a stage that shared the CPU with other work says so there):", "",

@@ -223,8 +223,18 @@ def headline_lines(res=RES):
     return lines + ["", verdict(facts), ""]
 
 
+def stage_kind(stage):
+    """The kind of a results/talk/walltime.jsonl stage: "eval/seed0_bridge" -> "evaluation", ..."""
+    head = stage.split("/")[0]
+    if head in ("eval", "read"):
+        return "evaluation (sampled)" if head == "eval" else "teacher-forced read"
+    return "held-out answers" if stage == "talk/heldout" else "GRPO" if "/grpo" in stage else "oracle training"
+
+
 def section(res=RES, first=FIRST):
     lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res)]
+    if Path(res, "walltime.jsonl").is_file():
+        lines += [*credit_report.walltime_lines(res, stage_kind), ""]
     lines += ["Regenerate: `python studies/talk_report.py`; the runs, in order: `bash studies/talk.sh heldout`, "
               "`seed 0`, `seed 1`, `seed 2` (each skips what is done).", "", END]
     return "\n".join(lines)
