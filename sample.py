@@ -18,7 +18,6 @@ training recomputes (token_logprobs). fast.py holds the speed-ups: fast.sample g
 sampler's tokens, and the command runs it unless --reference.
 """
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -29,10 +28,16 @@ import torch
 import cli
 
 
+# The highest temperature any command takes: at 10 the logits of a trained model (a spread of ~20-30)
+# are squeezed to ~2-3, so the draws are close to uniform over the vocabulary, noise and no answer
+MAX_TEMPERATURE = 10.0
+
+
 def check_sampling(temperature, top_k, top_p):
-    """A ValueError (one line) unless the sampling settings describe a distribution."""
-    if not (temperature >= 0 and math.isfinite(temperature)):  # inf would draw uniformly, silently
-        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
+    """A ValueError (one line) unless the sampling settings describe a useful distribution."""
+    if not 0 <= temperature <= MAX_TEMPERATURE:  # inf (or 1e30) would draw uniformly, silently
+        raise ValueError(f"temperature must be >= 0 and finite, at most {MAX_TEMPERATURE:g} (higher draws nearly "
+                         f"uniformly), got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top-p must be in (0, 1], got {top_p}")
     if top_k < 0:

@@ -11,14 +11,16 @@ runs at B rows, its keys and values are copied into the N = B * W rows, and the 
 of them. Gradients flow back through the copy into the shared prompt (the copy's backward sums the
 rows). tests/test_training.py shows it equals the plain N-row forward, log-probs and gradients.
 """
+import math
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 import parallel
 import sample
-from checkpoint import load_bridge, load_checkpoint, write_args, write_checkpoint
+from checkpoint import (check_run_dir, checkpoint_dir, load_bridge, load_checkpoint, run_lock, write_args,
+                        write_checkpoint)
 from model import KVCache, load_model
 from tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, stable_seed
 
@@ -176,6 +178,35 @@ def resume(args):
     """(model, tokenizer, state) of the checkpoint in --out: its whole model, or --model with its blocks."""
     return load_checkpoint(args.out, lambda model_dir, bridge: load_model(model_dir or args.model, device=args.device,
                                                                           bridge=bridge))
+
+
+@contextmanager
+def owned_run(args):
+    """OUT held by this run while the body runs (checkpoint.run_lock, by the main process), the run
+    directory checked again under the lock: a run that ended between the first check and the lock
+    is not overwritten."""
+    if not parallel.is_main():
+        yield
+        return
+    with run_lock(args.out):
+        check_run_dir(args)
+        yield
+
+
+def check_finite(step, numbers, model, out):
+    """Stop the run with a one-line ValueError when a step left a non-finite loss, gradient norm or
+    trainable weight: a blown-up run would otherwise go on, and save, as if it were training. Called
+    before the step's checkpoint is written, so the last one on disk is the last good state."""
+    bad = [f"{name} {value}" for name, value in numbers.items() if not math.isfinite(value)]
+    local = next((name for name, p in model.named_parameters() if p.requires_grad
+                  and not torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()), None)
+    if parallel.any_process(local is not None):  # (a --shard process checks its own shard)
+        bad.append(f"weight {local or '(on another process)'}")
+    if bad:
+        ckpt = checkpoint_dir(out)
+        kept = f"the last good checkpoint, {ckpt}, is kept" if ckpt else "no checkpoint was written"
+        raise ValueError(f"step {step + 1}: non-finite {', '.join(bad)}; training stopped, {kept} "
+                         "(a lower learning rate may help)")
 
 
 def start_run(args):

@@ -45,7 +45,9 @@ def check_model(name, flag="--model"):
             weights.check_model_dir(path)
         except FileNotFoundError as e:
             raise ValueError(f"{flag} {e}") from None
-    elif path.exists() or weights.looks_like_path(name):
+    elif path.exists():
+        raise ValueError(f"{flag} {name} is a file; give the model's directory")
+    elif weights.looks_like_path(name):
         raise ValueError(f"{flag} {name}: no such model directory")
 
 
