@@ -26,6 +26,8 @@ WARMUP=(results/siblings/seed0/sft_bridge/data.jsonl results/siblings/seed1/sft_
         results/siblings/seed2/sft_bridge/data.jsonl)
 # choice: the number's cross-entropy weighted 1 beside the token mean, one pass over 16 sets a
 # training question (78 steps of 8 sets); seed 0's teacher-forced read says whether that is enough
+# A setting other than the first is a VARIANT of its own name (for example VARIANT=w10e2
+# NUMBER_WEIGHT=10 EPOCHS=2): its runs are seedS_VARIANT_ARCH, beside the first setting's seedS_ARCH.
 ORACLE=(--targets successor --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --sets-per-question 16
         --lr-new 2e-3 --micro-groups 8)
 HELDOUT=$RUNS/heldout/sets.jsonl
@@ -67,24 +69,24 @@ case "${1:-}" in
     ;;
   seed)
     seed=${2:?usage: bash studies/talk.sh seed SEED}
+    run=seed$seed${VARIANT:+_$VARIANT}
     need "$HELDOUT" heldout
     EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
-    oracle_run bridge "$seed" "seed${seed}_bridge"
-    read_blocks "seed${seed}_bridge"
-    evaluate "seed${seed}_bridge" --bridge "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" \
-      --widths 2 4 8 "${PATHS[@]}"
-    oracle_run pmatch "$seed" "seed${seed}_pmatch"
-    read_blocks "seed${seed}_pmatch"
-    evaluate "seed${seed}_pmatch" --bridge "$RUNS/seed${seed}_pmatch/checkpoint/bridge.safetensors" \
-      --widths 1 --set-sizes 2 4 8
+    oracle_run bridge "$seed" "${run}_bridge"
+    read_blocks "${run}_bridge"
+    evaluate "${run}_bridge" --bridge "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" --widths 2 4 8 "${PATHS[@]}"
+    oracle_run pmatch "$seed" "${run}_pmatch"
+    read_blocks "${run}_pmatch"
+    evaluate "${run}_pmatch" --bridge "$RUNS/${run}_pmatch/checkpoint/bridge.safetensors" --widths 1 --set-sizes 2 4 8
     ;;
   commit)
     # the blocks a reader samples first: seed SEED's oracle Bridge, stored in bf16 as
     # bridges/distinct.safetensors, then that file evaluated at W = 4 with a sampling seed no run used
     seed=${2:?usage: bash studies/talk.sh commit SEED}
-    need "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" "seed $seed"
+    run=seed$seed${VARIANT:+_$VARIANT}
+    need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
     python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
-      "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
+      "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
     EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")
     evaluate committed_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
     ;;
