@@ -22,23 +22,37 @@ import oracle  # noqa: E402
 import oracle_read  # noqa: E402
 import readme_section  # noqa: E402
 from cli import Parser, run  # noqa: E402
-from metrics import independent_ceiling, mean_se, paired_set_difference  # noqa: E402
+from metrics import independent_ceiling, paired_set_difference  # noqa: E402
 
 RES = ROOT / "results" / "talk"
 FIRST = ROOT / "results" / "credit" / "oracle_bridge.json"
 BEGIN = "<!-- talk:begin (written by `python studies/talk_report.py` from results/talk; do not edit by hand) -->"
 END = "<!-- talk:end -->"
 SIZES = (2, 4, 8)
-PLANNED_SEEDS = 3
 TYPE_WORDS = {"readable": "its earlier writer readable at the decision", "two-hop": "its earlier writers only two hops away",
               "simultaneous": "writing at the same step as a sibling", "first": "writing first"}
 
 
-def seeds(res):
-    """The training seeds whose Bridge read, Bridge evaluation and P-Match evaluation are all committed."""
-    found = sorted(int(p.name[4:-len("_bridge.json")]) for p in Path(res).glob("seed*_bridge.json"))
-    return [s for s in found if all((Path(res) / f"seed{s}_{n}.json").is_file()
-                                    for n in ("bridge_read", "pmatch_read", "pmatch"))]
+def runs(res):
+    """The oracle runs whose Bridge read is committed: "seedS" (the first setting) or "seedS_VARIANT",
+    in the order of their seed, then the variant's name."""
+    found = [p.name[:-len("_bridge_read.json")] for p in Path(res).glob("seed*_bridge_read.json")]
+    return sorted(found, key=lambda r: (int(r[4:].split("_")[0]), r))
+
+
+def setting(res, run):
+    """What a run trained with, from its log: steps, epochs, and the number's weight (its loss is the
+    text loss plus weight x the number loss)."""
+    log = [json.loads(line) for line in (Path(res) / f"{run}_bridge.log.jsonl").read_text().splitlines()]
+    last = log[-1]
+    weight = (last["loss"] - last["text_loss"]) / last["number_loss"]
+    return dict(steps=len(log), epochs=last["epoch"], weight=round(weight, 3))
+
+
+def setting_text(res, run):
+    s = setting(res, run)
+    return f"weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps)"
+
 
 # -----------------------------------------------------------------------------
 # the first oracle: what its Bridge learned
@@ -93,133 +107,137 @@ def first_oracle_lines(res_first):
 # the oracle done right
 
 
-def read_rows(res, ss):
-    """Per row type: the read's hit rate and cross-entropy on both paths, mean over seeds."""
+def read_rows(res, rs):
+    """Per run: how often the most likely number is the target, by row type, for Bridge reading its
+    siblings / reading only itself (and P-Match, where trained)."""
     rows = []
-    for kind in oracle.ROW_TYPES:
+    for run in rs:
+        read = credit_report.read(Path(res) / f"{run}_bridge_read.json")["paths"]
+        pm = credit_report.read(Path(res) / f"{run}_pmatch_read.json")
         cells = []
-        for arch in ("bridge", "pmatch"):
-            for path in oracle_read.PATHS if arch == "bridge" else ("siblings",):
-                r = [credit_report.read(Path(res) / f"seed{s}_{arch}_read.json")["paths"][path][kind] for s in ss]
-                hit = mean_se([x["hit"]["mean"] for x in r]) if len(ss) > 1 else r[0]["hit"]
-                nll = sum(x["nll"]["mean"] for x in r) / len(r)
-                cells.append(f"{credit_report.fmt(hit)} ({nll:.2f})")
-        n = credit_report.read(Path(res) / f"seed{ss[0]}_bridge_read.json")["paths"]["siblings"][kind]["rows"]
-        rows.append(f"| {TYPE_WORDS[kind]} | {n} | " + " | ".join(cells) + " |")
+        for kind in oracle.ROW_TYPES:
+            sib, own = read["siblings"][kind], read["self"][kind]
+            cells.append(f"{credit_report.fmt(sib['hit'])} / {own['hit']['mean']:.3f}")
+        readable = pm["paths"]["siblings"]["readable"]["hit"]["mean"] if pm else None
+        cells.append("–" if readable is None else f"{readable:.3f}")
+        rows.append(f"| {run} | {setting_text(res, run)} | " + " | ".join(cells) + " |")
     return rows
 
 
-def sampled_rows(res, ss):
-    """Per width: the ceiling, the policy bounds on Bridge's own timing, Bridge on each path, P-Match,
-    and the paired differences (mean over seeds; ± se over questions for one seed, over seeds else)."""
-    rows, facts = [], {}
-    for W in SIZES:
-        per_seed = []
-        for s in ss:
-            bridge = credit_report.read(Path(res) / f"seed{s}_bridge.json")
-            pmatch = credit_report.read(Path(res) / f"seed{s}_pmatch.json")
-            sib = credit_report.scores(bridge, W, W)[0]
-            own = credit_report.scores(bridge, W, W, "self")[0]
-            crossed = credit_report.scores(bridge, W, W, "crossed")[0]
-            pm = credit_report.scores(pmatch, 1, W)[0]
-            vs_self = paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
-                                            credit_report.entry(bridge, W, "self")["per_problem"], W)
-            bounds = oracle_read.bounds(bridge, W)
-            per_seed.append(dict(sib=sib, own=own, crossed=crossed, pm=pm, vs_self=vs_self, bounds=bounds))
-        K = credit_report.read(Path(res) / f"seed{ss[0]}_bridge.json")["results"][0]["per_problem"][0]["gold"]
-        ceiling = float(independent_ceiling(K, W)[0])
+def run_facts(res, run, W):
+    """One run's sampled numbers at width W, or None if it has no evaluation."""
+    bridge = credit_report.read(Path(res) / f"{run}_bridge.json")
+    if bridge is None:
+        return None
+    pmatch = credit_report.read(Path(res) / f"{run}_pmatch.json")
+    K = bridge["results"][0]["per_problem"][0]["gold"]  # a `distinct` problem's answer holds its K
+    ceiling = float(independent_ceiling(K, W)[0])
+    sib = credit_report.scores(bridge, W, W)[0]
+    vs_self = paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
+                                    credit_report.entry(bridge, W, "self")["per_problem"], W)
+    return dict(ceiling=ceiling, bridge=sib, own=credit_report.scores(bridge, W, W, "self")[0],
+                crossed=credit_report.scores(bridge, W, W, "crossed")[0], vs_self=vs_self,
+                pmatch=credit_report.scores(pmatch, 1, W)[0] if pmatch else None,
+                bounds=oracle_read.bounds(bridge, W), passes=sib["mean"] - ceiling > 2 * sib["se"],
+                beats_self=vs_self["mean"] > 2 * vs_self["se"])
 
-        def over(key):
-            if len(ss) == 1:
-                return per_seed[0][key]
-            return mean_se([x[key]["mean"] for x in per_seed])
-        bound = {k: sum(x["bounds"][k] for x in per_seed) / len(per_seed) for k in oracle_read.POLICIES}
-        sib, vs_self = over("sib"), over("vs_self")
-        facts[W] = dict(ceiling=ceiling, bridge=sib, vs_self=vs_self,
-                        passes=sib["mean"] - ceiling > 2 * sib["se"], beats_self=vs_self["mean"] > 2 * vs_self["se"])
-        rows.append(f"| {W} | {ceiling:.3f} | {bound['independent']:.3f} / {bound['readable']:.3f} / "
-                    f"{bound['earlier']:.3f} | **{credit_report.fmt(sib)}** | {credit_report.fmt(over('own'))} | "
-                    f"{credit_report.fmt(over('crossed'))} | {credit_report.fmt(over('pm'))} | "
-                    f"{credit_report.signed(vs_self)} |")
+
+def sampled_rows(res, rs):
+    """Per run and width: the ceiling, the policy bounds on Bridge's own timing, Bridge on each path,
+    P-Match, the paired difference; and each run's facts by width."""
+    rows, facts = [], {}
+    for run in rs:
+        for W in SIZES:
+            f = run_facts(res, run, W)
+            if f is None:
+                break
+            facts.setdefault(run, {})[W] = f
+            b = f["bounds"]
+            rows.append(f"| {run} | {W} | {f['ceiling']:.3f} | {b['independent']:.3f} / {b['readable']:.3f} / "
+                        f"{b['earlier']:.3f} | **{credit_report.fmt(f['bridge'])}** | {f['own']['mean']:.3f} | "
+                        f"{f['crossed']['mean']:.3f} | {'–' if f['pmatch'] is None else credit_report.fmt(f['pmatch'])} | "
+                        f"{credit_report.signed(f['vs_self'])} |")
     return rows, facts
 
 
 def verdict(facts):
-    won = [W for W in SIZES if facts[W]["passes"] and facts[W]["beats_self"]]
+    """facts: {run: {W: run_facts}}."""
+    won = [f"{run} at W = {W}" for run, by_w in facts.items() for W, f in by_w.items()
+           if f["passes"] and f["beats_self"]]
     if won:
-        return (f"**Verdict: the siblings talk.** At W = {', '.join(map(str, won))} the oracle Bridge passes the "
-                "independent ceiling by more than two standard errors, and beats its own weights reading only "
-                "themselves (the same random numbers) by more than two: sampled, in the real loop, on the "
-                "real model, the rows read what their siblings wrote. The targets are constructed: this shows "
-                "what the path can carry, not what RL finds.")
-    return ("**Verdict: not shown.** At no width does the oracle Bridge both pass the independent ceiling and "
-            "beat its own weights reading only themselves by more than two standard errors.")
+        return (f"**Verdict: the siblings talk** ({'; '.join(won)}): the oracle Bridge passes the independent "
+                "ceiling by more than two standard errors and beats its own weights reading only themselves (the "
+                "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
+                "read what their siblings wrote. The targets are constructed: this shows what the path can "
+                "carry, not what RL finds.")
+    return ("**Verdict: not shown.** No run's Bridge both passes the independent ceiling and beats its own "
+            "weights reading only themselves by more than two standard errors at any width.")
 
 
 def talk_lines(res):
-    ss = seeds(res)
-    if not ss:
+    rs = runs(res)
+    if not rs:
         return ["The oracle has not been run yet (`bash studies/talk.sh heldout`, then `seed 0`).", ""]
-    log = [json.loads(line) for line in (Path(res) / f"seed{ss[0]}_bridge.log.jsonl").read_text().splitlines()]
-    proto = credit_report.read(Path(res) / f"seed{ss[0]}_bridge.json")["protocol"]
-    n_sets = credit_report.read(Path(res) / f"seed{ss[0]}_bridge_read.json")["n_sets"]
-    unit = "± se over questions" if len(ss) == 1 else f"mean over seeds ± se over the {len(ss)} seeds"
-    so_far = "" if len(ss) >= PLANNED_SEEDS else f" (so far: {len(ss)} of {PLANNED_SEEDS} planned training seeds)"
-    rows, facts = sampled_rows(res, ss)
-    return [
+    n_sets = credit_report.read(Path(res) / f"{rs[0]}_bridge_read.json")["n_sets"]
+    rows, facts = sampled_rows(res, rs)
+    lines = [
         "### The oracle done right",
         "",
         "Blocks alone (the base model frozen), trained teacher-forced on constructed sets of 4 (`studies/oracle.py "
-        "--targets successor`): rows writing first, or at the same step as a sibling, take distinct random numbers; "
-        "a row writing alone after its siblings takes the number after the most recent writer's, counting on "
-        "past taken ones (9 is followed by 1). Every row's number is uniform over 1..9, so only a row that reads "
-        "its sibling can know its own. The loss is the token mean over the answer plus the number's "
-        f"cross-entropy (weight 1). {len(log)} steps of 8 sets, {log[-1]['epoch']:.2f} epochs; P-Match trained "
-        f"on the same sets is the control. Seeds: {', '.join(map(str, ss))}{so_far}. **These targets are "
-        "constructed, not self-generated.**",
+        "--targets successor`, 16 sets per training question): rows writing first, or at the same step as a "
+        "sibling, take distinct random numbers; a row writing alone after its siblings takes the number after "
+        "the most recent writer's, counting on past taken ones (9 is followed by 1). Every row's number is "
+        "uniform over 1..9, so only a row that reads its sibling can know its own. The loss is the token mean "
+        "over the answer plus the number's cross-entropy times a weight. Each run is `seedS` (the first "
+        "setting) or `seedS_VARIANT` (`bash studies/talk.sh`); P-Match trained on the same sets is the control. "
+        "**These targets are constructed, not self-generated.**",
         "",
-        f"**Teacher-forced**, on {n_sets} held-out sets (the base model's answers to the {proto['problems']} held-out "
-        "questions, numbered by the same rule; `studies/oracle_read.py read`): how often the most likely number "
-        "is the target (its cross-entropy in nats), by what a row can read when it decides. Bridge reading "
-        "its siblings, the same Bridge reading only itself, and P-Match:",
+        f"**Teacher-forced**, on {n_sets} held-out sets (the base model's answers to the held-out questions, "
+        "numbered by the same rule; `studies/oracle_read.py read`): how often the most likely number is the "
+        "target, Bridge reading its siblings (± se over rows) / the same Bridge reading only itself, by what a "
+        "row can read when it decides (chance: 1/9 for a first row, 1/8 to 1/6 for the others), and P-Match "
+        "on the rows whose earlier writer is readable:",
         "",
-        "| row | rows | Bridge | Bridge, reading only itself | P-Match |",
-        "|---|---|---|---|---|",
-        *read_rows(res, ss),
-        "",
-        f"**Sampled** on the {proto['problems']} held-out questions, {proto['n']} answers each (sampling seed = "
-        "training seed), Bridge on each path with the same random numbers per row; P-Match sampled at width 1 "
-        "in sets of W. The policy bounds are what a policy scores on Bridge's own sets (its timing and valid "
-        "answers, the number at step length − 2) choosing independently / avoiding the siblings readable at "
-        f"its decision / avoiding every earlier number (`studies/oracle_read.py bounds`). Score per answer, {unit}:",
-        "",
-        "| W | independent ceiling (exact) | policy bounds on its timing | Bridge | reading only itself | crossed "
-        "| P-Match | Bridge − reading only itself (paired) |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-        verdict(facts),
+        "| run | setting | " + " | ".join(TYPE_WORDS[k] for k in oracle.ROW_TYPES) + " | P-Match, readable |",
+        "|---|---|---|---|---|---|---|",
+        *read_rows(res, rs),
         "",
     ]
+    if rows:
+        lines += [
+            "**Sampled** on the held-out questions, 32 answers each (sampling seed = training seed), Bridge on each "
+            "path with the same random numbers per row; P-Match sampled at width 1 in sets of W. The policy bounds "
+            "are what a policy scores on Bridge's own sets (its timing and valid answers, the number at step "
+            "length − 2) choosing independently / avoiding the siblings readable at its decision / avoiding every "
+            "earlier number (`studies/oracle_read.py bounds`). Score per answer, ± se over questions:",
+            "",
+            "| run | W | independent ceiling (exact) | policy bounds on its timing | Bridge | reading only itself "
+            "| crossed | P-Match | Bridge − reading only itself (paired) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            verdict(facts),
+            "",
+        ]
+    return lines
 
 
 def headline_lines(res=RES):
-    """The README's lines on the oracle done right: Bridge against the ceiling and its self path, per width."""
-    ss = seeds(res)
-    if not ss:
+    """The README's lines on the oracle done right: each sampled run's Bridge against the ceiling and
+    its self path, per width."""
+    rows, facts = sampled_rows(res, runs(res))
+    if not facts:
         return []
-    rows, facts = sampled_rows(res, ss)
-    count = f"{len(ss)} training seed{'s' * (len(ss) > 1)}" + ("" if len(ss) >= PLANNED_SEEDS else
-                                                                  f" of {PLANNED_SEEDS} planned")
-    unit = "± se over questions" if len(ss) == 1 else "± se over seeds"
-    lines = [f"**The oracle done right** (constructed sets whose every number is uniform and knowable only by "
-             f"reading the sibling that wrote just before; the number's loss weighted; {count}; {unit}; "
+    lines = ["**The oracle done right** (constructed sets whose every number is uniform and knowable only by "
+             "reading the sibling that wrote just before; the number's loss weighted; ± se over questions; "
              f"[full section]({readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}"
              "#see-the-siblings-talk)):", "",
-             "| W | independent ceiling | Bridge | Bridge − itself reading only itself (paired) |", "|---|---|---|---|"]
-    for W in SIZES:
-        f = facts[W]
-        lines.append(f"| {W} | {f['ceiling']:.3f} | {credit_report.fmt(f['bridge'])} | {credit_report.signed(f['vs_self'])} |")
+             "| run | W | independent ceiling | Bridge | Bridge − itself reading only itself (paired) |",
+             "|---|---|---|---|---|"]
+    for run, by_w in facts.items():
+        for W, f in by_w.items():
+            lines.append(f"| {run} | {W} | {f['ceiling']:.3f} | {credit_report.fmt(f['bridge'])} | "
+                         f"{credit_report.signed(f['vs_self'])} |")
     return lines + ["", verdict(facts), ""]
 
 

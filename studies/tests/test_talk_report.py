@@ -45,31 +45,37 @@ def fake_run(res, seed, sib_choices, self_choices):
     for arch in ("bridge", "pmatch"):
         (res / f"seed{seed}_{arch}_read.json").write_text(json.dumps(dict(n_sets=10, paths={"siblings": by_type,
                                                                                               "self": by_type})))
-    (res / f"seed{seed}_bridge.log.jsonl").write_text(json.dumps(dict(step=0, epoch=1.0)) + "\n")
+    (res / f"seed{seed}_bridge.log.jsonl").write_text(json.dumps(dict(step=0, epoch=1.0, loss=7.0, text_loss=1.0,
+                                                                      number_loss=2.0)) + "\n")
 
 
 def test_the_verdict_needs_the_ceiling_and_the_self_path_both_passed(tmp_path):
     # every set all distinct on the siblings path; the self path collides everywhere
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
-    rows, facts = talk_report.sampled_rows(tmp_path, [0])
-    assert facts[2]["bridge"]["mean"] == 1.0 and facts[2]["vs_self"]["mean"] == 1.0
-    assert talk_report.verdict({W: dict(facts[W], passes=True, beats_self=True) for W in (2, 4, 8)}).startswith(
-        "**Verdict: the siblings talk.**")
-    assert talk_report.verdict({W: dict(facts[W], beats_self=False) for W in (2, 4, 8)}).startswith(
+    rows, facts = talk_report.sampled_rows(tmp_path, ["seed0"])
+    f = facts["seed0"]
+    assert f[2]["bridge"]["mean"] == 1.0 and f[2]["vs_self"]["mean"] == 1.0
+    assert talk_report.verdict({"seed0": {W: dict(f[W], passes=True, beats_self=True) for W in (2, 4, 8)}}).startswith(
+        "**Verdict: the siblings talk** (seed0 at W = 2; seed0 at W = 4; seed0 at W = 8)")
+    assert talk_report.verdict({"seed0": {W: dict(f[W], beats_self=False) for W in (2, 4, 8)}}).startswith(
         "**Verdict: not shown.**")
     # a twin whose siblings path is the self path: no difference, so not shown
     twin = tmp_path / "twin"
     twin.mkdir()
     fake_run(twin, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])
-    assert "not shown" in talk_report.verdict(talk_report.sampled_rows(twin, [0])[1])
+    assert "not shown" in talk_report.verdict(talk_report.sampled_rows(twin, ["seed0"])[1])
 
 
-def test_a_seed_counts_only_once_all_its_files_are_committed(tmp_path):
+def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path):
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
     fake_run(tmp_path, 1, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
-    (tmp_path / "seed1_pmatch_read.json").unlink()
-    assert talk_report.seeds(tmp_path) == [0]
-    assert "so far: 1 of 3 planned" in "\n".join(talk_report.talk_lines(tmp_path))
+    for name in ("bridge_read.json", "bridge.log.jsonl"):
+        (tmp_path / f"seed0_{name}").rename(tmp_path / f"seed0_w10_{name}")
+    (tmp_path / "seed1_bridge.json").unlink()  # trained and read, not sampled yet
+    assert talk_report.runs(tmp_path) == ["seed0_w10", "seed1"]
+    assert talk_report.setting(tmp_path, "seed1") == dict(steps=1, epochs=1.0, weight=3.0)
+    text = "\n".join(talk_report.talk_lines(tmp_path))
+    assert "| seed1 | weight 3, 1.00 epochs (1 steps) |" in text and "**Sampled**" not in text
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "has not been run yet" in talk_report.talk_lines(empty)[0]
