@@ -4,6 +4,7 @@
 #   bash studies/talk.sh heldout          # the base model's answers to the held-out questions, in constructed sets
 #   bash studies/talk.sh seed 0           # one training seed: Bridge and P-Match trained on the same sets,
 #                                         # the read of each, then sampled at W = 2 4 8 on the three paths
+#   bash studies/talk.sh bridge 0         # the same for one arm (bridge or pmatch)
 #   bash studies/talk.sh commit 0         # seed 0's Bridge as bridges/distinct.safetensors, evaluated afresh
 #   bash studies/talk.sh grpo 0           # GRPO with the set credited, from seed 0's oracle Bridge
 #
@@ -67,17 +68,22 @@ case "${1:-}" in
   heldout)
     heldout
     ;;
-  seed)
+  seed|bridge|pmatch)
+    # seed: both arms, Bridge first; bridge / pmatch: one arm (two processes can train the two at once)
     seed=${2:?usage: bash studies/talk.sh seed SEED}
     run=seed$seed${VARIANT:+_$VARIANT}
     need "$HELDOUT" heldout
     EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
-    oracle_run bridge "$seed" "${run}_bridge"
-    read_blocks "${run}_bridge"
-    evaluate "${run}_bridge" --bridge "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" --widths 2 4 8 "${PATHS[@]}"
-    oracle_run pmatch "$seed" "${run}_pmatch"
-    read_blocks "${run}_pmatch"
-    evaluate "${run}_pmatch" --bridge "$RUNS/${run}_pmatch/checkpoint/bridge.safetensors" --widths 1 --set-sizes 2 4 8
+    if [ "$1" != pmatch ]; then
+      oracle_run bridge "$seed" "${run}_bridge"
+      read_blocks "${run}_bridge"
+      evaluate "${run}_bridge" --bridge "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" --widths 2 4 8 "${PATHS[@]}"
+    fi
+    if [ "$1" != bridge ]; then
+      oracle_run pmatch "$seed" "${run}_pmatch"
+      read_blocks "${run}_pmatch"
+      evaluate "${run}_pmatch" --bridge "$RUNS/${run}_pmatch/checkpoint/bridge.safetensors" --widths 1 --set-sizes 2 4 8
+    fi
     ;;
   commit)
     # the blocks a reader samples first: seed SEED's oracle Bridge, stored in bf16 as
@@ -102,6 +108,6 @@ case "${1:-}" in
       --lr-new 1e-3 --credit answer --init "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors"
     ;;
   *)
-    echo "usage: bash studies/talk.sh heldout | seed SEED | commit SEED | grpo SEED" >&2; exit 2
+    echo "usage: bash studies/talk.sh heldout | seed SEED | bridge SEED | pmatch SEED | commit SEED | grpo SEED" >&2; exit 2
     ;;
 esac
