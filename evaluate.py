@@ -197,7 +197,7 @@ def parse_args(argv=None):
     p.add_argument("--ks", type=int, nargs="+", default=None, help="k for pass@k and maj@k (default: those of 1 2 4 8 up to n)")
     p.add_argument("--taus", type=tau, nargs="+", default=[Fraction(1, 8), Fraction(1, 4), Fraction(1, 2), Fraction(3, 4), Fraction(1)],
                    help="thresholds in (0, 1] for G-Pass@n_tau, read exactly (default 1/8 1/4 1/2 3/4 1)")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy, at most 10 (default 1.0)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per answer at most (default 64)")
     p.add_argument("--batch-rows", type=int, default=64, help="rows (answers) per sample() call; a problem's n answers are never split (default 64)")
@@ -256,12 +256,14 @@ def check_args(args):
         except ValueError as e:
             raise ValueError(f"--taus: {e}") from None
     checks.check_sampling(args.temperature, 0, args.top_p)
+    cli.check_seed(args.seed)
+    tasks.check_shots(args.shots)
     for flag in ("problems", "max_new_tokens", "batch_rows"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    cli.check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
+    from bridgekit.checkpoint import bridge_metadata, check_bridge_file
+    check_bridge_file(args.bridge, "--bridge")
     if args.paths != ["siblings"]:  # self / crossed change whom Bridge lets a row read: they need Bridge blocks
-        from bridgekit.checkpoint import bridge_metadata
         kind = None if args.bridge is None or args.no_bridge else bridge_metadata(args.bridge).get("kind")
         if kind != "bridge":
             raise ValueError(f"--paths {' '.join(args.paths)} compares whom Bridge lets a row read: it needs a model "

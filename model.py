@@ -19,7 +19,6 @@ per prompt) of W = width rows, rows g*W .. g*W+W-1 forming group g; T time, D hi
     model, tokenizer = load_model()                     # the default model, SmolLM2-135M-Instruct
     logits = model(tokens, width=4, alive=alive)         # (N, T) -> (N, T, V)
 """
-import json
 import math
 import sys
 from dataclasses import dataclass, field, fields
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 
 from bridge import BLOCKS, RMSNorm, new_parameter_summary, sibling_mask  # the blocks, the norm they share, Bridge's mask
 from bridgekit.checkpoint import load_bridge, load_state_strict, read_checkpoint
-from bridgekit.checks import check_device
+from bridgekit.checks import check_device, read_json_object
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # HF `model_type` values this file implements
 
@@ -61,6 +60,15 @@ class Config:
     extra: dict = field(default_factory=dict, repr=False)  # config.json fields this decoder does not use
 
     def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "max_position_embeddings"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("rms_norm_eps", "rope_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
         self.num_key_value_heads = self.num_key_value_heads or self.num_attention_heads
         self.head_dim = self.head_dim or self.hidden_size // self.num_attention_heads
 
@@ -333,14 +341,15 @@ def load_model(name_or_path=None, *, device="cpu", dtype=torch.float32, bridge=N
     config_path = model_dir / "config.json"
     if not config_path.exists():
         raise FileNotFoundError(f"{model_dir}: no config.json")
+    settings = read_json_object(config_path, "the model's settings")
     try:
-        config = Config.from_dict(json.loads(config_path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+        config = Config.from_dict(settings)
+    except (ValueError, TypeError) as e:  # (TypeError: a field given as another kind of value)
+        raise ValueError(f"{config_path}: {e}") from None
+    tokenizer = Tokenizer(model_dir, config)  # before the weights: a broken tokenizer or template costs no load
     model = model_from_state(config, read_checkpoint(model_dir), device=device, dtype=dtype,
                              where=str(model_dir))
     model.source = str(model_dir)
-    tokenizer = Tokenizer(model_dir, config)
     if bridge is not None:
         load_bridge(model, bridge)
         print(f"loaded {bridge}: {new_parameter_summary(model)}", file=sys.stderr)

@@ -207,10 +207,11 @@ def answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width, *,
     return picked.new_zeros(answer.shape).index_put((answer_alive,), picked)          # (N, S)
 
 
-def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None):
+def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cache_dtype=None, path="siblings"):
     """The hidden states (N, S, D) that predict the answer tokens (N, S): the B prompts run once,
     their keys and values copied into the N = B * width rows, every answer row on its copy.
-    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights')."""
+    cache_dtype: the keys' and values' dtype (default: the autocast dtype, else the weights').
+    path: whom Bridge lets a row read (bridge.sibling_mask; "siblings" is the method)."""
     (B, P), (N, S) = prompt.shape, answer.shape
     if N != B * width:
         raise ValueError(f"{N} answer rows is not {B} prompts x width {width}")
@@ -225,7 +226,7 @@ def answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width, cach
     # every micro-batch makes the same passes (--shard: FSDP2 gathers a layer's weights per pass)
     cols = slice(0, max(S - 1, 1))
     rest = model.hidden(answer[:, cols], width=width, alive=answer_alive[:, cols],
-                        cache=cache.repeat_rows(width))                                 # (N, S-1, D)
+                        cache=cache.repeat_rows(width), path=path)                      # (N, S-1, D)
     return torch.cat((first, rest), dim=1)[:, :S]
 
 
@@ -253,20 +254,40 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
 
 
+def bridge_path(args):
+    """The Bridge file to load: --bridge; with the default model and no --bridge, the committed blocks
+    trained for --task (bridges/TASK.safetensors) where there are some, else bridges/default.safetensors."""
+    if args.bridge is not None or args.model is not None:
+        return args.bridge
+    for_task = DEFAULT_BRIDGE.with_name(f"{args.task}.safetensors") if getattr(args, "task", None) else None
+    default = for_task if for_task is not None and for_task.is_file() else DEFAULT_BRIDGE
+    return default if default.is_file() else None
+
+
 def setup(args):
     """(model, tokenizer, bridge path or None): --model with --bridge, or the committed Bridge."""
     from model import load_model
-    bridge = args.bridge
-    # the blocks trained for --task (bridges/TASK.safetensors) where there are some, else the default
-    for_task = DEFAULT_BRIDGE.with_name(f"{args.task}.safetensors") if getattr(args, "task", None) else None
-    default = for_task if for_task is not None and for_task.is_file() else DEFAULT_BRIDGE
-    if bridge is None and args.model is None and default.is_file():
-        bridge = default
+    bridge = bridge_path(args)
+    if args.bridge is None and bridge is not None:
         state = "switched off by --no-bridge" if args.no_bridge else "--no-bridge to switch it off"
-        print(f"using the committed Bridge {default.relative_to(default.parent.parent)} ({state})", file=sys.stderr)
+        print(f"using the committed Bridge {bridge.relative_to(bridge.parent.parent)} ({state})", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype], bridge=bridge)
     model.use_bridge = not args.no_bridge
     return model, tokenizer, bridge
+
+
+def check_compare(args):
+    """--compare self needs Bridge blocks that are switched on, and siblings to read: one line each."""
+    from bridgekit.checkpoint import bridge_metadata
+    if args.width < 2:
+        raise ValueError("--compare self compares reading the siblings with reading only itself: it needs --width >= 2")
+    if args.no_bridge:
+        raise ValueError("--compare self compares two ways of running the Bridge blocks: drop --no-bridge")
+    bridge = bridge_path(args)
+    kind = None if bridge is None else bridge_metadata(bridge).get("kind")
+    if kind != "bridge":
+        what = "no Bridge blocks (give --bridge)" if bridge is None else f"{bridge} holds {kind} blocks, not Bridge"
+        raise ValueError(f"--compare self compares whom the Bridge blocks let a row read: {what}")
 
 
 def default_problem(task=None):
@@ -290,48 +311,81 @@ def main(argv=None):
     """The sampling command: print every answer of every prompt's group (or one JSON object)."""
     from bridgekit import tasks
     p = cli.add_sample_arguments(cli.Parser(prog="sample.py", description="Sample `width` interdependent answers per prompt."))
+    p.add_argument("--compare", choices=["self"], default=None,
+                   help="also sample the same sets with the same random numbers, each row reading only itself "
+                        "(Bridge's self path), and mark the answers that changed")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = p.parse_args(argv)
     checks.check_sample_args(args)
+    if args.compare:
+        check_compare(args)
     model, tokenizer, bridge = setup(args)
     prompts, ids, problem = prompts_of(args, tokenizer)
-    W = args.width
-    run = dict(width=W, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-               top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed))
-    checks.check_sample_call(model, ids, **run)
+    W, eos = args.width, set(tokenizer.eos_ids)
+    paths = ["siblings"] + ([args.compare] if args.compare else [])
     sampler = sample
     if args.fast:  # the speed-ups, asked for: the same tokens (bridgekit/fast.py)
         from bridgekit import fast
         sampler = fast.sample
-    t0 = time.time()
-    rollout = sampler(model, ids, tokenizer.eos_ids, **run)
-    dt, completions = time.time() - t0, rollout.completions()
-    out = [[tokenizer.decode(c) for c in completions[g * W:(g + 1) * W]] for g in range(len(prompts))]
-    finished = [bool(c) and c[-1] in set(tokenizer.eos_ids) for c in completions]
-    rewards = [tasks.group_reward(answers, problem, finished[g * W:(g + 1) * W])
-               for g, answers in enumerate(out)] if problem else None
+    out, rewards, dt = {}, {}, 0.0
+    for path in paths:  # every path starts from the same seed: each row draws the same random numbers
+        run = dict(width=W, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, generator=torch.Generator(model.lm_head.weight.device).manual_seed(args.seed),
+                   path=path)
+        checks.check_sample_call(model, ids, **run)
+        t0 = time.time()
+        rollout = sampler(model, ids, tokenizer.eos_ids, **run)
+        dt += time.time() - t0
+        completions = rollout.completions()
+        out[path] = [[tokenizer.decode(c) for c in completions[g * W:(g + 1) * W]] for g in range(len(prompts))]
+        finished = [bool(c) and c[-1] in eos for c in completions]
+        rewards[path] = [tasks.group_reward(answers, problem, finished[g * W:(g + 1) * W])
+                         for g, answers in enumerate(out[path])] if problem else None
     if args.json:
         settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
                                                   "seed", "device", "dtype", "fast")}
-        results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out)]
+        results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out["siblings"])]
         if problem:
-            results[0].update(gold=problem.answer, rewards=rewards[0])
+            results[0].update(gold=problem.answer, rewards=rewards["siblings"][0])
+        if args.compare:
+            for g, r in enumerate(results):
+                r[args.compare] = dict(responses=out[args.compare][g])
+                if problem:
+                    r[args.compare]["rewards"] = rewards[args.compare][g]
         print(json.dumps(dict(model=model.source, bridge=None if bridge is None else str(bridge),
                               bridge_config=model.bridge_config, bridge_on=model.use_bridge, width=W,
                               settings=dict(settings, chat=not args.no_chat), results=results),
                          indent=2, ensure_ascii=False))
         return
     sets = problem is not None and problem.task in tasks.SET_TASKS
-    for g, (prompt, answers) in enumerate(zip(prompts, out)):
+
+    def verdict(path, g, i):
+        if not problem:
+            return ""
+        r = rewards[path][g][i]
+        return f" ({f'scores {r:g}' if sets else 'right' if r else 'wrong'})"
+
+    for g, prompt in enumerate(prompts):
         gold = "" if not problem else f"  (an answer scores 1 if its number is 1..{problem.answer} and no " \
             "other answer's)" if sets else f"  (answer: {problem.answer})"
         print(f"=== prompt: {prompt}{gold}")
-        for i, answer in enumerate(answers):
-            verdict = "" if not problem else f" (scores {rewards[g][i]:g})" if sets else \
-                f" ({'right' if rewards[g][i] else 'wrong'})"
-            print(f"--- answer {i + 1}/{W}{verdict}\n{answer.strip()}")
+        for i, answer in enumerate(out["siblings"][g]):
+            if not args.compare:
+                print(f"--- answer {i + 1}/{W}{verdict('siblings', g, i)}\n{answer.strip()}")
+                continue
+            other = out[args.compare][g][i]
+            print(f"--- answer {i + 1}/{W}: reading its siblings{verdict('siblings', g, i)} | reading only itself: "
+                  f"{'the same' if other == answer else 'CHANGED'}{verdict(args.compare, g, i)}")
+            print(answer.strip())
+            if other != answer:
+                print("\n".join("  [reading only itself] " + line for line in other.strip().splitlines()))
+        if args.compare and problem:
+            score = {path: sum(rewards[path][g]) / W for path in paths}
+            print(f"set score: {score['siblings']:.2f} reading the siblings, {score[args.compare]:.2f} reading only "
+                  f"itself ({sum(a != b for a, b in zip(out['siblings'][g], out[args.compare][g]))} of {W} answers changed)")
         print()
-    print(f"({sum(len(a) for a in out)} answers in {dt:.1f}s)", file=sys.stderr)
+    print(f"({sum(len(a) for a in out['siblings'])} answers"
+          f"{f' on {len(paths)} paths' if args.compare else ''} in {dt:.1f}s)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -242,6 +242,14 @@ def setup(args):
 def main(argv=None):
     args = parse_args(argv)
     train_args.check_grpo(args)
+    with training.owned_run(args):  # one run per --out; released before a torchrun worker's immediate exit
+        code = train(args)
+    parallel.dist_exit(code)
+
+
+def train(args):
+    """The run of checked arguments: set-up, then the steps, a checkpoint every --save-every. Returns
+    the exit code: 0, or 130 when Ctrl-C stopped it after a step."""
     parallel.dist_init(args)  # under torchrun: join the process group; else nothing
     training.start_run(args)
     model, tokenizer, optimizer, ref_model, first = setup(args)
@@ -261,16 +269,17 @@ def main(argv=None):
             adv = group_advantages(rewards, args.sets * args.width, scale=args.adv_scale)  # 3. advantages
             stats = update(model, optimizer, r, adv, args, ref_model)                   # 4-5. loss, step
             log.write(step_record(step, mine, r, rewards, scores, stats, tokenizer.eos_ids, args, t0, t_rollout))
+            training.check_finite(step, dict(loss=stats["loss"], grad_norm=stats["grad_norm"]), model, args.out)
             if args.show_every and step % args.show_every == 0 and parallel.is_main():
                 show_group(step, batch[0][1], texts, scores, args.width)
             stopping = parallel.any_process(stop.requested)  # every process stops after the same step
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps or stopping:
                 training.save_checkpoint(args.out, model, optimizer, step, args, args.train)
             if stopping:
-                parallel.dist_exit(130)
+                return 130
     if parallel.is_main():
         print(f"done: {args.out}/checkpoint", file=sys.stderr)
-    parallel.dist_exit()
+    return 0
 
 
 if __name__ == "__main__":

@@ -235,6 +235,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     train_args.check_sft(args)
+    with training.owned_run(args):  # one run per --out; released before a torchrun worker's immediate exit
+        code = train(args)
+    parallel.dist_exit(code)
+
+
+def train(args):
+    """The run of checked arguments: the data sampled, then the steps, a checkpoint every --save-every.
+    Returns the exit code: 0, or 130 when Ctrl-C stopped it after a step."""
     parallel.dist_init(args)  # under torchrun: join the process group; else nothing
     training.start_run(args)
     first = 0
@@ -278,15 +286,16 @@ def main(argv=None):
             log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens,
                            len=tokens / sum(len(a) for _, a in batch), grad_norm=grad_norm,
                            tok_s=tokens / step_s, step_s=step_s))
+            training.check_finite(step, dict(loss=loss, grad_norm=grad_norm), model, args.out)
             stopping = parallel.any_process(stop.requested)  # every process stops after the same step
             if (step + 1) % args.save_every == 0 or step + 1 == steps or stopping:
                 training.save_checkpoint(args.out, model, optimizer, step, args, "new")
             if stopping:
-                parallel.dist_exit(130)
+                return 130
     if parallel.is_main():
         print(f"done: python sample.py --width {args.width} --bridge {args.out}/checkpoint/bridge.safetensors",
               file=sys.stderr)
-    parallel.dist_exit()
+    return 0
 
 
 if __name__ == "__main__":

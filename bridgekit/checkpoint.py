@@ -18,19 +18,27 @@ Loading one onto another base model is a one-line error: blocks trained on one m
 states mean nothing on another's. A run directory (train_sft.py / train_grpo.py --out OUT) holds
 OUT/args.json, OUT/log.jsonl and OUT/checkpoint/: state.pt (step, optimizer, RNG state, arguments),
 bridge.safetensors (loadable by sample.py --bridge) and, when every weight trains, the whole model
-as an HF-style directory that load_model reads. args.json names the script that made the run
-("script"); the other training script refuses the directory (check_run_owner).
+as an HF-style directory that load_model reads, and OUT/run.lock while a training runs in it (one
+at a time: run_lock). args.json names the script that made the run ("script"); the other training
+script refuses the directory (check_run_owner). state.pt is read as plain data only (read_state).
 """
+import fcntl
 import hashlib
 import json
 import os
+import pickle
+import re
 import shutil
+import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+
 BRIDGE_FORMAT = "bridge-ref/1"
+BLOCK_KINDS = ("bridge", "pmatch")  # the kinds of bridge.BLOCKS (a test checks they agree)
 BRIDGE_KEYS = ("kind", "n_heads", "head_dim", "base_model_type", "base_hidden_size", "base_num_layers", "base_fingerprint")
 
 
@@ -38,10 +46,13 @@ def read_safetensors(path):
     """All tensors of one .safetensors file; a corrupt file is a clear error naming it."""
     from safetensors.torch import load_file
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error type for bad headers/truncation
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-
+    for name, t in state.items():  # a NaN or inf weight would sample garbage without a word
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{path}: tensor {name} holds non-finite values (NaN or inf); refusing to load it")
+    return state
 
 
 def read_checkpoint(model_dir):
@@ -139,7 +150,21 @@ def bridge_metadata(path):
     missing = [k for k in BRIDGE_KEYS if k not in meta]
     if missing:
         raise ValueError(f"{path}: a damaged Bridge checkpoint (no {', '.join(missing)} in its metadata)")
+    if meta["kind"] not in BLOCK_KINDS:
+        raise ValueError(f"{path}: a damaged Bridge checkpoint (kind {meta['kind']!r} is none of {', '.join(BLOCK_KINDS)})")
+    for key in ("n_heads", "head_dim", "base_hidden_size", "base_num_layers"):
+        if not (meta[key].isdigit() and int(meta[key]) >= 1):
+            raise ValueError(f"{path}: a damaged Bridge checkpoint ({key} {meta[key]!r} is not a positive integer)")
     return meta
+
+
+def check_bridge_file(path, flag):
+    """The checks of a --bridge / --init file that need no model, made before it loads: a file (not a
+    directory), a safetensors header, Bridge metadata (bridge_metadata). None passes."""
+    from bridgekit.cli import check_in_file
+    if path is not None:
+        check_in_file(path, flag, "Bridge checkpoint")
+        bridge_metadata(path)
 
 
 def convert_bridge(src, dst, dtype="bf16"):
@@ -172,10 +197,14 @@ def load_bridge(model, path):
                          f"({'/'.join(made_for)}), not this one ({'/'.join(base)}){hint}")
     model.add_bridge(meta["kind"], int(meta["n_heads"]), int(meta["head_dim"]), verbose=False)
     state = read_safetensors(path)
-    expected = {k for k in model.state_dict() if ".bridge." in k}
-    if set(state) != expected:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if ".bridge." in k}
+    if set(state) != set(expected):
         raise ValueError(f"{path}: tensors do not match a {meta['kind']} of {meta['n_heads']} x "
-                         f"{meta['head_dim']} (e.g. {sorted(set(state) ^ expected)[:2]})")
+                         f"{meta['head_dim']} (e.g. {sorted(set(state) ^ set(expected))[:2]})")
+    for name, t in state.items():
+        if tuple(t.shape) != expected[name]:
+            raise ValueError(f"{path}: tensor {name} has shape {tuple(t.shape)}, but a {meta['kind']} of "
+                             f"{meta['n_heads']} x {meta['head_dim']} heads on this model needs {expected[name]}")
     ref = model.lm_head.weight
     model.load_state_dict({k: v.to(ref.device, ref.dtype) for k, v in state.items()}, strict=False)
 
@@ -237,16 +266,28 @@ def written(path, write):
         raise OSError(f"{path}: not written ({getattr(e, 'strerror', None) or e})") from None
 
 
+def read_state(path, mmap=False):
+    """The plain data of a state.pt (torch.load with weights_only: tensors, numbers, strings, lists,
+    dicts); a file holding anything else is refused in one line, since unpickling an arbitrary object
+    can run code (a run directory may come from someone else). A damaged file: one line too.
+    mmap: map the tensors instead of reading them (a check that reads only the structure)."""
+    try:
+        with zipfile.ZipFile(path):  # a truncated file lacks the zip directory at its end
+            pass
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:  # what weights_only raises for an object it will not build
+        named = re.search(r"GLOBAL ([\w.]+)", str(e))
+        raise ValueError(f"{path} holds more than plain data (it names {named[1] if named else 'an object'}): "
+                         "refused, since loading it could run code; resume only a state.pt this code wrote") from None
+    except Exception as e:  # a damaged file: the zip reader's error, or a bad record in it
+        raise ValueError(damaged(path, e)) from None
+
+
 def check_state(out):
     """A ValueError (one line, naming the file and what to do) unless OUT's checkpoint state.pt is a
-    whole torch.save file: a truncated one lacks the zip directory at its end, found without reading
-    the rest, so --resume refuses it before the model loads."""
-    path = checkpoint_dir(out) / "state.pt"
-    try:
-        with zipfile.ZipFile(path):
-            pass
-    except (zipfile.BadZipFile, OSError) as e:
-        raise ValueError(damaged(path, e)) from None
+    whole torch.save file of plain data (read_state, its tensors mapped, not read), so --resume
+    refuses it before the model loads."""
+    read_state(checkpoint_dir(out) / "state.pt", mmap=True)
 
 
 def damaged(path, e):
@@ -259,10 +300,7 @@ def load_checkpoint(out, model_builder):
     """(model, tokenizer, state) from OUT's checkpoint; model_builder(model_dir, bridge) loads it
     (model_dir None: the checkpoint holds only the blocks, the base model is the run's --model)."""
     ckpt = checkpoint_dir(out)
-    try:
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
-    except Exception as e:  # a damaged file: the zip reader's RuntimeError, or an unpickling error
-        raise ValueError(damaged(ckpt / "state.pt", e)) from None
+    state = read_state(ckpt / "state.pt")
     bridge = ckpt / "bridge.safetensors"
     model_dir = ckpt if (ckpt / "model.safetensors").exists() else None
     model, tokenizer = model_builder(model_dir, bridge if bridge.exists() else None)
@@ -298,6 +336,45 @@ def check_run_owner(out, script):
                             f"{Path(out) / 'checkpoint' / 'bridge.safetensors'})" if owner == "train_sft.py" else ""))
 
 
+LOCK = "run.lock"
+
+
+@contextmanager
+def run_lock(out):
+    """Hold OUT/run.lock for the body's whole life: an exclusive flock on a file holding this pid, so
+    that a second training on OUT is refused in one line before it loads or writes anything (two at
+    once would interleave their logs and overwrite each other's checkpoints). The kernel drops the
+    flock when its holder dies, so a file left by a killed run is taken over, with a note."""
+    path = Path(out) / LOCK
+    Path(out).mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ValueError(f"{out} is in use by another training (pid {holder}, holding {path}): wait for it "
+                             "to end, or choose another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed the file between our open and flock: take the new one
+    left = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    if left:
+        print(f"note: taking over {path}, left by pid {left}, which holds it no more (its run was killed)",
+              file=sys.stderr)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the unlock: whoever opened it meanwhile retries (above)
+        os.close(fd)
+
+
 def write_args(out, args):
     """OUT/args.json: the run's arguments, written atomically."""
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -311,8 +388,9 @@ def write_args(out, args):
 
 def check_run_dir(args):
     """OUT before a training script writes in it, one-line ValueErrors: no other script's run; with
-    --resume, a checkpoint whose state.pt is whole, of a run started with the same arguments; without
-    it, no run there to overwrite."""
+    --resume, a checkpoint whose state.pt is whole plain data and whose blocks have a Bridge header, of
+    a run started with the same arguments, and a log whose lines are step records; without it, no run
+    there to overwrite."""
     out = Path(args.out)
     check_run_owner(out, args.script)  # before anything in OUT is written
     if args.resume and not checkpoint_dir(out):
@@ -322,6 +400,12 @@ def check_run_dir(args):
     if args.resume:
         check_same_run(args, out)
         check_state(out)  # a truncated state.pt: one line here, not a traceback after the model loads
+        blocks = checkpoint_dir(out) / "bridge.safetensors"
+        if blocks.exists():
+            bridge_metadata(blocks)  # its header: no model needed
+        if (out / "log.jsonl").is_file():
+            from bridgekit.cli import read_log
+            read_log(out / "log.jsonl")  # a line that is no record (but a torn last one): one line here
 
 
 # what a resumed run may change: how long it runs, how often it saves and shows, and how it computes

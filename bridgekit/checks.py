@@ -5,7 +5,7 @@ kernel's out-of-memory killer, which ends the process without a word). Each is a
 
     checks.check_sample_call(model, ids, **run)      # then sample.sample(model, ids, eos_ids, **run)
 """
-import math
+import json
 from pathlib import Path
 
 
@@ -18,6 +18,18 @@ def check_device(device):
     if not (device == "cpu" or device.startswith("cuda")):
         raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
     return device
+
+
+def read_json_object(path, what):
+    """The JSON object (a dict) in the file at `path`, which holds `what`; a file that is not valid
+    JSON, or holds a list or a number instead, is a one-line ValueError naming it."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: not a JSON object of {what}")
+    return d
 
 
 def check_model(name, flag="--model"):
@@ -33,14 +45,22 @@ def check_model(name, flag="--model"):
             weights.check_model_dir(path)
         except FileNotFoundError as e:
             raise ValueError(f"{flag} {e}") from None
-    elif path.exists() or weights.looks_like_path(name):
+    elif path.exists():
+        raise ValueError(f"{flag} {name} is a file; give the model's directory")
+    elif weights.looks_like_path(name):
         raise ValueError(f"{flag} {name}: no such model directory")
 
 
+# The highest temperature any command takes: at 10 the logits of a trained model (a spread of ~20-30)
+# are squeezed to ~2-3, so the draws are close to uniform over the vocabulary, noise and no answer
+MAX_TEMPERATURE = 10.0
+
+
 def check_sampling(temperature, top_k, top_p):
-    """A ValueError (one line) unless the sampling settings describe a distribution."""
-    if not (temperature >= 0 and math.isfinite(temperature)):  # inf would draw uniformly, silently
-        raise ValueError(f"temperature must be >= 0 and finite, got {temperature}")
+    """A ValueError (one line) unless the sampling settings describe a useful distribution."""
+    if not 0 <= temperature <= MAX_TEMPERATURE:  # inf (or 1e30) would draw uniformly, silently
+        raise ValueError(f"temperature must be >= 0 and finite, at most {MAX_TEMPERATURE:g} (higher draws nearly "
+                         f"uniformly), got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top-p must be in (0, 1], got {top_p}")
     if top_k < 0:
@@ -50,12 +70,16 @@ def check_sampling(temperature, top_k, top_p):
 def check_sample_args(args):
     """The sampling command's errors found before the (slow) model load: one line each."""
     from bridgekit import tasks
-    from bridgekit.cli import check_in_file
+    from bridgekit.checkpoint import check_bridge_file
+    from bridgekit.cli import check_seed
     for name in ("width", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     check_sampling(args.temperature, args.top_k, args.top_p)
-    check_in_file(args.bridge, "--bridge", "Bridge checkpoint")
+    check_seed(args.seed)
+    if args.prompt is not None and not all(p.strip() for p in args.prompt):
+        raise ValueError("--prompt: an empty prompt asks nothing; give the text")
+    check_bridge_file(args.bridge, "--bridge")
     if args.no_chat and not args.prompt:
         raise ValueError("--no-chat applies to --prompt text; the built-in problem is always asked as in training")
     if args.task is not None:

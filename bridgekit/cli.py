@@ -52,6 +52,13 @@ def run(main):
         sys.exit(130)
 
 
+def check_seed(seed, flag="--seed"):
+    """A ValueError (one line) unless `seed` is one torch.Generator takes (0 <= seed < 2**63): a larger one
+    fails inside torch, after the model loads."""
+    if not 0 <= seed < 2 ** 63:
+        raise ValueError(f"{flag} must be in [0, 2**63), got {seed}")
+
+
 def check_in_file(path, flag, what="file"):
     """Raise (one line) unless `path` is a file to read: FileNotFoundError when it does not exist,
     ValueError when it is a directory. Commands call it before the model loads."""
@@ -96,7 +103,7 @@ def add_sample_arguments(p):
       "default model, the committed default Bridge bridges/default.safetensors)")
     a("--no-bridge", action="store_true", help="load the Bridge but switch its blocks off (the independent baseline)")
     a("--max-new-tokens", type=int, default=256, help="new tokens per answer at most (default 256)")
-    a("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0)")
+    a("--temperature", type=float, default=1.0, help="0 = greedy, at most 10 (default 1.0)")
     a("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = off (default 0)")
     a("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; 1.0 = off (default 1.0)")
     a("--seed", type=int, default=0, help="seed of the one torch.Generator (default 0)")
@@ -238,6 +245,29 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def read_log(path):
+    """(records, torn) of a training log (log.jsonl): torn is True when its last line is not a whole
+    record, what a kill or a full disk during the append leaves (dropped from the records). Any other
+    line that is not a record of a step is a one-line ValueError naming the line."""
+    lines = Path(path).read_text().splitlines()
+    records, torn = [], False
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not (isinstance(record, dict) and isinstance(record.get("step"), int)):
+            if i == len(lines) and record is None:
+                torn = True
+                continue
+            raise ValueError(f"{path}, line {i}: not a record of a training step; remove or repair that line "
+                             "to resume")
+        records.append(record)
+    return records, torn
+
+
 class StepLog:
     """One line per training step on stdout, and the same record appended to OUT/log.jsonl.
 
@@ -251,9 +281,11 @@ class StepLog:
         self.fields, self.total, self.first, self.main = fields, total_steps, first_step, main
         self.t0 = time.time()
         if self.main and self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] < first_step]
-            self.path.write_text("".join(line + "\n" for line in keep))
+            records, torn = read_log(self.path)
+            if torn:
+                print(f"note: the last line of {self.path} is cut short (the run stopped while writing it); "
+                      "dropped, as that step was never checkpointed", file=sys.stderr)
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in records if r["step"] < first_step))
 
     def write(self, record):
         if not self.main:

@@ -146,6 +146,17 @@ def make_problems(task, n, *, seed=0, split="train", **difficulty):
 # -----------------------------------------------------------------------------
 # The prompt
 
+# The most worked examples a prompt takes: 64 are ~70 tokens each, ~5,000 in all, most of the default
+# model's 8,192-token context (more could never fit, and building them takes long before that shows)
+MAX_SHOTS = 64
+
+
+def check_shots(shots):
+    """A ValueError (one line) unless `shots` is an integer in [0, MAX_SHOTS]."""
+    if isinstance(shots, bool) or not isinstance(shots, int) or not 0 <= shots <= MAX_SHOTS:
+        raise ValueError(f"shots must be an integer in [0, {MAX_SHOTS}], got {shots!r}")
+
+
 def messages(problem, *, shots=2, system=SYSTEM):
     """The chat for one problem: `shots` solved train problems of its family, then the question.
 
@@ -156,8 +167,7 @@ def messages(problem, *, shots=2, system=SYSTEM):
     system: the system message the chat starts with; None (or '') leaves the chat template to add
     its default one (SmolLM2's makes the prompt 11 tokens longer than SYSTEM does).
     """
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
-        raise ValueError(f"shots must be a non-negative integer, got {shots!r}")
+    check_shots(shots)
     # choice: problems of no known family (GSM8K files, hand-made) get `word` examples, which
     # are word problems too and teach the answer format
     task = problem.task if problem.task in TASKS else "word"
@@ -288,6 +298,8 @@ def _parse_record(line, where):
     for key in ("question", "answer"):
         if not isinstance(record.get(key), str):
             raise ValueError(f"{where}: missing or non-string key {key!r}")
+    if not record["question"].strip():
+        raise ValueError(f"{where}: the question is empty")
     gold = re.search(r"####\s*(\S+)\s*$", record["answer"])
     number = gold and _NUMBER.fullmatch(gold[1].rstrip("."))
     value = number and _value(number)
@@ -302,10 +314,17 @@ DATA_TASK = "gsm8k"  # the task name of the problems load_jsonl reads (scored pe
 def load_jsonl(path):
     """Problems from a GSM8K-style JSONL file: one {"question", "answer": "... #### N"} per line.
 
-    Blank lines are skipped; a malformed record is a ValueError naming the file and the line.
+    Blank lines are skipped; a malformed record, or a question asked twice (an evaluation would count
+    it twice), is a ValueError naming the file and the line.
     """
+    problems, lines = [], {}
     with open(path, encoding="utf-8") as f:
-        return [_parse_record(line, f"{path}, line {i}") for i, line in enumerate(f, 1) if line.strip()]
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                problems.append(_parse_record(line, f"{path}, line {i}"))
+                if (first := lines.setdefault(problems[-1].question.strip(), i)) != i:
+                    raise ValueError(f"{path}, line {i}: the question of line {first} again")
+    return problems
 
 
 def file_problems(path, n=None):

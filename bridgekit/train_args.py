@@ -8,10 +8,10 @@ import math
 
 from bridgekit import cli
 from bridgekit import parallel
-from bridgekit.checkpoint import check_run_dir
-from bridgekit.checks import check_device
+from bridgekit.checkpoint import check_bridge_file, check_run_dir
+from bridgekit.checks import MAX_TEMPERATURE, check_device, check_sampling
 from bridgekit.metrics import CREDITS
-from bridgekit.tasks import DATA_TASK, SET_TASKS, SYSTEM, TASKS, file_problems, question_count
+from bridgekit.tasks import DATA_TASK, SET_TASKS, SYSTEM, TASKS, check_shots, file_problems, question_count
 from bridgekit.training import task_difficulty, training_pool
 
 # -----------------------------------------------------------------------------
@@ -35,7 +35,7 @@ def common_args(p, *, width, lr_new):
     a("--arch", default="bridge", choices=["none", "pmatch", "bridge"], help="new blocks: none (RLVR only), pmatch, bridge (default bridge)")
     a("--heads", type=int, default=4, help="heads of a new block (default 4)")
     a("--head-dim", type=int, default=16, help="head dimension of a new block (default 16)")
-    a("--lr-new", type=float, default=lr_new, help=f"learning rate of the new blocks (default {lr_new})")
+    a("--lr-new", type=float, default=lr_new, help=f"learning rate of the new blocks, in (0, 1] (default {lr_new})")
     a("--max-new-tokens", type=int, default=64, help="answer tokens at most (default 64)")
     a("--micro-groups", type=int, default=2, help="groups per forward/backward (gradient accumulation over the rest; default 2)")
     a("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
@@ -58,7 +58,7 @@ def parse_grpo(argv=None):
     common_args(p, width=4, lr_new=1e-4)
     a = p.add_argument
     a("--train", default="all", choices=["all", "new"], help="what trains: all parameters, or only the new blocks (default all)")
-    a("--lr", type=float, default=5e-6, help="learning rate of the base model's parameters with --train all (default 5e-6)")
+    a("--lr", type=float, default=5e-6, help="learning rate of the base model's parameters with --train all, in (0, 1] (default 5e-6)")
     a("--init", default=None, help="start the blocks from this checkpoint (e.g. the SFT warm-up's bridge.safetensors)")
     a("--prompts-per-step", type=int, default=8, help="prompts per step (default 8)")
     a("--sets", type=int, default=1, help="independent width-W sets sampled per prompt; the advantage's baseline is "
@@ -67,7 +67,7 @@ def parse_grpo(argv=None):
       "(answer), by its set's per-answer score (team) or by what its set loses without it (difference; "
       "metrics.set_credit) (default answer)")
     a("--pool", type=int, default=None, help="distinct training problems cycled through (default: all of the split, at most 2000)")
-    a("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts (default 1.0)")
+    a("--temperature", type=float, default=1.0, help="sampling temperature of the rollouts, in (0, 10] (default 1.0)")
     a("--adv-scale", default="std", choices=["std", "none"], help="advantage (r-mean)/(std+eps), or r-mean (default std)")
     a("--aggregate", default="token", choices=["token", "sequence"], help="loss mean over all tokens (DAPO) or per answer (default token)")
     a("--clip-low", type=float, default=0.2, help="PPO clip: ratio >= 1 - clip_low (default 0.2)")
@@ -95,7 +95,7 @@ def parse_sft(argv=None):
     a("--problems", type=int, default=256, help="training problems to sample answers for (default 256)")
     a("--samples-per-problem", type=int, default=8, help="answers sampled per problem (default 8, the paper's)")
     a("--sample-batch", type=int, default=8, help="problems per sampling forward (default 8)")
-    a("--temperature", type=float, default=1.0, help="sampling temperature of the data (default 1.0)")
+    a("--temperature", type=float, default=1.0, help="sampling temperature of the data, in [0, 10] (default 1.0)")
     a("--groups-per-step", type=int, default=8, help="groups per optimizer step (default 8)")
     a("--epochs", type=float, default=2.0, help="passes over the groups when --steps is not given (default 2)")
     return parse_problem_source(p, argv)
@@ -131,11 +131,12 @@ def check_common(args):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.shots < 0:
-        raise ValueError(f"--shots must be >= 0, got {args.shots}")
-    # a negative learning rate or clip norm would turn descent into ascent without a word
-    for name in ("lr_new", "max_grad_norm"):
-        check_positive(args, name)
+    check_shots(args.shots)
+    if args.show_every < 0:
+        raise ValueError(f"--show-every must be >= 0 (0 = never), got {args.show_every}")
+    cli.check_seed(args.seed)
+    check_lr(args, "lr_new")
+    check_positive(args, "max_grad_norm")  # a negative clip norm would turn descent into ascent
     cli.check_out_dir(args.out)
     parallel.check_shard(args.shard)
     check_run_dir(args)
@@ -156,10 +157,10 @@ def check_grpo(args):
         have = question_count(args.task, "train", **task_difficulty(args))
         if args.pool > have:
             raise ValueError(f"--pool {args.pool}: task {args.task!r} has only {have} training questions")
-    cli.check_in_file(args.init, "--init", "Bridge checkpoint")
-    if not (args.temperature > 0 and math.isfinite(args.temperature)):
-        raise ValueError(f"--temperature must be > 0 for RL, got {args.temperature}")
-    check_positive(args, "lr")
+    check_bridge_file(args.init, "--init")
+    if not 0 < args.temperature <= MAX_TEMPERATURE:
+        raise ValueError(f"--temperature must be > 0 for RL, at most {MAX_TEMPERATURE:g}, got {args.temperature}")
+    check_lr(args, "lr")
     for name in ("clip_high", "kl_coef"):
         check_positive(args, name, zero_ok=True)
     if not 0 <= args.clip_low < 1:
@@ -178,9 +179,23 @@ def check_sft(args):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     check_positive(args, "epochs")
+    check_sampling(args.temperature, 0, 1.0)
     if args.samples_per_problem < 2:
         raise ValueError("--samples-per-problem must be >= 2 (problems need two right answers)")
     parallel.check_shares(args.groups_per_step, "--groups-per-step")
+
+
+# The largest learning rate taken: AdamW moves every weight by about the learning rate per step, so
+# above 1 one step moves a weight by more than its own typical size (a blow-up, not training)
+MAX_LR = 1.0
+
+
+def check_lr(args, name):
+    """--name, a learning rate, must be in (0, MAX_LR]: a negative one would climb the loss, and a huge
+    one blow the weights up in one step. Else a one-line ValueError."""
+    value = getattr(args, name)
+    if not 0 < value <= MAX_LR:
+        raise ValueError(f"--{name.replace('_', '-')} must be > 0 and at most {MAX_LR:g}, got {value}")
 
 
 def check_positive(args, name, zero_ok=False):

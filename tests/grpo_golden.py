@@ -1,11 +1,10 @@
 """A short GRPO run on the tiny model whose log pins the one-set algorithm (train_grpo.py --sets 1).
 
-    python tests/grpo_golden.py tests/data/grpo_one_set_log.json   # rewrite a pinned log
+    python tests/grpo_golden.py tests/data/grpo_one_set_log.json   # rewrite the pinned log
 
-The pinned files were written by this script at the commit before --sets existed (c89efaf), one
-per machine (grpo_one_set_log.json: a 2-core AMD EPYC; grpo_one_set_log.intel-xeon.json: a 2-core
-Intel Xeon); test_one_set_gives_the_log_it_gave_before_sets_existed reruns it and compares every field except
-the timings.
+The pinned file was written by this script at the commit before --sets existed (c89efaf), on a 2-core
+AMD EPYC; test_one_set_gives_the_log_it_gave_before_sets_existed reruns it and compares every field
+except the timings (the floats within a tolerance for fp32 rounding, the rest exactly).
 """
 import json
 import sys

@@ -118,9 +118,10 @@ def oracle_section(res):
                    f"W = {', '.join(map(str, won))}**: the block can carry coordination through the real "
                    "sampling loop when its training data asks for it.")
     else:
-        verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width**, even on data built "
-                   "so that reading the siblings pays. Then no RL result on this task can be expected to pass "
-                   "it either, with these blocks and this training.")
+        verdict = ("**Verdict: Bridge does not pass the independent ceiling at any width** with these targets and "
+                   "this training; the targets taught a shortcut, so this does not show that Bridge cannot "
+                   "coordinate ([why](#why-the-first-oracles-verdict-does-not-follow), and [the oracle done "
+                   "right](#see-the-siblings-talk)).")
     # why: did the blocks fit the sibling-dependent targets better than a block that cannot read them?
     losses = {arch: [json.loads(line)["loss"] for line in
                      (Path(res) / f"oracle_{arch}.log.jsonl").read_text().splitlines()] for arch in ("bridge", "pmatch")}
@@ -365,15 +366,16 @@ def stage_kind(stage):
     return "warm-up" if "/sft_" in stage else "GRPO" if "/grpo_" in stage else stage
 
 
-def walltime_lines(res):
-    """Minutes per kind of stage and machine (experiments/studies/stages.sh appends every stage to walltime.jsonl)."""
+def walltime_lines(res, kind=stage_kind):
+    """Minutes per kind of stage and machine (experiments/studies/stages.sh appends every stage to walltime.jsonl);
+    kind(stage name) names a stage's kind."""
     path = Path(res) / "walltime.jsonl"
     if not path.is_file():
         return []
     kinds = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        kinds.setdefault((stage_kind(r["stage"]), r["machine"]), []).append(r["seconds"] / 60)
+        kinds.setdefault((kind(r["stage"]), r["machine"]), []).append(r["seconds"] / 60)
     rows = [f"| {kind} | {machine} | {len(v)} | {min(v):.0f}–{max(v):.0f} |" for (kind, machine), v in kinds.items()]
     return [f"Wall time per stage, from `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` "
             "(a stage that shared the CPU with other work says so there):", "",

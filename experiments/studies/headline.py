@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the top-level modules, wherever this is run from
 
 import credit_report  # noqa: E402  (next to this file)
+import talk_report  # noqa: E402
 from bridgekit import readme_section  # noqa: E402
 import siblings_report  # noqa: E402
 from bridgekit.cli import Parser, run  # noqa: E402
@@ -110,7 +111,7 @@ def oracle_lines(res=credit_report.RES):
     if bridge is None or pmatch is None:
         return []
     proto = bridge["protocol"]
-    lines = [f"**Can Bridge coordinate at all? The oracle check** (blocks alone, teacher-forced on constructed "
+    lines = [f"**The first oracle check** (blocks alone, teacher-forced on constructed "
              f"`distinct` sets whose numbers depend on the siblings, then sampled; {proto['problems']} held-out "
              f"questions, n = {proto['n']}; ± se over questions; "
              f"[full section]({RESULTS}#making-the-siblings-pay)):", "",
@@ -127,8 +128,10 @@ def oracle_lines(res=credit_report.RES):
     below = all(credit_report.scores(bridge, W, W)[0]["mean"] < float(independent_ceiling(K, W)[0])
                 for W in credit_report.SIZES)
     lines += ["", "Bridge stays " + ("below" if below else "not everywhere below") + " the independent ceiling "
-              "even here, where reading the siblings pays. " + credit_study_line(res, K)]
-    return lines + [""]
+              "here, but these targets taught a shortcut (a row writing after a sibling says 1, whatever the "
+              f"sibling wrote; [why]({RESULTS}#why-the-first-oracles-verdict-does-not-follow)), so this does not "
+              "show that Bridge cannot coordinate. " + credit_study_line(res, K)]
+    return lines + [""] + talk_report.headline_lines()
 
 
 PLANNED_SEEDS = 3  # choice: the credit study's seeds per arm; before that the line says how far it is

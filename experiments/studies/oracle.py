@@ -5,17 +5,21 @@ model's kept numbers are near uniform, whoever wrote first). Here the targets ar
 self-generated: the warm-up answers of the training questions are drawn into sets of --width, and
 each answer's number is relabelled by when it is written (the position of its digit):
 
-- a row that writes its number alone at its timestep, after some sibling wrote one, takes the
-  smallest number the earlier siblings did not take;
 - rows with no earlier sibling, or writing at the same timestep as another row, take distinct
-  random numbers among those not taken earlier (they cannot see each other's choice).
+  random numbers among those not taken earlier (they cannot see each other's choice);
+- a row that writes its number alone at its timestep, after some sibling wrote one, takes the
+  number after the most recent writer's (--targets successor, the default: uniform over 1..K for
+  every row, and exactly knowable by reading that sibling), or the smallest number not yet taken
+  (--targets smallest, the first oracle's rule, which a row could nearly meet without reading).
 
-Only the new blocks train (the base model frozen), teacher-forced, with train_sft.py's step (the
-token mean of cross-entropy over the answers). Bridge can score above the independent ceiling on
-such sets only by reading what its siblings wrote; P-Match, trained on the same sets, sees no
-sibling and is the control. Then evaluate.py SAMPLES the blocks on the held-out questions:
+Only the new blocks train (the base model frozen), teacher-forced: the token mean of cross-entropy
+over the answers plus --number-weight times that of the number tokens (number_step). Bridge can
+score above the independent ceiling on such sets only by reading what its siblings wrote; P-Match,
+trained on the same sets, sees no sibling and is the control. experiments/studies/oracle_read.py measures the
+read teacher-forced on held-out questions; evaluate.py SAMPLES the blocks there:
 
     python experiments/studies/oracle.py --arch bridge --warmup experiments/runs/.../sft_bridge/data.jsonl --out DIR
+    python experiments/studies/oracle_read.py read --bridge DIR/checkpoint/bridge.safetensors --sets HELDOUT/sets.jsonl ...
     python evaluate.py --bridge DIR/checkpoint/bridge.safetensors --task distinct --split test ...
 
 DIR/sets.jsonl keeps the constructed sets, DIR/log.jsonl the training steps,
@@ -23,6 +27,7 @@ DIR/checkpoint/bridge.safetensors the blocks. A finished DIR is left alone.
 """
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -36,29 +41,75 @@ from bridgekit import training  # noqa: E402
 from bridgekit.checkpoint import save_bridge  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
+import torch  # noqa: E402
+import train_sft  # noqa: E402
+from sample import answer_logprobs  # noqa: E402
 
-def oracle_numbers(positions, K, rng):
+
+RULES = ("successor", "smallest")
+
+
+def oracle_numbers(positions, K, rng, rule="successor"):
     """The constructed number of each row of one set, from the timestep its number is written at.
 
-    positions: per row, the index of its digit in its answer. Rows are taken in order of position;
-    a row alone at its position with earlier siblings takes the smallest number 1..K they did not
-    take; every other row (first to write, or simultaneous with another) takes a distinct random
-    number among those not taken before its position. Returns one int per row.
+    positions: per row, the index of its digit in its answer. Rows are taken in order of position.
+    Rows writing first, or at the same step as another row, take distinct random numbers among
+    those not taken before their step (they cannot see each other's choice). A row alone at its
+    step with earlier siblings takes, by `rule`:
+    - "successor": the number after the most recent earlier writer's, counting on cyclically
+      (9 -> 1) past numbers already taken; if several wrote at that step, after one of them at
+      random. The rule commutes with the shift v -> v + 1 (mod K), so every row's number is uniform
+      over 1..K, and a row that reads its sibling knows its own number exactly (log K nats).
+    - "smallest": the smallest number not yet taken (the first oracle: heavy on 1 and 2, so a row
+      could do well knowing only THAT a sibling wrote, not what).
+    Returns one int per row.
     """
     if len(positions) > K:
         raise ValueError(f"{len(positions)} rows cannot take distinct numbers from 1..{K}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     out = [0] * len(positions)
     taken = set()
+    last = []  # the numbers written at the most recent earlier step
     for t in sorted(set(positions)):
         rows = [i for i, p in enumerate(positions) if p == t]
         free = [v for v in range(1, K + 1) if v not in taken]
-        if len(rows) == 1 and taken:
+        if len(rows) == 1 and taken and rule == "smallest":
             picks = [free[0]]
+        elif len(rows) == 1 and taken:
+            v = rng.choice(last)
+            while v in taken:
+                v = v % K + 1
+            picks = [v]
         else:
             picks = rng.sample(free, len(rows))
         for i, v in zip(rows, picks):
             out[i] = v
         taken.update(picks)
+        last = picks
+    return out
+
+
+# what the mask lets a row read of an earlier writer j when it decides its own number at step p_i:
+# j's number is its current token when p_i - p_j == 1, its EOS (which attended to the number) when
+# p_i - p_j == 2; from p_j + 2 on j is dead and never a key, so only two hops remain (Bridge wrote
+# j's number into i's residual earlier, i's self-attention fetches it back)
+READ_GAPS = (1, 2)
+ROW_TYPES = ("readable", "two-hop", "simultaneous", "first")
+
+
+def row_types(positions):
+    """Per row: "simultaneous" (another row writes at its step), "first" (no earlier writer),
+    "readable" (the most recent earlier writer is still readable at its decision), "two-hop"."""
+    out = []
+    for i, p in enumerate(positions):
+        earlier = [p - q for j, q in enumerate(positions) if j != i and q < p]
+        if positions.count(p) > 1:
+            out.append("simultaneous")
+        elif not earlier:
+            out.append("first")
+        else:
+            out.append("readable" if min(earlier) in READ_GAPS else "two-hop")
     return out
 
 
@@ -70,7 +121,7 @@ def digit_position(answer, digit_ids, eos_ids):
     return len(answer) - 2
 
 
-def build_sets(records, width, sets_per_question, seed, digit_ids, eos_ids, K):
+def build_sets(records, width, sets_per_question, seed, digit_ids, eos_ids, K, rule="successor"):
     """(prompt, [answers]) sets of `width` relabelled answers, `sets_per_question` per question.
 
     records: warm-up data.jsonl records (one or more files' worth; the same question's answers are
@@ -88,10 +139,45 @@ def build_sets(records, width, sets_per_question, seed, digit_ids, eos_ids, K):
         for _ in range(sets_per_question):
             rows = rng.sample(answers, width)
             positions = [digit_position(a, digit_ids, eos_ids) for a in rows]
-            numbers = oracle_numbers(positions, K, rng)
+            numbers = oracle_numbers(positions, K, rng, rule)
             rows = [a[:p] + [digit_ids[v - 1]] + a[p + 1:] for a, p, v in zip(rows, positions, numbers)]
             out.append(dict(question=question, prompt=prompt, answers=rows, positions=positions, numbers=numbers))
     return out
+
+
+def number_step(model, optimizer, batch, eos_id, number_weight, micro_groups, max_grad_norm):
+    """One optimizer step on sets (prompt, answers, positions): returns (loss, text loss, number loss,
+    grad norm, tokens).
+
+    # choice: the loss is train_sft.py's (the token mean of cross-entropy over every answer token)
+    plus number_weight times the mean cross-entropy of the number tokens. In the token mean the
+    number is ~1 token in 10, so reading a sibling is worth a few hundredths of a nat there, under
+    the loss's step-to-step noise; the added term makes it worth the same as the rest of the answer
+    (at weight 1), while the text term keeps the answer's format when it is sampled.
+    """
+    total = sum(len(a) for _, answers, _ in batch for a in answers)
+    numbers = sum(len(answers) for _, answers, _ in batch)
+    optimizer.zero_grad(set_to_none=True)
+    text_sum = number_sum = 0.0
+    for i in range(0, len(batch), micro_groups):
+        part = batch[i:i + micro_groups]
+        (prompt, prompt_alive, answer, answer_alive), width = train_sft.pad_groups(
+            [(p, a) for p, a, _ in part], eos_id, "cpu")
+        logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)   # (N, S)
+        at = torch.tensor([q for _, _, positions in part for q in positions])                       # (N,)
+        number_logp = logp.gather(1, at[:, None])[:, 0]                                              # (N,)
+        text = -(logp * answer_alive).sum() / total
+        number = -number_logp.sum() / numbers
+        (text + number_weight * number).backward()
+        text_sum, number_sum = text_sum + text.item(), number_sum + number.item()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    optimizer.step()
+    return text_sum + number_weight * number_sum, text_sum, number_sum, grad_norm, total
+
+
+FIELDS = [("loss", ".4f"), ("text_loss", ".4f"), ("number_loss", ".4f"), ("grad_norm", ".3f"),
+          ("epoch", ".2f"), ("step_s", ".1f")]
 
 
 def parse_args(argv=None):
@@ -102,20 +188,32 @@ def parse_args(argv=None):
                    help="warm-up data.jsonl files of train_sft.py --task distinct (their answers are pooled per question)")
     p.add_argument("--out", required=True, help="directory: sets.jsonl, log.jsonl, checkpoint/bridge.safetensors")
     cli.add_model(p)
+    p.add_argument("--targets", choices=RULES, default="successor",
+                   help="how a row writing after its siblings gets its number (oracle_numbers; default successor)")
+    p.add_argument("--number-weight", type=float, default=1.0,
+                   help="weight of the number tokens' mean cross-entropy added to the token mean (default 1; 0 = "
+                        "train_sft.py's loss, the first oracle's)")
     p.add_argument("--width", type=int, default=4, help="rows per constructed set (default 4, the study's width)")
     p.add_argument("--sets-per-question", type=int, default=32, help="sets drawn per training question (default 32)")
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps (default 200)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps (default: --epochs passes over the sets)")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the sets when --steps is not given (default 1)")
     p.add_argument("--groups-per-step", type=int, default=8, help="sets per step (default 8)")
     p.add_argument("--micro-groups", type=int, default=4, help="sets per forward/backward (default 4)")
     p.add_argument("--lr-new", type=float, default=2e-3, help="AdamW learning rate of the blocks (default 2e-3)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     cli.add_block_shape(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sets, their order and the blocks (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)
-    for name in ("width", "sets_per_question", "steps", "groups_per_step", "micro_groups", "heads", "head_dim"):
+    for name in ("width", "sets_per_question", "groups_per_step", "micro_groups", "heads", "head_dim"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
+    if not (args.epochs > 0 and math.isfinite(args.epochs)):
+        p.error(f"--epochs must be a positive number, got {args.epochs}")
+    if not (args.number_weight >= 0 and math.isfinite(args.number_weight)):
+        p.error(f"--number-weight must be a finite number >= 0, got {args.number_weight}")
     if args.width < 2:
         p.error("--width must be >= 2: a set of one row has no sibling")
     for path in args.warmup:
@@ -127,8 +225,21 @@ def parse_args(argv=None):
     return args
 
 
+def read_records(paths):
+    """The warm-up records of one task's files, and its K (a Problem's answer holds K)."""
+    records = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines()]
+    tasks_seen = {rec["answer"] for rec in records}
+    if len(tasks_seen) != 1:
+        raise ValueError(f"--warmup: the files mix numbers ranges {sorted(tasks_seen)}; give one task's files")
+    return records, tasks_seen.pop()
+
+
+def digit_tokens(tokenizer, K):
+    """digit_ids[v - 1] is the one token of the number v."""
+    return [tokenizer.encode(str(v))[0] for v in range(1, K + 1)]
+
+
 def main(argv=None):
-    import train_sft
     from model import load_model
     args = parse_args(argv)
     out = Path(args.out)
@@ -136,14 +247,10 @@ def main(argv=None):
     if blocks.is_file():
         print(f"== {blocks}: done", file=sys.stderr)
         return
-    records = [json.loads(line) for path in args.warmup for line in Path(path).read_text().splitlines()]
-    tasks_seen = {rec["answer"] for rec in records}
-    if len(tasks_seen) != 1:
-        raise ValueError(f"--warmup: the files mix numbers ranges {sorted(tasks_seen)}; give one task's files")
-    K = tasks_seen.pop()
-    model, tokenizer = load_model(args.model, device=args.device)
-    digit_ids = [tokenizer.encode(str(v))[0] for v in range(1, K + 1)]
-    sets = build_sets(records, args.width, args.sets_per_question, args.seed, digit_ids, set(tokenizer.eos_ids), K)
+    records, K = read_records(args.warmup)
+    model, tokenizer = load_model(args.model)
+    sets = build_sets(records, args.width, args.sets_per_question, args.seed, digit_tokens(tokenizer, K),
+                      set(tokenizer.eos_ids), K, args.targets)
     if not sets:
         raise ValueError(f"--warmup: no question has {args.width} usable answers")
     out.mkdir(parents=True, exist_ok=True)
@@ -152,19 +259,23 @@ def main(argv=None):
             f.write(json.dumps(s) + "\n")
     model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
     optimizer = training.make_optimizer(model, "new", 0.0, args.lr_new)
-    groups = [(s["prompt"], s["answers"]) for s in sets]
-    print(f"{len(sets)} constructed sets of {args.width} from {len({s['question'] for s in sets})} questions; "
+    groups = [(s["prompt"], s["answers"], s["positions"]) for s in sets]
+    steps = args.steps or math.ceil(args.epochs * len(groups) / args.groups_per_step)
+    print(f"{len(sets)} constructed sets of {args.width} from {len({s['question'] for s in sets})} questions "
+          f"({args.targets} targets), {steps} steps = {steps * args.groups_per_step / len(groups):.2f} epochs; "
           + training.parameter_counts(model), file=sys.stderr)
-    step_args = argparse.Namespace(micro_groups=args.micro_groups, device=args.device, dtype="fp32",
-                                            max_grad_norm=args.max_grad_norm, reference=False)
-    log = cli.StepLog(out, train_sft.FIELDS, args.steps, 0)
-    for step in range(args.steps):
+    log = cli.StepLog(out, FIELDS, steps, 0)
+    for step in range(steps):
         t0 = time.time()
-        batch = train_sft.step_groups(groups, step, args.groups_per_step, args.seed)
-        loss, tokens, grad_norm = train_sft.train_step(model, optimizer, batch, tokenizer.eos_id, step_args)
-        step_s = time.time() - t0
-        log.write(dict(step=step, loss=loss, groups=len(batch), tokens=tokens, grad_norm=grad_norm,
-                       tok_s=tokens / step_s, step_s=step_s))
+        batch = [g for _, g in training.epoch_stream(groups, step, args.groups_per_step, args.seed, "sft-epoch")]
+        loss, text, number, grad_norm, tokens = number_step(model, optimizer, batch, tokenizer.eos_id,
+                                                            args.number_weight, args.micro_groups, args.max_grad_norm)
+        if not all(math.isfinite(x) for x in (loss, grad_norm)):
+            raise ValueError(f"step {step}: the loss ({loss}) or gradient norm ({grad_norm}) is not finite; "
+                             "lower --lr-new")
+        log.write(dict(step=step, loss=loss, text_loss=text, number_loss=number, grad_norm=grad_norm,
+                       epoch=(step + 1) * args.groups_per_step / len(groups), tokens=tokens,
+                       step_s=time.time() - t0))
     blocks.parent.mkdir(exist_ok=True)
     tmp = blocks.with_name("bridge.safetensors.tmp")
     save_bridge(model, tmp)

@@ -103,3 +103,9 @@ def test_the_fingerprint_sees_a_change_in_any_one_tensor_and_not_the_dtype(tiny_
         with torch.no_grad():
             tensor.copy_(saved)
     assert fingerprint(model) == reference
+
+
+def test_the_checkpoint_format_knows_every_kind_of_block():
+    from bridge import BLOCKS
+    from bridgekit.checkpoint import BLOCK_KINDS
+    assert set(BLOCK_KINDS) == set(BLOCKS)

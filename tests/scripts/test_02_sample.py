@@ -216,6 +216,53 @@ def test_cli_bad_input_is_one_line_and_a_nonzero_exit(tiny, tmp_path):
     assert "Traceback" not in out.stderr, out.stderr
 
 
+@pytest.fixture(scope="module")
+def compare_blocks(tiny, tmp_path_factory):
+    """A random non-zero Bridge file and a P-Match file for the tiny model."""
+    _, _, path = tiny
+    out = tmp_path_factory.mktemp("blocks")
+    for kind in ("bridge", "pmatch"):
+        model, _ = load_model(str(path))
+        save_bridge(add_random_bridge(model, seed=5, scale=2.0, kind=kind), out / f"{kind}.safetensors")
+    return out / "bridge.safetensors", out / "pmatch.safetensors"
+
+
+def test_compare_self_samples_the_same_random_numbers_each_row_reading_only_itself(tiny, compare_blocks, capsys):
+    *_, path = tiny
+    bridge, _ = compare_blocks
+    common = ["--model", str(path), "--bridge", str(bridge), "--width", "4", "--max-new-tokens", "8",
+              "--prompt", "ab", "--seed", "2"]
+    sample_cli.main(common + ["--json", "--compare", "self"])
+    both = json.loads(capsys.readouterr().out)["results"][0]
+    sample_cli.main(common + ["--json"])
+    assert json.loads(capsys.readouterr().out)["results"][0]["responses"] == both["responses"]
+    model, tok = load_model(str(path), bridge=str(bridge))
+    ids = [tok.encode_chat([{"role": "user", "content": "ab"}])]
+    own = sample(model, ids, tok.eos_ids, width=4, max_new_tokens=8, path="self",
+                 generator=torch.Generator().manual_seed(2)).completions()
+    assert both["self"]["responses"] == [tok.decode(c) for c in own]
+    assert both["self"]["responses"] != both["responses"]  # these blocks do move the answers
+    sample_cli.main(common + ["--compare", "self"])
+    text = capsys.readouterr().out
+    changed = sum(a != b for a, b in zip(both["responses"], both["self"]["responses"]))
+    assert text.count("CHANGED") == changed and text.count("reading only itself: the same") == 4 - changed
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--width", "1"], "--width >= 2"),
+    (["--no-bridge"], "drop --no-bridge"),
+    (["--bridge", "PMATCH"], "pmatch blocks, not Bridge"),
+    ([], "no Bridge blocks"),
+])
+def test_compare_without_bridge_blocks_or_siblings_is_one_line_before_loading(tiny, compare_blocks, args, needle,
+                                                                               monkeypatch):
+    *_, path = tiny
+    args = [str(compare_blocks[1]) if a == "PMATCH" else a for a in args]
+    monkeypatch.setattr(sample_cli, "setup", lambda args: pytest.fail("the model loaded before the check"))
+    with pytest.raises(ValueError, match=needle):
+        sample_cli.main(["--model", str(path), "--prompt", "hi", "--compare", "self", *args])
+
+
 def test_bf16_sampling_runs_on_cpu(tiny):
     *_, path = tiny
     model, tok = load_model(str(path), dtype=torch.bfloat16)

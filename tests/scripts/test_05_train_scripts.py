@@ -21,7 +21,7 @@ from bridgekit import tasks
 import train_grpo
 import train_sft
 from bridgekit import training
-from bridgekit.checkpoint import save_bridge
+from bridgekit.checkpoint import read_state, save_bridge
 from model import load_model
 from tiny import SMALL, make_training_model
 
@@ -187,7 +187,7 @@ def test_ctrl_c_finishes_the_step_saves_and_exits_130(tiny, tmp_path, fake_rewar
     with pytest.raises(SystemExit) as e:
         grpo(tiny, tmp_path, "--steps", "5", "--save-every", "100")
     assert e.value.code == 130
-    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
+    state = read_state(tmp_path / "checkpoint" / "state.pt")
     assert state["step"] == 1 and [r["step"] for r in log_of(tmp_path)] == [0, 1]
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
 

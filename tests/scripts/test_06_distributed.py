@@ -128,7 +128,7 @@ def two_updates(argv, rollout, out):
     args = train_grpo.parse_args(argv)
     parallel.dist_init(args)
     model, _, optimizer, _, _ = train_grpo.setup(args)
-    r, adv = torch.load(rollout, weights_only=False)
+    r, adv = load_rollout(rollout)
     W, groups = args.width, parallel.my_share(list(range(len(adv) // args.width)))
     rows = slice(groups[0] * W, (groups[-1] + 1) * W)
     mine = dataclasses.replace(r, tokens=r.tokens[rows], alive=r.alive[rows], logprobs=r.logprobs[rows])
@@ -192,6 +192,14 @@ def grpo_runs(tiny, tmp_path_factory):
     return dict(one=one, two=two, straight=straight, events_one=events_one, events_two=events_two)
 
 
+def load_rollout(path):
+    """(Rollout, advantages) as rollout_and_one_process_updates saved them: plain data and the Rollout
+    class only (weights_only, as every torch.load here)."""
+    from sample import Rollout
+    with torch.serialization.safe_globals([Rollout]):
+        return torch.load(path, weights_only=True)
+
+
 def rollout_and_one_process_updates(argv, tmp_path, edit=None):
     """One rollout of 4 groups of 3 (argv's settings), saved with fixed advantages to
     tmp_path/rollout.pt, and two_updates() on it in this process, into tmp_path/one.
@@ -207,7 +215,7 @@ def rollout_and_one_process_updates(argv, tmp_path, edit=None):
         edit(r)
     adv = train_grpo.group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 1, 0]), 3)
     path, one = tmp_path / "rollout.pt", tmp_path / "one"
-    torch.save((r, adv), path)
+    torch.save((r, adv), path)  # (read back by load_rollout)
     one.mkdir()
     with one_thread():
         two_updates(argv, path, one)

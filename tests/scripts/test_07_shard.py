@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import test_06_distributed as td  # noqa: E402  (helpers only: spawn, run_one, run_two, two_updates, ...)
-import torch  # noqa: E402
+from bridgekit.checkpoint import read_state  # noqa: E402
 from model import load_model  # noqa: E402
 from tiny import SMALL, make_training_model  # noqa: E402
 
@@ -50,7 +50,7 @@ def test_a_process_whose_answers_are_one_token_long_keeps_in_step(tiny, tmp_path
         r.alive[6:, r.prompt_len + 1:] = False                  # rows 6-11: groups 2 and 3
     rollout, _, one = td.rollout_and_one_process_updates(argv(tiny, tmp_path / "unused"), tmp_path,
                                                          edit=one_token_answers)
-    r, _ = torch.load(rollout, weights_only=False)
+    r, _ = td.load_rollout(rollout)
     assert r.alive[:6, r.prompt_len + 1:].any()                 # the first process's answers are longer
     two = tmp_path / "two"
     results = td.spawn([td.__file__, "update", str(two), str(rollout),
@@ -84,7 +84,7 @@ def test_a_sharded_checkpoint_loads_for_sampling_and_resumed(sharded_runs):
     assert [r["step"] for r in td.log_of(sharded_runs["two"])] == [0, 1]
     model, _ = load_model(str(ckpt), bridge=str(ckpt / "bridge.safetensors"))  # what sample.py does
     assert model.bridge_config["kind"] == "bridge"
-    state = torch.load(ckpt / "state.pt", weights_only=False)
+    state = read_state(ckpt / "state.pt")
     assert state["step"] == 1 and state["optimizer_layout"] == "by name"
     done = subprocess.run([sys.executable, "sample.py", "--model", str(ckpt), "--bridge", str(ckpt / "bridge.safetensors"),
                            "--prompt", "hi", "--max-new-tokens", "3", "--width", "2"], cwd=ROOT, capture_output=True, text=True)

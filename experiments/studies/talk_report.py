@@ -1,0 +1,271 @@
+"""The section "See the siblings talk" of docs/results.md, generated from committed result files.
+
+    python experiments/studies/talk_report.py            # rewrite the section in docs/results.md
+    python experiments/studies/talk_report.py --check    # exit 1 if the section is not what the files give
+
+Reads experiments/results/talk/ (experiments/studies/talk.sh): per training seed S, the teacher-forced read of the oracle
+Bridge and P-Match on the held-out sets (seedS_ARCH_read.json), their sampled evaluations
+(seedS_bridge.json: W = 2 4 8 on the paths siblings, self and crossed; seedS_pmatch.json: width 1
+in sets of 2 4 8) and training logs; and experiments/results/credit/oracle_bridge.json, the first oracle, for
+what its Bridge learned instead. Every number is computed here from those files.
+"""
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments" / "studies"))
+
+import credit_report  # noqa: E402  (entry, scores, fmt, signed: the same evaluate.py files)
+import oracle  # noqa: E402
+import oracle_read  # noqa: E402
+from bridgekit import readme_section  # noqa: E402
+from bridgekit.cli import Parser, run  # noqa: E402
+from bridgekit.metrics import independent_ceiling, paired_set_difference  # noqa: E402
+
+RES = ROOT / "experiments" / "results" / "talk"
+FIRST = ROOT / "experiments" / "results" / "credit" / "oracle_bridge.json"
+BEGIN = "<!-- talk:begin (written by `python experiments/studies/talk_report.py` from experiments/results/talk; do not edit by hand) -->"
+END = "<!-- talk:end -->"
+SIZES = (2, 4, 8)
+TYPE_WORDS = {"readable": "its earlier writer readable at the decision", "two-hop": "its earlier writers only two hops away",
+              "simultaneous": "writing at the same step as a sibling", "first": "writing first"}
+
+
+def runs(res):
+    """The oracle runs whose Bridge read is committed: "seedS" (the first setting) or "seedS_VARIANT",
+    in the order of their seed, then the variant's name."""
+    found = [p.name[:-len("_bridge_read.json")] for p in Path(res).glob("seed*_bridge_read.json")]
+    return sorted(found, key=lambda r: (int(r[4:].split("_")[0]), r))
+
+
+def setting(res, run):
+    """What a run trained with, from its log: steps, epochs, and the number's weight (its loss is the
+    text loss plus weight x the number loss)."""
+    log = [json.loads(line) for line in (Path(res) / f"{run}_bridge.log.jsonl").read_text().splitlines()]
+    last = log[-1]
+    weight = (last["loss"] - last["text_loss"]) / last["number_loss"]
+    return dict(steps=len(log), epochs=last["epoch"], weight=round(weight, 3))
+
+
+def setting_text(res, run):
+    s = setting(res, run)
+    return f"weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps)"
+
+
+# -----------------------------------------------------------------------------
+# the first oracle: what its Bridge learned
+
+
+def shortcut(result, width=4):
+    """On the first oracle's sampled sets at `width`, per path: the share of rows writing after a
+    sibling (some sibling's number strictly earlier, at step length - 2) that say 1, and the share of
+    sets with two or more 1s."""
+    out = {}
+    for path in ("siblings", "self"):
+        after = ones = sets = doubled = 0
+        for problem in credit_report.entry(result, width, path)["per_problem"]:
+            choices, lengths = problem["choices"], problem["lengths"]
+            for g in range(0, len(choices), width):
+                c = choices[g:g + width]
+                at = [None if v is None else n - 2 for v, n in zip(c, lengths[g:g + width])]
+                sets, doubled = sets + 1, doubled + (c.count(1) >= 2)
+                for i, p in enumerate(at):
+                    if p is not None and any(q is not None and q < p for q in at):
+                        after, ones = after + 1, ones + (c[i] == 1)
+        out[path] = dict(says_one=ones / after, rows=after, two_ones=doubled / sets)
+    return out
+
+
+def first_oracle_lines(res_first):
+    first = credit_report.read(res_first)
+    if first is None:
+        return []
+    s = shortcut(first)
+    sib, own = s["siblings"], s["self"]
+    length = credit_report.entry(first, 1)["summary"]["length"]["mean"]
+    return [
+        "### Why the first oracle's verdict does not follow",
+        "",
+        "The first oracle (`experiments/studies/oracle.py --targets smallest --number-weight 0`, 60 steps, the table "
+        "under [Making the siblings pay](#making-the-siblings-pay)) concluded that Bridge cannot coordinate even "
+        "on data built for it. Its targets taught a shortcut: a row writing after a sibling took the smallest "
+        "number not yet taken, which after one earlier writer is 1 with probability 8/9, whatever the "
+        "sibling wrote. Its Bridge learned *that* a sibling wrote, not *what*: in its own W = 4 samples "
+        f"(the same random numbers on both paths), rows writing after a sibling say 1 {sib['says_one']:.3f} of "
+        f"the time reading their siblings against {own['says_one']:.3f} reading only themselves "
+        f"({sib['rows']} and {own['rows']} rows), and sets with two or more 1s rise from {own['two_ones']:.3f} to "
+        f"{sib['two_ones']:.3f}: that is its score below the ceiling. Its loss was also the token mean "
+        f"over {length:.1f} tokens an answer (EOS included), where the number is one token, so reading a sibling was worth a few "
+        "hundredths of a nat a token. Nothing there says that no RL result could pass the ceiling; it says "
+        "those targets and that loss did not ask for reading.",
+        "",
+    ]
+
+# -----------------------------------------------------------------------------
+# the oracle done right
+
+
+def read_rows(res, rs):
+    """Per run: how often the most likely number is the target, by row type, for Bridge reading its
+    siblings / reading only itself (and P-Match, where trained)."""
+    rows = []
+    for run in rs:
+        read = credit_report.read(Path(res) / f"{run}_bridge_read.json")["paths"]
+        pm = credit_report.read(Path(res) / f"{run}_pmatch_read.json")
+        cells = []
+        for kind in oracle.ROW_TYPES:
+            sib, own = read["siblings"][kind], read["self"][kind]
+            cells.append(f"{credit_report.fmt(sib['hit'])} / {own['hit']['mean']:.3f}")
+        readable = pm["paths"]["siblings"]["readable"]["hit"]["mean"] if pm else None
+        cells.append("–" if readable is None else f"{readable:.3f}")
+        rows.append(f"| {run} | {setting_text(res, run)} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def run_facts(res, run, W):
+    """One run's sampled numbers at width W, or None if it has no evaluation."""
+    bridge = credit_report.read(Path(res) / f"{run}_bridge.json")
+    if bridge is None:
+        return None
+    pmatch = credit_report.read(Path(res) / f"{run}_pmatch.json")
+    K = bridge["results"][0]["per_problem"][0]["gold"]  # a `distinct` problem's answer holds its K
+    ceiling = float(independent_ceiling(K, W)[0])
+    sib = credit_report.scores(bridge, W, W)[0]
+    vs_self = paired_set_difference(credit_report.entry(bridge, W)["per_problem"],
+                                    credit_report.entry(bridge, W, "self")["per_problem"], W)
+    return dict(ceiling=ceiling, bridge=sib, own=credit_report.scores(bridge, W, W, "self")[0],
+                crossed=credit_report.scores(bridge, W, W, "crossed")[0], vs_self=vs_self,
+                pmatch=credit_report.scores(pmatch, 1, W)[0] if pmatch else None,
+                bounds=oracle_read.bounds(bridge, W), passes=sib["mean"] - ceiling > 2 * sib["se"],
+                beats_self=vs_self["mean"] > 2 * vs_self["se"])
+
+
+def sampled_rows(res, rs):
+    """Per run and width: the ceiling, the policy bounds on Bridge's own timing, Bridge on each path,
+    P-Match, the paired difference; and each run's facts by width."""
+    rows, facts = [], {}
+    for run in rs:
+        for W in SIZES:
+            f = run_facts(res, run, W)
+            if f is None:
+                break
+            facts.setdefault(run, {})[W] = f
+            b = f["bounds"]
+            rows.append(f"| {run} | {W} | {f['ceiling']:.3f} | {b['independent']:.3f} / {b['readable']:.3f} / "
+                        f"{b['earlier']:.3f} | **{credit_report.fmt(f['bridge'])}** | {f['own']['mean']:.3f} | "
+                        f"{f['crossed']['mean']:.3f} | {'–' if f['pmatch'] is None else credit_report.fmt(f['pmatch'])} | "
+                        f"{credit_report.signed(f['vs_self'])} |")
+    return rows, facts
+
+
+def verdict(facts):
+    """facts: {run: {W: run_facts}}."""
+    won = [f"{run} at W = {W}" for run, by_w in facts.items() for W, f in by_w.items()
+           if f["passes"] and f["beats_self"]]
+    if won:
+        return (f"**Verdict: the siblings talk** ({'; '.join(won)}): the oracle Bridge passes the independent "
+                "ceiling by more than two standard errors and beats its own weights reading only themselves (the "
+                "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
+                "read what their siblings wrote. The targets are constructed: this shows what the path can "
+                "carry, not what RL finds.")
+    return ("**Verdict: not shown.** No run's Bridge both passes the independent ceiling and beats its own "
+            "weights reading only themselves by more than two standard errors at any width.")
+
+
+def talk_lines(res):
+    rs = runs(res)
+    if not rs:
+        return ["The oracle has not been run yet (`bash experiments/studies/talk.sh heldout`, then `seed 0`).", ""]
+    n_sets = credit_report.read(Path(res) / f"{rs[0]}_bridge_read.json")["n_sets"]
+    rows, facts = sampled_rows(res, rs)
+    lines = [
+        "### The oracle done right",
+        "",
+        "Blocks alone (the base model frozen), trained teacher-forced on constructed sets of 4 (`experiments/studies/oracle.py "
+        "--targets successor`, 16 sets per training question): rows writing first, or at the same step as a "
+        "sibling, take distinct random numbers; a row writing alone after its siblings takes the number after "
+        "the most recent writer's, counting on past taken ones (9 is followed by 1). Every row's number is "
+        "uniform over 1..9, so only a row that reads its sibling can know its own. The loss is the token mean "
+        "over the answer plus the number's cross-entropy times a weight. Each run is `seedS` (the first "
+        "setting) or `seedS_VARIANT` (`bash experiments/studies/talk.sh`); P-Match trained on the same sets is the control. "
+        "**These targets are constructed, not self-generated.**",
+        "",
+        f"**Teacher-forced**, on {n_sets} held-out sets (the base model's answers to the held-out questions, "
+        "numbered by the same rule; `experiments/studies/oracle_read.py read`): how often the most likely number is the "
+        "target, Bridge reading its siblings (± se over rows) / the same Bridge reading only itself, by what a "
+        "row can read when it decides (chance: 1/9 for a first row, 1/8 to 1/6 for the others), and P-Match "
+        "on the rows whose earlier writer is readable:",
+        "",
+        "| run | setting | " + " | ".join(TYPE_WORDS[k] for k in oracle.ROW_TYPES) + " | P-Match, readable |",
+        "|---|---|---|---|---|---|---|",
+        *read_rows(res, rs),
+        "",
+    ]
+    if rows:
+        lines += [
+            "**Sampled** on the held-out questions, 32 answers each (sampling seed = training seed), Bridge on each "
+            "path with the same random numbers per row; P-Match sampled at width 1 in sets of W. The policy bounds "
+            "are what a policy scores on Bridge's own sets (its timing and valid answers, the number at step "
+            "length − 2) choosing independently / avoiding the siblings readable at its decision / avoiding every "
+            "earlier number (`experiments/studies/oracle_read.py bounds`). Score per answer, ± se over questions:",
+            "",
+            "| run | W | independent ceiling (exact) | policy bounds on its timing | Bridge | reading only itself "
+            "| crossed | P-Match | Bridge − reading only itself (paired) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            verdict(facts),
+            "",
+        ]
+    return lines
+
+
+def headline_lines(res=RES):
+    """The README's lines on the oracle done right: each sampled run's Bridge against the ceiling and
+    its self path, per width."""
+    rows, facts = sampled_rows(res, runs(res))
+    if not facts:
+        return []
+    lines = ["**The oracle done right** (constructed sets whose every number is uniform and knowable only by "
+             "reading the sibling that wrote just before; the number's loss weighted; ± se over questions; "
+             f"[full section]({readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}"
+             "#see-the-siblings-talk)):", "",
+             "| run | W | independent ceiling | Bridge | Bridge − itself reading only itself (paired) |",
+             "|---|---|---|---|---|"]
+    for run, by_w in facts.items():
+        for W, f in by_w.items():
+            lines.append(f"| {run} | {W} | {f['ceiling']:.3f} | {credit_report.fmt(f['bridge'])} | "
+                         f"{credit_report.signed(f['vs_self'])} |")
+    return lines + ["", verdict(facts), ""]
+
+
+def stage_kind(stage):
+    """The kind of a experiments/results/talk/walltime.jsonl stage: "eval/seed0_bridge" -> "evaluation", ..."""
+    head = stage.split("/")[0]
+    if head in ("eval", "read"):
+        return "evaluation (sampled)" if head == "eval" else "teacher-forced read"
+    return "held-out answers" if stage == "talk/heldout" else "GRPO" if "/grpo" in stage else "oracle training"
+
+
+def section(res=RES, first=FIRST):
+    lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res)]
+    if Path(res, "walltime.jsonl").is_file():
+        lines += [*credit_report.walltime_lines(res, stage_kind), ""]
+    lines += ["Regenerate: `python experiments/studies/talk_report.py`; the runs, in order: `bash experiments/studies/talk.sh heldout`, "
+              "`seed 0`, `seed 1`, `seed 2` (each skips what is done).", "", END]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = Parser(prog="experiments/studies/talk_report.py", description="Write (or --check) the section of the oracle done right.")
+    readme_section.add_arguments(p, readme_section.DOCS / "results.md")
+    p.add_argument("--results", default=str(RES), help="the results folder (default experiments/results/talk)")
+    args = p.parse_args(argv)
+    return readme_section.write_or_check(args, lambda: section(args.results), BEGIN, END, what="talk section",
+                                         command="python experiments/studies/talk_report.py")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

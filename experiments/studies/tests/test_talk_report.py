@@ -1,0 +1,82 @@
+"""experiments/studies/talk_report.py: the oracle done right, its section of docs/results.md from committed files."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "experiments" / "studies"))
+import talk_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_committed_section_is_what_the_files_give():
+    assert talk_report.main(["--check"]) == 0
+
+
+def evaluation(choices, lengths, path=None, width=4, problems=1):
+    entry = dict(width=width, n=len(choices), groups=len(choices) // width,
+                 per_problem=[dict(gold=9, choices=choices, lengths=lengths)] * problems)
+    return {**entry, "path": path} if path else entry
+
+
+def test_the_shortcut_counts_rows_writing_after_a_sibling_that_say_one():
+    # set 1: rows at steps 7, 8, 8, 9: three write after a sibling, two of them say 1;
+    # set 2: all at step 7 (no row after a sibling), two 1s
+    sib = evaluation([3, 1, 1, 5, 1, 1, 2, 4], [9, 10, 10, 11, 9, 9, 9, 9])
+    own = evaluation([3, 2, 4, 5, 1, 6, 2, 4], [9, 10, 10, 11, 9, 9, 9, 9], "self")
+    s = talk_report.shortcut(dict(results=[sib, own]))
+    assert s["siblings"] == dict(says_one=2 / 3, rows=3, two_ones=1.0)
+    assert s["self"] == dict(says_one=0.0, rows=3, two_ones=0.0)
+
+
+def fake_run(res, seed, sib_choices, self_choices):
+    """A seed's four files: Bridge read and evaluation, P-Match read and evaluation (W = 2 4 8, n = 8)."""
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
+    results = []
+    for W in (2, 4, 8):  # (the crossed path's file keeps every other set; its score is not what is tested here)
+        results += [evaluation(sib_choices, lengths, None, W, 2), evaluation(self_choices, lengths, "self", W, 2),
+                    evaluation(self_choices, lengths, "crossed", W, 2)]
+    proto = dict(problems=2, n=8)
+    (res / f"seed{seed}_bridge.json").write_text(json.dumps(dict(protocol=proto, results=results)))
+    (res / f"seed{seed}_pmatch.json").write_text(json.dumps(dict(protocol=proto, results=[
+        evaluation(self_choices, lengths, None, 1, 2)])))
+    by_type = {k: dict(rows=5, hit=dict(mean=0.5, se=0.1), nll=dict(mean=1.0, se=0.1)) for k in talk_report.oracle.ROW_TYPES}
+    for arch in ("bridge", "pmatch"):
+        (res / f"seed{seed}_{arch}_read.json").write_text(json.dumps(dict(n_sets=10, paths={"siblings": by_type,
+                                                                                              "self": by_type})))
+    (res / f"seed{seed}_bridge.log.jsonl").write_text(json.dumps(dict(step=0, epoch=1.0, loss=7.0, text_loss=1.0,
+                                                                      number_loss=2.0)) + "\n")
+
+
+def test_the_verdict_needs_the_ceiling_and_the_self_path_both_passed(tmp_path):
+    # every set all distinct on the siblings path; the self path collides everywhere
+    fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
+    rows, facts = talk_report.sampled_rows(tmp_path, ["seed0"])
+    f = facts["seed0"]
+    assert f[2]["bridge"]["mean"] == 1.0 and f[2]["vs_self"]["mean"] == 1.0
+    assert talk_report.verdict({"seed0": {W: dict(f[W], passes=True, beats_self=True) for W in (2, 4, 8)}}).startswith(
+        "**Verdict: the siblings talk** (seed0 at W = 2; seed0 at W = 4; seed0 at W = 8)")
+    assert talk_report.verdict({"seed0": {W: dict(f[W], beats_self=False) for W in (2, 4, 8)}}).startswith(
+        "**Verdict: not shown.**")
+    # a twin whose siblings path is the self path: no difference, so not shown
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    fake_run(twin, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])
+    assert "not shown" in talk_report.verdict(talk_report.sampled_rows(twin, ["seed0"])[1])
+
+
+def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path):
+    fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
+    fake_run(tmp_path, 1, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
+    for name in ("bridge_read.json", "bridge.log.jsonl"):
+        (tmp_path / f"seed0_{name}").rename(tmp_path / f"seed0_w10_{name}")
+    (tmp_path / "seed1_bridge.json").unlink()  # trained and read, not sampled yet
+    assert talk_report.runs(tmp_path) == ["seed0_w10", "seed1"]
+    assert talk_report.setting(tmp_path, "seed1") == dict(steps=1, epochs=1.0, weight=3.0)
+    text = "\n".join(talk_report.talk_lines(tmp_path))
+    assert "| seed1 | weight 3, 1.00 epochs (1 steps) |" in text and "**Sampled**" not in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "has not been run yet" in talk_report.talk_lines(empty)[0]
+    assert talk_report.headline_lines(empty) == []
