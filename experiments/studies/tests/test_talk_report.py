@@ -80,3 +80,13 @@ def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path
     empty.mkdir()
     assert "has not been run yet" in talk_report.talk_lines(empty)[0]
     assert talk_report.headline_lines(empty) == []
+
+
+def test_the_readme_says_what_was_tried_and_what_the_read_showed_while_nothing_passes(tmp_path):
+    fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # sampled, and below the ceiling
+    text = " ".join(talk_report.headline_lines(tmp_path))
+    assert "seed0: weight 3, 1.00 epochs (1 steps)" in text and "0.500 of the time reading their siblings" in text
+    assert "no Bridge reads its siblings yet" in text
+    fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])  # passes both bars at every width
+    text = " ".join(talk_report.headline_lines(tmp_path))
+    assert "**Verdict: the siblings talk**" in text and "no Bridge reads" not in text
