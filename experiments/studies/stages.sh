@@ -124,7 +124,7 @@ blocks_only() {  # $1 = seed dir, $2 = results name, $3 = the Bridge file to wri
   sft "$dir" 0 bridge
   train_arm "$dir" 0 bridge_new --arch bridge --train new --init "$dir/sft_bridge/checkpoint/bridge.safetensors"
   mkdir -p "$(dirname "$file")"
-  python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+  python -c "import sys; from bridgekit import checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
     "$dir/grpo_bridge_new/checkpoint/bridge.safetensors" "$file"
   evaluate "$name" --bridge "$file" "$@"
   cp "$dir/grpo_bridge_new/log.jsonl" "$RES/$name.log.jsonl"

@@ -91,10 +91,11 @@ case "${1:-}" in
     seed=${2:?usage: bash experiments/studies/talk.sh commit SEED}
     run=seed$seed${VARIANT:+_$VARIANT}
     need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
-    python -c "import sys, checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
+    python -c "import sys; from bridgekit import checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
       "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
     EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")
     evaluate committed_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
+    echo "{\"run\": \"$run\"}" > "$RES/committed.json"  # which run the committed file is
     ;;
   grpo)
     seed=${2:?usage: bash experiments/studies/talk.sh grpo SEED}

@@ -268,8 +268,38 @@ def not_yet_lines(res, rs):
             "Bridge reads its siblings yet, so `bridges/distinct.safetensors` is still the set-level study's.", ""]
 
 
+def committed_facts(res):
+    """The committed bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit): which run
+    it is, its score, its self path's, the ceiling, the paired difference; None before it exists."""
+    result, source = credit_report.read(Path(res) / "committed_distinct.json"), credit_report.read(Path(res) / "committed.json")
+    if result is None or source is None:
+        return None
+    W = 4
+    K = result["results"][0]["per_problem"][0]["gold"]
+    ceiling = float(independent_ceiling(K, W)[0])
+    sib, own = credit_report.scores(result, W, W)[0], credit_report.scores(result, W, W, "self")[0]
+    d = paired_set_difference(credit_report.entry(result, W)["per_problem"],
+                              credit_report.entry(result, W, "self")["per_problem"], W)
+    return dict(run=source["run"], seed=result["protocol"]["seeds"]["sampling"], W=W, ceiling=ceiling, bridge=sib,
+                own=own, vs_self=d, passes=sib["mean"] - ceiling > 2 * sib["se"], beats_self=d["mean"] > 2 * d["se"])
+
+
+def committed_lines(res):
+    f = committed_facts(res)
+    if f is None:
+        return []
+    both = f["passes"] and f["beats_self"]
+    return [f"**The committed Bridge.** `bridges/distinct.safetensors` is {f['run']}'s Bridge stored in bf16 "
+            f"(`bash experiments/studies/talk.sh commit`), sampled afresh with seed {f['seed']}, which no run used, on the "
+            f"held-out questions at W = {f['W']}: {credit_report.fmt(f['bridge'])} per answer against the "
+            f"independent ceiling {f['ceiling']:.3f}; reading only itself (the same random numbers) "
+            f"{credit_report.fmt(f['own'])}; Bridge − reading only itself {credit_report.signed(f['vs_self'])} "
+            f"(paired per set). It {'passes both by more than two standard errors' if both else 'does not pass both by more than two standard errors'}.",
+            ""]
+
+
 def section(res=RES, first=FIRST):
-    lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res)]
+    lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res), *committed_lines(res)]
     if Path(res, "walltime.jsonl").is_file():
         lines += [*credit_report.walltime_lines(res, stage_kind), ""]
     lines += ["Regenerate: `python experiments/studies/talk_report.py`; the runs, in order: `bash experiments/studies/talk.sh heldout`, "
