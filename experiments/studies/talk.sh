@@ -87,15 +87,17 @@ case "${1:-}" in
     ;;
   commit)
     # the blocks a reader samples first: seed SEED's oracle Bridge, stored in bf16 as
-    # bridges/distinct.safetensors, then that file evaluated at W = 4 with a sampling seed no run used
+    # bridges/distinct.safetensors, then that file evaluated at W = 4 with a sampling seed no run used.
+    # It stays only if it passes the ceiling and its self path by two standard errors (the report
+    # says); otherwise `git checkout bridges/distinct.safetensors` puts the earlier one back
     seed=${2:?usage: bash experiments/studies/talk.sh commit SEED}
     run=seed$seed${VARIANT:+_$VARIANT}
     need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
     python -c "import sys; from bridgekit import checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
       "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
     EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")
-    evaluate committed_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
-    echo "{\"run\": \"$run\"}" > "$RES/committed.json"  # which run the committed file is
+    evaluate candidate_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
+    echo "{\"run\": \"$run\"}" > "$RES/candidate.json"  # which run the candidate file is
     ;;
   grpo)
     seed=${2:?usage: bash experiments/studies/talk.sh grpo SEED}

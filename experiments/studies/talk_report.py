@@ -252,26 +252,10 @@ def stage_kind(stage):
     return "held-out answers" if stage == "talk/heldout" else "GRPO" if "/grpo" in stage else "oracle training"
 
 
-def not_yet_lines(res, rs):
-    """The README's two sentences while no Bridge passes: what was tried, what the read showed."""
-    tried = "; ".join(f"{r}: {setting_text(res, r)}" for r in rs)
-    reads = []
-    for r in rs:
-        read = credit_report.read(Path(res) / f"{r}_bridge_read.json")["paths"]
-        reads.append(f"{read['siblings']['readable']['hit']['mean']:.3f} of the time reading their siblings and "
-                     f"{read['self']['readable']['hit']['mean']:.3f} reading only themselves ({r})")
-    link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
-    return [f"**The oracle done right** ([full section]({link})): blocks alone were trained on constructed "
-            "`distinct` sets whose every number is uniform and knowable only by reading the sibling that wrote "
-            f"just before, with the number's loss weighted ({tried}). Teacher-forced on held-out sets, rows whose "
-            f"earlier writer is readable predict their number {'; '.join(reads)}, where chance is about 1/8: no "
-            "Bridge reads its siblings yet, so `bridges/distinct.safetensors` is still the set-level study's.", ""]
-
-
 def committed_facts(res):
-    """The committed bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit): which run
-    it is, its score, its self path's, the ceiling, the paired difference; None before it exists."""
-    result, source = credit_report.read(Path(res) / "committed_distinct.json"), credit_report.read(Path(res) / "committed.json")
+    """The candidate for bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit): which
+    run it is, its score, its self path's, the ceiling, the paired difference; None before it exists."""
+    result, source = credit_report.read(Path(res) / "candidate_distinct.json"), credit_report.read(Path(res) / "candidate.json")
     if result is None or source is None:
         return None
     W = 4
@@ -289,13 +273,35 @@ def committed_lines(res):
     if f is None:
         return []
     both = f["passes"] and f["beats_self"]
-    return [f"**The committed Bridge.** `bridges/distinct.safetensors` is {f['run']}'s Bridge stored in bf16 "
+    end = ("It passes both by more than two standard errors: it is the committed `bridges/distinct.safetensors`."
+           if both else "It does not pass both by more than two standard errors, so `bridges/distinct.safetensors` "
+           "stays the set-level study's.")
+    return [f"**The candidate for `bridges/distinct.safetensors`**: {f['run']}'s Bridge stored in bf16 "
             f"(`bash experiments/studies/talk.sh commit`), sampled afresh with seed {f['seed']}, which no run used, on the "
             f"held-out questions at W = {f['W']}: {credit_report.fmt(f['bridge'])} per answer against the "
             f"independent ceiling {f['ceiling']:.3f}; reading only itself (the same random numbers) "
             f"{credit_report.fmt(f['own'])}; Bridge − reading only itself {credit_report.signed(f['vs_self'])} "
-            f"(paired per set). It {'passes both by more than two standard errors' if both else 'does not pass both by more than two standard errors'}.",
-            ""]
+            f"(paired per set). {end}", ""]
+
+
+def not_yet_lines(res, rs):
+    """The README's two sentences while no Bridge passes: what was tried, what the read showed."""
+    tried = "; ".join(f"{r}: {setting_text(res, r)}" for r in rs)
+    reads = []
+    for r in rs:
+        read = credit_report.read(Path(res) / f"{r}_bridge_read.json")["paths"]
+        reads.append(f"{read['siblings']['readable']['hit']['mean']:.3f} reading their siblings and "
+                     f"{read['self']['readable']['hit']['mean']:.3f} reading only themselves ({r})")
+    f = committed_facts(res)
+    sampled = "" if f is None else (
+        f"; sampled, {f['run']}'s Bridge scores {credit_report.fmt(f['bridge'])} per answer at W = {f['W']} against "
+        f"the independent ceiling {f['ceiling']:.3f} and {f['own']['mean']:.3f} reading only itself")
+    link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
+    return [f"**The oracle done right** ([full section]({link})): blocks alone were trained on constructed "
+            "`distinct` sets whose every number is uniform and knowable only by reading the sibling that wrote "
+            f"just before, with the number's loss weighted ({tried}). Teacher-forced on held-out sets, rows whose "
+            f"earlier writer is readable predict their number {'; '.join(reads)}, where chance is about 1/8"
+            f"{sampled}: no Bridge passes yet, so `bridges/distinct.safetensors` is still the set-level study's.", ""]
 
 
 def section(res=RES, first=FIRST):

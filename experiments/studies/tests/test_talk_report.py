@@ -85,8 +85,21 @@ def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path
 def test_the_readme_says_what_was_tried_and_what_the_read_showed_while_nothing_passes(tmp_path):
     fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # sampled, and below the ceiling
     text = " ".join(talk_report.headline_lines(tmp_path))
-    assert "seed0: weight 3, 1.00 epochs (1 steps)" in text and "0.500 of the time reading their siblings" in text
-    assert "no Bridge reads its siblings yet" in text
+    assert "seed0: weight 3, 1.00 epochs (1 steps)" in text and "0.500 reading their siblings" in text
+    assert "no Bridge passes yet" in text
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])  # passes both bars at every width
     text = " ".join(talk_report.headline_lines(tmp_path))
-    assert "**Verdict: the siblings talk**" in text and "no Bridge reads" not in text
+    assert "**Verdict: the siblings talk**" in text and "no Bridge passes" not in text
+
+
+def test_the_committed_bridge_is_reported_with_its_fresh_seed_and_both_bars(tmp_path):
+    assert talk_report.committed_lines(tmp_path) == []
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
+    result = dict(protocol=dict(seeds=dict(sampling=7)), results=[
+        evaluation([1, 2, 3, 4, 5, 6, 7, 8], lengths, None, 4, 2), evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", 4, 2)])
+    (tmp_path / "candidate_distinct.json").write_text(json.dumps(result))
+    (tmp_path / "candidate.json").write_text(json.dumps(dict(run="seed0_w10e2")))
+    f = talk_report.committed_facts(tmp_path)
+    assert f["run"] == "seed0_w10e2" and f["seed"] == 7 and f["bridge"]["mean"] == 1.0 and f["own"]["mean"] == 0.0
+    assert f["passes"] and f["beats_self"]
+    assert "it is the committed `bridges/distinct.safetensors`" in talk_report.committed_lines(tmp_path)[0]
