@@ -170,6 +170,14 @@ def verdict(facts):
                 "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
                 "read what their siblings wrote. The targets are constructed: this shows what the path can "
                 "carry, not what RL finds.")
+    read = [f"{run} at W = {W} ({credit_report.signed(f['vs_self'])})" for run, by_w in facts.items()
+            for W, f in by_w.items() if f["beats_self"]]
+    if read:
+        return ("**Verdict: the siblings are read in sampling, but not past the ceiling.** Bridge beats its own "
+                f"weights reading only themselves by more than two standard errors ({'; '.join(read)}): in the real "
+                "loop the rows use what their siblings wrote. No run's Bridge passes the exact independent ceiling "
+                "by more than two standard errors: its own answers (their validity and the spread of their "
+                "numbers) leave the independent policy on its timing below that ceiling (the policy bounds column).")
     return ("**Verdict: not shown.** No run's Bridge both passes the independent ceiling and beats its own "
             "weights reading only themselves by more than two standard errors at any width.")
 
@@ -292,10 +300,15 @@ def not_yet_lines(res, rs):
         read = credit_report.read(Path(res) / f"{r}_bridge_read.json")["paths"]
         reads.append(f"{read['siblings']['readable']['hit']['mean']:.3f} reading their siblings and "
                      f"{read['self']['readable']['hit']['mean']:.3f} reading only themselves ({r})")
+    _, facts = sampled_rows(res, rs)
+    sampled = "".join(
+        f"; sampled, {run}'s Bridge scores {credit_report.fmt(by_w[4]['bridge'])} per answer at W = 4 against the "
+        f"independent ceiling {by_w[4]['ceiling']:.3f}, {credit_report.signed(by_w[4]['vs_self'])} over itself "
+        "reading only itself" for run, by_w in facts.items() if 4 in by_w)
     f = committed_facts(res)
-    sampled = "" if f is None else (
-        f"; sampled, {f['run']}'s Bridge scores {credit_report.fmt(f['bridge'])} per answer at W = {f['W']} against "
-        f"the independent ceiling {f['ceiling']:.3f} and {f['own']['mean']:.3f} reading only itself")
+    if f is not None:
+        sampled += (f"; its bf16 copy sampled afresh with seed {f['seed']} scores {credit_report.fmt(f['bridge'])}, "
+                    f"{credit_report.signed(f['vs_self'])} over itself")
     link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
     return [f"**The oracle done right** ([full section]({link})): blocks alone were trained on constructed "
             "`distinct` sets whose every number is uniform and knowable only by reading the sibling that wrote "

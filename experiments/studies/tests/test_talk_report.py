@@ -59,6 +59,8 @@ def test_the_verdict_needs_the_ceiling_and_the_self_path_both_passed(tmp_path):
         "**Verdict: the siblings talk** (seed0 at W = 2; seed0 at W = 4; seed0 at W = 8)")
     assert talk_report.verdict({"seed0": {W: dict(f[W], beats_self=False) for W in (2, 4, 8)}}).startswith(
         "**Verdict: not shown.**")
+    assert talk_report.verdict({"seed0": {W: dict(f[W], passes=False) for W in (2, 4, 8)}}).startswith(
+        "**Verdict: the siblings are read in sampling, but not past the ceiling.**")
     # a twin whose siblings path is the self path: no difference, so not shown
     twin = tmp_path / "twin"
     twin.mkdir()
