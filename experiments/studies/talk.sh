@@ -97,6 +97,8 @@ case "${1:-}" in
       "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
     EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")
     evaluate candidate_distinct --bridge bridges/distinct.safetensors --widths 4 --paths siblings self
+    # the same run's fp32 blocks with the same seed: what storing them in bf16 changes
+    evaluate candidate_fp32 --bridge "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" --widths 4 --paths siblings self
     echo "{\"run\": \"$run\"}" > "$RES/candidate.json"  # which run the candidate file is
     ;;
   grpo)

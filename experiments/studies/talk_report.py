@@ -260,10 +260,11 @@ def stage_kind(stage):
     return "held-out answers" if stage == "talk/heldout" else "GRPO" if "/grpo" in stage else "oracle training"
 
 
-def committed_facts(res):
-    """The candidate for bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit): which
-    run it is, its score, its self path's, the ceiling, the paired difference; None before it exists."""
-    result, source = credit_report.read(Path(res) / "candidate_distinct.json"), credit_report.read(Path(res) / "candidate.json")
+def committed_facts(res, name="candidate_distinct"):
+    """The candidate for bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit; name
+    candidate_fp32: the same run's fp32 blocks, the same seed): which run it is, its score, its self
+    path's, the ceiling, the paired difference; None before it exists."""
+    result, source = credit_report.read(Path(res) / f"{name}.json"), credit_report.read(Path(res) / "candidate.json")
     if result is None or source is None:
         return None
     W = 4
@@ -284,6 +285,12 @@ def committed_lines(res):
     end = ("It passes both by more than two standard errors: it is the committed `bridges/distinct.safetensors`."
            if both else "It does not pass both by more than two standard errors, so `bridges/distinct.safetensors` "
            "stays the set-level study's.")
+    fp32 = committed_facts(res, "candidate_fp32")
+    if fp32 is not None:
+        end += (f" The same run's fp32 blocks sampled with the same seed {fp32['seed']} score "
+                f"{credit_report.fmt(fp32['bridge'])}, {credit_report.signed(fp32['vs_self'])} over reading only "
+                "themselves: the gain over the self path measured with the study's seed is not yet shown to hold "
+                "on fresh random numbers.")
     return [f"**The candidate for `bridges/distinct.safetensors`**: {f['run']}'s Bridge stored in bf16 "
             f"(`bash experiments/studies/talk.sh commit`), sampled afresh with seed {f['seed']}, which no run used, on the "
             f"held-out questions at W = {f['W']}: {credit_report.fmt(f['bridge'])} per answer against the "
@@ -305,10 +312,11 @@ def not_yet_lines(res, rs):
         f"; sampled, {run}'s Bridge scores {credit_report.fmt(by_w[4]['bridge'])} per answer at W = 4 against the "
         f"independent ceiling {by_w[4]['ceiling']:.3f}, {credit_report.signed(by_w[4]['vs_self'])} over itself "
         "reading only itself" for run, by_w in facts.items() if 4 in by_w)
-    f = committed_facts(res)
-    if f is not None:
-        sampled += (f"; its bf16 copy sampled afresh with seed {f['seed']} scores {credit_report.fmt(f['bridge'])}, "
-                    f"{credit_report.signed(f['vs_self'])} over itself")
+    for name, what in (("candidate_fp32", "the same blocks"), ("candidate_distinct", "their bf16 copy")):
+        f = committed_facts(res, name)
+        if f is not None:
+            sampled += (f"; {what} sampled afresh with seed {f['seed']}: {credit_report.fmt(f['bridge'])}, "
+                        f"{credit_report.signed(f['vs_self'])} over itself")
     link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
     return [f"**The oracle done right** ([full section]({link})): blocks alone were trained on constructed "
             "`distinct` sets whose every number is uniform and knowable only by reading the sibling that wrote "
