@@ -25,7 +25,6 @@ read teacher-forced on held-out questions; evaluate.py SAMPLES the blocks there:
 DIR/sets.jsonl keeps the constructed sets, DIR/log.jsonl the training steps,
 DIR/checkpoint/bridge.safetensors the blocks. A finished DIR is left alone.
 """
-import argparse
 import json
 import math
 import random
@@ -270,9 +269,7 @@ def main(argv=None):
         batch = [g for _, g in training.epoch_stream(groups, step, args.groups_per_step, args.seed, "sft-epoch")]
         loss, text, number, grad_norm, tokens = number_step(model, optimizer, batch, tokenizer.eos_id,
                                                             args.number_weight, args.micro_groups, args.max_grad_norm)
-        if not all(math.isfinite(x) for x in (loss, grad_norm)):
-            raise ValueError(f"step {step}: the loss ({loss}) or gradient norm ({grad_norm}) is not finite; "
-                             "lower --lr-new")
+        training.check_finite(step, dict(loss=loss, grad_norm=grad_norm), model, out)
         log.write(dict(step=step, loss=loss, text_loss=text, number_loss=number, grad_norm=grad_norm,
                        epoch=(step + 1) * args.groups_per_step / len(groups), tokens=tokens,
                        step_s=time.time() - t0))

@@ -17,9 +17,7 @@ three policies that keep every row's validity and timing and choose only the num
 (uniform over 1..K), avoid the siblings readable at the decision (uniform over the rest), and avoid
 every earlier number. Monte Carlo with a fixed seed.
 """
-import argparse
 import json
-import math
 import random
 import sys
 from pathlib import Path
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bridgekit import cli  # noqa: E402
 import oracle  # noqa: E402
+from bridgekit.metrics import mean_se  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
 PATHS = ("siblings", "self")
@@ -113,19 +112,13 @@ def read(args):
             rows = [i for i, t in enumerate(types) if t == kind]
             hits = [float(int(logp[i].argmax()) + 1 == targets[i]) for i in rows]
             nll = [-float(logp[i][targets[i] - 1]) for i in rows]
-            by_type[kind] = dict(rows=len(rows), hit=mean_se(hits), nll=mean_se(nll))
+            empty = dict(mean=None, se=None)
+            by_type[kind] = dict(rows=len(rows), hit=mean_se(hits) if rows else empty, nll=mean_se(nll) if rows else empty)
         result["paths"][path] = by_type
         print(f"{path}: " + ", ".join(f"{k} {v['hit']['mean']:.3f} ({v['rows']})" for k, v in by_type.items()),
               file=sys.stderr)
     cli.write_text(args.out, json.dumps(result, indent=1) + "\n")
 
-
-def mean_se(values):
-    if not values:
-        return dict(mean=None, se=None)
-    m = sum(values) / len(values)
-    var = sum((v - m) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return dict(mean=m, se=math.sqrt(var / len(values)))
 
 # -----------------------------------------------------------------------------
 # the policy bounds on a sampled run's own timing

@@ -223,3 +223,45 @@ def test_the_crossed_cell_shows_the_sets_its_paired_difference_compares():
         on_those = float(re.search(r"\(Bridge ([0-9.]+) on those sets\)", cell)[1])
         d = paired_set_difference(own["per_problem"], crossed["per_problem"], W, groups=list(range(0, own["groups"], 2)))
         assert on_those - score == pytest.approx(d["mean"], abs=6e-4)  # the cell rounds to 3 places
+
+
+def test_the_number_weighted_step_is_the_token_mean_plus_the_weighted_number_loss(tmp_path):
+    """number_step's text loss is train_sft.py's step loss (the token mean), and its number loss is the
+    mean cross-entropy of the tokens at the sets' number positions (the one log-prob rule)."""
+    import argparse
+
+    import torch
+
+    import train_sft
+    from bridgekit import training
+    from model import load_model
+    from sample import answer_logprobs
+    from tiny import add_random_bridge, make_training_model
+    model_dir = make_training_model(tmp_path / "model", seed=4)
+    g = torch.Generator().manual_seed(0)
+    batch = [([5, 6, 7, 8][:n], [torch.randint(3, 250, (k,), generator=g).tolist() + [2] for k in (3, 5, 4)], [2, 4, 3])
+             for n in (3, 4)]
+    runs = {}
+    for weight in (0.0, 2.0):
+        model, tok = load_model(str(model_dir))
+        add_random_bridge(model, seed=1)
+        optimizer = training.make_optimizer(model, "new", 0.0, 1e-3)
+        runs[weight] = oracle.number_step(model, optimizer, batch, tok.eos_id, weight, 1, 1.0)
+    model, tok = load_model(str(model_dir))
+    add_random_bridge(model, seed=1)
+    optimizer = training.make_optimizer(model, "new", 0.0, 1e-3)
+    args = argparse.Namespace(micro_groups=1, device="cpu", dtype="fp32", max_grad_norm=1.0)
+    sft_loss, tokens, _ = train_sft.train_step(model, optimizer, [(p, a) for p, a, _ in batch], tok.eos_id, args)
+    loss, text, number, _, total = runs[0.0]
+    assert total == tokens and abs(text - sft_loss) < 1e-5 and loss == text
+    model, _ = load_model(str(model_dir))
+    add_random_bridge(model, seed=1)
+    with torch.no_grad():
+        nll = []
+        for p, answers, positions in batch:
+            (prompt, pa, answer, aa), w = train_sft.pad_groups([(p, answers)], tok.eos_id, "cpu")
+            logp = answer_logprobs(model, prompt, pa, answer, aa, w)
+            nll += [-float(logp[i, q]) for i, q in enumerate(positions)]
+    assert abs(number - sum(nll) / len(nll)) < 1e-5
+    loss2, text2, number2, _, _ = runs[2.0]
+    assert (text2, number2) == (text, number) and abs(loss2 - (text + 2.0 * number)) < 1e-5
