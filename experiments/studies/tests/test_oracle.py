@@ -265,3 +265,22 @@ def test_the_number_weighted_step_is_the_token_mean_plus_the_weighted_number_los
     assert abs(number - sum(nll) / len(nll)) < 1e-5
     loss2, text2, number2, _, _ = runs[2.0]
     assert (text2, number2) == (text, number) and abs(loss2 - (text + 2.0 * number)) < 1e-5
+
+
+def test_the_read_on_the_self_path_is_each_row_alone_and_the_siblings_path_differs(tmp_path):
+    """oracle_read.number_logits: reading only itself, a row's number logits are those of the row sampled
+    as a set of one; with non-zero blocks, reading the siblings changes them."""
+    import torch
+
+    from model import load_model
+    from tiny import add_random_bridge, make_training_model
+    model, tok = load_model(str(make_training_model(tmp_path / "model", seed=4)), dtype=torch.float64)
+    add_random_bridge(model, seed=3, scale=1.0)
+    digits = list(range(40, 49))
+    s = dict(prompt=[5, 6, 7], answers=[[60, 61, 42, 2], [70, 44, 2], [80, 81, 82, 45, 2]], positions=[2, 1, 3])
+    alone = [dict(prompt=s["prompt"], answers=[a], positions=[q]) for a, q in zip(s["answers"], s["positions"])]
+    own = oracle_read.number_logits(model, [s], "self", digits, tok.eos_id)
+    single = oracle_read.number_logits(model, alone, "siblings", digits, tok.eos_id)
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(own, single))
+    sib = oracle_read.number_logits(model, [s], "siblings", digits, tok.eos_id)
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(sib, own))
