@@ -10,7 +10,9 @@ each answer's number is relabelled by when it is written (the position of its di
 - a row that writes its number alone at its timestep, after some sibling wrote one, takes the
   number after the most recent writer's (--targets successor, the default: uniform over 1..K for
   every row, and exactly knowable by reading that sibling), or the smallest number not yet taken
-  (--targets smallest, the first oracle's rule, which a row could nearly meet without reading).
+  (--targets smallest, the first oracle's rule, which a row could nearly meet without reading), or
+  a number uniform over those no earlier sibling took (--targets free: what a row that reads its
+  siblings should sample to score well; a lone later row's target is never an earlier number).
 
 Only the new blocks train (the base model frozen), teacher-forced: the token mean of cross-entropy
 over the answers plus --number-weight times that of the number tokens (number_step). Bridge can
@@ -42,10 +44,10 @@ from bridgekit.tasks import stable_seed  # noqa: E402
 
 import torch  # noqa: E402
 import train_sft  # noqa: E402
-from sample import answer_logprobs  # noqa: E402
+from sample import answer_hidden, token_logprobs  # noqa: E402
 
 
-RULES = ("successor", "smallest")
+RULES = ("successor", "smallest", "free")
 
 
 def oracle_numbers(positions, K, rng, rule="successor"):
@@ -61,6 +63,9 @@ def oracle_numbers(positions, K, rng, rule="successor"):
       over 1..K, and a row that reads its sibling knows its own number exactly (log K nats).
     - "smallest": the smallest number not yet taken (the first oracle: heavy on 1 and 2, so a row
       could do well knowing only THAT a sibling wrote, not what).
+    - "free": a number uniform over those not yet taken. Every row's number is uniform over 1..K
+      (the rule commutes with any relabelling of 1..K); reading tells a row which numbers to avoid,
+      which is what sampling needs, and the best prediction stays spread over the rest.
     Returns one int per row.
     """
     if len(positions) > K:
@@ -75,6 +80,8 @@ def oracle_numbers(positions, K, rng, rule="successor"):
         free = [v for v in range(1, K + 1) if v not in taken]
         if len(rows) == 1 and taken and rule == "smallest":
             picks = [free[0]]
+        elif len(rows) == 1 and taken and rule == "free":
+            picks = [rng.choice(free)]
         elif len(rows) == 1 and taken:
             v = rng.choice(last)
             while v in taken:
@@ -144,29 +151,48 @@ def build_sets(records, width, sets_per_question, seed, digit_ids, eos_ids, K, r
     return out
 
 
-def number_step(model, optimizer, batch, eos_id, number_weight, micro_groups, max_grad_norm):
-    """One optimizer step on sets (prompt, answers, positions): returns (loss, text loss, number loss,
-    grad norm, tokens).
+def soft_targets(positions, numbers, K):
+    """Per row, the numbers 1..K no row wrote before its step: under --targets free a row's number is
+    uniform over these, whatever it can read (its simultaneous siblings' draws it cannot know)."""
+    return [[v for v in range(1, K + 1) if v not in {numbers[j] for j, q in enumerate(positions) if q < p}]
+            for p in positions]
+
+
+def number_step(model, optimizer, batch, eos_id, number_weight, micro_groups, max_grad_norm, soft=None):
+    """One optimizer step on sets (prompt, answers, positions[, numbers]): returns (loss, text loss,
+    number loss, grad norm, tokens).
 
     # choice: the loss is train_sft.py's (the token mean of cross-entropy over every answer token)
     plus number_weight times the mean cross-entropy of the number tokens. In the token mean the
     number is ~1 token in 10, so reading a sibling is worth a few hundredths of a nat there, under
     the loss's step-to-step noise; the added term makes it worth the same as the rest of the answer
     (at weight 1), while the text term keeps the answer's format when it is sampled.
+    soft: the digit token of each number 1..K, for --targets free: the number's cross-entropy is then
+    against the whole target distribution (uniform over soft_targets), the expectation of the drawn
+    target's with the same minimum and none of the draw's noise; it needs each set's numbers.
     """
-    total = sum(len(a) for _, answers, _ in batch for a in answers)
-    numbers = sum(len(answers) for _, answers, _ in batch)
+    total = sum(len(a) for _, answers, *_ in batch for a in answers)
+    numbers = sum(len(answers) for _, answers, *_ in batch)
     optimizer.zero_grad(set_to_none=True)
     text_sum = number_sum = 0.0
     for i in range(0, len(batch), micro_groups):
         part = batch[i:i + micro_groups]
         (prompt, prompt_alive, answer, answer_alive), width = train_sft.pad_groups(
-            [(p, a) for p, a, _ in part], eos_id, "cpu")
-        logp = answer_logprobs(model, prompt, prompt_alive, answer, answer_alive, width)   # (N, S)
-        at = torch.tensor([q for _, _, positions in part for q in positions])                       # (N,)
-        number_logp = logp.gather(1, at[:, None])[:, 0]                                              # (N,)
-        text = -(logp * answer_alive).sum() / total
-        number = -number_logp.sum() / numbers
+            [(g[0], g[1]) for g in part], eos_id, "cpu")
+        h = answer_hidden(model, prompt, prompt_alive, answer, answer_alive, width)               # (N, S, D)
+        picked = token_logprobs(model.lm_head(h[answer_alive]), answer[answer_alive])          # (alive,)
+        text = -picked.sum() / total
+        at = torch.tensor([q for g in part for q in g[2]])                                          # (N,)
+        rows = torch.arange(len(at))
+        logp = torch.log_softmax(model.lm_head(h[rows, at]).float(), -1)                           # (N, vocab)
+        if soft is None:
+            number = -logp.gather(1, answer[rows, at][:, None]).sum() / numbers
+        else:
+            q = torch.zeros_like(logp)                                                              # (N, vocab)
+            allowed = [a for g in part for a in soft_targets(g[2], g[3], len(soft))]
+            for r, vs in enumerate(allowed):
+                q[r, [soft[v - 1] for v in vs]] = 1.0 / len(vs)
+            number = -(q * logp).sum() / numbers
         (text + number_weight * number).backward()
         text_sum, number_sum = text_sum + text.item(), number_sum + number.item()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -258,7 +284,8 @@ def main(argv=None):
             f.write(json.dumps(s) + "\n")
     model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
     optimizer = training.make_optimizer(model, "new", 0.0, args.lr_new)
-    groups = [(s["prompt"], s["answers"], s["positions"]) for s in sets]
+    groups = [(s["prompt"], s["answers"], s["positions"], s["numbers"]) for s in sets]
+    digits = digit_tokens(tokenizer, K)
     steps = args.steps or math.ceil(args.epochs * len(groups) / args.groups_per_step)
     print(f"{len(sets)} constructed sets of {args.width} from {len({s['question'] for s in sets})} questions "
           f"({args.targets} targets), {steps} steps = {steps * args.groups_per_step / len(groups):.2f} epochs; "
@@ -268,7 +295,8 @@ def main(argv=None):
         t0 = time.time()
         batch = [g for _, g in training.epoch_stream(groups, step, args.groups_per_step, args.seed, "sft-epoch")]
         loss, text, number, grad_norm, tokens = number_step(model, optimizer, batch, tokenizer.eos_id,
-                                                            args.number_weight, args.micro_groups, args.max_grad_norm)
+                                                            args.number_weight, args.micro_groups, args.max_grad_norm,
+                                                            digits if args.targets == "free" else None)
         training.check_finite(step, dict(loss=loss, grad_norm=grad_norm), model, out)
         log.write(dict(step=step, loss=loss, text_loss=text, number_loss=number, grad_norm=grad_norm,
                        epoch=(step + 1) * args.groups_per_step / len(groups), tokens=tokens,

@@ -7,7 +7,9 @@
 
 `read` scores each held-out row's number teacher-forced, on the siblings path and on the self path
 (each row reads only itself; the same weights), by row type (oracle.row_types): does the most likely
-number 1..K equal the constructed target, and the target's cross-entropy. A row whose earlier writer
+number 1..K equal the constructed target, the target's cross-entropy, and the taken mass (the share
+of the row's probability over 1..K on numbers its earlier siblings wrote: (numbers taken) / K for a
+row that does not read, 0 for one that avoids them all; the measure for --targets free). A row whose earlier writer
 is still readable can know its target only by reading that sibling; first and simultaneous rows
 cannot know theirs (chance is 1 / the numbers left).
 
@@ -94,6 +96,18 @@ def number_logits(model, sets, path, digits, eos_id):
     return out
 
 
+def taken_mass(logp, positions, numbers):
+    """Per row: the probability of the numbers written before its step, its distribution over 1..K
+    renormalised (logp: per row, K log-probabilities)."""
+    import math
+    out = []
+    for i, p in enumerate(positions):
+        taken = {numbers[j] for j, q in enumerate(positions) if q < p}
+        probs = [math.exp(float(x)) for x in logp[i]]
+        out.append(sum(probs[v - 1] for v in taken) / sum(probs))
+    return out
+
+
 def read(args):
     """READ.json: per path and row type, how often the most likely number is the target, and the
     target's mean cross-entropy (nats, over the whole vocabulary)."""
@@ -104,18 +118,25 @@ def read(args):
     digits = oracle.digit_tokens(tokenizer, K)
     types = [t for s in sets for t in oracle.row_types(s["positions"])]
     targets = [v for s in sets for v in s["numbers"]]
+    starts = [0]
+    for s in sets:
+        starts.append(starts[-1] + len(s["numbers"]))
     result = dict(bridge=args.bridge, sets=args.sets, n_sets=len(sets), K=K, paths={})
     for path in PATHS:
         logp = number_logits(model, sets, path, digits, tokenizer.eos_id)
+        taken = [m for s, a in zip(sets, starts) for m in taken_mass(logp[a:a + len(s["numbers"])], s["positions"],
+                                                                        s["numbers"])]
         by_type = {}
         for kind in oracle.ROW_TYPES:
             rows = [i for i, t in enumerate(types) if t == kind]
             hits = [float(int(logp[i].argmax()) + 1 == targets[i]) for i in rows]
             nll = [-float(logp[i][targets[i] - 1]) for i in rows]
             empty = dict(mean=None, se=None)
-            by_type[kind] = dict(rows=len(rows), hit=mean_se(hits) if rows else empty, nll=mean_se(nll) if rows else empty)
+            by_type[kind] = dict(rows=len(rows), hit=mean_se(hits) if rows else empty, nll=mean_se(nll) if rows else empty,
+                                 taken=mean_se([taken[i] for i in rows]) if rows else empty)
         result["paths"][path] = by_type
-        print(f"{path}: " + ", ".join(f"{k} {v['hit']['mean']:.3f} ({v['rows']})" for k, v in by_type.items()),
+        print(f"{path}: " + ", ".join(f"{k} hit {v['hit']['mean']:.3f} taken {v['taken']['mean']:.3f} ({v['rows']})"
+                                      for k, v in by_type.items()),
               file=sys.stderr)
     cli.write_text(args.out, json.dumps(result, indent=1) + "\n")
 

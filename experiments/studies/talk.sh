@@ -28,8 +28,9 @@ WARMUP=(experiments/results/siblings/seed0/sft_bridge/data.jsonl experiments/res
 # choice: the number's cross-entropy weighted 1 beside the token mean, one pass over 16 sets a
 # training question (78 steps of 8 sets); seed 0's teacher-forced read says whether that is enough
 # A setting other than the first is a VARIANT of its own name (for example VARIANT=w10e2
-# NUMBER_WEIGHT=10 EPOCHS=2): its runs are seedS_VARIANT_ARCH, beside the first setting's seedS_ARCH.
-ORACLE=(--targets successor --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --sets-per-question 16
+# NUMBER_WEIGHT=10 EPOCHS=2, or TARGETS=free): its runs are seedS_VARIANT_ARCH, beside the first
+# setting's seedS_ARCH.
+ORACLE=(--targets "${TARGETS:-successor}" --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --sets-per-question 16
         --lr-new 2e-3 --micro-groups 8)
 HELDOUT=$RUNS/heldout/sets.jsonl
 

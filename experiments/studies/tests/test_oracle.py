@@ -42,14 +42,23 @@ def test_a_lone_later_row_takes_the_next_free_number_after_the_most_recent_write
                        and (numbers[i] - v) % K != 0 for v in recent)
 
 
-def test_every_row_of_the_successor_targets_is_uniform_over_1_to_K():
-    # the rule commutes with v -> v + 1 (mod K); counted over many sets of random timing, each row's
+@given(positions=st.lists(st.integers(3, 6), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_a_lone_later_row_of_the_free_targets_takes_a_number_no_earlier_row_took(positions, seed):
+    numbers = oracle.oracle_numbers(positions, 9, random.Random(seed), "free")
+    assert sorted(set(numbers)) == sorted(numbers) and all(1 <= v <= 9 for v in numbers)
+    for i, p in enumerate(positions):
+        assert numbers[i] not in {numbers[j] for j, q in enumerate(positions) if q < p}
+
+
+@pytest.mark.parametrize("rule", ["successor", "free"])
+def test_every_row_of_the_successor_and_free_targets_is_uniform_over_1_to_K(rule):
+    # both rules commute with relabelling 1..K; counted over many sets of random timing, each row's
     # number is uniform (a sample of 9,000 rows per timing type, within 4 se of 1/9)
     rng = random.Random(0)
     counts = {}
     for _ in range(3000):
         positions = [rng.randint(5, 9) for _ in range(4)]
-        numbers = oracle.oracle_numbers(positions, 9, rng)
+        numbers = oracle.oracle_numbers(positions, 9, rng, rule)
         for kind, v in zip(oracle.row_types(positions), numbers):
             counts.setdefault(kind, [0] * 9)[v - 1] += 1
     for kind, c in counts.items():
@@ -284,3 +293,16 @@ def test_the_read_on_the_self_path_is_each_row_alone_and_the_siblings_path_diffe
     assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(own, single))
     sib = oracle_read.number_logits(model, [s], "siblings", digits, tok.eos_id)
     assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(sib, own))
+
+
+def test_taken_mass_is_the_share_of_a_rows_number_probability_on_earlier_numbers():
+    import math
+    uniform = [math.log(1 / 9)] * 9
+    peaked = [math.log(0.92 if v == 3 else 0.01) for v in range(1, 10)]
+    # row 1 writes a step after row 0 (which wrote 3); row 2 writes first; row 3 with row 1
+    positions, numbers = [6, 7, 5, 7], [3, 4, 8, 1]
+    mass = oracle_read.taken_mass([uniform, peaked, uniform, uniform], positions, numbers)
+    assert mass[2] == 0.0                                  # nothing written before it
+    assert abs(mass[0] - 1 / 9) < 1e-9                     # row 2's 8, uniform
+    assert abs(mass[1] - (0.92 + 0.01)) < 1e-9             # rows 0 and 2 took 3 and 8
+    assert abs(mass[3] - 2 / 9) < 1e-9
