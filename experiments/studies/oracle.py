@@ -24,7 +24,7 @@ read teacher-forced on held-out questions; evaluate.py SAMPLES the blocks there:
     python experiments/studies/oracle_read.py read --bridge DIR/checkpoint/bridge.safetensors --sets HELDOUT/sets.jsonl ...
     python evaluate.py --bridge DIR/checkpoint/bridge.safetensors --task distinct --split test ...
 
-DIR/sets.jsonl keeps the constructed sets, DIR/log.jsonl the training steps,
+DIR/args.json keeps the arguments, DIR/sets.jsonl the constructed sets, DIR/log.jsonl the training steps,
 DIR/checkpoint/bridge.safetensors the blocks. A finished DIR is left alone.
 """
 import json
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's fil
 from bridgekit import cli  # noqa: E402
 from bridgekit import train_args  # noqa: E402
 from bridgekit import training  # noqa: E402
-from bridgekit.checkpoint import save_bridge  # noqa: E402
+from bridgekit.checkpoint import save_bridge, write_args  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
 import torch  # noqa: E402
@@ -279,6 +279,7 @@ def main(argv=None):
     if not sets:
         raise ValueError(f"--warmup: no question has {args.width} usable answers")
     out.mkdir(parents=True, exist_ok=True)
+    write_args(out, args)
     with open(out / "sets.jsonl", "w") as f:
         for s in sets:
             f.write(json.dumps(s) + "\n")

@@ -56,6 +56,7 @@ oracle_run() {  # $1 = arch, $2 = seed, $3 = name, then more experiments/studies
       --out "$out" "${ORACLE[@]}" --seed "$seed" "$@"
   fi
   cp "$out/log.jsonl" "$RES/$name.log.jsonl"
+  if [ -f "$out/args.json" ]; then cp "$out/args.json" "$RES/$name.args.json"; fi  # the targets it learnt
 }
 
 read_blocks() {  # $1 = name: the teacher-forced read of $RUNS/$1's blocks on the held-out sets

@@ -49,9 +49,16 @@ def setting(res, run):
     return dict(steps=len(log), epochs=last["epoch"], weight=round(weight, 3))
 
 
+def targets(res, run):
+    """The rule a run's sets were numbered by (its args.json; the runs before --targets free was
+    written down were all successor)."""
+    args = credit_report.read(Path(res) / f"{run}_bridge.args.json")
+    return args["targets"] if args else "successor"
+
+
 def setting_text(res, run):
     s = setting(res, run)
-    return f"weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps)"
+    return f"{targets(res, run)} targets, weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps)"
 
 
 # -----------------------------------------------------------------------------
@@ -107,9 +114,16 @@ def first_oracle_lines(res_first):
 # the oracle done right
 
 
+def taken_text(read, kind="readable"):
+    """The taken mass of `kind` rows, reading the siblings / reading only itself; "–" for a read made
+    before it was measured."""
+    sib, own = read["siblings"][kind].get("taken"), read["self"][kind].get("taken")
+    return "–" if sib is None else f"{credit_report.fmt(sib)} / {own['mean']:.3f}"
+
+
 def read_rows(res, rs):
     """Per run: how often the most likely number is the target, by row type, for Bridge reading its
-    siblings / reading only itself (and P-Match, where trained)."""
+    siblings / reading only itself (and P-Match, where trained); then the readable rows' taken mass."""
     rows = []
     for run in rs:
         read = credit_report.read(Path(res) / f"{run}_bridge_read.json")["paths"]
@@ -120,6 +134,7 @@ def read_rows(res, rs):
             cells.append(f"{credit_report.fmt(sib['hit'])} / {own['hit']['mean']:.3f}")
         readable = pm["paths"]["siblings"]["readable"]["hit"]["mean"] if pm else None
         cells.append("–" if readable is None else f"{readable:.3f}")
+        cells.append(taken_text(read))
         rows.append(f"| {run} | {setting_text(res, run)} | " + " | ".join(cells) + " |")
     return rows
 
@@ -191,23 +206,28 @@ def talk_lines(res):
     lines = [
         "### The oracle done right",
         "",
-        "Blocks alone (the base model frozen), trained teacher-forced on constructed sets of 4 (`experiments/studies/oracle.py "
-        "--targets successor`, 16 sets per training question): rows writing first, or at the same step as a "
-        "sibling, take distinct random numbers; a row writing alone after its siblings takes the number after "
-        "the most recent writer's, counting on past taken ones (9 is followed by 1). Every row's number is "
-        "uniform over 1..9, so only a row that reads its sibling can know its own. The loss is the token mean "
-        "over the answer plus the number's cross-entropy times a weight. Each run is `seedS` (the first "
-        "setting) or `seedS_VARIANT` (`bash experiments/studies/talk.sh`); P-Match trained on the same sets is the control. "
-        "**These targets are constructed, not self-generated.**",
+        "Blocks alone (the base model frozen), trained teacher-forced on constructed sets of 4 (`experiments/studies/oracle.py`, "
+        "16 sets per training question): rows writing first, or at the same step as a sibling, take distinct "
+        "random numbers; a row writing alone after its siblings takes, with `--targets successor`, the number "
+        "after the most recent writer's, counting on past taken ones (9 is followed by 1), so that only a row "
+        "that reads its sibling can know its own; with `--targets free`, a number uniform over those no "
+        "earlier sibling took, learnt against that whole distribution, so that reading tells a row what to "
+        "avoid, which is what sampling needs. Under both rules every row's number is uniform over 1..9. The "
+        "loss is the token mean over the answer plus the number's cross-entropy times a weight. Each run is "
+        "`seedS` (the first setting) or `seedS_VARIANT` (`bash experiments/studies/talk.sh`); P-Match trained on the "
+        "same sets is the control. **These targets are constructed, not self-generated.**",
         "",
         f"**Teacher-forced**, on {n_sets} held-out sets (the base model's answers to the held-out questions, "
         "numbered by the same rule; `experiments/studies/oracle_read.py read`): how often the most likely number is the "
         "target, Bridge reading its siblings (± se over rows) / the same Bridge reading only itself, by what a "
         "row can read when it decides (chance: 1/9 for a first row, 1/8 to 1/6 for the others), and P-Match "
-        "on the rows whose earlier writer is readable:",
+        "on the rows whose earlier writer is readable; last, the readable rows' taken mass (the share of "
+        "their probability over 1..9 on numbers earlier siblings wrote; a row that ignores its siblings puts "
+        "about 1/9 a writer there, one that avoids them 0), reading the siblings / reading only itself:",
         "",
-        "| run | setting | " + " | ".join(TYPE_WORDS[k] for k in oracle.ROW_TYPES) + " | P-Match, readable |",
-        "|---|---|---|---|---|---|---|",
+        "| run | setting | " + " | ".join(TYPE_WORDS[k] for k in oracle.ROW_TYPES)
+        + " | P-Match, readable | taken mass, readable |",
+        "|---|---|---|---|---|---|---|---|",
         *read_rows(res, rs),
         "",
     ]
@@ -239,8 +259,8 @@ def headline_lines(res=RES):
         return not_yet_lines(res, rs)
     if not facts:
         return []
-    lines = ["**The oracle done right** (constructed sets whose every number is uniform and knowable only by "
-             "reading the sibling that wrote just before; the number's loss weighted; ± se over questions; "
+    lines = ["**The oracle done right** (constructed sets whose every number is uniform and which a row "
+             "can meet only by reading the siblings that wrote before it; the number's loss weighted; ± se over questions; "
              f"[full section]({readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}"
              "#see-the-siblings-talk)):", "",
              "| run | W | independent ceiling | Bridge | Bridge − itself reading only itself (paired) |",
@@ -305,8 +325,14 @@ def not_yet_lines(res, rs):
     reads = []
     for r in rs:
         read = credit_report.read(Path(res) / f"{r}_bridge_read.json")["paths"]
-        reads.append(f"{read['siblings']['readable']['hit']['mean']:.3f} reading their siblings and "
-                     f"{read['self']['readable']['hit']['mean']:.3f} reading only themselves ({r})")
+        if targets(res, r) == "free":
+            reads.append(f"put {read['siblings']['readable']['taken']['mean']:.3f} of their probability on the "
+                         f"numbers written before them reading their siblings and "
+                         f"{read['self']['readable']['taken']['mean']:.3f} reading only themselves ({r})")
+        else:
+            reads.append(f"predict their number {read['siblings']['readable']['hit']['mean']:.3f} reading their "
+                         f"siblings and {read['self']['readable']['hit']['mean']:.3f} reading only themselves ({r}, "
+                         "chance about 1/8)")
     _, facts = sampled_rows(res, rs)
     sampled = "".join(
         f"; sampled, {run}'s Bridge scores {credit_report.fmt(by_w[4]['bridge'])} per answer at W = 4 against the "
@@ -319,9 +345,9 @@ def not_yet_lines(res, rs):
                         f"{credit_report.signed(f['vs_self'])} over itself")
     link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
     return [f"**The oracle done right** ([full section]({link})): blocks alone were trained on constructed "
-            "`distinct` sets whose every number is uniform and knowable only by reading the sibling that wrote "
-            f"just before, with the number's loss weighted ({tried}). Teacher-forced on held-out sets, rows whose "
-            f"earlier writer is readable predict their number {'; '.join(reads)}, where chance is about 1/8"
+            "`distinct` sets whose every number is uniform and which a row can meet only by reading the siblings "
+            f"that wrote before it, with the number's loss weighted ({tried}). Teacher-forced on held-out sets, rows "
+            f"whose earlier writer is readable {'; '.join(reads)}"
             f"{sampled}: no Bridge passes yet, so `bridges/distinct.safetensors` is still the set-level study's.", ""]
 
 

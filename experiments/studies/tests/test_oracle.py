@@ -306,3 +306,34 @@ def test_taken_mass_is_the_share_of_a_rows_number_probability_on_earlier_numbers
     assert abs(mass[0] - 1 / 9) < 1e-9                     # row 2's 8, uniform
     assert abs(mass[1] - (0.92 + 0.01)) < 1e-9             # rows 0 and 2 took 3 and 8
     assert abs(mass[3] - 2 / 9) < 1e-9
+
+
+def test_the_free_targets_number_loss_is_the_cross_entropy_against_the_uniform_over_the_free_numbers(tmp_path):
+    """With soft digits, number_step's number loss is the mean over rows of -mean log p(v) over the
+    numbers no row wrote before the row's step (oracle.soft_targets), read at the sets' positions."""
+    import torch
+
+    import train_sft
+    from bridgekit import training
+    from model import load_model
+    from sample import answer_hidden
+    from tiny import add_random_bridge, make_training_model
+    model_dir = make_training_model(tmp_path / "model", seed=4)
+    digits = list(range(40, 49))  # the tokens of 1..9
+    batch = [([5, 6, 7], [[60, 61, 42, 2], [70, 44, 2], [80, 81, 82, 45, 2]], [2, 1, 3], [3, 5, 6]),
+             ([5, 6, 8, 9], [[61, 47, 2], [71, 72, 41, 2], [48, 2]], [1, 2, 0], [8, 2, 9])]
+    assert oracle.soft_targets([2, 1, 3], [3, 5, 6], 9) == [[1, 2, 3, 4, 6, 7, 8, 9], list(range(1, 10)),
+                                                            [1, 2, 4, 6, 7, 8, 9]]
+    model, tok = load_model(str(model_dir))
+    add_random_bridge(model, seed=1)
+    with torch.no_grad():
+        expected = []
+        for p, answers, positions, numbers in batch:
+            (prompt, pa, answer, aa), w = train_sft.pad_groups([(p, answers)], tok.eos_id, "cpu")
+            h = answer_hidden(model, prompt, pa, answer, aa, w)
+            for i, (q, free) in enumerate(zip(positions, oracle.soft_targets(positions, numbers, 9))):
+                logp = torch.log_softmax(model.lm_head(h[i, q]), -1)
+                expected.append(-sum(float(logp[digits[v - 1]]) for v in free) / len(free))
+    optimizer = training.make_optimizer(model, "new", 0.0, 1e-3)
+    _, _, number, _, _ = oracle.number_step(model, optimizer, batch, tok.eos_id, 1.0, 1, 1.0, soft=digits)
+    assert abs(number - sum(expected) / len(expected)) < 1e-5

@@ -77,7 +77,7 @@ def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path
     assert talk_report.runs(tmp_path) == ["seed0_w10", "seed1"]
     assert talk_report.setting(tmp_path, "seed1") == dict(steps=1, epochs=1.0, weight=3.0)
     text = "\n".join(talk_report.talk_lines(tmp_path))
-    assert "| seed1 | weight 3, 1.00 epochs (1 steps) |" in text and "**Sampled**" not in text
+    assert "| seed1 | successor targets, weight 3, 1.00 epochs (1 steps) |" in text and "**Sampled**" not in text
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "has not been run yet" in talk_report.talk_lines(empty)[0]
@@ -87,7 +87,7 @@ def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path
 def test_the_readme_says_what_was_tried_and_what_the_read_showed_while_nothing_passes(tmp_path):
     fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # sampled, and below the ceiling
     text = " ".join(talk_report.headline_lines(tmp_path))
-    assert "seed0: weight 3, 1.00 epochs (1 steps)" in text and "0.500 reading their siblings" in text
+    assert "seed0: successor targets, weight 3, 1.00 epochs (1 steps)" in text and "0.500 reading their siblings" in text
     assert "no Bridge passes yet" in text
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])  # passes both bars at every width
     text = " ".join(talk_report.headline_lines(tmp_path))
@@ -105,3 +105,17 @@ def test_the_committed_bridge_is_reported_with_its_fresh_seed_and_both_bars(tmp_
     assert f["run"] == "seed0_w10e2" and f["seed"] == 7 and f["bridge"]["mean"] == 1.0 and f["own"]["mean"] == 0.0
     assert f["passes"] and f["beats_self"]
     assert "it is the committed `bridges/distinct.safetensors`" in talk_report.committed_lines(tmp_path)[0]
+
+
+def test_a_free_targets_run_shows_its_rule_and_its_taken_mass(tmp_path):
+    fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])
+    read = json.loads((tmp_path / "seed0_bridge_read.json").read_text())
+    read["paths"]["siblings"]["readable"]["taken"] = dict(mean=0.04, se=0.01)
+    read["paths"]["self"]["readable"]["taken"] = dict(mean=0.11, se=0.01)
+    (tmp_path / "seed0_bridge_read.json").write_text(json.dumps(read))
+    assert "successor targets" in talk_report.setting_text(tmp_path, "seed0")
+    (tmp_path / "seed0_bridge.args.json").write_text(json.dumps(dict(targets="free")))
+    text = "\n".join(talk_report.talk_lines(tmp_path))
+    assert "| seed0 | free targets, weight 3" in text and "| 0.040 ± 0.010 / 0.110 |" in text
+    readme = " ".join(talk_report.headline_lines(tmp_path))
+    assert "put 0.040 of their probability on the numbers written before them reading their siblings and 0.110" in readme
