@@ -3,6 +3,10 @@ Seconds per GRPO optimizer step: ours (train_grpo.py) against TRL's GRPOTrainer,
 
     python experiments/bench/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out grpo.json   # as experiments/bench/speed.sh
     python experiments/bench/bench_grpo.py --grpo-engines ours --grpo-steps 2      # ours only (no TRL needed)
+    python experiments/bench/bench_grpo.py --grpo-engines ours naive trl ...       # also train_grpo.py without --fast
+
+"ours" is train_grpo.py --fast; "naive" the same command without it (the naive sampler every
+command runs by default).
 
 TRL is optional: pip install -e ".[bench]" (trl, datasets). Each engine runs in a fresh process
 (ours: train_grpo.py; TRL: this file with --job) and times its optimizer steps after the first.
@@ -61,12 +65,14 @@ def grpo_work(args):
                 prompts=8, width=4, max_new_tokens=64, steps=1 + args.grpo_steps)
 
 
-def grpo_ours(work, micro_groups=None):
-    """train_grpo.py in a subprocess (RLVR only, fp32, cpu); seconds per step from its log.jsonl."""
+def grpo_ours(work, micro_groups=None, engine="ours"):
+    """train_grpo.py in a subprocess (RLVR only, fp32, cpu; --fast unless engine is "naive");
+    seconds per step from its log.jsonl."""
     import shutil
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="bench-grpo-"))
-    cmd = [sys.executable, str(benchkit.ROOT / "train_grpo.py"), "--fast", "--arch", "none", "--train", "all",
+    cmd = [sys.executable, str(benchkit.ROOT / "train_grpo.py")] + (["--fast"] if engine == "ours" else []) + [
+           "--arch", "none", "--train", "all",
            "--task", work["task"], "--shots", str(work["shots"]), "--system", work["system"],
            "--prompts-per-step", str(work["prompts"]), "--width", str(work["width"]),
            "--max-new-tokens", str(work["max_new_tokens"]), "--temperature", "1", "--adv-scale", "std",
@@ -80,7 +86,7 @@ def grpo_ours(work, micro_groups=None):
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=benchkit.ROOT)
         if out.returncode != 0:
-            return dict(work, engine="ours", error=benchkit.failure(out.returncode, out.stderr))
+            return dict(work, engine=engine, error=benchkit.failure(out.returncode, out.stderr))
         log = [json.loads(line) for line in (tmp / "run" / "log.jsonl").read_text().splitlines() if line.strip()]
         args_used = json.loads((tmp / "run" / "args.json").read_text())
     finally:
@@ -88,7 +94,7 @@ def grpo_ours(work, micro_groups=None):
     import torch
     timed = log[1:]
     mean = lambda k: sum(r[k] for r in timed) / len(timed)
-    return dict(work, engine="ours", s_per_step=mean("step_s"), gen_s=mean("rollout_s"), update_s=mean("update_s"),
+    return dict(work, engine=engine, s_per_step=mean("step_s"), gen_s=mean("rollout_s"), update_s=mean("update_s"),
                 peak_rss_mb=log[-1]["peak_rss_mb"], steps_timed=len(timed), step_s=[r["step_s"] for r in log],
                 groups_updated=mean("groups_updated"), groups_per_step=[r["groups_updated"] for r in log],
                 len=mean("len"), acc=mean("acc"), prompt_tokens=mean("prompt_tokens") / work["prompts"],
@@ -211,8 +217,8 @@ def bench_grpo(args):
     rows = []
     for engine in args.grpo_engines:
         t0 = time.time()
-        if engine == "ours":
-            r = grpo_ours(work, args.ours_micro_groups)
+        if engine in ("ours", "naive"):
+            r = grpo_ours(work, args.ours_micro_groups, engine)
         elif importlib.util.find_spec("trl") is None:  # main checks first; kept for callers of this function
             r = dict(work, engine="trl", error='trl not installed (pip install -e ".[bench]")')
         else:
@@ -235,6 +241,7 @@ def grpo_table(work, rows):
         except PackageNotFoundError:
             return "not installed"
     ours = next((r for r in rows if r["engine"] == "ours" and "error" not in r), None)
+    naive = next((r for r in rows if r["engine"] == "naive" and "error" not in r), None)
     from bridgekit import training
     difficulty = training.task_difficulty(argparse.Namespace(task=work["task"], hi=work["hi"]))
     lines = [f"# one GRPO step, RLVR only (all parameters), fp32, cpu: model {work['model'] or 'default'}, "
@@ -243,8 +250,8 @@ def grpo_table(work, rows):
              f"2..{work['steps']}; torch {torch.__version__}, transformers {ver('transformers')}, trl {ver('trl')}, "
              f"{torch.get_num_threads()} threads\n",
              "| engine | s/step | generation s | update s | peak RSS MB | ours speed-up | rows per micro-batch | "
-             "groups updated | answer tokens | prompt tokens | accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "groups updated | answer tokens | prompt tokens | accuracy |" + (" naive speed-up |" if naive else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if naive else "")]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['engine']} | error: {r['error']} |" + " - |" * 9)
@@ -253,7 +260,8 @@ def grpo_table(work, rows):
         micro = f"{r['micro_batch']}" + (f" x {r['grad_accum']}" if r.get("grad_accum") else "")
         lines.append(f"| {r['engine']} | {r['s_per_step']:.2f} | {r['gen_s']:.2f} | {r['update_s']:.2f} | "
                      f"{r['peak_rss_mb']:.0f} | {speedup} | {micro} | {r['groups_updated']:.1f} / {work['prompts']} | "
-                     f"{r['len']:.1f} | {r['prompt_tokens']:.1f} | {100 * r['acc']:.1f}% |")
+                     f"{r['len']:.1f} | {r['prompt_tokens']:.1f} | {100 * r['acc']:.1f}% |"
+                     + (f" {r['s_per_step'] / naive['s_per_step']:.2f} |" if naive else ""))
     return "\n".join(lines)
 
 
@@ -262,7 +270,8 @@ def grpo_table(work, rows):
 def main(argv=None):
     p = Parser(prog="bench_grpo.py", description="Seconds per GRPO step: train_grpo.py vs TRL's GRPOTrainer on the same work.")
     p.add_argument("--grpo-steps", type=int, default=2, help="optimizer steps timed, after one untimed warm-up step (default 2)")
-    p.add_argument("--grpo-engines", nargs="+", default=["ours", "trl"], choices=["ours", "trl"], help="which engines (default ours trl)")
+    p.add_argument("--grpo-engines", nargs="+", default=["ours", "trl"], choices=["ours", "naive", "trl"],
+                   help="which engines: ours (train_grpo.py --fast), naive (without --fast), trl (default ours trl)")
     p.add_argument("--grpo-shots", type=int, default=None, help="worked examples per prompt (default: train_grpo's --shots)")
     p.add_argument("--trl-micro-batch", type=int, default=32, help="TRL rows per forward/backward; 32 / this = gradient accumulation (default 32)")
     p.add_argument("--ours-micro-groups", type=int, default=None, help="our groups per forward/backward (default: train_grpo's --micro-groups)")

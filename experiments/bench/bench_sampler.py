@@ -5,8 +5,10 @@ Throughput of our sampler, side by side with transformers' generate, and the cos
     python experiments/bench/bench_sampler.py --what bridge       # Bridge and P-Match, off vs on, at widths 1 4 16 64, fp32
     python experiments/bench/bench_sampler.py --what all --new-tokens 128 --out bench.json
     python experiments/bench/bench_sampler.py --widths 4 16 --plain   # also ours with F.linear instead of packed weights
+    python experiments/bench/bench_sampler.py --widths 4 16 --naive   # also the naive sample.sample
 
-Ours is fast.sample, what the commands run by default. Every number is tokens generated per
+"Ours" is fast.sample, what the commands run with --fast; --naive adds sample.sample, what every
+command runs by default (the same tokens: tests/scripts/test_03_fast.py). Every number is tokens generated per
 second of wall-clock time (prefill included), with no early stop in either engine (ours:
 ignore_eos; HF: min_new_tokens = max_new_tokens), one chat prompt, sampling at temperature 1
 with top-k and top-p off. Each configuration runs in a fresh subprocess
@@ -60,8 +62,12 @@ def measure(job):
                 for p in model.bridge_parameters():
                     p.add_(0.02 * torch.randn(p.shape, generator=g).to(p.device, p.dtype))
         gen = torch.Generator(device).manual_seed(0)
-        # "plain": every product through F.linear, fast.sample(packed=False)
+        # "plain": every product through F.linear, fast.sample(packed=False); "naive": sample.sample
         def run(k):
+            if job["engine"] == "naive":
+                import sample
+                return sample.sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen,
+                                     ignore_eos=True)
             fast.sample(model, [ids], tok.eos_ids, width=width, max_new_tokens=k, generator=gen, ignore_eos=True,
                         packed=job["engine"] != "plain")
 
@@ -96,7 +102,7 @@ def jobs_for(args, devices):
         for device in devices:
             for dtype in args.dtypes:
                 for width in args.widths:
-                    for engine in ("ours", "hf") + (("plain",) if args.plain else ()):
+                    for engine in ("ours", "hf") + (("plain",) if args.plain else ()) + (("naive",) if args.naive else ()):
                         jobs.append(dict(base, table="sampler", engine=engine, block="none",
                                          device=device, dtype=dtype, width=width))
     if args.what in ("bridge", "all"):
@@ -130,6 +136,9 @@ def tables(results):
         plain = any(r.get("engine") == "plain" for r in results)
         if plain:
             more = (more[0] + " ours F.linear tok/s | F.linear / HF |", more[1] + "---|---|")
+        naive = any(r.get("engine") == "naive" for r in results)
+        if naive:
+            more = (more[0] + " naive tok/s | naive / HF | --fast / naive |", more[1] + "---|---|---|")
         lines += ["| device | dtype | width | ours tok/s | HF generate tok/s | ours / HF |" + more[0] +
                   " ours peak MB | HF peak MB |", "|---|---|---|---|---|---|" + more[1] + "---|---|"]
         for device, dtype, width in keys:
@@ -140,6 +149,9 @@ def tables(results):
             if plain:
                 f = find(table="sampler", engine="plain", device=device, dtype=dtype, width=width)
                 cells += f" {fmt(f)} | {ratio(f, h)} |"
+            if naive:
+                f = find(table="sampler", engine="naive", device=device, dtype=dtype, width=width)
+                cells += f" {fmt(f)} | {ratio(f, h)} | {ratio(o, f)} |"
             lines.append(f"| {device} | {dtype} | {width} | {fmt(o)} | {fmt(h)} | {ratio(o, h)} |{cells} {mem(o)} | {mem(h)} |")
         lines.append("")
     keys = sorted({(r["device"], r["width"], r["engine"]) for r in results if r["table"] == "bridge"})
@@ -173,6 +185,8 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, default=128, help="new tokens per row, no early stop (default 128)")
     p.add_argument("--plain", action="store_true", help="also our sampler with every product through F.linear "
                    "(fast.sample(packed=False)), not the packed weights of fast.packed_linears (default off)")
+    p.add_argument("--naive", action="store_true", help="also the naive sample.sample, what every command runs "
+                   "without --fast (default off)")
     p.add_argument("--repeats", type=int, default=3, help="Bridge table: off/on runs alternated this many times, best kept (default 3)")
     p.add_argument("--out", default=None, help="also write all results as JSON to this file")
     p.add_argument("--job", default=None, help=argparse.SUPPRESS)  # internal: run one configuration

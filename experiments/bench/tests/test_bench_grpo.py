@@ -37,7 +37,7 @@ def test_a_missing_model_or_a_bad_out_fail_before_the_engines(tmp_path, no_engin
 
 
 def test_a_failed_engine_is_exit_code_1_and_the_rows_are_written(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_grpo, "grpo_ours", lambda work, micro: dict(work, engine="ours", error="it broke"))
+    monkeypatch.setattr(bench_grpo, "grpo_ours", lambda work, micro, engine: dict(work, engine=engine, error="it broke"))
     out = tmp_path / "g.json"
     assert bench_grpo.main(["--grpo-engines", "ours", "--out", str(out)]) == 1
     assert json.loads(out.read_text())[0]["error"] == "it broke"
