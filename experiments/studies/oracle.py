@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's fil
 from bridgekit import cli  # noqa: E402
 from bridgekit import train_args  # noqa: E402
 from bridgekit import training  # noqa: E402
+from bridgekit import checkpoint  # noqa: E402
 from bridgekit.checkpoint import save_bridge, write_args  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
@@ -229,6 +230,8 @@ def parse_args(argv=None):
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient norm clip (default 1.0)")
     cli.add_block_shape(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the sets, their order and the blocks (default 0)")
+    p.add_argument("--init", default=None, help="start from these blocks (an earlier run's checkpoint/bridge.safetensors, "
+                   "of --arch) instead of fresh ones: a later stage of the same training, with a fresh optimizer")
     args = p.parse_args(argv)
     for name in ("width", "sets_per_question", "groups_per_step", "micro_groups", "heads", "head_dim"):
         if getattr(args, name) < 1:
@@ -244,6 +247,7 @@ def parse_args(argv=None):
     for path in args.warmup:
         if not Path(path).is_file():
             p.error(f"--warmup {path}: no such file")
+    checkpoint.check_bridge_file(args.init, "--init")
     train_args.check_positive(args, "lr_new")
     train_args.check_positive(args, "max_grad_norm")
     cli.check_out_dir(args.out)
@@ -273,7 +277,9 @@ def main(argv=None):
         print(f"== {blocks}: done", file=sys.stderr)
         return
     records, K = read_records(args.warmup)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, bridge=args.init)
+    if args.init is not None and model.bridge_config["kind"] != args.arch:
+        raise ValueError(f"--init {args.init} holds {model.bridge_config['kind']} blocks but --arch is {args.arch}")
     sets = build_sets(records, args.width, args.sets_per_question, args.seed, digit_tokens(tokenizer, K),
                       set(tokenizer.eos_ids), K, args.targets)
     if not sets:
@@ -283,7 +289,8 @@ def main(argv=None):
     with open(out / "sets.jsonl", "w") as f:
         for s in sets:
             f.write(json.dumps(s) + "\n")
-    model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
+    if args.init is None:
+        model.add_bridge(args.arch, n_heads=args.heads, head_dim=args.head_dim, seed=args.seed)
     optimizer = training.make_optimizer(model, "new", 0.0, args.lr_new)
     groups = [(s["prompt"], s["answers"], s["positions"], s["numbers"]) for s in sets]
     digits = digit_tokens(tokenizer, K)

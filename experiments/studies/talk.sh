@@ -32,6 +32,8 @@ WARMUP=(experiments/results/siblings/seed0/sft_bridge/data.jsonl experiments/res
 # setting's seedS_ARCH.
 ORACLE=(--targets "${TARGETS:-successor}" --number-weight "${NUMBER_WEIGHT:-1}" --epochs "${EPOCHS:-1}" --sets-per-question 16
         --lr-new 2e-3 --micro-groups 8)
+# INIT=RUN (a run's name, e.g. seed0_free): each arm starts from RUN's blocks of that arm, a later
+# stage of the same training (oracle.py --init)
 HELDOUT=$RUNS/heldout/sets.jsonl
 
 need() {  # $1 = a file a stage needs, $2 = the stage that makes it
@@ -50,6 +52,10 @@ heldout() {
 oracle_run() {  # $1 = arch, $2 = seed, $3 = name, then more experiments/studies/oracle.py flags
   local arch=$1 seed=$2 name=$3; shift 3
   local out=$RUNS/$name
+  if [ -n "${INIT:-}" ]; then
+    need "$RUNS/${INIT}_$arch/checkpoint/bridge.safetensors" "seed $seed (with the setting of $INIT)"
+    set -- "$@" --init "$RUNS/${INIT}_$arch/checkpoint/bridge.safetensors"
+  fi
   if [ ! -f "$out/checkpoint/bridge.safetensors" ]; then
     rm -rf "$out" && mkdir -p "$out"
     timed "talk/$name" logged "$out" python experiments/studies/oracle.py --arch "$arch" --warmup "${WARMUP[@]}" \

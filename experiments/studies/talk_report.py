@@ -58,7 +58,9 @@ def targets(res, run):
 
 def setting_text(res, run):
     s = setting(res, run)
-    return f"{targets(res, run)} targets, weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps)"
+    args = credit_report.read(Path(res) / f"{run}_bridge.args.json") or {}
+    after = f", from {Path(args['init']).parts[-3]}'s blocks" if args.get("init") else ""
+    return f"{targets(res, run)} targets, weight {s['weight']:g}, {s['epochs']:.2f} epochs ({s['steps']} steps){after}"
 
 
 # -----------------------------------------------------------------------------

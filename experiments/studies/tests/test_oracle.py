@@ -337,3 +337,31 @@ def test_the_free_targets_number_loss_is_the_cross_entropy_against_the_uniform_o
     optimizer = training.make_optimizer(model, "new", 0.0, 1e-3)
     _, _, number, _, _ = oracle.number_step(model, optimizer, batch, tok.eos_id, 1.0, 1, 1.0, soft=digits)
     assert abs(number - sum(expected) / len(expected)) < 1e-5
+
+
+def test_a_later_stage_starts_from_the_earlier_stages_blocks(tmp_path):
+    """oracle.py --init: the run loads the given blocks (not fresh ones) and records where it started."""
+    from bridgekit.checkpoint import read_safetensors
+    from model import load_model
+    from tiny import make_training_model
+    model_dir = make_training_model(tmp_path / "model", seed=4)
+    _, tok = load_model(str(model_dir))
+    digits, eos = oracle.digit_tokens(tok, 9), tok.eos_ids[0]
+    rng = random.Random(0)
+    records = [dict(question=f"q{q}", prompt=[5, 6, 7 + q], answer=9,
+                    right=[[60 + rng.randrange(20)] * rng.randint(1, 3) + [digits[rng.randrange(9)], eos]
+                           for _ in range(6)]) for q in range(3)]
+    warmup = tmp_path / "data.jsonl"
+    warmup.write_text("".join(json.dumps(r) + "\n" for r in records))
+    common = ["--arch", "bridge", "--warmup", str(warmup), "--model", str(model_dir), "--targets", "free",
+              "--sets-per-question", "2", "--groups-per-step", "2", "--micro-groups", "2", "--steps", "2"]
+    oracle.main(common + ["--out", str(tmp_path / "one")])
+    first = read_safetensors(tmp_path / "one" / "checkpoint" / "bridge.safetensors")
+    assert any(float(v.abs().max()) > 0 for k, v in first.items() if "o_proj" in k or "out" in k)
+    oracle.main(common + ["--out", str(tmp_path / "two"), "--lr-new", "1e-12",
+                          "--init", str(tmp_path / "one" / "checkpoint" / "bridge.safetensors")])
+    second = read_safetensors(tmp_path / "two" / "checkpoint" / "bridge.safetensors")
+    assert all(float((second[k] - v).abs().max()) < 1e-6 for k, v in first.items())
+    assert json.loads((tmp_path / "two" / "args.json").read_text())["init"].endswith("bridge.safetensors")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):  # refused before anything loads
+        oracle.parse_args(common + ["--out", str(tmp_path / "three"), "--init", str(warmup)])
