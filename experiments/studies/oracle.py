@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the method's fil
 from bridgekit import cli  # noqa: E402
 from bridgekit import train_args  # noqa: E402
 from bridgekit import training  # noqa: E402
-from bridgekit.checkpoint import save_bridge, write_args  # noqa: E402
+from bridgekit.checkpoint import save_bridge  # noqa: E402
+from bridgekit.run_dir import write_args  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
 import torch  # noqa: E402
