@@ -18,15 +18,13 @@ training recomputes (token_logprobs, inside answer_logprobs: the log-prob forwar
 The commands check a call's arguments and memory before it (bridgekit/checks.py); with --fast they
 run bridgekit/fast.py's sampler instead, which gives this one's tokens, faster.
 """
-import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from bridgekit import checks, cli
+from bridgekit import checks, cli, sample_command
 
 
 def sampling_logits(logits, temperature=1.0, top_k=0, top_p=1.0):
@@ -249,25 +247,14 @@ def generate(model, tokenizer, prompts, *, width=4, max_new_tokens=256, temperat
 
 
 # the command line (its arguments: cli.add_sample_arguments, checked by checks.check_sample_args;
-# tools/attention_map.py shares its set-up)
+# the rest of its plumbing: bridgekit/sample_command.py; tools/attention_map.py shares its set-up)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-DEFAULT_BRIDGE = Path(__file__).resolve().parent / "bridges" / "default.safetensors"
-
-
-def bridge_path(args):
-    """The Bridge file to load: --bridge; with the default model and no --bridge, the committed blocks
-    trained for --task (bridges/TASK.safetensors) where there are some, else bridges/default.safetensors."""
-    if args.bridge is not None or args.model is not None:
-        return args.bridge
-    for_task = DEFAULT_BRIDGE.with_name(f"{args.task}.safetensors") if getattr(args, "task", None) else None
-    default = for_task if for_task is not None and for_task.is_file() else DEFAULT_BRIDGE
-    return default if default.is_file() else None
 
 
 def setup(args):
     """(model, tokenizer, bridge path or None): --model with --bridge, or the committed Bridge."""
     from model import load_model
-    bridge = bridge_path(args)
+    bridge = sample_command.bridge_path(args)
     if args.bridge is None and bridge is not None:
         state = "switched off by --no-bridge" if args.no_bridge else "--no-bridge to switch it off"
         print(f"using the committed Bridge {bridge.relative_to(bridge.parent.parent)} ({state})", file=sys.stderr)
@@ -276,34 +263,13 @@ def setup(args):
     return model, tokenizer, bridge
 
 
-def check_compare(args):
-    """--compare self needs Bridge blocks that are switched on, and siblings to read: one line each."""
-    from bridgekit.checkpoint import bridge_metadata
-    if args.width < 2:
-        raise ValueError("--compare self compares reading the siblings with reading only itself: it needs --width >= 2")
-    if args.no_bridge:
-        raise ValueError("--compare self compares two ways of running the Bridge blocks: drop --no-bridge")
-    bridge = bridge_path(args)
-    kind = None if bridge is None else bridge_metadata(bridge).get("kind")
-    if kind != "bridge":
-        what = "no Bridge blocks (give --bridge)" if bridge is None else f"{bridge} holds {kind} blocks, not Bridge"
-        raise ValueError(f"--compare self compares whom the Bridge blocks let a row read: {what}")
-
-
-def default_problem(task=None):
-    """The built-in prompt: the first held-out problem of `task` (default: the default task)."""
-    from bridgekit import tasks
-    task = task or tasks.DEFAULT_TASK
-    return tasks.make_problems(task, 1, seed=0, split="test", **tasks.DEFAULT_DIFFICULTY.get(task, {}))[0]
-
-
 def prompts_of(args, tokenizer):
-    """(prompt texts, their ids, the task problem or None): --prompt, or default_problem() asked
-    exactly as training asks it (tasks.prompt_ids)."""
+    """(prompt texts, their ids, the task problem or None): --prompt, or sample_command.default_problem()
+    asked exactly as training asks it (tasks.prompt_ids)."""
     from bridgekit import tasks
     if args.prompt:
         return args.prompt, encode_prompts(tokenizer, args.prompt, chat=not args.no_chat), None
-    problem = default_problem(args.task)
+    problem = sample_command.default_problem(args.task)
     return [problem.question], [tasks.prompt_ids(tokenizer, problem)], problem
 
 
@@ -318,7 +284,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     checks.check_sample_args(args)
     if args.compare:
-        check_compare(args)
+        sample_command.check_compare(args)
     model, tokenizer, bridge = setup(args)
     prompts, ids, problem = prompts_of(args, tokenizer)
     W, eos = args.width, set(tokenizer.eos_ids)
@@ -342,50 +308,9 @@ def main(argv=None):
         rewards[path] = [tasks.group_reward(answers, problem, finished[g * W:(g + 1) * W])
                          for g, answers in enumerate(out[path])] if problem else None
     if args.json:
-        settings = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
-                                                  "seed", "device", "dtype", "fast")}
-        results = [dict(prompt=p, responses=r) for p, r in zip(prompts, out["siblings"])]
-        if problem:
-            results[0].update(gold=problem.answer, rewards=rewards["siblings"][0])
-        if args.compare:
-            for g, r in enumerate(results):
-                r[args.compare] = dict(responses=out[args.compare][g])
-                if problem:
-                    r[args.compare]["rewards"] = rewards[args.compare][g]
-        print(json.dumps(dict(model=model.source, bridge=None if bridge is None else str(bridge),
-                              bridge_config=model.bridge_config, bridge_on=model.use_bridge, width=W,
-                              settings=dict(settings, chat=not args.no_chat), results=results),
-                         indent=2, ensure_ascii=False))
-        return
-    sets = problem is not None and problem.task in tasks.SET_TASKS
-
-    def verdict(path, g, i):
-        if not problem:
-            return ""
-        r = rewards[path][g][i]
-        return f" ({f'scores {r:g}' if sets else 'right' if r else 'wrong'})"
-
-    for g, prompt in enumerate(prompts):
-        gold = "" if not problem else f"  (an answer scores 1 if its number is 1..{problem.answer} and no " \
-            "other answer's)" if sets else f"  (answer: {problem.answer})"
-        print(f"=== prompt: {prompt}{gold}")
-        for i, answer in enumerate(out["siblings"][g]):
-            if not args.compare:
-                print(f"--- answer {i + 1}/{W}{verdict('siblings', g, i)}\n{answer.strip()}")
-                continue
-            other = out[args.compare][g][i]
-            print(f"--- answer {i + 1}/{W}: reading its siblings{verdict('siblings', g, i)} | reading only itself: "
-                  f"{'the same' if other == answer else 'CHANGED'}{verdict(args.compare, g, i)}")
-            print(answer.strip())
-            if other != answer:
-                print("\n".join("  [reading only itself] " + line for line in other.strip().splitlines()))
-        if args.compare and problem:
-            score = {path: sum(rewards[path][g]) / W for path in paths}
-            print(f"set score: {score['siblings']:.2f} reading the siblings, {score[args.compare]:.2f} reading only "
-                  f"itself ({sum(a != b for a, b in zip(out['siblings'][g], out[args.compare][g]))} of {W} answers changed)")
-        print()
-    print(f"({sum(len(a) for a in out['siblings'])} answers"
-          f"{f' on {len(paths)} paths' if args.compare else ''} in {dt:.1f}s)", file=sys.stderr)
+        sample_command.print_json(args, model, bridge, prompts, problem, out, rewards)
+    else:
+        sample_command.print_text(args, prompts, problem, out, rewards, dt)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 The command lines of the two training scripts (train_sft.py, train_grpo.py): their flags, those both
 take first, and every check of their arguments, all made before any model loads. A bad flag is a
 usage error while parsing (one line, exit 2); a bad value found after it a one-line ValueError
-(cli.run: exit 1). What a resumed run may change is checked in checkpoint.py (check_run_dir).
+(cli.run: exit 1). What a resumed run may change is checked in run_dir.py (check_run_dir).
 """
 import math
 
 from bridgekit import cli
 from bridgekit import parallel
-from bridgekit.checkpoint import check_bridge_file, check_run_dir
+from bridgekit.checkpoint import check_bridge_file
 from bridgekit.checks import MAX_TEMPERATURE, check_device, check_sampling
 from bridgekit.metrics import CREDITS
+from bridgekit.run_dir import check_run_dir
 from bridgekit.tasks import DATA_TASK, SET_TASKS, SYSTEM, TASKS, check_shots, file_problems, question_count
 from bridgekit.training import task_difficulty, training_pool
 

@@ -2,9 +2,9 @@
 What the two training scripts (train_sft.py, train_grpo.py) share beside the model: micro-batches of
 whole groups, the training problems, what trains and the optimizer, a run's checkpoints and the
 order of the training data. Their flags and argument checks are in train_args.py, the checkpoint
-format in checkpoint.py, the step log and Ctrl-C in cli.py, what several processes (torchrun) must
-agree on in parallel.py. The log-prob forward is sample.py's (answer_logprobs), the model set-up
-train_sft.py's (model_for_run).
+format in checkpoint.py, the run directory's lock and checks in run_dir.py, the step log and Ctrl-C
+in cli.py, what several processes (torchrun) must agree on in parallel.py. The log-prob forward is
+sample.py's (answer_logprobs), the model set-up train_sft.py's (model_for_run).
 """
 import math
 import random
@@ -13,7 +13,8 @@ from contextlib import contextmanager, nullcontext
 import torch
 
 from bridgekit import checks, parallel
-from bridgekit.checkpoint import check_run_dir, checkpoint_dir, run_lock, write_args, write_checkpoint
+from bridgekit.checkpoint import checkpoint_dir, write_checkpoint
+from bridgekit.run_dir import check_run_dir, run_lock, write_args
 from bridgekit.tasks import DEFAULT_DIFFICULTY, file_problems, make_problems, prompt_ids, question_count, stable_seed
 
 
@@ -121,12 +122,12 @@ def parameter_counts(model):
     return f"training {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
 
 # -----------------------------------------------------------------------------
-# the run directory: OUT/args.json and OUT/checkpoint/ (the format is checkpoint.py's)
+# the run directory: OUT/args.json and OUT/checkpoint/ (run_dir.py's and checkpoint.py's)
 
 
 @contextmanager
 def owned_run(args):
-    """OUT held by this run while the body runs (checkpoint.run_lock, by the main process), the run
+    """OUT held by this run while the body runs (run_dir.run_lock, by the main process), the run
     directory checked again under the lock: a run that ended between the first check and the lock
     is not overwritten."""
     if not parallel.is_main():

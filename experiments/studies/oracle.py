@@ -40,7 +40,8 @@ from bridgekit import cli  # noqa: E402
 from bridgekit import train_args  # noqa: E402
 from bridgekit import training  # noqa: E402
 from bridgekit import checkpoint  # noqa: E402
-from bridgekit.checkpoint import save_bridge, write_args  # noqa: E402
+from bridgekit.checkpoint import save_bridge  # noqa: E402
+from bridgekit.run_dir import write_args  # noqa: E402
 from bridgekit.tasks import stable_seed  # noqa: E402
 
 import torch  # noqa: E402

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from bridgekit import checkpoint
 from bridgekit import cli
 import evaluate
+from bridgekit.run_dir import LOCK, run_lock
 import sample
 from bridgekit import tokenizer
 import train_grpo
@@ -117,10 +118,10 @@ def files_of(out):
 
 
 def test_a_second_training_on_a_busy_out_is_refused_before_the_model_loads(tmp_path, capsys):
-    """Another process holds OUT (checkpoint.run_lock): both training scripts refuse it, in one line
+    """Another process holds OUT (run_lock): both training scripts refuse it, in one line
     naming the holder's pid, and leave its files as they were."""
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom bridgekit import checkpoint\nwith checkpoint.run_lock(sys.argv[1]):\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys\nfrom bridgekit import run_dir\nwith run_dir.run_lock(sys.argv[1]):\n"
                                "    print('held', flush=True); sys.stdin.read()", str(out)],
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -133,18 +134,18 @@ def test_a_second_training_on_a_busy_out_is_refused_before_the_model_loads(tmp_p
         assert files_of(out) == before
     finally:
         holder.communicate("")
-    assert holder.returncode == 0 and not (out / checkpoint.LOCK).exists()  # released: the file goes with it
+    assert holder.returncode == 0 and not (out / LOCK).exists()  # released: the file goes with it
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_note(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / checkpoint.LOCK).write_text("999999999\n")  # no process holds its flock: the run was killed
-    with checkpoint.run_lock(out):
-        assert (out / checkpoint.LOCK).read_text() == f"{os.getpid()}\n"
+    (out / LOCK).write_text("999999999\n")  # no process holds its flock: the run was killed
+    with run_lock(out):
+        assert (out / LOCK).read_text() == f"{os.getpid()}\n"
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith(f"note: taking over {out / checkpoint.LOCK}, left by pid 999999999")
-    assert not (out / checkpoint.LOCK).exists()
+    assert "\n" not in err and err.startswith(f"note: taking over {out / LOCK}, left by pid 999999999")
+    assert not (out / LOCK).exists()
 
 # -----------------------------------------------------------------------------
 # 3. no silent garbage: files
@@ -213,7 +214,7 @@ def test_a_blown_up_training_stops_in_one_line_and_keeps_the_last_good_checkpoin
     real, calls = train_grpo.update, []
 
     def update(model, *args, **kwargs):
-        assert (out / checkpoint.LOCK).read_text() == f"{os.getpid()}\n"
+        assert (out / LOCK).read_text() == f"{os.getpid()}\n"
         stats = real(model, *args, **kwargs)
         calls.append(1)
         if len(calls) == 2:
@@ -230,7 +231,7 @@ def test_a_blown_up_training_stops_in_one_line_and_keeps_the_last_good_checkpoin
                                      f"training stopped, the last good checkpoint, {out / 'checkpoint'}, is kept "
                                      "(a lower learning rate may help)")
     assert checkpoint.read_state(out / "checkpoint" / "state.pt")["step"] == 0 and len(calls) == 3
-    assert not (out / checkpoint.LOCK).exists()
+    assert not (out / LOCK).exists()
 
 
 def test_a_non_finite_loss_or_gradient_norm_stops_the_run(tiny, tmp_path):

@@ -156,7 +156,7 @@ def test_a_readme_section_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 FAKE_PYTHON = r'''#!/usr/bin/env bash
 [ "$1" = -c ] && { echo "fake machine"; exit 0; }
 shift  # evaluate.py: the real argument checks (they refuse an existing --out), then the file
-exec "$REAL_PYTHON" -c 'import sys, evaluate; a = evaluate.parse_args(sys.argv[1:]); evaluate.check_args(a); open(a.out, "w").write("{}")' "$@"
+exec "$REAL_PYTHON" -c 'import sys, evaluate; from bridgekit import eval_args; a = evaluate.parse_args(sys.argv[1:]); eval_args.check_args(a); open(a.out, "w").write("{}")' "$@"
 '''
 
 

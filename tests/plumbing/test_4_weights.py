@@ -1,4 +1,4 @@
-"""Tests for weights.py: the q/k permutation, model resolution, and GGUF -> HF conversion.
+"""Tests for weights.py (model resolution) and gguf_convert.py (the q/k permutation, GGUF -> HF conversion).
 
 The fast tests build a tiny llama GGUF in tmp_path with gguf.GGUFWriter (F32 tensors, q/k rows
 permuted as llama.cpp's converter does, a 265-token byte-level vocabulary) and check our conversion
@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from bridgekit import weights
-from bridgekit.weights import GGUFError, ModelNotFoundError, convert_gguf, permute_qk, resolve_model_dir, unpermute_qk
+from bridgekit import gguf_convert, weights
+from bridgekit.gguf_convert import GGUFError, convert_gguf, permute_qk, unpermute_qk
+from bridgekit.weights import ModelNotFoundError, resolve_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}"
@@ -108,8 +109,8 @@ def tiny_hf_tensors(tied, seed=0, layers=2, d=32, ffn=48, n_heads=4, n_kv=2, voc
 
 
 def gguf_name(hf):
-    inverse = {v: k for k, v in weights.GGUF_TO_HF.items()}
-    top = {f"{v}.weight": f"{k}.weight" for k, v in weights.GGUF_TO_HF_TOP.items()}
+    inverse = {v: k for k, v in gguf_convert.GGUF_TO_HF.items()}
+    top = {f"{v}.weight": f"{k}.weight" for k, v in gguf_convert.GGUF_TO_HF_TOP.items()}
     if hf in top:
         return top[hf]
     _, _, i, rest = hf.removesuffix(".weight").split(".", 3)
@@ -374,7 +375,7 @@ def test_interrupted_conversion_leaves_nothing(offline, monkeypatch, tiny, tmp_p
 
     def interrupt(*a):
         raise KeyboardInterrupt
-    monkeypatch.setattr(weights, "write_tokenizer", interrupt)  # after the safetensors file is written
+    monkeypatch.setattr(gguf_convert, "write_tokenizer", interrupt)  # after the safetensors file is written
     with pytest.raises(KeyboardInterrupt):
         resolve_model_dir()
     assert list((tmp_path / "cache").iterdir()) == []
@@ -393,7 +394,7 @@ def test_cli_error_is_one_line():
 @pytest.fixture(scope="module")
 def default_converted(tmp_path_factory):
     # the GGUF comes from the shared cache (one download for all runs); the conversion is done
-    # afresh so that the test checks this weights.py, not a directory an older version wrote
+    # afresh so that the test checks this conversion (gguf_convert.py), not a directory an older version wrote
     gguf_path = weights.fetch_default_gguf()
     return gguf_path, convert_gguf(gguf_path, tmp_path_factory.mktemp("smollm2"))
 
@@ -411,11 +412,11 @@ def test_default_model_matches_transformers(default_converted):
 
 @pytest.mark.slow
 def test_default_model_cache_is_current(default_converted):
-    """The directory other scripts get is what this weights.py writes."""
+    """The directory other scripts get is what this weights.py and gguf_convert.py write."""
     d = resolve_model_dir()
     assert d.parent == weights.cache_dir()
     _, fresh = default_converted
-    stale = f"{d} was written by another version of weights.py: delete it to convert again"
+    stale = f"{d} was written by another version of gguf_convert.py: delete it to convert again"
     for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (d / f).read_text() == (fresh / f).read_text(), f"{f}: {stale}"
     cached, new = load_dir(d), load_dir(fresh)

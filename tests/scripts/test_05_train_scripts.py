@@ -287,9 +287,9 @@ def test_training_at_any_seed_and_sample_py_ask_a_problem_exactly_as_tasks_promp
     training (every seed), evaluation and sample.py ask a held-out problem the same way."""
     import argparse
     import sample as sample_cli
-    from bridgekit import tasks
+    from bridgekit import sample_command, tasks
     _, tok = load_model(str(tiny))
-    problem = sample_cli.default_problem()
+    problem = sample_command.default_problem()
     expected = tasks.prompt_ids(tok, problem)
     for seed in (0, 1, 2):
         args = train_grpo.parse_args(["--out", "unused", "--seed", str(seed)])

@@ -17,7 +17,7 @@ from hypothesis import given, strategies as st
 
 import evaluate
 import train_grpo
-from bridgekit import training
+from bridgekit import eval_args, training
 from bridge import sibling_mask
 from bridgekit.checks import check_sample_call
 from bridgekit.metrics import distinct_scores, set_credit
@@ -226,8 +226,8 @@ def test_crossed_sampling_needs_pairs_of_groups(bridged):
 
 def test_evaluate_refuses_other_paths_without_bridge_blocks_and_odd_pairs(tiny_dir, tmp_path):
     def check(*argv):
-        evaluate.check_args(evaluate.parse_args(["--model", str(tiny_dir), "--task", "distinct", "--problems", "2",
-                                                 "--out", str(tmp_path / "x.json"), *argv]))
+        eval_args.check_args(evaluate.parse_args(["--model", str(tiny_dir), "--task", "distinct", "--problems", "2",
+                                                  "--out", str(tmp_path / "x.json"), *argv]))
     with pytest.raises(ValueError, match="needs a model with Bridge blocks"):
         check("--n", "8", "--widths", "1", "4", "--paths", "siblings", "self")
     with pytest.raises(ValueError, match="n/width must be even"):

@@ -100,7 +100,7 @@ def test_sample_py_width_4_uses_the_committed_default_bridge_on_a_held_out_probl
     import sys
     from pathlib import Path
     from bridgekit import tasks
-    from sample import DEFAULT_BRIDGE, default_problem
+    from bridgekit.sample_command import DEFAULT_BRIDGE, default_problem
     root = Path(__file__).resolve().parents[2]
     assert DEFAULT_BRIDGE.is_file(), "bridges/default.safetensors is committed with the repository"
     problem = default_problem()
