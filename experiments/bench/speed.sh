@@ -49,3 +49,11 @@ once "$OUT/grpo_trl.md" python experiments/bench/bench_grpo.py --grpo-steps 3 --
 once "$OUT/grpo_trl_run2.md" python experiments/bench/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run2.json" --overwrite
 #    and a third (added 2026-11-30: the goal is at least 4x in every run)
 once "$OUT/grpo_trl_run3.md" python experiments/bench/bench_grpo.py --grpo-steps 3 --trl-micro-batch 8 --out "$OUT/grpo_trl_run3.json" --overwrite
+# 7. both paths (every command's naive default and --fast) against the same peers, in one sitting
+#    (docs/speed.md "Both paths", written by experiments/bench/paths_report.py)
+once "$OUT/sampler_naive.md" python experiments/bench/bench_sampler.py --what sampler --dtypes fp32 --widths 4 16 --naive \
+  --out "$OUT/sampler_naive.json" --overwrite
+once "$OUT/grpo_trl_naive.md" python experiments/bench/bench_grpo.py --grpo-engines ours naive trl --grpo-steps 3 \
+  --trl-micro-batch 8 --out "$OUT/grpo_trl_naive.json" --overwrite
+once "$OUT/eval_paths.txt" python experiments/bench/bench_paths.py --out "$OUT/eval_paths.json" --overwrite
+python -c "from bridgekit.result_files import machine; print(machine('cpu'))" > "$OUT/paths_machine.txt"
