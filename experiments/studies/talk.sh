@@ -111,14 +111,15 @@ case "${1:-}" in
     ;;
   grpo)
     seed=${2:?usage: bash experiments/studies/talk.sh grpo SEED}
-    need "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors" "seed $seed"
+    run=seed$seed${VARIANT:+_$VARIANT}
+    need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
     STEPS=${STEPS:-40}
     EVAL=(--split test --problems 33 --n 32 --seed "$seed" --device "$DEVICE" "${TASK[@]}")
     arm_eval_flags() { echo "--widths 2 4 8 ${PATHS[*]}"; }
     # choice: the credit study's recipe (2 sets of 4 per prompt, the set credited per answer, the
     # blocks' learning rate 1e-3), only the blocks training so that the base model cannot drift
-    arm "$RUNS/grpo_seed$seed" "$seed" bridge "grpo_seed${seed}_bridge" --arch bridge --train new --sets 2 \
-      --lr-new 1e-3 --credit answer --init "$RUNS/seed${seed}_bridge/checkpoint/bridge.safetensors"
+    arm "$RUNS/grpo_$run" "$seed" bridge "grpo_${run}_bridge" --arch bridge --train new --sets 2 \
+      --lr-new 1e-3 --credit answer --init "$RUNS/${run}_bridge/checkpoint/bridge.safetensors"
     ;;
   *)
     echo "usage: bash experiments/studies/talk.sh heldout | seed SEED | bridge SEED | pmatch SEED | commit SEED | grpo SEED" >&2; exit 2
