@@ -136,7 +136,8 @@ def read_rows(res, rs):
             cells.append(f"{credit_report.fmt(sib['hit'])} / {own['hit']['mean']:.3f}")
         readable = pm["paths"]["siblings"]["readable"]["hit"]["mean"] if pm else None
         cells.append("–" if readable is None else f"{readable:.3f}")
-        cells.append(taken_text(read))
+        pm_taken = pm["paths"]["siblings"]["readable"].get("taken") if pm else None
+        cells.append(taken_text(read) + ("" if pm_taken is None else f" (P-Match {pm_taken['mean']:.3f})"))
         rows.append(f"| {run} | {setting_text(res, run)} | " + " | ".join(cells) + " |")
     return rows
 
@@ -225,7 +226,7 @@ def talk_lines(res):
         "row can read when it decides (chance: 1/9 for a first row, 1/8 to 1/6 for the others), and P-Match "
         "on the rows whose earlier writer is readable; last, the readable rows' taken mass (the share of "
         "their probability over 1..9 on numbers earlier siblings wrote; a row that ignores its siblings puts "
-        "about 1/9 a writer there, one that avoids them 0), reading the siblings / reading only itself:",
+        "about 1/9 a writer there, one that avoids them 0), reading the siblings / reading only itself (P-Match's):",
         "",
         "| run | setting | " + " | ".join(TYPE_WORDS[k] for k in oracle.ROW_TYPES)
         + " | P-Match, readable | taken mass, readable |",
