@@ -1,13 +1,13 @@
 """Nothing lost, nothing silent: results files are written whole and never replaced unasked, a run
 directory belongs to one training script, every error is one line (Ctrl-C, a damaged checkpoint, a
 full disk), what the arguments alone decide is refused before the model loads, a width that cannot
-fit is refused with its size, no flag is abbreviated, and a report's --check checks the stored
-summaries it reads. Refusals are in-process and name a model that does not exist, so a check that
-came after the model load would fail on the load instead; a full disk is a write that raises."""
+fit is refused with its size, and no flag is abbreviated (a report's --check checks the stored
+summaries it reads: test_3_nothing_lost_check.py). Refusals are in-process and name a model that
+does not exist, so a check that came after the model load would fail on the load instead; a full
+disk is a write that raises."""
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +20,6 @@ import torch
 from bridgekit import checks, cli
 import evaluate
 from bridgekit import fast
-from bridgekit import result_files
 import sample
 import train_grpo
 import train_sft
@@ -359,46 +358,3 @@ def test_every_command_line_uses_the_shared_parser():
     sources = [p for p in [*ROOT.glob("*.py"), *scripts] if p.name != "cli.py"]
     plain = [p.name for p in sources if "ArgumentParser(" in p.read_text()]
     assert plain == [] and not cli.Parser().allow_abbrev
-
-# -----------------------------------------------------------------------------
-# 7. --check checks the stored summaries, and not where the files were read from
-
-
-def test_a_stored_summary_that_contradicts_the_counts_is_named(tmp_path):
-    data = json.loads((ROOT / "experiments" / "results" / "repro" / "base.json").read_text())
-    result_files.check_summaries(data, "base.json")  # the committed file agrees with itself
-    data["results"][0]["summary"]["accuracy"]["mean"] = 0.589
-    (tmp_path / "base.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"base.json: width 1: summary.accuracy.mean is 0.589, but its per-problem "
-                                         r"records give 0.\d+"):
-        result_files.read_result(tmp_path / "base.json")
-    del data["results"][1]["summary"]["maj@2"]
-    with pytest.raises(ValueError, match="width 2: summary lacks 'maj@2'"):
-        result_files.check_summaries(data | {"results": data["results"][1:]}, "x.json")
-
-
-def copy_study(tmp_path, name):
-    res = tmp_path / name
-    shutil.copytree(ROOT / "experiments" / "results" / name, res)
-    return res
-
-
-def test_report_check_finds_a_changed_summary_and_passes_an_unchanged_copy(tmp_path):
-    res = copy_study(tmp_path, "headroom")
-    argv = ["--study", "headroom", "--results", str(res), "--check"]
-    assert report.main(argv) == 0  # the section says the same, wherever its files were read from
-    data = json.loads((res / "seed0_bridge.json").read_text())
-    data["results"][2]["summary"]["accuracy"]["mean"] -= 0.4
-    (res / "seed0_bridge.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=f"{res / 'seed0_bridge.json'}: width 4: summary.accuracy.mean is"):
-        report.main(argv)
-
-
-def test_siblings_report_checks_the_stored_summaries(tmp_path):
-    res = copy_study(tmp_path, "siblings")
-    siblings_report.load(res)
-    data = json.loads((res / "base.json").read_text())
-    data["results"][0]["summary"]["valid"]["mean"] = 0.5
-    (res / "base.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="base.json: width 1: summary.valid.mean is 0.5"):
-        siblings_report.load(res)
