@@ -8,6 +8,7 @@ Reads experiments/results/credit/ (experiments/studies/credit.sh): the oracle ch
 evaluate.py results on the held-out `distinct` questions, Bridge sampled with the paths siblings,
 self and crossed at every width), and their training logs. Every number is computed here from the
 per-question choices those files store (metrics.py), so the section is reproducible to the digit.
+Reading a result and formatting its cells: credit_cells.py.
 """
 import json
 import sys
@@ -21,48 +22,13 @@ import paired  # noqa: E402
 from bridgekit import readme_section  # noqa: E402
 import siblings_report as sib  # noqa: E402  (the same seedS_ARM.json layout as the first study)
 from bridgekit.cli import Parser, run, write_text  # noqa: E402
-from bridgekit.metrics import answer_scores, collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402
+from bridgekit.metrics import collision_rate, independent_ceiling, paired_set_difference, set_summary  # noqa: E402
+from credit_cells import crossed_cell, entry, fmt, rates, read, scores, set_values, signed  # noqa: E402
 
 RES = ROOT / "experiments" / "results" / "credit"
 BEGIN = "<!-- credit:begin (written by `python experiments/studies/credit_report.py` from experiments/results/credit; do not edit by hand) -->"
 END = "<!-- credit:end -->"
 SIZES = (2, 4, 8)
-
-
-def read(path):
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
-
-
-def entry(result, width, path="siblings"):
-    """The results entry of one width and path (None if the file has none)."""
-    return next((r for r in result["results"] if r["width"] == width and r.get("path", "siblings") == path), None)
-
-
-def scores(result, width, size, path="siblings"):
-    """(per-answer score, all-distinct share) {"mean", "se"} of the width-`width` run in sets of `size`."""
-    e = entry(result, width, path)
-    s = set_summary(e["per_problem"], e["n"], size)
-    return s["set_score"], s["all_distinct"]
-
-
-def fmt(v, se=True):
-    return f"{v['mean']:.3f} ± {v['se']:.3f}" if se and v["se"] is not None else f"{v['mean']:.3f}"
-
-
-def signed(v):
-    return f"{v['mean']:+.3f} ± {v['se']:.3f}"
-
-
-def rates(within, across):
-    """Collision shares (None: no pair of valid answers) as 'within / across'."""
-    return " / ".join("–" if x is None else f"{x:.3f}" for x in (within, across))
-
-
-def crossed_cell(result, width, crossed_score):
-    """The crossed path's score, and Bridge's own on the same sets: the crossed run keeps every other
-    set (the one it reads is the set in between), so the paired difference compares those sets."""
-    own = set_values(result, width, groups=list(range(0, entry(result, width)["groups"], 2)))
-    return f"{crossed_score} (Bridge {sum(own) / len(own):.3f} on those sets)"
 
 
 def oracle_rows(bridge, pmatch):
@@ -157,20 +123,6 @@ def pilot_choice(res):
 
 # -----------------------------------------------------------------------------
 # the study: RLVR only, P-Match and Bridge trained with --sets and the chosen credit
-
-
-def set_values(result, width, path="siblings", groups=None):
-    """Per question, the mean score of the answers of the sets `groups` (default all) of one entry."""
-    e = entry(result, width, path)
-    if e is None:
-        return None
-    out = []
-    for p in e["per_problem"]:
-        s = answer_scores(p, width)
-        sets = [s[i:i + width] for i in range(0, len(s), width)]
-        sets = sets if groups is None else [sets[g] for g in groups]
-        out.append(sum(map(sum, sets)) / (len(sets) * width))
-    return out
 
 
 def twin_comparisons(runs):
