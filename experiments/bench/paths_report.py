@@ -6,7 +6,10 @@ each against its peer, from committed files measured in one sitting on one machi
 
 Reads experiments/results/speed/: sampler_naive.json (experiments/bench/bench_sampler.py --naive),
 grpo_trl_naive.json (experiments/bench/bench_grpo.py --grpo-engines ours naive trl), eval_paths.json
-(experiments/bench/bench_paths.py) and paths_machine.txt (the machine they ran on).
+(experiments/bench/bench_paths.py) and paths_machine.txt (the machine they ran on); and
+layout_{before,after}_{sampler,grpo}.json: the same benchmarks at the commit before the layout
+(LAYOUT_BEFORE, where the commands ran the speed-ups by default) and with --fast after it, in the same
+sitting on the same machine.
 """
 import json
 import sys
@@ -22,6 +25,26 @@ RES = ROOT / "experiments" / "results" / "speed"
 BEGIN = ("<!-- paths:begin (written by `python experiments/bench/paths_report.py` from experiments/results/speed; "
          "do not edit by hand) -->")
 END = "<!-- paths:end -->"
+LAYOUT_BEFORE = "3c3df7e"
+
+
+def layout_lines(res):
+    """The speed-ups' ratios before the layout (its default path) and after it (--fast), one sitting."""
+    read = lambda name: json.loads((Path(res) / name).read_text())
+    if not (Path(res) / "layout_after_grpo.json").is_file():
+        return []
+    lines = ["", f"Before and after the layout, the same sitting: the speed-ups at {LAYOUT_BEFORE} (where every "
+             "command ran them by default) and with `--fast` now.", "",
+             f"| workload | {LAYOUT_BEFORE} | now, --fast |", "|---|---|---|"]
+    for width in (4, 16):
+        cells = []
+        for when in ("before", "after"):
+            tok = {r["engine"]: r["tok_s"] for r in read(f"layout_{when}_sampler.json") if r["width"] == width}
+            cells.append(f"{tok['ours'] / tok['hf']:.2f}")
+        lines.append(f"| sampler, width {width}: ours / transformers.generate (tokens/s) | {cells[0]} | {cells[1]} |")
+    steps = [read(f"layout_{when}_grpo.json")[0]["s_per_step"] for when in ("before", "after")]
+    lines.append(f"| GRPO step, RLVR only (s/step) | {steps[0]:.2f} | {steps[1]:.2f} |")
+    return lines
 
 
 def rows(res):
@@ -64,6 +87,7 @@ def section(res=RES):
         vs = ("–", "–") if peer is None else (f"{speedup(unit, peer, naive):.2f}", f"{speedup(unit, peer, fast):.2f}")
         lines.append(f"| {name} | {unit} | {naive:.1f} | {fast:.1f} | {gain:.2f} | {peer_name or '–'} | {vs[0]} | {vs[1]} |")
     verdict = ("pays at least 10%" if best >= 1.10 else "pays less than 10%")
+    lines += layout_lines(res)
     lines += ["", f"On this machine `--fast` {verdict} on the real workloads (GRPO, evaluation: at most "
               f"{best:.2f}x); the evaluation's answers differ between the paths in {ev['differing_rows']} of "
               f"{ev['rows']} (a token flipped by the packed weights' rounding).", "",
@@ -71,7 +95,10 @@ def section(res=RES):
               "--naive --out experiments/results/speed/sampler_naive.json`, `python experiments/bench/bench_grpo.py "
               "--grpo-engines ours naive trl --grpo-steps 3 --trl-micro-batch 8 --out "
               "experiments/results/speed/grpo_trl_naive.json`, `python experiments/bench/bench_paths.py --out "
-              "experiments/results/speed/eval_paths.json`; then this section: `python experiments/bench/paths_report.py`.",
+              "experiments/results/speed/eval_paths.json`; before and after the layout: `bench/bench_sampler.py --what "
+              "sampler --dtypes fp32 --widths 4 16` and `bench/bench_grpo.py --grpo-engines ours --grpo-steps 3` in a "
+              f"checkout of {LAYOUT_BEFORE}, then the same under `experiments/` here; then this section: "
+              "`python experiments/bench/paths_report.py`.",
               "", END]
     return "\n".join(lines)
 

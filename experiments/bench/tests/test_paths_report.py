@@ -25,3 +25,13 @@ def test_ratios_say_which_is_faster_in_each_unit_and_the_verdict_follows_the_rea
     assert "| s/step | 12.0 | 10.0 | 1.20 | TRL GRPOTrainer | 3.33 | 4.00 |" in text
     assert "| s | 30.0 | 29.0 | 1.03 | – | – | – |" in text
     assert "pays at least 10%" in text and "at most 1.20x" in text and "on a CPU, 2 cores" in text
+
+
+def test_before_and_after_the_layout_is_the_ratio_to_the_peer_and_the_step_time(tmp_path):
+    for when, ours, step in (("before", 66.0, 23.5), ("after", 60.0, 22.0)):
+        (tmp_path / f"layout_{when}_sampler.json").write_text(json.dumps(
+            [dict(width=w, engine=e, tok_s=v) for w in (4, 16) for e, v in (("ours", ours), ("hf", 50.0))]))
+        (tmp_path / f"layout_{when}_grpo.json").write_text(json.dumps([dict(engine="ours", s_per_step=step)]))
+    lines = paths_report.layout_lines(tmp_path)
+    assert "| sampler, width 4: ours / transformers.generate (tokens/s) | 1.32 | 1.20 |" in lines
+    assert "| GRPO step, RLVR only (s/step) | 23.50 | 22.00 |" in lines
