@@ -101,6 +101,15 @@ case "${1:-}" in
     seed=${2:?usage: bash experiments/studies/talk.sh commit SEED}
     run=seed$seed${VARIANT:+_$VARIANT}
     need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
+    # an earlier candidate's results stay, under its run's name (the report lists every candidate tried)
+    if [ -f "$RES/candidate.json" ]; then
+      was=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['run'])" "$RES/candidate.json")
+      if [ "$was" != "$run" ]; then
+        for kind in distinct fp32; do
+          if [ -f "$RES/candidate_$kind.json" ]; then mv "$RES/candidate_$kind.json" "$RES/earlier_${was}_$kind.json"; fi
+        done
+      fi
+    fi
     python -c "import sys; from bridgekit import checkpoint; checkpoint.convert_bridge(sys.argv[1], sys.argv[2], 'bf16')" \
       "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" bridges/distinct.safetensors
     EVAL=(--split test --problems 33 --n 32 --seed 7 --device "$DEVICE" "${TASK[@]}")

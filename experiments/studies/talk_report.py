@@ -283,11 +283,13 @@ def stage_kind(stage):
     return "held-out answers" if stage == "talk/heldout" else "GRPO" if "/grpo" in stage else "oracle training"
 
 
-def committed_facts(res, name="candidate_distinct"):
+def committed_facts(res, name="candidate_distinct", run=None):
     """The candidate for bridges/distinct.safetensors, evaluated afresh at W = 4 (talk.sh commit; name
-    candidate_fp32: the same run's fp32 blocks, the same seed): which run it is, its score, its self
-    path's, the ceiling, the paired difference; None before it exists."""
-    result, source = credit_report.read(Path(res) / f"{name}.json"), credit_report.read(Path(res) / "candidate.json")
+    candidate_fp32: the same run's fp32 blocks, the same seed; name earlier_RUN_distinct with run=RUN:
+    a candidate tried before it): which run it is, its score, its self path's, the ceiling, the
+    paired difference; None before it exists."""
+    result = credit_report.read(Path(res) / f"{name}.json")
+    source = dict(run=run) if run is not None else credit_report.read(Path(res) / "candidate.json")
     if result is None or source is None:
         return None
     W = 4
@@ -298,6 +300,31 @@ def committed_facts(res, name="candidate_distinct"):
                               credit_report.entry(result, W, "self")["per_problem"], W)
     return dict(run=source["run"], seed=result["protocol"]["seeds"]["sampling"], W=W, ceiling=ceiling, bridge=sib,
                 own=own, vs_self=d, passes=sib["mean"] - ceiling > 2 * sib["se"], beats_self=d["mean"] > 2 * d["se"])
+
+
+def earlier_runs(res):
+    """The runs of the candidates tried before the present one (talk.sh commit keeps their results as
+    earlier_RUN_distinct.json and earlier_RUN_fp32.json), in name order."""
+    return sorted(f.name[len("earlier_"):-len("_distinct.json")] for f in Path(res).glob("earlier_*_distinct.json"))
+
+
+def earlier_lines(res):
+    """One sentence on every candidate tried before the present one, bf16 and fp32 alike: the
+    candidates are all evaluated on the same held-out questions with the same seed, so a reader
+    weighs a pass against how many were tried."""
+    parts = []
+    for run in earlier_runs(res):
+        got = []
+        for kind, what in (("distinct", "bf16"), ("fp32", "fp32")):
+            f = committed_facts(res, f"earlier_{run}_{kind}", run)
+            if f is not None:
+                got.append(f"{what} {credit_report.fmt(f['bridge'])}, {credit_report.signed(f['vs_self'])} over its self path"
+                           + ("" if f["passes"] and f["beats_self"] else ", not passing both"))
+        parts.append(f"{run} ({'; '.join(got)})")
+    if not parts:
+        return []
+    return [f"Candidates tried before it, each sampled the same way (seed 7, W = 4, the same held-out questions), "
+            f"so {len(parts) + 1} candidates in all: {'; '.join(parts)}.", ""]
 
 
 def committed_lines(res):
@@ -312,14 +339,14 @@ def committed_lines(res):
     if fp32 is not None:
         end += (f" The same run's fp32 blocks sampled with the same seed {fp32['seed']} score "
                 f"{credit_report.fmt(fp32['bridge'])}, {credit_report.signed(fp32['vs_self'])} over reading only "
-                "themselves: the gain over the self path measured with the study's seed is not yet shown to hold "
-                "on fresh random numbers.")
+                "themselves" + (", by more than two standard errors." if fp32["beats_self"] else
+                                ": the gain over the self path is not shown on fresh random numbers."))
     return [f"**The candidate for `bridges/distinct.safetensors`**: {f['run']}'s Bridge stored in bf16 "
             f"(`bash experiments/studies/talk.sh commit`), sampled afresh with seed {f['seed']}, which no run used, on the "
             f"held-out questions at W = {f['W']}: {credit_report.fmt(f['bridge'])} per answer against the "
             f"independent ceiling {f['ceiling']:.3f}; reading only itself (the same random numbers) "
             f"{credit_report.fmt(f['own'])}; Bridge − reading only itself {credit_report.signed(f['vs_self'])} "
-            f"(paired per set). {end}", ""]
+            f"(paired per set). {end}", "", *earlier_lines(res)]
 
 
 def not_yet_lines(res, rs):

@@ -119,3 +119,20 @@ def test_a_free_targets_run_shows_its_rule_and_its_taken_mass(tmp_path):
     assert "| seed0 | free targets, weight 3" in text and "| 0.040 ± 0.010 / 0.110 |" in text
     readme = " ".join(talk_report.headline_lines(tmp_path))
     assert "put 0.040 of their probability on the numbers written before them reading their siblings and 0.110" in readme
+
+
+def test_every_candidate_tried_before_the_present_one_is_listed(tmp_path):
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
+    passing = dict(protocol=dict(seeds=dict(sampling=7)), results=[
+        evaluation([1, 2, 3, 4, 5, 6, 7, 8], lengths, None, 4, 2), evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", 4, 2)])
+    failing = dict(protocol=dict(seeds=dict(sampling=7)), results=[
+        evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, None, 4, 2), evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", 4, 2)])
+    (tmp_path / "candidate_distinct.json").write_text(json.dumps(passing))
+    (tmp_path / "candidate.json").write_text(json.dumps(dict(run="seed0_free4")))
+    assert talk_report.earlier_lines(tmp_path) == []
+    (tmp_path / "earlier_seed0_w10e2_distinct.json").write_text(json.dumps(failing))
+    (tmp_path / "earlier_seed0_w10e2_fp32.json").write_text(json.dumps(failing))
+    assert talk_report.earlier_runs(tmp_path) == ["seed0_w10e2"]
+    text = " ".join(talk_report.committed_lines(tmp_path))
+    assert "so 2 candidates in all: seed0_w10e2 (bf16 0.000" in text and text.count("not passing both") == 2
+    assert "seed0_free4's Bridge" in text and "it is the committed `bridges/distinct.safetensors`" in text
