@@ -100,7 +100,7 @@ case "${1:-}" in
     # the same sets sampled with each path, for the two committed Bridges: the set-level one on its
     # task (as the oracle), and the default one on the default task (its first study's protocol:
     # 200 held-out problems, 8 answers each, at its training width 4)
-    evaluate committed_distinct --bridge bridges/distinct.safetensors --widths 2 4 8 "${PATHS[@]}" --seed 0
+    evaluate committed_distinct --bridge experiments/results/siblings/distinct_blocks.safetensors --widths 2 4 8 "${PATHS[@]}" --seed 0
     EVAL=(--problems 200 --n 8 --device "$DEVICE" --seed 0)
     evaluate committed_default --bridge bridges/default.safetensors --widths 4 "${PATHS[@]}"
     ;;

@@ -242,7 +242,7 @@ def study_section(res):
     return lines + [sib.verdict(runs, comps)]
 
 
-COMMITTED = {"committed_distinct": "`bridges/distinct.safetensors`", "committed_default": "`bridges/default.safetensors`",
+COMMITTED = {"committed_distinct": "the set-level blocks (`experiments/results/siblings/distinct_blocks.safetensors`)", "committed_default": "`bridges/default.safetensors`",
              "mul2_bridge": "the mul2 study's Bridge (seed 0, retrained)"}
 
 

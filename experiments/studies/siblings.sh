@@ -7,7 +7,7 @@
 #
 #   bash experiments/studies/siblings.sh base          # evaluate the base model
 #   bash experiments/studies/siblings.sh seed 0        # one seed: warm-ups, then per arm train + evaluate
-#   bash experiments/studies/siblings.sh blocks        # bridges/distinct.safetensors (blocks only), evaluated
+#   bash experiments/studies/siblings.sh blocks        # experiments/results/siblings/distinct_blocks.safetensors (blocks only), evaluated
 #   python experiments/studies/siblings_report.py     # its section of docs/results.md from experiments/results/siblings/*.json
 #
 # Every stage skips what is already done (experiments/studies/stages.sh). Wall times: experiments/results/siblings/walltime.jsonl.
@@ -45,8 +45,8 @@ case "${1:-}" in
     three_arms "experiments/runs/siblings/seed$seed" "$seed"
     ;;
   blocks)
-    # the committed blocks-only Bridge for `distinct` (python sample.py --width 4 --task distinct)
-    blocks_only experiments/runs/siblings/seed0 distinct_bridge bridges/distinct.safetensors "${BRIDGE_WIDTHS[@]}"
+    # the blocks-only Bridge for `distinct` (bridges/distinct.safetensors until the oracle's replaced it)
+    blocks_only experiments/runs/siblings/seed0 distinct_bridge experiments/results/siblings/distinct_blocks.safetensors "${BRIDGE_WIDTHS[@]}"
     ;;
   *)
     echo "usage: bash experiments/studies/siblings.sh base | seed SEED | blocks" >&2; exit 2

@@ -109,7 +109,7 @@ def table(runs, base, metric, res=RES):
     blocks = read(Path(res) / "distinct_bridge.json")
     if blocks:  # the committed blocks-only Bridge (experiments/studies/siblings.sh blocks), one run
         for width_of, name in ((lambda s: s, "at width W"), (lambda s: 1, "at width 1, pooled")):
-            lines.append(f"| Bridge, blocks only (`bridges/distinct.safetensors`, seed 0) {name} | " + " | ".join(
+            lines.append(f"| Bridge, blocks only (`experiments/results/siblings/distinct_blocks.safetensors`, seed 0) {name} | " + " | ".join(
                 f"{statistics.fmean(v[k] for v in per_problem(blocks, width_of(s), s)):.3f}" for s in SIZES) + " |")
     lines.append("| **independent ceiling** (exact) | " + " | ".join(
         f"**{float(independent_ceiling(9, s)[k]):.3f}**" for s in SIZES) + " |")

@@ -253,11 +253,38 @@ def talk_lines(res):
     return lines
 
 
+def talking_lines(res, c, facts):
+    """The README's lines once the committed candidate passes both bars: the file, how it was made,
+    its fresh-seed numbers, the study's own sampling of the same run at every width, and how many
+    candidates and training seeds stand behind it."""
+    link = f"{readme_section.link(readme_section.DOCS / 'results.md', ROOT / 'README.md')}#see-the-siblings-talk"
+    study = ""
+    if c["run"] in facts:
+        by_w = facts[c["run"]]
+        study = (" In the study's own sampling of the same run (its fp32 blocks, sampling seed = training seed), at W = "
+                 + " / ".join(str(W) for W in by_w) + ": " + " / ".join(credit_report.fmt(f["bridge"]) for f in by_w.values())
+                 + " against the ceilings " + " / ".join(f"{f['ceiling']:.3f}" for f in by_w.values())
+                 + ", " + " / ".join(credit_report.signed(f["vs_self"]) for f in by_w.values()) + " over itself.")
+    seeds = sorted({r.split("_")[0] for r in runs(res) if r.partition("_")[2] == c["run"].partition("_")[2]})
+    return [f"**The siblings talk, with constructed targets** ([full section]({link})): blocks alone, trained "
+            f"teacher-forced on `distinct` sets whose numbers a row can only avoid by reading the siblings that "
+            f"wrote before it ({c['run']}: {setting_text(res, c['run'])}; an oracle, not RL). The committed "
+            f"`bridges/distinct.safetensors` (its bf16 copy), sampled with seed {c['seed']}, which no run used, on "
+            f"the held-out questions at W = {c['W']}, scores {credit_report.fmt(c['bridge'])} per answer against "
+            f"the exact independent ceiling {c['ceiling']:.3f}; the same weights reading only themselves, with the "
+            f"same random numbers, {credit_report.fmt(c['own'])}; Bridge − itself {credit_report.signed(c['vs_self'])} "
+            f"(paired per set).{study} Training seeds of this setting: {len(seeds)} ({', '.join(seeds)}); "
+            f"candidates tried for the file: {len(earlier_runs(res)) + 1}.", ""]
+
+
 def headline_lines(res=RES):
     """The README's lines on the oracle done right: each sampled run's Bridge against the ceiling and
     its self path, per width."""
     rs = runs(res)
     rows, facts = sampled_rows(res, rs)
+    c = committed_facts(res)
+    if c is not None and c["passes"] and c["beats_self"]:
+        return talking_lines(res, c, facts)
     if rs and not any(f["passes"] and f["beats_self"] for by_w in facts.values() for f in by_w.values()):
         return not_yet_lines(res, rs)
     if not facts:

@@ -153,7 +153,7 @@ def test_the_report_reads_real_result_files_and_checks_itself(tmp_path):
     (res / "oracle_pmatch.log.jsonl").write_text(json.dumps(dict(step=0, loss=1.2)) + "\n")
     text = credit_report.section(res)
     assert "| 4 | 0.702 / 0.461 |" in text and "Verdict" in text
-    assert text.count("`bridges/distinct.safetensors` | distinct |") == 3
+    assert text.count("the set-level blocks (`experiments/results/siblings/distinct_blocks.safetensors`) | distinct |") == 3
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{credit_report.BEGIN}\nold\n{credit_report.END}\nend\n")
     args = ["--results", str(res), "--doc", str(readme)]
@@ -213,7 +213,7 @@ def test_the_committed_verdict_names_a_bridge_whose_siblings_move_its_score():
     for p in alone["per_problem"]:
         p["choices"] = [None] * len(p["choices"])
     line = credit_report.committed_verdict([("committed_distinct", broken)])
-    assert "in 1 of 3 cases: `bridges/distinct.safetensors` at W = 4 (+" in line
+    assert "in 1 of 3 cases: the set-level blocks (`experiments/results/siblings/distinct_blocks.safetensors`) at W = 4 (+" in line
 
 
 def test_the_crossed_cell_shows_the_sets_its_paired_difference_compares():

@@ -136,3 +136,21 @@ def test_every_candidate_tried_before_the_present_one_is_listed(tmp_path):
     text = " ".join(talk_report.committed_lines(tmp_path))
     assert "so 2 candidates in all: seed0_w10e2 (bf16 0.000" in text and text.count("not passing both") == 2
     assert "seed0_free4's Bridge" in text and "it is the committed `bridges/distinct.safetensors`" in text
+
+
+def test_a_passing_candidate_leads_the_readme_with_its_fresh_seed_and_the_study_s_own_sampling(tmp_path):
+    fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # the study's sampling passes nothing
+    assert "no Bridge passes yet" in " ".join(talk_report.headline_lines(tmp_path))
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
+    failing = dict(protocol=dict(seeds=dict(sampling=7)), results=[
+        evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, None, 4, 2), evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", 4, 2)])
+    (tmp_path / "candidate_distinct.json").write_text(json.dumps(failing))
+    (tmp_path / "candidate.json").write_text(json.dumps(dict(run="seed0")))
+    assert "no Bridge passes yet" in " ".join(talk_report.headline_lines(tmp_path))  # a failing candidate changes nothing
+    failing["results"][0] = evaluation([1, 2, 3, 4, 5, 6, 7, 8], lengths, None, 4, 2)
+    (tmp_path / "candidate_distinct.json").write_text(json.dumps(failing))
+    text = " ".join(talk_report.headline_lines(tmp_path))
+    assert "**The siblings talk, with constructed targets**" in text and "no Bridge passes yet" not in text
+    assert "sampled with seed 7" in text and "scores 1.000 ± 0.000 per answer against the exact independent ceiling 0.702" in text
+    assert "at W = 2 / 4 / 8: 0.000 ± 0.000 / 0.000 ± 0.000 / 0.000 ± 0.000" in text  # the study's own, shown beside it
+    assert "Training seeds of this setting: 1 (seed0); candidates tried for the file: 1." in text
