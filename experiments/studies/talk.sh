@@ -8,7 +8,10 @@
 #   bash experiments/studies/talk.sh commit 0         # seed 0's Bridge as bridges/distinct.safetensors, evaluated afresh
 #   bash experiments/studies/talk.sh grpo 0           # GRPO with the set credited, from seed 0's oracle Bridge
 #
-# Targets are CONSTRUCTED (experiments/studies/oracle.py --targets successor), not self-generated. Every stage
+# Targets are CONSTRUCTED (experiments/studies/oracle.py --targets successor or free), not self-generated.
+# The committed bridges/distinct.safetensors is the setting
+#   VARIANT=free4 TARGETS=free NUMBER_WEIGHT=10 EPOCHS=4 bash experiments/studies/talk.sh seed 0   (then: commit 0)
+# Every stage
 # skips what is done; a stopped training is redone from its start (its blocks appear only when it
 # ends). Wall times: experiments/results/talk/walltime.jsonl, with the machine.
 set -euo pipefail

@@ -408,12 +408,24 @@ def not_yet_lines(res, rs):
             f"{sampled}: no Bridge passes yet, so `bridges/distinct.safetensors` is still the set-level study's.", ""]
 
 
+def rerun_text(res):
+    """How the committed candidate's setting is run again: its VARIANT and flags, read back from its files."""
+    source = credit_report.read(Path(res) / "candidate.json")
+    if source is None or "_" not in source["run"]:
+        return ""
+    seed, variant = source["run"][len("seed"):].split("_", 1)
+    st = setting(res, source["run"])
+    env = f"VARIANT={variant} TARGETS={targets(res, source['run'])} NUMBER_WEIGHT={st['weight']:g} EPOCHS={round(st['epochs']):d}"
+    return (f"; the committed candidate's setting is `{env} bash experiments/studies/talk.sh seed {seed}`, "
+            f"then the same with `commit {seed}`")
+
+
 def section(res=RES, first=FIRST):
     lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res), *committed_lines(res)]
     if Path(res, "walltime.jsonl").is_file():
         lines += [*credit_report.walltime_lines(res, stage_kind), ""]
     lines += ["Regenerate: `python experiments/studies/talk_report.py`; the runs, in order: `bash experiments/studies/talk.sh heldout`, "
-              "`seed 0`, `seed 1`, `seed 2` (each skips what is done).", "", END]
+              "`seed 0`, `seed 1`, `seed 2` (each skips what is done)" + rerun_text(res) + ".", "", END]
     return "\n".join(lines)
 
 
