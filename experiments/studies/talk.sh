@@ -11,9 +11,8 @@
 # Targets are CONSTRUCTED (experiments/studies/oracle.py --targets successor or free), not self-generated.
 # The committed bridges/distinct.safetensors is the setting
 #   VARIANT=free4 TARGETS=free NUMBER_WEIGHT=10 EPOCHS=4 bash experiments/studies/talk.sh seed 0   (then: commit 0)
-# Every stage
-# skips what is done; a stopped training is redone from its start (its blocks appear only when it
-# ends). Wall times: experiments/results/talk/walltime.jsonl, with the machine.
+# Every stage skips what is done; a stopped training is redone from its start (its blocks appear
+# only when it ends). Wall times: experiments/results/talk/walltime.jsonl, with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DTYPE=${DTYPE:-fp32}
