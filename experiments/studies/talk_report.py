@@ -200,6 +200,52 @@ def verdict(facts):
             "weights reading only themselves by more than two standard errors at any width.")
 
 
+def grpo_runs(res):
+    """The oracle runs GRPO started from (talk.sh grpo: grpo_RUN_bridge.json), in name order."""
+    return sorted(f.name[len("grpo_"):-len("_bridge.json")] for f in Path(res).glob("grpo_*_bridge.json"))
+
+
+def grpo_lines(res):
+    """Item 2: GRPO with the set credited, from an oracle run's blocks. Per width: the ceiling, the oracle
+    blocks before GRPO, after, after minus before (the same random numbers per row: same questions
+    and sampling seed), after minus its own self path; then the train reward's first and last steps."""
+    rs = [r for r in grpo_runs(res) if credit_report.read(Path(res) / f"{r}_bridge.json") is not None]
+    if not rs:
+        return []
+    lines = ["### Does GRPO keep what the oracle taught?", "",
+             "GRPO with the set credited (`bash experiments/studies/talk.sh grpo`: 2 sets of 4 per prompt, each answer's "
+             "reward its score in its set, the advantage over both sets, only the blocks training, learning rate 1e-3), "
+             "starting from an oracle run's blocks; sampled as above (the same questions and sampling seed as the "
+             "oracle run's own evaluation, so the same random numbers per row). Score per answer, ± se over questions:",
+             "", "| from | GRPO steps | W | independent ceiling | oracle blocks | after GRPO | after − before (paired) "
+             "| after − its self path (paired) |", "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for run in rs:
+        before = credit_report.read(Path(res) / f"{run}_bridge.json")
+        after = credit_report.read(Path(res) / f"grpo_{run}_bridge.json")
+        log = [json.loads(x) for x in (Path(res) / f"grpo_{run}_bridge.log.jsonl").read_text().splitlines()]
+        K = after["results"][0]["per_problem"][0]["gold"]
+        for W in SIZES:
+            a = credit_report.scores(after, W, W)[0]
+            b = credit_report.scores(before, W, W)[0]
+            gain = paired_set_difference(credit_report.entry(after, W)["per_problem"],
+                                         credit_report.entry(before, W)["per_problem"], W)
+            own = paired_set_difference(credit_report.entry(after, W)["per_problem"],
+                                        credit_report.entry(after, W, "self")["per_problem"], W)
+            lines.append(f"| {run} | {len(log)} | {W} | {float(independent_ceiling(K, W)[0]):.3f} | "
+                         f"{credit_report.fmt(b)} | **{credit_report.fmt(a)}** | {credit_report.signed(gain)} | "
+                         f"{credit_report.signed(own)} |")
+            if W == 4:
+                word = ("raises" if gain["mean"] > 2 * gain["se"] else "loses" if gain["mean"] < -2 * gain["se"]
+                        else "keeps (within two standard errors)")
+                verdicts.append(f"from {run}, GRPO {word} what the oracle taught at W = 4 ({credit_report.signed(gain)})")
+        k = min(5, len(log))
+        first, last = (sum(r["reward"] for r in part) / k for part in (log[:k], log[-k:]))
+        verdicts[-1] += f"; its train reward moved from {first:.3f} (first {k} steps) to {last:.3f} (last {k})"
+    seeds = f"{len(rs)} training seed{'s' if len(rs) > 1 else ''}" + ("" if len(rs) >= 3 else " of the 3 planned")
+    return lines + ["", "**Verdict**: " + "; ".join(verdicts) + f". {seeds}.", ""]
+
+
 def talk_lines(res):
     rs = runs(res)
     if not rs:
@@ -421,7 +467,7 @@ def rerun_text(res):
 
 
 def section(res=RES, first=FIRST):
-    lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res), *committed_lines(res)]
+    lines = [BEGIN, "", *first_oracle_lines(first), *talk_lines(res), *committed_lines(res), *grpo_lines(res)]
     if Path(res, "walltime.jsonl").is_file():
         lines += [*credit_report.walltime_lines(res, stage_kind), ""]
     lines += ["Regenerate: `python experiments/studies/talk_report.py`; the runs, in order: `bash experiments/studies/talk.sh heldout`, "

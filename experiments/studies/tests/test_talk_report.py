@@ -154,3 +154,20 @@ def test_a_passing_candidate_leads_the_readme_with_its_fresh_seed_and_the_study_
     assert "sampled with seed 7" in text and "scores 1.000 ± 0.000 per answer against the exact independent ceiling 0.702" in text
     assert "at W = 2 / 4 / 8: 0.000 ± 0.000 / 0.000 ± 0.000 / 0.000 ± 0.000" in text  # the study's own, shown beside it
     assert "Training seeds of this setting: 1 (seed0); candidates tried for the file: 1." in text
+
+
+def test_grpo_from_the_oracle_blocks_is_compared_with_them_on_the_same_random_numbers(tmp_path):
+    assert talk_report.grpo_lines(tmp_path) == []
+    fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # the oracle blocks: every set collides
+    after = json.loads((tmp_path / "seed0_bridge.json").read_text())
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
+    after["results"] = [e for W in (2, 4, 8) for e in (evaluation([1, 2, 3, 4, 5, 6, 7, 8], lengths, None, W, 2),
+                                                       evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", W, 2))]
+    (tmp_path / "grpo_seed0_bridge.json").write_text(json.dumps(after))
+    (tmp_path / "grpo_seed0_bridge.log.jsonl").write_text(
+        "".join(json.dumps(dict(step=i, reward=r)) + "\n" for i, r in enumerate([0.2] * 5 + [0.6] * 5)))
+    assert talk_report.grpo_runs(tmp_path) == ["seed0"]
+    text = "\n".join(talk_report.grpo_lines(tmp_path))
+    assert "| seed0 | 10 | 4 | 0.702 | 0.000 ± 0.000 | **1.000 ± 0.000** | +1.000 ± 0.000 | +1.000 ± 0.000 |" in text
+    assert "GRPO raises what the oracle taught at W = 4" in text and "from 0.200 (first 5 steps) to 0.600 (last 5)" in text
+    assert "1 training seed of the 3 planned." in text
