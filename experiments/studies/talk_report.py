@@ -313,8 +313,8 @@ def talking_lines(res, c, facts):
                  + ", " + " / ".join(credit_report.signed(f["vs_self"]) for f in by_w.values()) + " over itself.")
     seeds = sorted({r.split("_")[0] for r in runs(res) if r.partition("_")[2] == c["run"].partition("_")[2]})
     return [f"**The siblings talk, with constructed targets** ([full section]({link})): blocks alone, trained "
-            f"teacher-forced on `distinct` sets whose numbers a row can only avoid by reading the siblings that "
-            f"wrote before it ({c['run']}: {setting_text(res, c['run'])}; an oracle, not RL). The committed "
+            f"teacher-forced on `distinct` sets where a row keeps its number apart from its siblings' only by reading "
+            f"those that wrote before it ({c['run']}: {setting_text(res, c['run'])}; an oracle, not RL). The committed "
             f"`bridges/distinct.safetensors` (its bf16 copy), sampled with seed {c['seed']}, which no run used, on "
             f"the held-out questions at W = {c['W']}, scores {credit_report.fmt(c['bridge'])} per answer against "
             f"the exact independent ceiling {c['ceiling']:.3f}; the same weights reading only themselves, with the "
