@@ -99,7 +99,7 @@ def verdict(found):
         parts[0] += " (warm-up plus blocks: RLVR only gets no warm-up)"
     rest = len(found) - len(above) - len(below)
     siblings = [c for _, c in above if c["arms"][1] != "RLVR only"]
-    end = ("no study shows Bridge gaining from reading its siblings at this scale" if not siblings else
+    end = ("no GRPO study shows Bridge gaining from reading its siblings at this scale" if not siblings else
            "the siblings help where an interval against P-Match or width 1 lies above 0")
     return (f"**Verdict**: Bridge's interval over seeds {', '.join(parts) or 'never excludes 0'}, and contains 0 "
             f"in the other {rest} comparisons: {end}.")

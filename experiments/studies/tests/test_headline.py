@@ -52,7 +52,7 @@ def test_the_verdict_names_the_intervals_that_exclude_0():
     v = headline.verdict(found)
     assert "lies above 0 against RLVR only on the saturated task (warm-up plus blocks" in v
     assert "below 0 against the same Bridge weights at width 1 on the task with headroom" in v
-    assert "contains 0 in the other 1 comparisons: no study shows Bridge gaining from reading its siblings" in v
+    assert "contains 0 in the other 1 comparisons: no GRPO study shows Bridge gaining from reading its siblings" in v
     found[1] = (saturated, comparison("P-Match", 0.01, 0.03))
     assert "the siblings help where" in headline.verdict(found)
     assert "never excludes 0" in headline.verdict([(saturated, comparison("P-Match", -0.01, 0.01))])
