@@ -183,11 +183,12 @@ def verdict(facts):
     won = [f"{run} at W = {W}" for run, by_w in facts.items() for W, f in by_w.items()
            if f["passes"] and f["beats_self"]]
     if won:
+        seeds = sorted({w.split("_")[0].split(" ")[0] for w in won})
         return (f"**Verdict: the siblings talk** ({'; '.join(won)}): the oracle Bridge passes the independent "
                 "ceiling by more than two standard errors and beats its own weights reading only themselves (the "
                 "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
                 "read what their siblings wrote. The targets are constructed: this shows what the path can "
-                "carry, not what RL finds.")
+                f"carry, not what RL finds. Training seeds behind it: {len(seeds)} ({', '.join(seeds)}).")
     read = [f"{run} at W = {W} ({credit_report.signed(f['vs_self'])})" for run, by_w in facts.items()
             for W, f in by_w.items() if f["beats_self"]]
     if read:
