@@ -105,7 +105,7 @@ case "${1:-}" in
     need "$RUNS/${run}_bridge/checkpoint/bridge.safetensors" "seed $seed"
     # an earlier candidate's results stay, under its run's name (the report lists every candidate tried)
     if [ -f "$RES/candidate.json" ]; then
-      was=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['run'])" "$RES/candidate.json")
+      was=$(sed -n 's/.*"run": *"\([^"]*\)".*/\1/p' "$RES/candidate.json")
       if [ "$was" != "$run" ]; then
         for kind in distinct fp32; do
           if [ -f "$RES/candidate_$kind.json" ]; then mv "$RES/candidate_$kind.json" "$RES/earlier_${was}_$kind.json"; fi

@@ -183,7 +183,8 @@ def verdict(facts):
     won = [f"{run} at W = {W}" for run, by_w in facts.items() for W, f in by_w.items()
            if f["passes"] and f["beats_self"]]
     if won:
-        seeds = sorted({w.split("_")[0].split(" ")[0] for w in won})
+        seeds = sorted({run.split("_")[0] for run, by_w in facts.items()
+                        if any(f["passes"] and f["beats_self"] for f in by_w.values())})
         return (f"**Verdict: the siblings talk** ({'; '.join(won)}): the oracle Bridge passes the independent "
                 "ceiling by more than two standard errors and beats its own weights reading only themselves (the "
                 "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
@@ -386,18 +387,19 @@ def earlier_lines(res):
     """One sentence on every candidate tried before the present one, bf16 and fp32 alike: the
     candidates are all evaluated on the same held-out questions with the same seed, so a reader
     weighs a pass against how many were tried."""
-    parts = []
+    parts, how = [], ""
     for run in earlier_runs(res):
         got = []
         for kind, what in (("distinct", "bf16"), ("fp32", "fp32")):
             f = committed_facts(res, f"earlier_{run}_{kind}", run)
             if f is not None:
+                how = f"seed {f['seed']}, W = {f['W']}"
                 got.append(f"{what} {credit_report.fmt(f['bridge'])}, {credit_report.signed(f['vs_self'])} over its self path"
                            + ("" if f["passes"] and f["beats_self"] else ", not passing both"))
         parts.append(f"{run} ({'; '.join(got)})")
     if not parts:
         return []
-    return [f"Candidates tried before it, each sampled the same way (seed 7, W = 4, the same held-out questions), "
+    return [f"Candidates tried before it, each sampled the same way ({how}, the same held-out questions), "
             f"so {len(parts) + 1} candidates in all: {'; '.join(parts)}.", ""]
 
 

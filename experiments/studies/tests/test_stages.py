@@ -44,7 +44,7 @@ exit 0
 @pytest.fixture
 def study(tmp_path):
     (tmp_path / "experiments" / "studies").mkdir(parents=True)
-    for name in ("stages.sh", "reproduce.sh", "headroom.sh", "siblings.sh"):
+    for name in ("stages.sh", "reproduce.sh", "headroom.sh", "siblings.sh", "talk.sh"):
         shutil.copy(ROOT / "experiments" / "studies" / name, tmp_path / "experiments" / "studies" / name)
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -153,3 +153,25 @@ def test_siblings_evaluates_bridge_at_every_width_and_the_others_pooled(study):
         assert "--widths 1 --set-sizes 2 4 8" in evals[f"experiments/results/siblings/seed0_{arm}.json.tmp"]
     sft = [line for line in calls.splitlines() if line.startswith("train_sft.py")]
     assert all("--problems 39 --samples-per-problem 16 --task distinct" in line for line in sft)
+
+
+def test_a_new_candidate_is_evaluated_afresh_and_the_earlier_one_s_results_are_kept_under_its_name(study):
+    """talk.sh commit: another run's candidate files are moved to earlier_RUN_*.json before the new
+    candidate is evaluated (left in place, they would read as the new one's and skip its evaluation)."""
+    root, run = study
+    res, runs = root / "experiments/results/talk", root / "experiments/runs/talk"
+    (runs / "seed0_free4_bridge/checkpoint").mkdir(parents=True)
+    (runs / "seed0_free4_bridge/checkpoint/bridge.safetensors").touch()
+    res.mkdir(parents=True)
+    (res / "candidate.json").write_text('{"run": "seed0_w10e2"}\n')
+    for kind in ("distinct", "fp32"):
+        (res / f"candidate_{kind}.json").write_text(f'{{"old": "{kind}"}}')
+    done, made, _ = run("talk.sh", "commit", "0", VARIANT="free4")
+    assert done.returncode == 0, done.stderr
+    assert made == ["evaluate.py", "evaluate.py"]
+    assert json.loads((res / "candidate.json").read_text()) == {"run": "seed0_free4"}
+    for kind in ("distinct", "fp32"):
+        assert json.loads((res / f"earlier_seed0_w10e2_{kind}.json").read_text()) == {"old": kind}
+        assert json.loads((res / f"candidate_{kind}.json").read_text()) == {}  # the new candidate's own
+    done, made, _ = run("talk.sh", "commit", "0", VARIANT="free4")  # the same candidate again: nothing moves
+    assert done.returncode == 0 and made == [] and len(list(res.glob("earlier_*.json"))) == 2

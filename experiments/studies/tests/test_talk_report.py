@@ -92,6 +92,8 @@ def test_the_readme_says_what_was_tried_and_what_the_read_showed_while_nothing_p
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])  # passes both bars at every width
     text = " ".join(talk_report.headline_lines(tmp_path))
     assert "**Verdict: the siblings talk**" in text and "no Bridge passes" not in text
+    fake_run(tmp_path, 1, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # a seed that passes nothing is not counted
+    assert "Training seeds behind it: 1 (seed0)." in talk_report.verdict(talk_report.sampled_rows(tmp_path, ["seed0", "seed1"])[1])
 
 
 def test_the_committed_bridge_is_reported_with_its_fresh_seed_and_both_bars(tmp_path):
@@ -136,6 +138,14 @@ def test_every_candidate_tried_before_the_present_one_is_listed(tmp_path):
     text = " ".join(talk_report.committed_lines(tmp_path))
     assert "so 2 candidates in all: seed0_w10e2 (bf16 0.000" in text and text.count("not passing both") == 2
     assert "seed0_free4's Bridge" in text and "it is the committed `bridges/distinct.safetensors`" in text
+    assert "each sampled the same way (seed 7, W = 4," in text
+    # the same run's fp32 blocks: the sentence says what their paired difference shows, either way
+    (tmp_path / "candidate_fp32.json").write_text(json.dumps(passing))
+    assert "1.000 ± 0.000 over reading only themselves, by more than two standard errors." in " ".join(
+        talk_report.committed_lines(tmp_path))
+    (tmp_path / "candidate_fp32.json").write_text(json.dumps(failing))
+    assert "over reading only themselves: the gain over the self path is not shown on fresh random numbers." in " ".join(
+        talk_report.committed_lines(tmp_path))
 
 
 def test_a_passing_candidate_leads_the_readme_with_its_fresh_seed_and_the_study_s_own_sampling(tmp_path):
@@ -171,3 +181,14 @@ def test_grpo_from_the_oracle_blocks_is_compared_with_them_on_the_same_random_nu
     assert "| seed0 | 10 | 4 | 0.702 | 0.000 ± 0.000 | **1.000 ± 0.000** | +1.000 ± 0.000 | +1.000 ± 0.000 |" in text
     assert "GRPO raises what the oracle taught at W = 4" in text and "from 0.200 (first 5 steps) to 0.600 (last 5)" in text
     assert "1 training seed of the 3 planned." in text
+
+
+def test_the_regenerate_line_says_how_the_committed_candidate_s_setting_is_run_again(tmp_path):
+    assert talk_report.rerun_text(tmp_path) == ""
+    (tmp_path / "candidate.json").write_text(json.dumps(dict(run="seed0_free4")))
+    (tmp_path / "seed0_free4_bridge.log.jsonl").write_text(
+        json.dumps(dict(step=0, epoch=4.0, loss=21.0, text_loss=1.0, number_loss=2.0)) + "\n")
+    (tmp_path / "seed0_free4_bridge.args.json").write_text(json.dumps(dict(targets="free")))
+    assert talk_report.rerun_text(tmp_path) == (
+        "; the committed candidate's setting is `VARIANT=free4 TARGETS=free NUMBER_WEIGHT=10 EPOCHS=4 "
+        "bash experiments/studies/talk.sh seed 0`, then the same with `commit 0`")
