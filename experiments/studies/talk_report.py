@@ -207,10 +207,17 @@ def grpo_runs(res):
     return sorted(f.name[len("grpo_"):-len("_bridge.json")] for f in Path(res).glob("grpo_*_bridge.json"))
 
 
+def mean_length(result, W, path="siblings"):
+    """The mean tokens an answer at width W on one path, over every answer."""
+    lengths = [n for p in credit_report.entry(result, W, path)["per_problem"] for n in p["lengths"]]
+    return sum(lengths) / len(lengths)
+
+
 def grpo_lines(res):
     """Item 2: GRPO with the set credited, from an oracle run's blocks. Per width: the ceiling, the oracle
     blocks before GRPO, after, after minus before (the same random numbers per row: same questions
-    and sampling seed), after minus its own self path; then the train reward's first and last steps."""
+    and sampling seed), after minus its own self path, the tokens an answer (when a row writes decides
+    which siblings it can read); then the train reward's first and last steps."""
     rs = [r for r in grpo_runs(res) if credit_report.read(Path(res) / f"{r}_bridge.json") is not None]
     if not rs:
         return []
@@ -218,9 +225,11 @@ def grpo_lines(res):
              "GRPO with the set credited (`bash experiments/studies/talk.sh grpo`: 2 sets of 4 per prompt, each answer's "
              "reward its score in its set, the advantage over both sets, only the blocks training, learning rate 1e-3), "
              "starting from an oracle run's blocks; sampled as above (the same questions and sampling seed as the "
-             "oracle run's own evaluation, so the same random numbers per row). Score per answer, ± se over questions:",
+             "oracle run's own evaluation, so the same random numbers per row). Score per answer, ± se over questions; "
+             "last, the mean tokens an answer (EOS included) before / after / after reading only itself, since when a "
+             "row writes decides which siblings it can read:",
              "", "| from | GRPO steps | W | independent ceiling | oracle blocks | after GRPO | after − before (paired) "
-             "| after − its self path (paired) |", "|---|---|---|---|---|---|---|---|"]
+             "| after − its self path (paired) | tokens an answer |", "|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for run in rs:
         before = credit_report.read(Path(res) / f"{run}_bridge.json")
@@ -236,7 +245,8 @@ def grpo_lines(res):
                                         credit_report.entry(after, W, "self")["per_problem"], W)
             lines.append(f"| {run} | {len(log)} | {W} | {float(independent_ceiling(K, W)[0]):.3f} | "
                          f"{credit_report.fmt(b)} | **{credit_report.fmt(a)}** | {credit_report.signed(gain)} | "
-                         f"{credit_report.signed(own)} |")
+                         f"{credit_report.signed(own)} | {mean_length(before, W):.1f} / {mean_length(after, W):.1f} / "
+                         f"{mean_length(after, W, 'self'):.1f} |")
             if W == 4:
                 word = ("raises" if gain["mean"] > 2 * gain["se"] else "loses" if gain["mean"] < -2 * gain["se"]
                         else "keeps (within two standard errors)")

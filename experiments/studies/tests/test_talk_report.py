@@ -170,15 +170,15 @@ def test_grpo_from_the_oracle_blocks_is_compared_with_them_on_the_same_random_nu
     assert talk_report.grpo_lines(tmp_path) == []
     fake_run(tmp_path, 0, [1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1])  # the oracle blocks: every set collides
     after = json.loads((tmp_path / "seed0_bridge.json").read_text())
-    lengths = [9, 10, 11, 12, 9, 10, 11, 12]
-    after["results"] = [e for W in (2, 4, 8) for e in (evaluation([1, 2, 3, 4, 5, 6, 7, 8], lengths, None, W, 2),
-                                                       evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, "self", W, 2))]
+    lengths = [9, 10, 11, 12, 9, 10, 11, 12]  # the oracle's: 10.5 tokens an answer; after GRPO 13.5, its self path 10.0
+    after["results"] = [e for W in (2, 4, 8) for e in (evaluation([1, 2, 3, 4, 5, 6, 7, 8], [n + 3 for n in lengths], None, W, 2),
+                                                       evaluation([1, 1, 1, 1, 1, 1, 1, 1], [10] * 8, "self", W, 2))]
     (tmp_path / "grpo_seed0_bridge.json").write_text(json.dumps(after))
     (tmp_path / "grpo_seed0_bridge.log.jsonl").write_text(
         "".join(json.dumps(dict(step=i, reward=r)) + "\n" for i, r in enumerate([0.2] * 5 + [0.6] * 5)))
     assert talk_report.grpo_runs(tmp_path) == ["seed0"]
     text = "\n".join(talk_report.grpo_lines(tmp_path))
-    assert "| seed0 | 10 | 4 | 0.702 | 0.000 ± 0.000 | **1.000 ± 0.000** | +1.000 ± 0.000 | +1.000 ± 0.000 |" in text
+    assert "| seed0 | 10 | 4 | 0.702 | 0.000 ± 0.000 | **1.000 ± 0.000** | +1.000 ± 0.000 | +1.000 ± 0.000 | 10.5 / 13.5 / 10.0 |" in text
     assert "GRPO raises what the oracle taught at W = 4" in text and "from 0.200 (first 5 steps) to 0.600 (last 5)" in text
     assert "1 training seed of the 3 planned." in text
 
