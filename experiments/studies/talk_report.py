@@ -178,6 +178,23 @@ def sampled_rows(res, rs):
     return rows, facts
 
 
+def control_text(facts):
+    """What P-Match, trained on the same sets, scores against the ceiling: the control for the read."""
+    runs = [run for run, by_w in facts.items() if all(f["pmatch"] is not None for f in by_w.values())]
+    if not runs:
+        return ""
+    said = []
+    for run in runs:
+        by_w = facts[run]
+        over = [W for W, f in by_w.items() if f["pmatch"]["mean"] - f["ceiling"] > 2 * f["pmatch"]["se"]]
+        scores = " / ".join(f"{by_w[W]['pmatch']['mean']:.3f}" for W in by_w)
+        said.append(f"{run}'s, at W = {' / '.join(str(W) for W in by_w)}: {scores}, "
+                    + ("past the ceiling by more than two standard errors at W = " + ", ".join(map(str, over))
+                       if over else "none past the ceiling by two standard errors"))
+    return (" The control, P-Match (as many new parameters at the same place, each row alone) trained on the "
+            "same sets, sampled in sets of W: " + "; ".join(said) + ".")
+
+
 def verdict(facts):
     """facts: {run: {W: run_facts}}."""
     won = [f"{run} at W = {W}" for run, by_w in facts.items() for W, f in by_w.items()
@@ -189,7 +206,8 @@ def verdict(facts):
                 "ceiling by more than two standard errors and beats its own weights reading only themselves (the "
                 "same random numbers) by more than two: sampled, in the real loop, on the real model, the rows "
                 "read what their siblings wrote. The targets are constructed: this shows what the path can "
-                f"carry, not what RL finds. Training seeds behind it: {len(seeds)} ({', '.join(seeds)}).")
+                f"carry, not what RL finds. Training seeds behind it: {len(seeds)} ({', '.join(seeds)})."
+                + control_text(facts))
     read = [f"{run} at W = {W} ({credit_report.signed(f['vs_self'])})" for run, by_w in facts.items()
             for W, f in by_w.items() if f["beats_self"]]
     if read:

@@ -68,6 +68,19 @@ def test_the_verdict_needs_the_ceiling_and_the_self_path_both_passed(tmp_path):
     assert "not shown" in talk_report.verdict(talk_report.sampled_rows(twin, ["seed0"])[1])
 
 
+def test_the_verdict_says_where_the_p_match_control_stands_against_the_ceiling(tmp_path):
+    fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])  # P-Match gets the self path's 1s
+    facts = talk_report.sampled_rows(tmp_path, ["seed0"])[1]
+    text = talk_report.verdict(facts)
+    assert "The control, P-Match" in text and "seed0's, at W = 2 / 4 / 8: 0.000 / 0.000 / 0.000, none past the ceiling" in text
+    (tmp_path / "seed0_pmatch.json").write_text(json.dumps(dict(protocol=dict(problems=2, n=8), results=[
+        evaluation([1, 2, 3, 4, 5, 6, 7, 8], [9] * 8, None, 1, 2)])))  # every set distinct: past the ceiling
+    text = talk_report.verdict(talk_report.sampled_rows(tmp_path, ["seed0"])[1])
+    assert "1.000 / 1.000 / 1.000, past the ceiling by more than two standard errors at W = 2, 4, 8" in text
+    (tmp_path / "seed0_pmatch.json").unlink()  # no control run: nothing said of it
+    assert "P-Match" not in talk_report.verdict(talk_report.sampled_rows(tmp_path, ["seed0"])[1])
+
+
 def test_runs_are_found_by_seed_then_variant_and_each_shows_its_setting(tmp_path):
     fake_run(tmp_path, 0, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
     fake_run(tmp_path, 1, [1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 1, 1, 1, 1, 1, 1])
