@@ -250,6 +250,7 @@ def grpo_lines(res):
              "| after − its self path (paired) | tokens an answer |", "|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for run in rs:
+        elsewhere = []  # the other widths where GRPO moved the score by more than two standard errors
         before = credit_report.read(Path(res) / f"{run}_bridge.json")
         after = credit_report.read(Path(res) / f"grpo_{run}_bridge.json")
         log = [json.loads(x) for x in (Path(res) / f"grpo_{run}_bridge.log.jsonl").read_text().splitlines()]
@@ -265,15 +266,21 @@ def grpo_lines(res):
                          f"{credit_report.fmt(b)} | **{credit_report.fmt(a)}** | {credit_report.signed(gain)} | "
                          f"{credit_report.signed(own)} | {mean_length(before, W):.1f} / {mean_length(after, W):.1f} / "
                          f"{mean_length(after, W, 'self'):.1f} |")
+            word = ("raises" if gain["mean"] > 2 * gain["se"] else "loses" if gain["mean"] < -2 * gain["se"]
+                    else "keeps (within two standard errors)")
             if W == 4:
-                word = ("raises" if gain["mean"] > 2 * gain["se"] else "loses" if gain["mean"] < -2 * gain["se"]
-                        else "keeps (within two standard errors)")
                 verdicts.append(f"from {run}, GRPO {word} what the oracle taught at W = 4 ({credit_report.signed(gain)})")
+            elif not word.startswith("keeps"):
+                elsewhere.append(f"{word} it at W = {W} ({credit_report.signed(gain)})")
+        if elsewhere:
+            verdicts[-1] += ", " + " and ".join(elsewhere)
         k = min(5, len(log))
         first, last = (sum(r["reward"] for r in part) / k for part in (log[:k], log[-k:]))
         verdicts[-1] += f"; its train reward moved from {first:.3f} (first {k} steps) to {last:.3f} (last {k})"
     seeds = f"{len(rs)} training seed{'s' if len(rs) > 1 else ''}" + ("" if len(rs) >= 3 else " of the 3 planned")
-    return lines + ["", "**Verdict**: " + "; ".join(verdicts) + f". {seeds}.", ""]
+    count = {w: sum(f"GRPO {w}" in v for v in verdicts) for w in ("raises", "keeps", "loses")}
+    tally = f"At W = 4, GRPO raises / keeps / loses it from {count['raises']} / {count['keeps']} / {count['loses']} of them"
+    return lines + ["", "**Verdict**: " + "; ".join(verdicts) + f". {seeds}. {tally}.", ""]
 
 
 def talk_lines(res):

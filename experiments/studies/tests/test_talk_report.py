@@ -193,7 +193,14 @@ def test_grpo_from_the_oracle_blocks_is_compared_with_them_on_the_same_random_nu
     text = "\n".join(talk_report.grpo_lines(tmp_path))
     assert "| seed0 | 10 | 4 | 0.702 | 0.000 ± 0.000 | **1.000 ± 0.000** | +1.000 ± 0.000 | +1.000 ± 0.000 | 10.5 / 13.5 / 10.0 |" in text
     assert "GRPO raises what the oracle taught at W = 4" in text and "from 0.200 (first 5 steps) to 0.600 (last 5)" in text
-    assert "1 training seed of the 3 planned." in text
+    assert "1 training seed of the 3 planned. At W = 4, GRPO raises / keeps / loses it from 1 / 0 / 0 of them." in text
+    assert "raises it at W = 2 (+1.000 ± 0.000) and raises it at W = 8 (+1.000 ± 0.000)" in text  # the other widths
+    after["results"] = [e for W in (2, 4, 8) for e in (evaluation([1, 1, 1, 1, 1, 1, 1, 1], lengths, None, W, 2),
+                                                       evaluation([1, 1, 1, 1, 1, 1, 1, 1], [10] * 8, "self", W, 2))]
+    (tmp_path / "grpo_seed0_bridge.json").write_text(json.dumps(after))  # the same as before GRPO: nothing moved
+    text = "\n".join(talk_report.grpo_lines(tmp_path))
+    assert "keeps (within two standard errors) what the oracle taught at W = 4 (+0.000 ± 0.000); its train" in text
+    assert "raises / keeps / loses it from 0 / 1 / 0 of them." in text
 
 
 def test_the_regenerate_line_says_how_the_committed_candidate_s_setting_is_run_again(tmp_path):
