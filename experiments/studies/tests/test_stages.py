@@ -175,3 +175,12 @@ def test_a_new_candidate_is_evaluated_afresh_and_the_earlier_one_s_results_are_k
         assert json.loads((res / f"candidate_{kind}.json").read_text()) == {}  # the new candidate's own
     done, made, _ = run("talk.sh", "commit", "0", VARIANT="free4")  # the same candidate again: nothing moves
     assert done.returncode == 0 and made == [] and len(list(res.glob("earlier_*.json"))) == 2
+
+
+@pytest.mark.parametrize("args, first", [(("bridge", "0"), "heldout"), (("grpo", "2"), "seed 2"),
+                                         (("commit", "1"), "seed 1")])
+def test_a_talk_stage_without_its_inputs_names_the_stage_to_run_first_in_one_line(study, args, first):
+    root, run = study
+    done, made, _ = run("talk.sh", *args, VARIANT="free4")
+    assert done.returncode == 1 and made == []
+    assert done.stderr.count("\n") == 1 and f"run 'bash experiments/studies/talk.sh {first}' first" in done.stderr
