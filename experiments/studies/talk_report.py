@@ -226,9 +226,8 @@ def grpo_runs(res):
 
 
 def mean_length(result, W, path="siblings"):
-    """The mean tokens an answer at width W on one path, over every answer."""
-    lengths = [n for p in credit_report.entry(result, W, path)["per_problem"] for n in p["lengths"]]
-    return sum(lengths) / len(lengths)
+    """The mean tokens an answer at width W on one path, as evaluate.py summarised it."""
+    return credit_report.entry(result, W, path)["summary"]["length"]["mean"]
 
 
 def grpo_lines(res):
@@ -248,7 +247,7 @@ def grpo_lines(res):
              "row writes decides which siblings it can read:",
              "", "| from | GRPO steps | W | independent ceiling | oracle blocks | after GRPO | after − before (paired) "
              "| after − its self path (paired) | tokens an answer |", "|---|---|---|---|---|---|---|---|---|"]
-    verdicts = []
+    verdicts, at_4 = [], []  # at_4: each run's word at W = 4 (raises / keeps / loses)
     for run in rs:
         elsewhere = []  # the other widths where GRPO moved the score by more than two standard errors
         before = credit_report.read(Path(res) / f"{run}_bridge.json")
@@ -269,6 +268,7 @@ def grpo_lines(res):
             word = ("raises" if gain["mean"] > 2 * gain["se"] else "loses" if gain["mean"] < -2 * gain["se"]
                     else "keeps (within two standard errors)")
             if W == 4:
+                at_4.append(word.split()[0])
                 verdicts.append(f"from {run}, GRPO {word} what the oracle taught at W = 4 ({credit_report.signed(gain)})")
             elif not word.startswith("keeps"):
                 elsewhere.append(f"{word} it at W = {W} ({credit_report.signed(gain)})")
@@ -278,8 +278,8 @@ def grpo_lines(res):
         first, last = (sum(r["reward"] for r in part) / k for part in (log[:k], log[-k:]))
         verdicts[-1] += f"; its train reward moved from {first:.3f} (first {k} steps) to {last:.3f} (last {k})"
     seeds = f"{len(rs)} training seed{'s' if len(rs) > 1 else ''}" + ("" if len(rs) >= 3 else " of the 3 planned")
-    count = {w: sum(f"GRPO {w}" in v for v in verdicts) for w in ("raises", "keeps", "loses")}
-    tally = f"At W = 4, GRPO raises / keeps / loses it from {count['raises']} / {count['keeps']} / {count['loses']} of them"
+    tally = ("At W = 4, GRPO raises / keeps / loses it from "
+             + " / ".join(str(at_4.count(w)) for w in ("raises", "keeps", "loses")) + " of them")
     return lines + ["", "**Verdict**: " + "; ".join(verdicts) + f". {seeds}. {tally}.", ""]
 
 
